@@ -1,0 +1,182 @@
+//! notif_open / notif_emit / notif_close and friends.
+
+use std::ffi::{c_char, c_int, CStr};
+use std::ptr;
+
+use super::error::{null_argument, remember, remember_with_errno};
+use super::options::notif_options;
+use super::panic_guard::guard;
+use super::stats::{notif_stats, NOTIF_STATS_V1_SIZE};
+use crate::{Error, Options, Publisher};
+
+/// An open publisher. Opaque: create with notif_open, release with notif_close.
+#[allow(non_camel_case_types)]
+pub struct notif_handle {
+    publisher: Publisher,
+}
+
+fn open(path: *const c_char, opts: *const notif_options) -> *mut notif_handle {
+    guard(ptr::null_mut(), || {
+        if path.is_null() {
+            remember_with_errno(&null_argument("path"));
+            return ptr::null_mut();
+        }
+        // SAFETY: the caller passes a NUL-terminated string (documented).
+        let path = unsafe { CStr::from_ptr(path) }.to_bytes();
+        let defaults = Options::default();
+        // SAFETY: opts is NULL or a live notif_options from notif_options_new.
+        let options = unsafe { opts.as_ref() }.map_or(&defaults, notif_options::get);
+        match Publisher::open_bytes(path, options) {
+            Ok(publisher) => Box::into_raw(Box::new(notif_handle { publisher })),
+            Err(err) => {
+                remember_with_errno(&err);
+                ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Binds a Unix stream socket at `path` with the default options, starts this
+/// handle's server thread and returns the handle.
+///
+/// `path` is a NUL-terminated file path (bytes, not necessarily UTF-8; at most
+/// 107 bytes) or `@name` for a Linux abstract socket. A stale socket file (no
+/// listener) is replaced; anything else at the path is left untouched.
+/// The parent directory must exist.
+///
+/// Returns NULL on failure, with errno set and notif_last_error() saying why:
+/// EINVAL (NULL or empty path), ENAMETOOLONG, ENOENT (missing directory),
+/// EEXIST (not a socket at the path), EADDRINUSE (a live publisher is there),
+/// EACCES, EMFILE. The caller owns the handle and must release it with
+/// notif_close(). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn notif_open(path: *const c_char) -> *mut notif_handle {
+    open(path, ptr::null())
+}
+
+/// Like notif_open, with options. `opts` may be NULL (the defaults); it is only
+/// read during the call, so the caller may free it right after.
+#[no_mangle]
+pub unsafe extern "C" fn notif_open_with(
+    path: *const c_char,
+    opts: *const notif_options,
+) -> *mut notif_handle {
+    open(path, opts)
+}
+
+fn emit(handle: *mut notif_handle, json: &[u8]) -> c_int {
+    // SAFETY: handle is non-NULL (checked by callers) and live until notif_close (documented).
+    let handle = unsafe { &*handle };
+    match handle.publisher.emit(json) {
+        Ok(subscribers) => subscribers.min(c_int::MAX as usize) as c_int,
+        Err(err) => remember(&err),
+    }
+}
+
+fn bad_handle() -> c_int {
+    remember(&Error::new(libc::EBADF, "the notif handle is NULL"))
+}
+
+/// Queues one notification for every connected subscriber.
+///
+/// `json` is a NUL-terminated string holding exactly one JSON object in UTF-8;
+/// it is sent as one compact line (whitespace outside strings removed). The
+/// library copies what it needs: `json` may be reused as soon as this returns.
+///
+/// Returns the number of subscribers connected (0: nobody, the message is
+/// dropped without being looked at), or a negative errno: -EINVAL (NULL json,
+/// not exactly one JSON object, invalid UTF-8), -EMSGSIZE (over max_message),
+/// -EBADF (NULL handle, or a handle used in a child after fork()), -EAGAIN
+/// (backlog full: dropped and counted). Never blocks, never raises SIGPIPE.
+/// Thread-safe: any number of threads may emit on one handle at once.
+#[no_mangle]
+pub unsafe extern "C" fn notif_emit(handle: *mut notif_handle, json: *const c_char) -> c_int {
+    guard(-libc::EIO, || {
+        if handle.is_null() {
+            return bad_handle();
+        }
+        if json.is_null() {
+            return remember(&null_argument("json"));
+        }
+        // SAFETY: the caller passes a NUL-terminated string (documented).
+        emit(handle, unsafe { CStr::from_ptr(json) }.to_bytes())
+    })
+}
+
+/// Like notif_emit, for `len` bytes at `json` (no NUL terminator needed; a NUL
+/// byte inside is invalid JSON). Returns and errors as notif_emit.
+#[no_mangle]
+pub unsafe extern "C" fn notif_emit_len(
+    handle: *mut notif_handle,
+    json: *const c_char,
+    len: usize,
+) -> c_int {
+    guard(-libc::EIO, || {
+        if handle.is_null() {
+            return bad_handle();
+        }
+        if json.is_null() {
+            return remember(&null_argument("json"));
+        }
+        // SAFETY: the caller passes `len` readable bytes at `json` (documented).
+        emit(handle, unsafe {
+            std::slice::from_raw_parts(json.cast::<u8>(), len)
+        })
+    })
+}
+
+/// Copies the handle's counters into `out`. Pass `sizeof(notif_stats)` as
+/// `out_size`: a program built against an older, smaller notif_stats gets the
+/// fields it knows. Returns 0, -EBADF (NULL handle) or -EINVAL (NULL out, or
+/// out_size smaller than the first version of the struct). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn notif_get_stats(
+    handle: *mut notif_handle,
+    out: *mut notif_stats,
+    out_size: usize,
+) -> c_int {
+    guard(-libc::EIO, || {
+        if handle.is_null() {
+            return bad_handle();
+        }
+        if out.is_null() {
+            return remember(&null_argument("out"));
+        }
+        if out_size < NOTIF_STATS_V1_SIZE {
+            return remember(&Error::new(
+                libc::EINVAL,
+                format!("out_size {out_size} is smaller than notif_stats ({NOTIF_STATS_V1_SIZE} bytes at least): pass sizeof(notif_stats)"),
+            ));
+        }
+        // SAFETY: handle is live until notif_close (documented).
+        let stats = notif_stats::from(unsafe { &*handle }.publisher.stats());
+        let size = out_size.min(std::mem::size_of::<notif_stats>()) / 8 * 8;
+        // SAFETY: out has out_size writable bytes (documented) and size <= out_size.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                (&stats as *const notif_stats).cast::<u8>(),
+                out.cast::<u8>(),
+                size,
+            )
+        };
+        0
+    })
+}
+
+/// Closes the handle: removes the socket file if it is still the one this
+/// handle created, flushes queued messages to subscribers for up to the linger
+/// time (default 1 s), closes every descriptor, joins the server thread and
+/// frees the handle. NULL is a no-op.
+///
+/// No other thread may use the handle during or after this call. In a child
+/// process after fork() it frees the handle only: the parent's socket file and
+/// thread are left alone (the inherited descriptors were closed at fork).
+#[no_mangle]
+pub unsafe extern "C" fn notif_close(handle: *mut notif_handle) {
+    guard((), || {
+        if !handle.is_null() {
+            // SAFETY: handle came from notif_open* and is closed once (documented).
+            drop(unsafe { Box::from_raw(handle) });
+        }
+    })
+}

@@ -1,0 +1,25 @@
+//! The C ABI: a thin layer over the core. Each entry point checks its
+//! arguments, calls the core inside the one panic guard, and maps errors to a
+//! negative errno (or NULL plus errno) with a readable message kept for
+//! notif_last_error(). No logic lives here.
+
+mod error;
+mod handle;
+mod options;
+mod panic_guard;
+mod stats;
+mod version;
+
+pub use error::{notif_last_error, notif_strerror};
+pub use handle::{
+    notif_close, notif_emit, notif_emit_len, notif_get_stats, notif_handle, notif_open,
+    notif_open_with,
+};
+pub use options::{
+    notif_options, notif_options_free, notif_options_new, notif_options_set_backlog,
+    notif_options_set_group, notif_options_set_linger_ms, notif_options_set_max_message,
+    notif_options_set_max_subscribers, notif_options_set_mode, notif_options_set_slow_policy,
+    notif_options_set_subscriber_buffer, NOTIF_SLOW_DISCONNECT, NOTIF_SLOW_DROP,
+};
+pub use stats::notif_stats;
+pub use version::notif_version;

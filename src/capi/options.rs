@@ -1,0 +1,165 @@
+//! The opaque, ABI-stable options object and its setters.
+
+use std::ffi::{c_char, c_int, c_uint, CStr};
+use std::time::Duration;
+
+use super::error::{null_argument, remember};
+use super::panic_guard::guard;
+use crate::{Error, Options, SlowPolicy};
+
+/// Drop new messages for a subscriber while its buffer is full (the default).
+pub const NOTIF_SLOW_DROP: c_int = 0;
+/// Close a subscriber whose buffer is full.
+pub const NOTIF_SLOW_DISCONNECT: c_int = 1;
+
+/// Options for notif_open_with. Opaque: create with notif_options_new, free
+/// with notif_options_free. Not thread-safe: set it up from one thread.
+#[allow(non_camel_case_types)]
+pub struct notif_options {
+    options: Options,
+}
+
+impl notif_options {
+    pub(crate) fn get(&self) -> &Options {
+        &self.options
+    }
+}
+
+/// Runs a setter on a non-NULL options object; 0 or a negative errno.
+fn set(opts: *mut notif_options, apply: impl FnOnce(&mut Options) -> Result<(), Error>) -> c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: opts is NULL or a live notif_options (documented).
+        let Some(opts) = (unsafe { opts.as_mut() }) else {
+            return remember(&null_argument("opts"));
+        };
+        match apply(&mut opts.options) {
+            Ok(()) => 0,
+            Err(err) => remember(&err),
+        }
+    })
+}
+
+/// A new options object with every default: mode 0600, the process's group,
+/// subscriber buffer 4 MiB, max message 1 MiB, 1024 subscribers, linger 1000 ms,
+/// NOTIF_SLOW_DROP, backlog 16 MiB. The caller owns it (notif_options_free).
+/// Returns NULL only if memory is exhausted.
+#[no_mangle]
+pub extern "C" fn notif_options_new() -> *mut notif_options {
+    guard(std::ptr::null_mut(), || {
+        Box::into_raw(Box::new(notif_options {
+            options: Options::default(),
+        }))
+    })
+}
+
+/// Frees an options object. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_free(opts: *mut notif_options) {
+    guard((), || {
+        if !opts.is_null() {
+            // SAFETY: opts came from notif_options_new and is freed once (documented).
+            drop(unsafe { Box::from_raw(opts) });
+        }
+    })
+}
+
+/// Permission bits of the socket file (default 0600), set before the socket
+/// accepts connections, whatever the umask. Returns 0, or -EINVAL for bits
+/// outside 0777 or NULL opts. Ignored for abstract sockets, which have no file.
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_set_mode(opts: *mut notif_options, mode: c_uint) -> c_int {
+    set(opts, |o| o.set_mode(mode))
+}
+
+/// Group owning the socket file, by name or decimal id, resolved now.
+/// Returns 0, -EINVAL (NULL or empty), -ENOENT (no such group). The calling
+/// process must be allowed to give the file to that group (EPERM at open otherwise).
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_set_group(
+    opts: *mut notif_options,
+    group: *const c_char,
+) -> c_int {
+    if group.is_null() {
+        return remember(&null_argument("group"));
+    }
+    // SAFETY: the caller passes a NUL-terminated string (documented).
+    let group = unsafe { CStr::from_ptr(group) }.to_bytes();
+    set(opts, |o| o.set_group(group))
+}
+
+/// Bytes one subscriber may have waiting, the kernel's socket buffer counted
+/// in (default 4 MiB, at least 16 KiB). Returns 0 or -EINVAL.
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_set_subscriber_buffer(
+    opts: *mut notif_options,
+    bytes: usize,
+) -> c_int {
+    set(opts, |o| o.set_subscriber_buffer(bytes))
+}
+
+/// Largest message, in bytes of its compact form (default 1 MiB; 1 to 64 MiB).
+/// At open it must be at most half the subscriber buffer and half the backlog.
+/// Returns 0 or -EINVAL.
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_set_max_message(
+    opts: *mut notif_options,
+    bytes: usize,
+) -> c_int {
+    set(opts, |o| o.set_max_message(bytes))
+}
+
+/// Most subscribers at once (default 1024); further connections are accepted
+/// and closed at once, and counted. Returns 0 or -EINVAL (0 or over 2^20).
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_set_max_subscribers(
+    opts: *mut notif_options,
+    count: usize,
+) -> c_int {
+    set(opts, |o| o.set_max_subscribers(count))
+}
+
+/// How long notif_close may spend flushing queued messages (default 1000 ms;
+/// 0 closes at once). Returns 0 or -EINVAL (NULL opts).
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_set_linger_ms(
+    opts: *mut notif_options,
+    ms: c_uint,
+) -> c_int {
+    set(opts, |o| {
+        o.set_linger(Duration::from_millis(ms.into()));
+        Ok(())
+    })
+}
+
+/// NOTIF_SLOW_DROP (default) or NOTIF_SLOW_DISCONNECT. Returns 0 or -EINVAL.
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_set_slow_policy(
+    opts: *mut notif_options,
+    policy: c_int,
+) -> c_int {
+    set(opts, |o| {
+        let policy = match policy {
+            NOTIF_SLOW_DROP => SlowPolicy::Drop,
+            NOTIF_SLOW_DISCONNECT => SlowPolicy::Disconnect,
+            other => {
+                return Err(Error::new(
+                    libc::EINVAL,
+                    format!("slow policy {other} is neither NOTIF_SLOW_DROP (0) nor NOTIF_SLOW_DISCONNECT (1)"),
+                ))
+            }
+        };
+        o.set_slow_policy(policy);
+        Ok(())
+    })
+}
+
+/// Bytes of emitted messages the server thread has not yet taken (default
+/// 16 MiB, at least 16 KiB); beyond it notif_emit returns -EAGAIN.
+/// Returns 0 or -EINVAL.
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_set_backlog(
+    opts: *mut notif_options,
+    bytes: usize,
+) -> c_int {
+    set(opts, |o| o.set_backlog(bytes))
+}

@@ -1,0 +1,60 @@
+use crate::Stats;
+
+/// A publisher's counters (see notif_get_stats). Message counts count
+/// messages; delivered, dropped_slow, dropped_closed and fanout count
+/// (message, subscriber) pairs. Fields are only ever added at the end.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct notif_stats {
+    /// Subscribers connected now.
+    pub subscribers: u64,
+    /// Connections accepted since open (including ones closed at once for being over the limit).
+    pub accepted: u64,
+    /// Messages accepted by notif_emit for at least one subscriber.
+    pub emitted: u64,
+    /// (message, subscriber) pairs fully written to the subscriber's socket.
+    pub delivered: u64,
+    /// Messages with nobody to go to (notif_emit returned 0, or every subscriber left before they were sent).
+    pub dropped_no_subscriber: u64,
+    /// (message, subscriber) pairs dropped because that subscriber's buffer was full.
+    pub dropped_slow: u64,
+    /// Messages notif_emit dropped with -EAGAIN because the backlog was full.
+    pub dropped_backlog: u64,
+    /// Messages notif_emit refused with -EINVAL or -EMSGSIZE.
+    pub rejected: u64,
+    /// Bytes written to subscriber sockets.
+    pub bytes_sent: u64,
+    /// Subscribers the publisher closed: too slow (NOTIF_SLOW_DISCONNECT) or over max_subscribers.
+    pub disconnected: u64,
+    /// (message, subscriber) pairs still queued when that subscriber hung up or was closed, or when close's linger ran out.
+    pub dropped_closed: u64,
+    /// Connections closed at accept because max_subscribers were connected.
+    pub refused: u64,
+    /// (message, subscriber) pairs handed to subscribers; after a quiet period
+    /// fanout == delivered + dropped_slow + dropped_closed.
+    pub fanout: u64,
+}
+
+impl From<Stats> for notif_stats {
+    fn from(stats: Stats) -> notif_stats {
+        notif_stats {
+            subscribers: stats.subscribers,
+            accepted: stats.accepted,
+            emitted: stats.emitted,
+            delivered: stats.delivered,
+            dropped_no_subscriber: stats.dropped_no_subscriber,
+            dropped_slow: stats.dropped_slow,
+            dropped_backlog: stats.dropped_backlog,
+            rejected: stats.rejected,
+            bytes_sent: stats.bytes_sent,
+            disconnected: stats.disconnected,
+            dropped_closed: stats.dropped_closed,
+            refused: stats.refused,
+            fanout: stats.fanout,
+        }
+    }
+}
+
+/// The size of the first published notif_stats (its first ten fields): callers
+/// compiled against that header pass this size and get those fields.
+pub(crate) const NOTIF_STATS_V1_SIZE: usize = 10 * std::mem::size_of::<u64>();

@@ -1,0 +1,52 @@
+//! The one error type of the core: an errno a C caller can return as-is, and a
+//! sentence a person can act on.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+
+/// A failure of the library: `errno()` is the POSIX error number the C API
+/// returns (negated) or sets, `message()` says what happened and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    errno: i32,
+    message: Cow<'static, str>,
+}
+
+impl Error {
+    pub fn new(errno: i32, message: impl Into<Cow<'static, str>>) -> Error {
+        Error {
+            errno,
+            message: message.into(),
+        }
+    }
+
+    /// Wraps an operating-system error with what we were doing when it happened.
+    pub(crate) fn os(context: impl fmt::Display, err: io::Error) -> Error {
+        let errno = err.raw_os_error().unwrap_or(libc::EIO);
+        Error::new(errno, format!("{context}: {err}"))
+    }
+
+    /// The POSIX error number (positive), e.g. `libc::EINVAL`.
+    pub fn errno(&self) -> i32 {
+        self.errno
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        io::Error::new(io::Error::from_raw_os_error(err.errno).kind(), err)
+    }
+}

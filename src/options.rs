@@ -1,0 +1,198 @@
+//! How a publisher behaves: socket file permissions, per-subscriber limits,
+//! what to do with a subscriber that does not keep up, and how long close waits.
+
+use std::ffi::CString;
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// What happens to a subscriber whose buffer is full when a new message comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowPolicy {
+    /// Drop new messages for that subscriber (and count them) until it has room again.
+    #[default]
+    Drop,
+    /// Close the subscriber's connection (and count it); it can reconnect.
+    Disconnect,
+}
+
+/// The smallest per-subscriber buffer accepted: below this, the kernel's own
+/// minimum socket buffer would take all of it.
+pub const MIN_SUBSCRIBER_BUFFER: usize = 16 * 1024;
+/// The largest message accepted: one notification of more than 64 MiB is a bug.
+pub const MAX_MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// Hard ceiling on subscribers per publisher, to bound descriptors and memory.
+pub const MAX_MAX_SUBSCRIBERS: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Permission bits of the socket file, applied before listen() whatever the umask.
+    pub mode: u32,
+    /// Group owning the socket file; None leaves the process's group.
+    pub group: Option<u32>,
+    /// Bytes one subscriber may have waiting, the kernel's socket buffer counted in.
+    pub subscriber_buffer: usize,
+    /// Largest accepted message, in bytes of its compact line (newline excluded).
+    pub max_message: usize,
+    /// Connections beyond this many are accepted and closed at once.
+    pub max_subscribers: usize,
+    /// How long close may spend flushing queued messages to subscribers.
+    pub linger: Duration,
+    pub slow_policy: SlowPolicy,
+    /// Bytes of messages emitted but not yet taken by the server thread; beyond
+    /// it notif_emit drops the message with EAGAIN instead of waiting.
+    pub backlog: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            mode: 0o600,
+            group: None,
+            subscriber_buffer: 4 * 1024 * 1024,
+            max_message: 1024 * 1024,
+            max_subscribers: 1024,
+            linger: Duration::from_millis(1000),
+            slow_policy: SlowPolicy::Drop,
+            backlog: 16 * 1024 * 1024,
+        }
+    }
+}
+
+fn invalid(message: String) -> Error {
+    Error::new(libc::EINVAL, message)
+}
+
+impl Options {
+    pub fn set_mode(&mut self, mode: u32) -> Result<(), Error> {
+        if mode & !0o777 != 0 {
+            return Err(invalid(format!(
+                "socket mode {mode:#o} has bits outside 0777; give permission bits only, e.g. 0660"
+            )));
+        }
+        self.mode = mode;
+        Ok(())
+    }
+
+    /// Sets the group by name or by decimal number, resolved now so a typo fails here.
+    pub fn set_group(&mut self, group: &[u8]) -> Result<(), Error> {
+        self.group = Some(resolve_group(group)?);
+        Ok(())
+    }
+
+    pub fn set_subscriber_buffer(&mut self, bytes: usize) -> Result<(), Error> {
+        if bytes < MIN_SUBSCRIBER_BUFFER {
+            return Err(invalid(format!("subscriber buffer of {bytes} bytes is below the minimum of {MIN_SUBSCRIBER_BUFFER}")));
+        }
+        self.subscriber_buffer = bytes;
+        Ok(())
+    }
+
+    pub fn set_max_message(&mut self, bytes: usize) -> Result<(), Error> {
+        if bytes == 0 || bytes > MAX_MAX_MESSAGE {
+            return Err(invalid(format!(
+                "max message of {bytes} bytes is outside 1..={MAX_MAX_MESSAGE}"
+            )));
+        }
+        self.max_message = bytes;
+        Ok(())
+    }
+
+    pub fn set_max_subscribers(&mut self, count: usize) -> Result<(), Error> {
+        if count == 0 || count > MAX_MAX_SUBSCRIBERS {
+            return Err(invalid(format!(
+                "max subscribers {count} is outside 1..={MAX_MAX_SUBSCRIBERS}"
+            )));
+        }
+        self.max_subscribers = count;
+        Ok(())
+    }
+
+    pub fn set_linger(&mut self, linger: Duration) {
+        self.linger = linger;
+    }
+
+    pub fn set_slow_policy(&mut self, policy: SlowPolicy) {
+        self.slow_policy = policy;
+    }
+
+    pub fn set_backlog(&mut self, bytes: usize) -> Result<(), Error> {
+        if bytes < MIN_SUBSCRIBER_BUFFER {
+            return Err(invalid(format!(
+                "backlog of {bytes} bytes is below the minimum of {MIN_SUBSCRIBER_BUFFER}"
+            )));
+        }
+        self.backlog = bytes;
+        Ok(())
+    }
+
+    /// Checks the options against each other; called by open.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        // A message must fit in the user-space half of a subscriber's buffer
+        // (the kernel holds the other half) and in the backlog, or it could
+        // never be delivered to anyone.
+        let ceiling = (self.subscriber_buffer / 2).min(self.backlog / 2);
+        if self.max_message > ceiling {
+            return Err(invalid(format!(
+                "max message ({} bytes) is more than half the subscriber buffer ({}) or the backlog ({}): such a message could never be delivered; lower max_message or raise the buffers",
+                self.max_message, self.subscriber_buffer, self.backlog
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Resolves a group name (or a decimal group id) to a gid.
+pub fn resolve_group(group: &[u8]) -> Result<u32, Error> {
+    if group.is_empty() {
+        return Err(invalid("empty group name".into()));
+    }
+    if group.iter().all(u8::is_ascii_digit) {
+        return std::str::from_utf8(group)
+            .ok()
+            .and_then(|digits| digits.parse::<u32>().ok())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "group id {} is out of range",
+                    String::from_utf8_lossy(group)
+                ))
+            });
+    }
+    let name = CString::new(group).map_err(|_| invalid("group name contains a NUL byte".into()))?;
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        // SAFETY: zeroed is a valid bit pattern for the plain C struct `group`.
+        let mut entry: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer refers to live memory of the stated size.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut entry,
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buffer.len() < (1 << 20) {
+            buffer.resize(buffer.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(Error::os(
+                format!("looking up group {:?}", name),
+                std::io::Error::from_raw_os_error(rc),
+            ));
+        }
+        if found.is_null() {
+            return Err(Error::new(
+                libc::ENOENT,
+                format!(
+                    "no group named {:?} on this system (see getent group)",
+                    name
+                ),
+            ));
+        }
+        return Ok(entry.gr_gid);
+    }
+}

@@ -1,0 +1,212 @@
+//! The publisher: what a daemon holds to emit notifications.
+
+use std::cell::RefCell;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::backlog::{Backlog, BacklogFull};
+use crate::error::Error;
+use crate::fork_guard;
+use crate::json_line::{self, Layout};
+use crate::options::Options;
+use crate::server::{self, Shared};
+use crate::socket_file::{CreatedFile, Listener, SocketAddress};
+use crate::stats::{bump, Counters, Stats};
+
+/// Relays JSON notifications to every subscriber connected to its Unix socket.
+///
+/// `emit` may be called from many threads at once (`Publisher` is `Sync`);
+/// dropping the publisher closes it as [`Publisher::close`] does.
+#[derive(Debug)]
+pub struct Publisher {
+    shared: Arc<Shared>,
+    server: Option<JoinHandle<()>>,
+    file: Option<CreatedFile>,
+    address: SocketAddress,
+    max_message: usize,
+    /// The fork generation this publisher belongs to; in a child it is stale.
+    generation: u64,
+}
+
+thread_local! {
+    /// Where pretty-printed input is compacted before it is queued, so the
+    /// backlog lock is held only for a memcpy.
+    static COMPACTION_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Publisher {
+    /// Binds a Unix socket at `path` (or the abstract name `@name`) with the
+    /// default options and starts serving it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Publisher, Error> {
+        Publisher::open_with(path, &Options::default())
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, options: &Options) -> Result<Publisher, Error> {
+        Publisher::open_bytes(path.as_ref().as_os_str().as_bytes(), options)
+    }
+
+    /// Like [`Publisher::open_with`], for a path given as raw bytes.
+    pub fn open_bytes(path: &[u8], options: &Options) -> Result<Publisher, Error> {
+        options.validate()?;
+        let address = SocketAddress::parse(path)?;
+        fork_guard::install_fork_handlers();
+        let backlog =
+            Backlog::new(options.backlog).map_err(|e| Error::os("cannot create an eventfd", e))?;
+        let Listener { fd, file } = Listener::bind(&address, options)?;
+        let shared = Arc::new(Shared {
+            subscribers: AtomicUsize::new(0),
+            backlog,
+            counters: Counters::default(),
+        });
+        let server = match server::spawn(Arc::clone(&shared), fd, options.clone()) {
+            Ok(handle) => handle,
+            Err(e) => {
+                if let Some(file) = file {
+                    file.remove_if_ours();
+                }
+                return Err(Error::os("cannot start the notif server thread", e));
+            }
+        };
+        Ok(Publisher {
+            shared,
+            server: Some(server),
+            file,
+            address,
+            max_message: options.max_message,
+            generation: fork_guard::generation(),
+        })
+    }
+
+    /// Where this publisher listens.
+    pub fn address(&self) -> &SocketAddress {
+        &self.address
+    }
+
+    /// Queues one notification for every connected subscriber and returns how
+    /// many were connected. Never blocks and never waits for a subscriber.
+    ///
+    /// With nobody connected it returns `Ok(0)` after one atomic load, without
+    /// looking at `json`. Otherwise `json` must be exactly one JSON object in
+    /// UTF-8; it is sent as one compact line.
+    ///
+    /// Errors: EINVAL (not one JSON object), EMSGSIZE (compact line larger than
+    /// max_message), EAGAIN (backlog full; dropped and counted), EBADF (used in
+    /// a child process after fork()).
+    #[inline]
+    pub fn emit(&self, json: &[u8]) -> Result<usize, Error> {
+        if self.generation != fork_guard::generation() {
+            return Err(Error::new(
+                libc::EBADF,
+                "this notif handle belongs to the parent process: after fork(), open a new publisher in the child",
+            ));
+        }
+        let subscribers = self.shared.subscribers.load(Ordering::Acquire);
+        if subscribers == 0 {
+            bump(&self.shared.counters.dropped_no_subscriber, 1);
+            return Ok(0);
+        }
+        self.queue(json)?;
+        Ok(subscribers)
+    }
+
+    fn queue(&self, json: &[u8]) -> Result<(), Error> {
+        let counters = &self.shared.counters;
+        let layout = json_line::scan(json).map_err(|e| {
+            bump(&counters.rejected, 1);
+            Error::new(libc::EINVAL, format!("notification rejected: {e}"))
+        })?;
+        let pushed = match layout {
+            Layout::Compact => {
+                if json.len() > self.max_message {
+                    bump(&counters.rejected, 1);
+                    return Err(self.too_large(json.len()));
+                }
+                self.shared.backlog.push(json)
+            }
+            Layout::NeedsCompaction => COMPACTION_SCRATCH.with(|scratch| {
+                let mut compact = scratch.borrow_mut();
+                compact.clear();
+                json_line::compact_into(json, &mut compact);
+                if compact.len() > self.max_message {
+                    bump(&counters.rejected, 1);
+                    return Err(self.too_large(compact.len()));
+                }
+                let pushed = self.shared.backlog.push(&compact);
+                // Do not let one huge message pin memory in every thread that emitted it.
+                if compact.capacity() > 64 * 1024 {
+                    *compact = Vec::new();
+                }
+                Ok(pushed)
+            })?,
+        };
+        match pushed {
+            Ok(()) => Ok(()),
+            Err(BacklogFull) => {
+                bump(&counters.dropped_backlog, 1);
+                Err(Error::new(
+                    libc::EAGAIN,
+                    "notification dropped: the backlog to the notif server thread is full (the host emits faster than it can send)",
+                ))
+            }
+        }
+    }
+
+    fn too_large(&self, size: usize) -> Error {
+        Error::new(
+            libc::EMSGSIZE,
+            format!("notification rejected: {size} bytes once compact, over the max_message limit of {}", self.max_message),
+        )
+    }
+
+    /// The publisher's counters now.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self
+            .shared
+            .counters
+            .snapshot(self.shared.subscribers.load(Ordering::Acquire) as u64);
+        // Messages still in the backlog are emitted but not yet counted by the server thread.
+        stats.emitted += self.shared.backlog.pending_messages() as u64;
+        stats
+    }
+
+    /// Stops serving: removes the socket file (if it is still ours), flushes
+    /// queued messages to subscribers for up to the linger time, closes every
+    /// descriptor and joins the server thread. Returns the final counters.
+    ///
+    /// In a child process after fork() it only releases the handle: the
+    /// descriptors were closed at fork, the parent's socket file and thread are
+    /// left alone, and memory owned by the parent's server thread (which does
+    /// not exist in the child) stays allocated until the child exits or execs.
+    pub fn close(mut self) -> Stats {
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> Stats {
+        let Some(server) = self.server.take() else {
+            return self.stats();
+        };
+        if self.generation != fork_guard::generation() {
+            std::mem::forget(server); // that thread does not exist here
+            if let Some(file) = self.file.take() {
+                std::mem::forget(file);
+            }
+            return Stats::default();
+        }
+        // Remove the file first so nobody new connects to a publisher on its way out.
+        if let Some(file) = self.file.take() {
+            file.remove_if_ours();
+        }
+        self.shared.backlog.request_stop();
+        let _ = server.join();
+        self.stats()
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}

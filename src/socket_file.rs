@@ -1,0 +1,359 @@
+//! The listening socket and the file it lives at.
+//!
+//! Following nng rather than ZeroMQ: an existing socket file is probed with
+//! connect() and removed only when nobody answers (a live publisher is never
+//! evicted); anything that is not a socket is never touched; permissions are set
+//! between bind() and listen(), when no peer can connect yet, so the umask never
+//! decides who may read notifications; and close removes the file only if it is
+//! still the very file this publisher created.
+
+use std::ffi::OsStr;
+use std::io;
+use std::mem;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::fork_guard::OwnedFd;
+use crate::options::Options;
+
+/// Longest path (or abstract name) that fits in sockaddr_un with room for the
+/// terminating NUL.
+pub const MAX_PATH_LEN: usize = 107;
+
+/// Where a publisher listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketAddress {
+    /// A socket file in the file system.
+    File(PathBuf),
+    /// A Linux abstract socket name (written `@name`); it has no file and so no permissions.
+    Abstract(Vec<u8>),
+}
+
+impl SocketAddress {
+    /// Parses a path as callers write it: `@name` is an abstract name, anything
+    /// else a file path. Paths are bytes and need not be UTF-8.
+    pub fn parse(path: &[u8]) -> Result<SocketAddress, Error> {
+        if path.is_empty() {
+            return Err(Error::new(libc::EINVAL, "the socket path is empty"));
+        }
+        if path.contains(&0) {
+            return Err(Error::new(
+                libc::EINVAL,
+                "the socket path contains a NUL byte",
+            ));
+        }
+        if let Some(name) = path.strip_prefix(b"@") {
+            if name.is_empty() {
+                return Err(Error::new(
+                    libc::EINVAL,
+                    "the abstract socket name after '@' is empty",
+                ));
+            }
+            if name.len() > MAX_PATH_LEN {
+                return Err(Error::new(
+                    libc::ENAMETOOLONG,
+                    format!(
+                        "abstract socket name is {} bytes; the limit is {MAX_PATH_LEN}",
+                        name.len()
+                    ),
+                ));
+            }
+            return Ok(SocketAddress::Abstract(name.to_vec()));
+        }
+        if path.len() > MAX_PATH_LEN {
+            return Err(Error::new(
+                libc::ENAMETOOLONG,
+                format!(
+                    "socket path is {} bytes; the limit is {MAX_PATH_LEN} (sockaddr_un): use a shorter path, e.g. under /run",
+                    path.len()
+                ),
+            ));
+        }
+        Ok(SocketAddress::File(PathBuf::from(OsStr::from_bytes(path))))
+    }
+
+    pub(crate) fn sockaddr(&self) -> (libc::sockaddr_un, libc::socklen_t) {
+        // SAFETY: sockaddr_un is plain data; all zeroes is valid.
+        let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let header = mem::size_of::<libc::sa_family_t>();
+        let len = match self {
+            SocketAddress::File(path) => {
+                let bytes = path.as_os_str().as_bytes();
+                for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
+                    *dst = src as libc::c_char;
+                }
+                header + bytes.len() + 1
+            }
+            SocketAddress::Abstract(name) => {
+                // sun_path[0] stays NUL: that is what makes the name abstract.
+                for (dst, &src) in addr.sun_path[1..].iter_mut().zip(name) {
+                    *dst = src as libc::c_char;
+                }
+                header + 1 + name.len()
+            }
+        };
+        (addr, len as libc::socklen_t)
+    }
+}
+
+impl std::fmt::Display for SocketAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SocketAddress::File(path) => write!(f, "{}", path.display()),
+            SocketAddress::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
+        }
+    }
+}
+
+/// Identifies the file a publisher created, so close never removes a file
+/// that another process has since put at the same path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    device: u64,
+    inode: u64,
+}
+
+fn identity_of(path: &Path) -> io::Result<(FileIdentity, u32)> {
+    let c_path = c_path(path);
+    // SAFETY: stat is plain data; lstat writes it fully on success.
+    let mut st: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: c_path is NUL-terminated and st is a valid out-pointer.
+    if unsafe { libc::lstat(c_path.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((
+        FileIdentity {
+            device: st.st_dev,
+            inode: st.st_ino,
+        },
+        st.st_mode,
+    ))
+}
+
+fn c_path(path: &Path) -> std::ffi::CString {
+    // SocketAddress::parse rejected NUL bytes already.
+    std::ffi::CString::new(path.as_os_str().as_bytes()).expect("socket path without NUL")
+}
+
+/// The socket file a publisher created, remembered so close removes that file
+/// and no other.
+#[derive(Debug)]
+pub(crate) struct CreatedFile {
+    path: PathBuf,
+    identity: FileIdentity,
+    generation: u64,
+}
+
+impl CreatedFile {
+    /// Removes the file if it is still the one we created, and only in the
+    /// process that created it (a forked child must leave its parent's file alone).
+    pub(crate) fn remove_if_ours(self) {
+        if self.generation != crate::fork_guard::generation() {
+            return;
+        }
+        if matches!(identity_of(&self.path), Ok((now, _)) if now == self.identity) {
+            let c_path = c_path(&self.path);
+            // SAFETY: c_path is NUL-terminated. A failure leaves a stale
+            // socket, which the next open recovers.
+            unsafe { libc::unlink(c_path.as_ptr()) };
+        }
+    }
+}
+
+/// A bound, listening socket, and the file it created if any.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) fd: OwnedFd,
+    pub(crate) file: Option<CreatedFile>,
+}
+
+impl Listener {
+    pub(crate) fn bind(address: &SocketAddress, options: &Options) -> Result<Listener, Error> {
+        if let SocketAddress::File(path) = address {
+            check_parent_directory(path)?;
+        }
+        let fd = new_socket().map_err(|e| Error::os("cannot create a Unix socket", e))?;
+        let (addr, len) = address.sockaddr();
+        let mut removed_stale = false;
+        loop {
+            // SAFETY: addr is a valid sockaddr_un of length len.
+            if unsafe { libc::bind(fd.raw(), (&addr as *const libc::sockaddr_un).cast(), len) } == 0
+            {
+                break;
+            }
+            let err = io::Error::last_os_error();
+            match (address, err.raw_os_error()) {
+                (SocketAddress::File(path), Some(libc::EADDRINUSE)) if !removed_stale => {
+                    take_over_if_stale(path, address)?;
+                    removed_stale = true;
+                }
+                (SocketAddress::Abstract(_), Some(libc::EADDRINUSE)) => {
+                    return Err(Error::new(
+                        libc::EADDRINUSE,
+                        format!(
+                            "abstract socket name {address} is already in use by another process"
+                        ),
+                    ));
+                }
+                _ => return Err(Error::os(format!("cannot bind {address}"), err)),
+            }
+        }
+        let file = match address {
+            SocketAddress::File(path) => {
+                let (identity, _) = identity_of(path)
+                    .map_err(|e| Error::os(format!("cannot stat {}", path.display()), e))?;
+                Some(CreatedFile {
+                    path: path.clone(),
+                    identity,
+                    generation: crate::fork_guard::generation(),
+                })
+            }
+            SocketAddress::Abstract(_) => None,
+        };
+        let finish = || -> Result<(), Error> {
+            if let SocketAddress::File(path) = address {
+                restrict_access(path, options)?;
+            }
+            // SAFETY: fd is a bound socket.
+            if unsafe { libc::listen(fd.raw(), libc::SOMAXCONN) } != 0 {
+                return Err(Error::os(
+                    format!("cannot listen on {address}"),
+                    io::Error::last_os_error(),
+                ));
+            }
+            Ok(())
+        };
+        if let Err(err) = finish() {
+            // An open that fails half-way must not leave its file behind.
+            if let Some(file) = file {
+                file.remove_if_ours();
+            }
+            return Err(err);
+        }
+        Ok(Listener { fd, file })
+    }
+}
+
+fn new_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(OwnedFd::register(fd))
+}
+
+fn check_parent_directory(path: &Path) -> Result<(), Error> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => return Ok(()), // a bare name: the current directory
+    };
+    match std::fs::metadata(parent) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(Error::new(
+            libc::ENOTDIR,
+            format!(
+                "{} is not a directory, so {} cannot be created",
+                parent.display(),
+                path.display()
+            ),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::new(
+            libc::ENOENT,
+            format!(
+                "directory {} does not exist; create it first (notif does not create directories)",
+                parent.display()
+            ),
+        )),
+        Err(e) => Err(Error::os(
+            format!("cannot use directory {}", parent.display()),
+            e,
+        )),
+    }
+}
+
+/// Something is at the path: replace it only if it is a socket nobody listens on.
+fn take_over_if_stale(path: &Path, address: &SocketAddress) -> Result<(), Error> {
+    let mode = match identity_of(path) {
+        Ok((_, mode)) => mode,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()), // gone meanwhile: bind again
+        Err(e) => return Err(Error::os(format!("cannot stat {}", path.display()), e)),
+    };
+    if mode & libc::S_IFMT != libc::S_IFSOCK {
+        let what = match mode & libc::S_IFMT {
+            libc::S_IFREG => "a regular file",
+            libc::S_IFDIR => "a directory",
+            libc::S_IFLNK => "a symbolic link",
+            libc::S_IFIFO => "a FIFO",
+            _ => "not a socket",
+        };
+        return Err(Error::new(
+            libc::EEXIST,
+            format!("{} exists and is {what}; notif leaves it untouched: remove it or choose another path", path.display()),
+        ));
+    }
+    let probe = new_socket().map_err(|e| Error::os("cannot create a Unix socket", e))?;
+    let (addr, len) = address.sockaddr();
+    // SAFETY: addr is a valid sockaddr_un. The probe is non-blocking: a live
+    // listener with a full backlog answers EAGAIN, which also means "alive".
+    let rc = unsafe { libc::connect(probe.raw(), (&addr as *const libc::sockaddr_un).cast(), len) };
+    let err = io::Error::last_os_error();
+    drop(probe);
+    match (rc, err.raw_os_error()) {
+        (_, Some(libc::ECONNREFUSED)) if rc != 0 => {
+            let c_path = c_path(path);
+            // SAFETY: c_path is NUL-terminated.
+            if unsafe { libc::unlink(c_path.as_ptr()) } != 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::NotFound {
+                    return Err(Error::os(
+                        format!("cannot remove stale socket {}", path.display()),
+                        err,
+                    ));
+                }
+            }
+            Ok(())
+        }
+        (0, _) | (_, Some(libc::EAGAIN)) | (_, Some(libc::EINPROGRESS)) => Err(Error::new(
+            libc::EADDRINUSE,
+            format!(
+                "another process is already publishing on {}; notif leaves it untouched",
+                path.display()
+            ),
+        )),
+        _ => Err(Error::os(
+            format!("{} exists and cannot be probed", path.display()),
+            err,
+        )),
+    }
+}
+
+fn restrict_access(path: &Path, options: &Options) -> Result<(), Error> {
+    let c_path = c_path(path);
+    if let Some(gid) = options.group {
+        // SAFETY: c_path is NUL-terminated; uid -1 leaves the owner as is.
+        if unsafe { libc::chown(c_path.as_ptr(), u32::MAX, gid) } != 0 {
+            return Err(Error::os(
+                format!("cannot give {} to group {gid}", path.display()),
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    // chmod after chown: chown may clear set-id bits, and we want the exact mode.
+    // SAFETY: c_path is NUL-terminated.
+    if unsafe { libc::chmod(c_path.as_ptr(), options.mode as libc::mode_t) } != 0 {
+        return Err(Error::os(
+            format!("cannot set mode {:o} on {}", options.mode, path.display()),
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
