@@ -12,6 +12,10 @@ fn main() {
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=Cargo.toml");
 
+    // The shared library's soname carries the ABI major version, so installed
+    // programs keep finding a compatible libnotif.so.0 across minor releases.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libnotif.so.0");
+
     let version_macros = format!(
         "#define NOTIF_VERSION_MAJOR {}\n#define NOTIF_VERSION_MINOR {}\n#define NOTIF_VERSION_PATCH {}",
         env::var("CARGO_PKG_VERSION_MAJOR").unwrap(),

@@ -75,6 +75,9 @@ pub enum Layout {
 
 /// Checks that `input` is exactly one JSON object, optionally surrounded by whitespace (space, \t, \n, \r).
 /// Compact means: no whitespace byte outside strings anywhere (leading/trailing included), so the input is already its own compact form.
+///
+/// # Errors
+/// The first problem found, scanning from the start; see [`JsonLineError`].
 pub fn scan(input: &[u8]) -> Result<Layout, JsonLineError> {
     let mut scanner = Scanner {
         bytes: input,
@@ -130,6 +133,9 @@ pub fn compact_into(input: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Convenience: scan, then return `Cow::Borrowed(input)` when compact or `Cow::Owned(compacted)` otherwise.
+///
+/// # Errors
+/// Whatever [`scan`] reports.
 pub fn to_compact_line(input: &[u8]) -> Result<Cow<'_, [u8]>, JsonLineError> {
     match scan(input)? {
         Layout::Compact => Ok(Cow::Borrowed(input)),
@@ -873,7 +879,7 @@ mod tests {
 
     /// Run by hand: `cargo test --release --lib -- --ignored --nocapture scan_speed_report`.
     #[test]
-    #[ignore]
+    #[ignore = "timing report, run by hand in release mode"]
     fn scan_speed_report() {
         use std::hint::black_box;
         use std::time::Instant;
