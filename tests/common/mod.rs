@@ -1,0 +1,296 @@
+//! Helpers shared by the integration tests: a temporary directory per test, a
+//! poller that waits for a condition instead of sleeping a fixed time, and a
+//! subscriber that reads lines with a timeout so no test can hang.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use notif::{Publisher, Stats};
+
+/// How long any single wait may take before the test fails. Generous: the
+/// tests run on a loaded two-core machine; a healthy run waits milliseconds.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+/// Read timeout of every subscriber socket.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A directory of its own for one test, removed when dropped.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(test: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        // Short: a socket path must fit in 107 bytes.
+        let mut short: String = test.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        short.truncate(16);
+        let path = std::env::temp_dir().join(format!(
+            "notif-{}-{n}-{nanos:x}-{short}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path).expect("create the test's temporary directory");
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// The usual place for the publisher's socket.
+    pub fn socket(&self) -> PathBuf {
+        self.join("notif.sock")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Polls `condition` until it holds; returns false if `timeout` passes first.
+pub fn wait_for(mut condition: impl FnMut() -> bool, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(100);
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Waits for `condition` (up to [`PATIENCE`]) and panics with `what` if it never holds.
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    assert!(
+        wait_for(condition, PATIENCE),
+        "timed out after {PATIENCE:?} waiting until {what}"
+    );
+}
+
+/// Waits until the publisher has exactly `n` subscribers connected.
+pub fn wait_for_subscribers(publisher: &Publisher, n: u64) {
+    let mut last = Stats::default();
+    let reached = wait_for(
+        || {
+            last = publisher.stats();
+            last.subscribers == n
+        },
+        PATIENCE,
+    );
+    assert!(
+        reached,
+        "publisher never had {n} subscribers; last stats: {last:?}"
+    );
+}
+
+/// Waits until every (message, subscriber) pair handed out has an outcome,
+/// i.e. fanout == delivered + dropped_slow + dropped_closed, and returns the stats.
+pub fn wait_for_quiet(publisher: &Publisher) -> Stats {
+    let mut last = Stats::default();
+    let settled = wait_for(
+        || {
+            last = publisher.stats();
+            invariant_holds(&last)
+        },
+        PATIENCE,
+    );
+    assert!(
+        settled,
+        "fanout never equalled delivered + dropped_slow + dropped_closed: {last:?}"
+    );
+    last
+}
+
+pub fn invariant_holds(stats: &Stats) -> bool {
+    stats.fanout == stats.delivered + stats.dropped_slow + stats.dropped_closed
+}
+
+pub fn assert_invariant(stats: &Stats) {
+    assert!(
+        invariant_holds(stats),
+        "fanout != delivered + dropped_slow + dropped_closed: {stats:?}"
+    );
+}
+
+/// The bytes of a fixture under tests/fixtures.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// A subscriber: a client socket whose reads time out, read line by line.
+pub struct Subscriber {
+    reader: BufReader<UnixStream>,
+}
+
+impl Subscriber {
+    pub fn connect(path: impl AsRef<Path>) -> Subscriber {
+        let path = path.as_ref();
+        let stream = UnixStream::connect(path)
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", path.display()));
+        Subscriber::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: UnixStream) -> Subscriber {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+        Subscriber {
+            reader: BufReader::with_capacity(256 * 1024, stream),
+        }
+    }
+
+    /// Connects and waits until the publisher counts `expected` subscribers.
+    pub fn connect_to(publisher: &Publisher, path: impl AsRef<Path>, expected: u64) -> Subscriber {
+        let subscriber = Subscriber::connect(path);
+        wait_for_subscribers(publisher, expected);
+        subscriber
+    }
+
+    pub fn stream(&self) -> &UnixStream {
+        self.reader.get_ref()
+    }
+
+    pub fn set_read_timeout(&self, timeout: Duration) {
+        self.stream().set_read_timeout(Some(timeout)).unwrap();
+    }
+
+    /// The next line, without its '\n'; None at end of stream. Panics on a
+    /// timeout or on a last line without '\n'.
+    pub fn try_line(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut line = Vec::new();
+        let n = self.reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        assert_eq!(
+            line.last(),
+            Some(&b'\n'),
+            "a line was cut short: {:?}",
+            String::from_utf8_lossy(&line)
+        );
+        line.pop();
+        Ok(Some(line))
+    }
+
+    /// The next line, without its '\n'; panics at end of stream or on timeout.
+    pub fn line(&mut self) -> Vec<u8> {
+        match self.try_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("end of stream where a line was expected"),
+            Err(e) => panic!("no line within the read timeout: {e}"),
+        }
+    }
+
+    /// Reads until the publisher closes the connection; returns the lines read.
+    pub fn read_to_eof(&mut self) -> Vec<Vec<u8>> {
+        let mut lines = Vec::new();
+        loop {
+            match self.try_line() {
+                Ok(Some(line)) => lines.push(line),
+                Ok(None) => return lines,
+                Err(e) => panic!(
+                    "no end of stream within the read timeout ({} lines read): {e}",
+                    lines.len()
+                ),
+            }
+        }
+    }
+
+    /// Asserts the publisher closed the connection with nothing more to read.
+    pub fn expect_eof(&mut self) {
+        let rest = self.read_to_eof();
+        assert!(
+            rest.is_empty(),
+            "{} unexpected lines before EOF",
+            rest.len()
+        );
+    }
+
+    /// Asserts that nothing arrives within `window` (and the connection stays open).
+    pub fn expect_silence(&mut self, window: Duration) {
+        self.set_read_timeout(window);
+        let mut byte = [0u8; 1];
+        let got = self.reader.read(&mut byte);
+        self.set_read_timeout(READ_TIMEOUT);
+        match got {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
+            }
+            other => panic!("expected silence, got {other:?}"),
+        }
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.reader.get_mut().write_all(bytes)
+    }
+}
+
+/// A message carrying a sequence number (and optionally a stream id), padded to `pad` bytes of filler.
+pub fn numbered(stream: usize, seq: u64, pad: usize) -> Vec<u8> {
+    format!(
+        "{{\"stream\":{stream},\"seq\":{seq},\"pad\":\"{}\"}}",
+        "x".repeat(pad)
+    )
+    .into_bytes()
+}
+
+/// Parses the stream id and sequence number back from a [`numbered`] line.
+pub fn parse_numbered(line: &[u8]) -> (usize, u64) {
+    let text = std::str::from_utf8(line).expect("a UTF-8 line");
+    let field = |name: &str| -> u64 {
+        let key = format!("\"{name}\":");
+        let start = text
+            .find(&key)
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            + key.len();
+        let digits: String = text[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("bad {name} in {text}"))
+    };
+    (field("stream") as usize, field("seq"))
+}
+
+/// Spawns a thread that reads `count` numbered lines of stream 0 and checks
+/// they come in order 0..count; returns the lines' count on success.
+pub fn spawn_sequential_reader(
+    mut subscriber: Subscriber,
+    count: u64,
+) -> std::thread::JoinHandle<Subscriber> {
+    std::thread::spawn(move || {
+        for expected in 0..count {
+            let line = subscriber.line();
+            let (_, seq) = parse_numbered(&line);
+            assert_eq!(seq, expected, "message out of order or lost");
+        }
+        subscriber
+    })
+}
+
+/// Counts entries of a /proc/self directory (open descriptors, threads).
+pub fn count_entries(dir: &str) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
