@@ -1,0 +1,924 @@
+/*
+ * test_api: the C API through notif.h, against real sockets: every error code
+ * of every function, the messages that go with them, options, stats, socket
+ * file handling, and what subscribers receive.
+ *
+ * Build: see the Makefile (needs -DCARGO_VERSION="\"x.y.z\"" and
+ * -DFIXTURES_DIR="\"tests/fixtures\""). Exits non-zero if any check fails.
+ */
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include "testlib.h"
+
+#ifndef CARGO_VERSION
+#error "build with -DCARGO_VERSION=\"\\\"x.y.z\\\"\" (the version in Cargo.toml)"
+#endif
+
+static char dir[256];
+
+static void path_in_dir(char *out, size_t size, const char *name)
+{
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
+static int path_exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static notif_handle *open_or_die(const char *path, const notif_options *opts)
+{
+    notif_handle *handle = notif_open_with(path, opts);
+    if (handle == NULL)
+        FATAL("notif_open_with(%s)", path);
+    return handle;
+}
+
+/* ---------------------------------------------------------------- version */
+
+static void test_version(void)
+{
+    char from_macros[64];
+    const char *version = notif_version();
+    snprintf(from_macros, sizeof from_macros, "%d.%d.%d", NOTIF_VERSION_MAJOR,
+             NOTIF_VERSION_MINOR, NOTIF_VERSION_PATCH);
+    CHECK(version != NULL, "notif_version() is NULL");
+    if (version == NULL)
+        return;
+    CHECK(strcmp(version, from_macros) == 0, "notif_version() \"%s\" != header macros \"%s\"",
+          version, from_macros);
+    CHECK(strcmp(version, CARGO_VERSION) == 0, "notif_version() \"%s\" != Cargo.toml \"%s\"",
+          version, CARGO_VERSION);
+    CHECK(notif_version() == version, "notif_version() should return the same static string");
+}
+
+/* --------------------------------------------------------------- strerror */
+
+static void test_strerror(void)
+{
+    static const int known[] = {EINVAL, EMSGSIZE, EBADF,  EAGAIN, ENAMETOOLONG,
+                                EEXIST, EADDRINUSE, ENOENT, ENOTDIR, EACCES,
+                                EPERM,  ENOMEM,   EMFILE, ENFILE, EIO};
+    static const int junk[] = {INT_MIN, INT_MIN + 1, INT_MAX, -99999, 99999, 4095, -4095};
+    size_t i;
+    const char *text = notif_strerror(0);
+    CHECK(text != NULL && strcmp(text, "success") == 0, "notif_strerror(0) = \"%s\"",
+          text ? text : "(null)");
+    for (i = 0; i < sizeof known / sizeof known[0]; i++) {
+        const char *negative = notif_strerror(-known[i]);
+        const char *positive = notif_strerror(known[i]);
+        CHECK(negative != NULL && negative[0] != '\0', "notif_strerror(-%d) is empty", known[i]);
+        CHECK(negative != NULL && strcmp(negative, "unknown error") != 0,
+              "notif_strerror(-%d) does not know its own code", known[i]);
+        CHECK(negative != NULL && positive != NULL && strcmp(negative, positive) == 0,
+              "notif_strerror(%d) and (-%d) differ", known[i], known[i]);
+    }
+    CHECK(strstr(notif_strerror(-EMSGSIZE), "large") != NULL, "EMSGSIZE text: %s",
+          notif_strerror(-EMSGSIZE));
+    CHECK(strstr(notif_strerror(-EADDRINUSE), "already") != NULL, "EADDRINUSE text: %s",
+          notif_strerror(-EADDRINUSE));
+    for (i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        text = notif_strerror(junk[i]);
+        CHECK(text != NULL && text[0] != '\0', "notif_strerror(%d) is NULL or empty", junk[i]);
+    }
+    CHECK(strcmp(notif_strerror(-99999), "unknown error") == 0, "notif_strerror(-99999) = %s",
+          notif_strerror(-99999));
+    CHECK(strcmp(notif_strerror(INT_MAX), "unknown error") == 0, "notif_strerror(INT_MAX) = %s",
+          notif_strerror(INT_MAX));
+}
+
+/* ------------------------------------------------------------ notif_open */
+
+static void test_open_errors(void)
+{
+    char path[512], long_path[512];
+    notif_handle *handle, *other;
+    size_t len;
+    int fd;
+
+    errno = 0;
+    CHECK(notif_open(NULL) == NULL, "notif_open(NULL) should fail");
+    CHECK(errno == EINVAL, "notif_open(NULL): errno %d, expected EINVAL", errno);
+    CHECK_LAST_ERROR("path");
+
+    errno = 0;
+    CHECK(notif_open_with(NULL, NULL) == NULL, "notif_open_with(NULL, NULL) should fail");
+    CHECK(errno == EINVAL, "notif_open_with(NULL): errno %d, expected EINVAL", errno);
+
+    errno = 0;
+    CHECK(notif_open("") == NULL, "notif_open(\"\") should fail");
+    CHECK(errno == EINVAL, "notif_open(\"\"): errno %d, expected EINVAL", errno);
+    CHECK_LAST_ERROR("empty");
+
+    errno = 0;
+    CHECK(notif_open("@") == NULL, "notif_open(\"@\") should fail");
+    CHECK(errno == EINVAL, "notif_open(\"@\"): errno %d, expected EINVAL", errno);
+    CHECK_LAST_ERROR("abstract");
+
+    /* 107 bytes is the longest path that fits in sockaddr_un; 108 is too long. */
+    snprintf(long_path, sizeof long_path, "%s/", dir);
+    len = strlen(long_path);
+    if (len < 100) {
+        memset(long_path + len, 'x', 107 - len);
+        long_path[107] = '\0';
+        handle = notif_open(long_path);
+        CHECK(handle != NULL, "a 107-byte path should work (errno %d)", errno);
+        notif_close(handle);
+        CHECK(!path_exists(long_path), "the 107-byte socket should be gone after close");
+        long_path[107] = 'x';
+        long_path[108] = '\0';
+        errno = 0;
+        CHECK(notif_open(long_path) == NULL, "a 108-byte path should fail");
+        CHECK(errno == ENAMETOOLONG, "108-byte path: errno %d, expected ENAMETOOLONG", errno);
+        CHECK_LAST_ERROR("108");
+        CHECK(!path_exists(long_path), "nothing should be created at a too-long path");
+    } else {
+        fprintf(stderr, "note: TMPDIR too long for the 107-byte boundary check\n");
+    }
+    memset(long_path, 'y', 300);
+    long_path[0] = '/';
+    long_path[300] = '\0';
+    errno = 0;
+    CHECK(notif_open(long_path) == NULL, "a 300-byte path should fail");
+    CHECK(errno == ENAMETOOLONG, "300-byte path: errno %d, expected ENAMETOOLONG", errno);
+    memset(long_path, 'z', 200);
+    long_path[0] = '@';
+    long_path[200] = '\0';
+    errno = 0;
+    CHECK(notif_open(long_path) == NULL, "a 200-byte abstract name should fail");
+    CHECK(errno == ENAMETOOLONG, "long abstract name: errno %d, expected ENAMETOOLONG", errno);
+
+    path_in_dir(path, sizeof path, "missing-dir/n.sock");
+    errno = 0;
+    CHECK(notif_open(path) == NULL, "a missing directory should fail");
+    CHECK(errno == ENOENT, "missing directory: errno %d, expected ENOENT", errno);
+    CHECK_LAST_ERROR("missing-dir");
+    CHECK_LAST_ERROR("does not exist");
+
+    /* A regular file at the path is left exactly as it was. */
+    path_in_dir(path, sizeof path, "regular-file");
+    {
+        static const char content[] = "precious data, not a socket\n";
+        struct stat before, after;
+        char *back;
+        size_t back_len;
+        FILE *f = fopen(path, "wb");
+        if (f == NULL)
+            FATAL("fopen %s", path);
+        fputs(content, f);
+        fclose(f);
+        chmod(path, 0644);
+        stat(path, &before);
+        errno = 0;
+        CHECK(notif_open(path) == NULL, "a regular file at the path should fail");
+        CHECK(errno == EEXIST, "regular file: errno %d, expected EEXIST", errno);
+        CHECK_LAST_ERROR("regular file");
+        CHECK(stat(path, &after) == 0 && S_ISREG(after.st_mode), "the file should still be there");
+        CHECK(after.st_ino == before.st_ino && (after.st_mode & 07777) == 0644,
+              "the file should be untouched (inode, mode)");
+        back = tl_read_file(path, &back_len);
+        CHECK(back_len == strlen(content) && memcmp(back, content, back_len) == 0,
+              "the file's content changed");
+        free(back);
+
+        /* Its parent being a file: ENOTDIR. */
+        path_in_dir(long_path, sizeof long_path, "regular-file/n.sock");
+        errno = 0;
+        CHECK(notif_open(long_path) == NULL, "a file as the parent directory should fail");
+        CHECK(errno == ENOTDIR, "file as directory: errno %d, expected ENOTDIR", errno);
+        unlink(path);
+    }
+
+    /* A directory at the path: EEXIST too, and it stays. */
+    path_in_dir(path, sizeof path, "a-directory");
+    mkdir(path, 0755);
+    errno = 0;
+    CHECK(notif_open(path) == NULL, "a directory at the path should fail");
+    CHECK(errno == EEXIST, "directory: errno %d, expected EEXIST", errno);
+    CHECK_LAST_ERROR("directory");
+    {
+        struct stat st;
+        CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode), "the directory should still be there");
+    }
+    rmdir(path);
+
+    /* A live publisher is never evicted. */
+    path_in_dir(path, sizeof path, "live.sock");
+    handle = open_or_die(path, NULL);
+    errno = 0;
+    other = notif_open(path);
+    CHECK(other == NULL, "a second publisher on a live socket should fail");
+    CHECK(errno == EADDRINUSE, "live publisher: errno %d, expected EADDRINUSE", errno);
+    CHECK_LAST_ERROR("already publishing");
+    notif_close(other);
+    fd = tl_connect(path);
+    CHECK(fd >= 0, "the first publisher should still accept subscribers (errno %d)", errno);
+    if (fd >= 0) {
+        CHECK(tl_wait_subscribers(handle, 1) == 0, "first publisher lost its subscriber");
+        CHECK_RC(notif_emit(handle, "{\"still\":\"alive\"}"), 1);
+        close(fd);
+    }
+    notif_close(handle);
+    CHECK(!path_exists(path), "notif_close should remove %s", path);
+
+    /* A live abstract name: EADDRINUSE. */
+    snprintf(path, sizeof path, "@notif-test-api-busy-%ld", (long)getpid());
+    handle = open_or_die(path, NULL);
+    errno = 0;
+    CHECK(notif_open(path) == NULL, "a second publisher on a live abstract name should fail");
+    CHECK(errno == EADDRINUSE, "live abstract name: errno %d, expected EADDRINUSE", errno);
+    CHECK_LAST_ERROR("in use");
+    notif_close(handle);
+    handle = notif_open(path);
+    CHECK(handle != NULL, "the abstract name should be free again after close");
+    notif_close(handle);
+}
+
+static void test_stale_socket_replaced(void)
+{
+    char path[512];
+    struct sockaddr_un addr;
+    socklen_t len;
+    notif_handle *handle;
+    struct stat st;
+    int fd;
+
+    /* A socket file whose listener is gone (a crashed daemon). */
+    path_in_dir(path, sizeof path, "stale.sock");
+    len = tl_address(path, &addr);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, len) != 0 || listen(fd, 1) != 0)
+        FATAL("making a stale socket");
+    close(fd);
+    CHECK(lstat(path, &st) == 0 && S_ISSOCK(st.st_mode), "the stale socket file should exist");
+
+    handle = notif_open(path);
+    CHECK(handle != NULL, "a stale socket file should be replaced (errno %d)", errno);
+    if (handle == NULL)
+        return;
+    fd = tl_connect(path);
+    CHECK(fd >= 0, "subscribers should reach the new publisher (errno %d)", errno);
+    if (fd >= 0) {
+        tl_reader reader;
+        char *line;
+        tl_reader_init(&reader, fd);
+        CHECK(tl_wait_subscribers(handle, 1) == 0, "subscriber not counted");
+        CHECK_RC(notif_emit(handle, "{\"replaced\":true}"), 1);
+        line = tl_read_line(&reader, 5000);
+        CHECK(line != NULL && strcmp(line, "{\"replaced\":true}") == 0, "got %s",
+              line ? line : "(nothing)");
+        free(line);
+        tl_reader_free(&reader);
+        close(fd);
+    }
+    notif_close(handle);
+    CHECK(!path_exists(path), "notif_close should remove the socket file");
+}
+
+/* ---------------------------------------------------------------- options */
+
+static void test_options(void)
+{
+    notif_options *opts = notif_options_new();
+    char gid[32];
+    if (opts == NULL)
+        FATAL("notif_options_new");
+
+    /* NULL options: -EINVAL from every setter. */
+    CHECK_RC(notif_options_set_mode(NULL, 0600), -EINVAL);
+    CHECK_LAST_ERROR("opts");
+    CHECK_RC(notif_options_set_group(NULL, "0"), -EINVAL);
+    CHECK_RC(notif_options_set_subscriber_buffer(NULL, 1 << 20), -EINVAL);
+    CHECK_RC(notif_options_set_max_message(NULL, 1024), -EINVAL);
+    CHECK_RC(notif_options_set_max_subscribers(NULL, 10), -EINVAL);
+    CHECK_RC(notif_options_set_linger_ms(NULL, 10), -EINVAL);
+    CHECK_LAST_ERROR("opts");
+    CHECK_RC(notif_options_set_slow_policy(NULL, NOTIF_SLOW_DROP), -EINVAL);
+    CHECK_RC(notif_options_set_backlog(NULL, 1 << 20), -EINVAL);
+    notif_options_free(NULL); /* a no-op */
+
+    CHECK_RC(notif_options_set_mode(opts, 0), 0);
+    CHECK_RC(notif_options_set_mode(opts, 0777), 0);
+    CHECK_RC(notif_options_set_mode(opts, 0660), 0);
+    CHECK_RC(notif_options_set_mode(opts, 01000), -EINVAL);
+    CHECK_LAST_ERROR("0777");
+    CHECK_RC(notif_options_set_mode(opts, 04755), -EINVAL);
+    CHECK_RC(notif_options_set_mode(opts, 0100600), -EINVAL); /* S_IFREG | 0600 */
+    CHECK_RC(notif_options_set_mode(opts, (unsigned)-1), -EINVAL);
+
+    CHECK_RC(notif_options_set_group(opts, NULL), -EINVAL);
+    CHECK_LAST_ERROR("group");
+    CHECK_RC(notif_options_set_group(opts, ""), -EINVAL);
+    CHECK_LAST_ERROR("empty");
+    CHECK_RC(notif_options_set_group(opts, "no-such-group-notif-test"), -ENOENT);
+    CHECK_LAST_ERROR("no-such-group-notif-test");
+    CHECK_RC(notif_options_set_group(opts, "99999999999999999999"), -EINVAL);
+    snprintf(gid, sizeof gid, "%ld", (long)getgid());
+    CHECK_RC(notif_options_set_group(opts, gid), 0);
+
+    CHECK_RC(notif_options_set_subscriber_buffer(opts, 0), -EINVAL);
+    CHECK_RC(notif_options_set_subscriber_buffer(opts, 16 * 1024 - 1), -EINVAL);
+    CHECK_LAST_ERROR("minimum");
+    CHECK_RC(notif_options_set_subscriber_buffer(opts, 16 * 1024), 0);
+    CHECK_RC(notif_options_set_subscriber_buffer(opts, 4 << 20), 0);
+
+    CHECK_RC(notif_options_set_max_message(opts, 0), -EINVAL);
+    CHECK_LAST_ERROR("max message");
+    CHECK_RC(notif_options_set_max_message(opts, (64 << 20) + 1), -EINVAL);
+    CHECK_RC(notif_options_set_max_message(opts, (size_t)-1), -EINVAL);
+    CHECK_RC(notif_options_set_max_message(opts, 64 << 20), 0);
+    CHECK_RC(notif_options_set_max_message(opts, 1), 0);
+
+    CHECK_RC(notif_options_set_max_subscribers(opts, 0), -EINVAL);
+    CHECK_LAST_ERROR("max subscribers");
+    CHECK_RC(notif_options_set_max_subscribers(opts, (1 << 20) + 1), -EINVAL);
+    CHECK_RC(notif_options_set_max_subscribers(opts, 1 << 20), 0);
+    CHECK_RC(notif_options_set_max_subscribers(opts, 1), 0);
+
+    CHECK_RC(notif_options_set_linger_ms(opts, 0), 0);
+    CHECK_RC(notif_options_set_linger_ms(opts, UINT_MAX), 0);
+
+    CHECK_RC(notif_options_set_slow_policy(opts, NOTIF_SLOW_DROP), 0);
+    CHECK_RC(notif_options_set_slow_policy(opts, NOTIF_SLOW_DISCONNECT), 0);
+    CHECK_RC(notif_options_set_slow_policy(opts, 2), -EINVAL);
+    CHECK_LAST_ERROR("NOTIF_SLOW_DROP");
+    CHECK_RC(notif_options_set_slow_policy(opts, -1), -EINVAL);
+
+    CHECK_RC(notif_options_set_backlog(opts, 0), -EINVAL);
+    CHECK_RC(notif_options_set_backlog(opts, 16 * 1024 - 1), -EINVAL);
+    CHECK_LAST_ERROR("backlog");
+    CHECK_RC(notif_options_set_backlog(opts, 16 * 1024), 0);
+
+    notif_options_free(opts);
+
+    /* Options that are fine alone but not together fail at open, leaving nothing behind. */
+    {
+        char path[512];
+        opts = notif_options_new();
+        path_in_dir(path, sizeof path, "inconsistent.sock");
+        notif_options_set_subscriber_buffer(opts, 64 * 1024);
+        notif_options_set_max_message(opts, 64 * 1024);
+        errno = 0;
+        CHECK(notif_open_with(path, opts) == NULL,
+              "max_message over half the subscriber buffer should fail at open");
+        CHECK(errno == EINVAL, "inconsistent options: errno %d, expected EINVAL", errno);
+        CHECK_LAST_ERROR("half");
+        CHECK(!path_exists(path), "a failed open should leave no file");
+        notif_options_free(opts);
+    }
+}
+
+/* The socket file gets exactly the mode asked for, whatever the umask. */
+static void test_socket_mode(void)
+{
+    static const unsigned modes[] = {0600, 0660, 0640, 0666, 0777, 0};
+    static const mode_t umasks[] = {0, 077, 022};
+    char path[512];
+    size_t u, m;
+    struct stat st;
+    mode_t saved = umask(0);
+
+    path_in_dir(path, sizeof path, "mode.sock");
+    for (u = 0; u < sizeof umasks / sizeof umasks[0]; u++) {
+        notif_handle *handle;
+        umask(umasks[u]);
+        /* The default, 0600. */
+        handle = open_or_die(path, NULL);
+        CHECK(lstat(path, &st) == 0 && S_ISSOCK(st.st_mode), "no socket at %s", path);
+        CHECK((st.st_mode & 07777) == 0600, "default mode with umask %03o: %04o, expected 0600",
+              (unsigned)umasks[u], (unsigned)(st.st_mode & 07777));
+        notif_close(handle);
+        for (m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+            notif_options *opts = notif_options_new();
+            CHECK_RC(notif_options_set_mode(opts, modes[m]), 0);
+            handle = open_or_die(path, opts);
+            notif_options_free(opts);
+            CHECK(lstat(path, &st) == 0 && S_ISSOCK(st.st_mode), "no socket at %s", path);
+            CHECK((st.st_mode & 07777) == modes[m], "mode %04o with umask %03o: got %04o",
+                  modes[m], (unsigned)umasks[u], (unsigned)(st.st_mode & 07777));
+            notif_close(handle);
+        }
+    }
+    umask(saved);
+
+    /* The group option: our own group always works; root may give it away. */
+    {
+        notif_options *opts = notif_options_new();
+        char gid[32];
+        gid_t wanted = getuid() == 0 ? 1 : getgid();
+        notif_handle *handle;
+        snprintf(gid, sizeof gid, "%ld", (long)wanted);
+        CHECK_RC(notif_options_set_group(opts, gid), 0);
+        CHECK_RC(notif_options_set_mode(opts, 0660), 0);
+        handle = open_or_die(path, opts);
+        notif_options_free(opts);
+        CHECK(lstat(path, &st) == 0 && st.st_gid == wanted && (st.st_mode & 07777) == 0660,
+              "group %ld / mode 0660 expected, got group %ld mode %04o", (long)wanted,
+              (long)st.st_gid, (unsigned)(st.st_mode & 07777));
+        notif_close(handle);
+    }
+}
+
+/* ------------------------------------------------------------------ emit */
+
+static void test_emit_errors(void)
+{
+    static const char *const invalid[] = {
+        "empty.txt",          "invalid-utf8.txt",      "nan.txt",
+        "raw-newline-in-string.txt", "top-level-array.txt", "top-level-string.txt",
+        "trailing-comma.txt", "trailing-garbage.txt",   "truncated.txt",
+        "two-objects.txt",    "unquoted-key.txt",
+    };
+    char path[512], fixture[512];
+    notif_options *opts = notif_options_new();
+    notif_handle *handle;
+    notif_stats stats;
+    tl_reader reader;
+    size_t i;
+    int fd, rejected = 0;
+    char *line;
+
+    /* NULL handle: -EBADF, whatever else is wrong. */
+    CHECK_RC(notif_emit(NULL, "{}"), -EBADF);
+    CHECK_LAST_ERROR("NULL");
+    CHECK_RC(notif_emit(NULL, NULL), -EBADF);
+    CHECK_RC(notif_emit_len(NULL, "{}", 2), -EBADF);
+    CHECK_LAST_ERROR("handle");
+
+    path_in_dir(path, sizeof path, "emit.sock");
+    notif_options_set_max_message(opts, 64);
+    handle = open_or_die(path, opts);
+    notif_options_free(opts);
+
+    /* NULL json: -EINVAL even with nobody connected. */
+    CHECK_RC(notif_emit(handle, NULL), -EINVAL);
+    CHECK_LAST_ERROR("json");
+    CHECK_RC(notif_emit_len(handle, NULL, 5), -EINVAL);
+    CHECK_LAST_ERROR("json");
+
+    /* Nobody connected: 0, and the input is not even looked at. */
+    CHECK_RC(notif_emit(handle, "{\"a\":1}"), 0);
+    CHECK_RC(notif_emit(handle, "not json at all"), 0);
+    CHECK_RC(notif_emit_len(handle, "[1,2]", 5), 0);
+    stats = tl_stats(handle);
+    CHECK(stats.dropped_no_subscriber == 3 && stats.rejected == 0 && stats.emitted == 0,
+          "no subscriber: dropped_no_subscriber=%llu rejected=%llu emitted=%llu",
+          (unsigned long long)stats.dropped_no_subscriber, (unsigned long long)stats.rejected,
+          (unsigned long long)stats.emitted);
+
+    fd = tl_connect(path);
+    if (fd < 0)
+        FATAL("connect %s", path);
+    tl_reader_init(&reader, fd);
+    if (tl_wait_subscribers(handle, 1) != 0)
+        FATAL("subscriber not counted");
+
+    for (i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        size_t len;
+        char *data;
+        snprintf(fixture, sizeof fixture, "%s/invalid/%s", FIXTURES_DIR, invalid[i]);
+        data = tl_read_file(fixture, &len);
+        {
+            int rc = notif_emit_len(handle, data, len);
+            CHECK(rc == -EINVAL, "emit_len(%s) = %d (%s), expected -EINVAL", invalid[i], rc,
+                  notif_strerror(rc));
+            CHECK_LAST_ERROR("rejected");
+            rejected++;
+            if (memchr(data, '\0', len) == NULL) {
+                rc = notif_emit(handle, data);
+                CHECK(rc == -EINVAL, "emit(%s) = %d (%s), expected -EINVAL", invalid[i], rc,
+                      notif_strerror(rc));
+                rejected++;
+            }
+        }
+        free(data);
+    }
+    /* A NUL byte inside the given length is invalid JSON. */
+    CHECK_RC(notif_emit_len(handle, "{\"a\":\"b\0c\"}", 11), -EINVAL);
+    rejected++;
+    /* The length is honoured: the bytes after it are not read. */
+    CHECK_RC(notif_emit_len(handle, "{\"len\":1}garbage", 9), 1);
+
+    /* max_message is 64 bytes of the compact form. */
+    {
+        char message[256];
+        /* {"k":"..."} is 8 bytes plus the string. */
+        memset(message, 0, sizeof message);
+        strcpy(message, "{\"k\":\"");
+        memset(message + 6, 'x', 56);
+        strcat(message, "\"}");
+        CHECK(strlen(message) == 64, "test bug: %lu", (unsigned long)strlen(message));
+        CHECK_RC(notif_emit(handle, message), 1);
+        message[6 + 56] = 'x';
+        strcpy(message + 6 + 57, "\"}");
+        CHECK_RC(notif_emit(handle, message), -EMSGSIZE);
+        CHECK_LAST_ERROR("max_message");
+        CHECK_LAST_ERROR("65");
+        rejected++;
+        /* Counted once compact: 70 bytes of pretty input that compacts to 64 pass. */
+        snprintf(message, sizeof message, "{ \"k\" :   \"%056d\" \n }", 0);
+        CHECK(strlen(message) > 64, "test bug");
+        CHECK_RC(notif_emit(handle, message), 1);
+    }
+
+    /* What went through, in order; nothing of the rejected ones. */
+    {
+        static const char *const expected[] = {"{\"len\":1}", NULL, NULL};
+        char big[128];
+        snprintf(big, sizeof big, "{\"k\":\"%056d\"}", 0);
+        line = tl_read_line(&reader, 5000);
+        CHECK(line && strcmp(line, expected[0]) == 0, "line 1: %s", line ? line : "(none)");
+        free(line);
+        line = tl_read_line(&reader, 5000);
+        CHECK(line && strlen(line) == 64 && strncmp(line, "{\"k\":\"xxx", 9) == 0, "line 2: %s",
+              line ? line : "(none)");
+        free(line);
+        line = tl_read_line(&reader, 5000);
+        CHECK(line && strcmp(line, big) == 0, "line 3: %s", line ? line : "(none)");
+        free(line);
+        line = tl_read_line(&reader, 200);
+        CHECK(line == NULL, "unexpected extra line: %s", line);
+        free(line);
+    }
+
+    stats = tl_stats(handle);
+    CHECK(stats.rejected == (unsigned long long)rejected, "rejected=%llu, expected %d",
+          (unsigned long long)stats.rejected, rejected);
+    CHECK(stats.emitted == 3, "emitted=%llu, expected 3", (unsigned long long)stats.emitted);
+
+    /* NULL handle after a real error: the message changes to the new failure. */
+    CHECK_RC(notif_emit(NULL, "{}"), -EBADF);
+    CHECK_LAST_ERROR("handle");
+
+    tl_reader_free(&reader);
+    close(fd);
+    notif_close(handle);
+}
+
+/* -------------------------------------------------------------- get_stats */
+
+static void test_get_stats(void)
+{
+    char path[512];
+    notif_handle *handle;
+    unsigned char raw[sizeof(notif_stats) + 64];
+    notif_stats stats;
+    size_t i;
+
+    path_in_dir(path, sizeof path, "stats.sock");
+    handle = open_or_die(path, NULL);
+
+    CHECK_RC(notif_get_stats(NULL, &stats, sizeof stats), -EBADF);
+    CHECK_LAST_ERROR("NULL");
+    CHECK_RC(notif_get_stats(handle, NULL, sizeof stats), -EINVAL);
+    CHECK_LAST_ERROR("out");
+    CHECK_RC(notif_get_stats(handle, &stats, 0), -EINVAL);
+    CHECK_LAST_ERROR("sizeof(notif_stats)");
+    CHECK_RC(notif_get_stats(handle, &stats, 8), -EINVAL);
+    /* The first published struct had 10 fields: 80 bytes is the smallest size accepted. */
+    CHECK_RC(notif_get_stats(handle, &stats, 79), -EINVAL);
+
+    notif_emit(handle, "{}"); /* nobody there: dropped_no_subscriber = 1 */
+
+    memset(raw, 0xAB, sizeof raw);
+    CHECK_RC(notif_get_stats(handle, (notif_stats *)(void *)raw, 80), 0);
+    for (i = 80; i < sizeof raw; i++)
+        if (raw[i] != 0xAB)
+            break;
+    CHECK(i == sizeof raw, "a size of 80 wrote past 80 bytes (byte %lu)", (unsigned long)i);
+
+    memset(raw, 0xAB, sizeof raw);
+    CHECK_RC(notif_get_stats(handle, (notif_stats *)(void *)raw, sizeof(notif_stats) + 64), 0);
+    for (i = sizeof(notif_stats); i < sizeof raw; i++)
+        if (raw[i] != 0xAB)
+            break;
+    CHECK(i == sizeof raw, "a larger size wrote past sizeof(notif_stats) (byte %lu)",
+          (unsigned long)i);
+
+    memset(&stats, 0xAB, sizeof stats);
+    CHECK_RC(notif_get_stats(handle, &stats, sizeof(notif_stats)), 0);
+    CHECK(stats.subscribers == 0 && stats.accepted == 0 && stats.emitted == 0 &&
+              stats.delivered == 0 && stats.dropped_no_subscriber == 1 &&
+              stats.dropped_slow == 0 && stats.dropped_backlog == 0 && stats.rejected == 0 &&
+              stats.bytes_sent == 0 && stats.disconnected == 0 && stats.dropped_closed == 0 &&
+              stats.refused == 0 && stats.fanout == 0,
+          "fresh publisher's stats are not as expected");
+    notif_close(handle);
+}
+
+/* ----------------------------------------------------------- delivery */
+
+/* Reads `count` lines of {"seq":i} in order from a reader. */
+static int expect_sequence(tl_reader *reader, int count, const char *who)
+{
+    int i, bad = 0;
+    for (i = 0; i < count && !bad; i++) {
+        char expected[64];
+        char *line = tl_read_line(reader, 5000);
+        snprintf(expected, sizeof expected, "{\"seq\":%d,\"who\":\"all\"}", i);
+        if (line == NULL || strcmp(line, expected) != 0) {
+            CHECK(0, "%s: line %d is %s, expected %s", who, i, line ? line : "(none)", expected);
+            bad = 1;
+        }
+        free(line);
+    }
+    return bad ? -1 : 0;
+}
+
+static void test_delivery_and_stats(void)
+{
+    enum { MESSAGES = 2000 };
+    char path[512];
+    notif_handle *handle;
+    notif_stats stats;
+    tl_reader a, b;
+    int fa, fb, i, accepted = 0;
+    unsigned long long bytes = 0;
+    long long give_up;
+
+    path_in_dir(path, sizeof path, "delivery.sock");
+    handle = open_or_die(path, NULL);
+    CHECK_RC(notif_emit(handle, "{\"before\":\"anyone\"}"), 0);
+
+    fa = tl_connect(path);
+    fb = tl_connect(path);
+    if (fa < 0 || fb < 0)
+        FATAL("connect");
+    tl_reader_init(&a, fa);
+    tl_reader_init(&b, fb);
+    CHECK(tl_wait_subscribers(handle, 2) == 0, "two subscribers expected");
+
+    for (i = 0; i < MESSAGES; i++) {
+        char message[64];
+        int rc;
+        /* Pretty on even numbers: the wire always carries the compact form. */
+        snprintf(message, sizeof message, i % 2 ? "{\"seq\":%d,\"who\":\"all\"}"
+                                                : "{ \"seq\" : %d,\n \"who\" : \"all\" }", i);
+        rc = notif_emit(handle, message);
+        CHECK(rc == 2, "emit #%d returned %d (%s), expected 2", i, rc, notif_strerror(rc));
+        if (rc == 2) {
+            accepted++;
+            snprintf(message, sizeof message, "{\"seq\":%d,\"who\":\"all\"}", i);
+            bytes += strlen(message) + 1;
+        }
+    }
+    expect_sequence(&a, MESSAGES, "subscriber A");
+    expect_sequence(&b, MESSAGES, "subscriber B");
+
+    /* Everything has been read, so every pair has been delivered. */
+    give_up = tl_now_ms() + tl_timeout(5000);
+    do {
+        stats = tl_stats(handle);
+    } while (stats.delivered < 2ULL * accepted && tl_now_ms() < give_up && (tl_sleep_ms(2), 1));
+    CHECK(stats.subscribers == 2, "subscribers=%llu", (unsigned long long)stats.subscribers);
+    CHECK(stats.accepted == 2, "accepted=%llu", (unsigned long long)stats.accepted);
+    CHECK(stats.emitted == (unsigned long long)accepted, "emitted=%llu, expected %d",
+          (unsigned long long)stats.emitted, accepted);
+    CHECK(stats.delivered == 2ULL * accepted, "delivered=%llu, expected %d",
+          (unsigned long long)stats.delivered, 2 * accepted);
+    CHECK(stats.fanout == 2ULL * accepted, "fanout=%llu, expected %d",
+          (unsigned long long)stats.fanout, 2 * accepted);
+    CHECK(stats.fanout == stats.delivered + stats.dropped_slow + stats.dropped_closed,
+          "fanout != delivered + dropped_slow + dropped_closed");
+    CHECK(stats.bytes_sent == 2 * bytes, "bytes_sent=%llu, expected %llu",
+          (unsigned long long)stats.bytes_sent, 2 * bytes);
+    CHECK(stats.dropped_no_subscriber == 1, "dropped_no_subscriber=%llu",
+          (unsigned long long)stats.dropped_no_subscriber);
+    CHECK(stats.rejected == 0 && stats.dropped_slow == 0 && stats.dropped_backlog == 0 &&
+              stats.disconnected == 0 && stats.refused == 0,
+          "unexpected drops");
+
+    /* One leaves: the count follows, the other keeps receiving. */
+    tl_reader_free(&b);
+    close(fb);
+    CHECK(tl_wait_subscribers(handle, 1) == 0, "the count should drop to 1");
+    CHECK_RC(notif_emit(handle, "{\"seq\":0,\"who\":\"all\"}"), 1);
+    expect_sequence(&a, 1, "subscriber A after B left");
+
+    /* Queued messages are flushed by close (linger), then the stream ends. */
+    for (i = 0; i < 100; i++) {
+        char message[64];
+        snprintf(message, sizeof message, "{\"seq\":%d,\"who\":\"all\"}", i);
+        CHECK_RC(notif_emit(handle, message), 1);
+    }
+    notif_close(handle);
+    CHECK(!path_exists(path), "notif_close should remove the socket file");
+    expect_sequence(&a, 100, "subscriber A after close");
+    {
+        char *line = tl_read_line(&a, 5000);
+        CHECK(line == NULL && a.eof, "the stream should end after close, got %s",
+              line ? line : "a timeout");
+        free(line);
+    }
+    tl_reader_free(&a);
+    close(fa);
+}
+
+/* The fixtures: pretty input arrives as one compact line, equal to the compact fixture. */
+static void test_fixtures(void)
+{
+    static const char *const names[] = {"nova-instance-update.json", "small.json",
+                                        "unicode.json"};
+    char path[512], file[512];
+    notif_handle *handle;
+    tl_reader reader;
+    char *pretty, *compact, *line;
+    size_t i, len;
+    int fd;
+
+    path_in_dir(path, sizeof path, "fixtures.sock");
+    handle = open_or_die(path, NULL);
+    fd = tl_connect(path);
+    if (fd < 0)
+        FATAL("connect");
+    tl_reader_init(&reader, fd);
+    CHECK(tl_wait_subscribers(handle, 1) == 0, "subscriber not counted");
+
+    snprintf(file, sizeof file, "%s/nova-instance-update.pretty.json", FIXTURES_DIR);
+    pretty = tl_read_file(file, &len);
+    CHECK(strchr(pretty, '\n') != NULL, "the pretty fixture should span lines");
+    snprintf(file, sizeof file, "%s/nova-instance-update.json", FIXTURES_DIR);
+    compact = tl_read_file(file, NULL);
+    CHECK_RC(notif_emit(handle, pretty), 1);
+    line = tl_read_line(&reader, 5000);
+    CHECK(line != NULL && strcmp(line, compact) == 0,
+          "the pretty fixture should arrive as the compact fixture; got %s",
+          line ? line : "(nothing)");
+    free(line);
+    free(pretty);
+    free(compact);
+
+    for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(file, sizeof file, "%s/%s", FIXTURES_DIR, names[i]);
+        compact = tl_read_file(file, &len);
+        CHECK_RC(notif_emit_len(handle, compact, len), 1);
+        line = tl_read_line(&reader, 5000);
+        CHECK(line != NULL && strcmp(line, compact) == 0, "%s arrived changed: %s", names[i],
+              line ? line : "(nothing)");
+        free(line);
+        free(compact);
+    }
+    tl_reader_free(&reader);
+    close(fd);
+    notif_close(handle);
+}
+
+/* ------------------------------------------------------------- abstract */
+
+static void test_abstract(void)
+{
+    char name[128];
+    notif_handle *handle;
+    tl_reader reader;
+    char *line;
+    int fd;
+
+    snprintf(name, sizeof name, "@notif-test-api-%ld", (long)getpid());
+    handle = notif_open(name);
+    CHECK(handle != NULL, "abstract socket %s: errno %d", name, errno);
+    if (handle == NULL)
+        return;
+    CHECK(!path_exists(name), "an abstract socket must not create a file named %s", name);
+    fd = tl_connect(name);
+    CHECK(fd >= 0, "connect to %s: errno %d", name, errno);
+    if (fd >= 0) {
+        tl_reader_init(&reader, fd);
+        CHECK(tl_wait_subscribers(handle, 1) == 0, "subscriber not counted");
+        CHECK_RC(notif_emit(handle, "{\"abstract\": true}"), 1);
+        line = tl_read_line(&reader, 5000);
+        CHECK(line != NULL && strcmp(line, "{\"abstract\":true}") == 0, "got %s",
+              line ? line : "(nothing)");
+        free(line);
+        tl_reader_free(&reader);
+        close(fd);
+    }
+    notif_close(handle);
+}
+
+/* ----------------------------------------------------------------- close */
+
+static void test_close(void)
+{
+    char path[512];
+    notif_handle *handle;
+    struct stat st;
+    FILE *f;
+
+    notif_close(NULL); /* a no-op */
+
+    path_in_dir(path, sizeof path, "close.sock");
+    handle = open_or_die(path, NULL);
+    CHECK(lstat(path, &st) == 0 && S_ISSOCK(st.st_mode), "the socket file should exist");
+    notif_close(handle);
+    CHECK(!path_exists(path), "notif_close should remove the socket file");
+
+    /* close removes only the file it created: a file put there since stays. */
+    handle = open_or_die(path, NULL);
+    unlink(path);
+    f = fopen(path, "w");
+    if (f == NULL)
+        FATAL("fopen");
+    fputs("someone else's", f);
+    fclose(f);
+    notif_close(handle);
+    CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode),
+          "notif_close must not remove a file it did not create");
+    unlink(path);
+
+    /* Reopen at once on the same path. */
+    handle = open_or_die(path, NULL);
+    notif_close(handle);
+    handle = open_or_die(path, NULL);
+    notif_close(handle);
+    CHECK(!path_exists(path), "the socket file should be gone");
+}
+
+/* max_subscribers: connections over the limit are accepted and closed. */
+static void test_max_subscribers(void)
+{
+    char path[512], byte;
+    notif_options *opts = notif_options_new();
+    notif_handle *handle;
+    notif_stats stats;
+    long long give_up;
+    int first, second;
+
+    path_in_dir(path, sizeof path, "max.sock");
+    notif_options_set_max_subscribers(opts, 1);
+    handle = open_or_die(path, opts);
+    notif_options_free(opts);
+    first = tl_connect(path);
+    CHECK(tl_wait_subscribers(handle, 1) == 0, "first subscriber");
+    second = tl_connect(path);
+    CHECK(second >= 0, "the second connect itself succeeds (then is closed)");
+    if (second >= 0) {
+        struct pollfd pfd;
+        pfd.fd = second;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        CHECK(poll(&pfd, 1, (int)tl_timeout(5000)) == 1 && read(second, &byte, 1) == 0,
+              "the connection over the limit should be closed");
+        close(second);
+    }
+    give_up = tl_now_ms() + tl_timeout(5000);
+    do {
+        stats = tl_stats(handle);
+    } while (stats.refused == 0 && tl_now_ms() < give_up && (tl_sleep_ms(2), 1));
+    CHECK(stats.refused == 1 && stats.accepted == 2 && stats.subscribers == 1,
+          "refused=%llu accepted=%llu subscribers=%llu", (unsigned long long)stats.refused,
+          (unsigned long long)stats.accepted, (unsigned long long)stats.subscribers);
+    CHECK_RC(notif_emit(handle, "{}"), 1);
+    close(first);
+    notif_close(handle);
+}
+
+/* notif_last_error is per thread. */
+static void *fail_in_thread(void *arg)
+{
+    (void)arg;
+    notif_emit(NULL, "{}");
+    return (void *)(strstr(notif_last_error(), "handle") != NULL ? (void *)1 : NULL);
+}
+
+static void test_last_error_per_thread(void)
+{
+    pthread_t thread;
+    void *result = NULL;
+    notif_options *opts = notif_options_new();
+    CHECK_RC(notif_options_set_slow_policy(opts, 7), -EINVAL);
+    CHECK_LAST_ERROR("slow policy 7");
+    if (pthread_create(&thread, NULL, fail_in_thread, NULL) != 0)
+        FATAL("pthread_create");
+    pthread_join(thread, &result);
+    CHECK(result != NULL, "the other thread should see its own error");
+    CHECK_LAST_ERROR("slow policy 7");
+    notif_options_free(opts);
+}
+
+int main(void)
+{
+    /* The library must never raise SIGPIPE; keep the default to prove it. */
+    signal(SIGPIPE, SIG_DFL);
+    tl_make_temp_dir(dir, sizeof dir, "notif-test-api");
+
+    test_version();
+    test_strerror();
+    test_open_errors();
+    test_stale_socket_replaced();
+    test_options();
+    test_socket_mode();
+    test_emit_errors();
+    test_get_stats();
+    test_delivery_and_stats();
+    test_fixtures();
+    test_abstract();
+    test_close();
+    test_max_subscribers();
+    test_last_error_per_thread();
+
+    tl_remove_dir(dir);
+    return tl_finish("test_api");
+}
