@@ -1,9 +1,9 @@
 //! The hand-off from emitting threads to the server thread.
 //!
-//! Emitters append each message's compact line to one shared buffer under a
-//! short lock: one copy, no allocation per message once the buffer has grown.
-//! The server thread swaps the whole buffer out at once, which turns a burst of
-//! messages into one batch that every subscriber receives with one write.
+//! Emitters append each message's compact line to a chunk under a short lock:
+//! one copy, and no allocation per message (chunks are recycled). The server
+//! thread takes every pending chunk at once, which turns a burst of messages
+//! into a few shared batches that every subscriber receives with one write.
 //!
 //! The wake-up costs a system call only when the server thread is asleep: it
 //! marks itself sleeping under the same lock just before it blocks, and only the
@@ -25,25 +25,28 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    /// Byte offset where message `index` starts.
-    #[inline]
-    #[allow(dead_code)] // used by tests and the subscription filters to come
-    pub(crate) fn start_of(&self, index: usize) -> usize {
-        if index == 0 {
-            0
-        } else {
-            self.ends[index - 1]
-        }
-    }
-
     pub(crate) fn message_count(&self) -> usize {
         self.ends.len()
     }
 }
 
+/// Messages are appended to chunks of this size, so appending never copies
+/// what is already queued (a growing Vec would, under the lock). 64 KiB stays
+/// under glibc's mmap threshold, so a new chunk is a cheap heap allocation.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Empty chunks kept for reuse between the server thread and emitters.
+const POOL_LIMIT: usize = 64;
+
 #[derive(Debug, Default)]
 struct Pending {
-    batch: Batch,
+    /// Full chunks, oldest first, then `current`, which emitters append to.
+    sealed: Vec<Batch>,
+    current: Batch,
+    /// Bytes and messages in `sealed` and `current`.
+    bytes: usize,
+    messages: usize,
+    /// Emptied chunks handed back by the server thread.
+    pool: Vec<Batch>,
     server_sleeping: bool,
     stop_requested: bool,
 }
@@ -79,7 +82,7 @@ impl Backlog {
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
         // A panic while holding this lock can only come from an allocation
-        // failure mid-append; the buffer is still well-formed bytes, so go on.
+        // failure mid-append; the chunks are still well-formed, so go on.
         self.pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -87,17 +90,29 @@ impl Backlog {
 
     /// Appends one message's compact line (a newline is added).
     pub(crate) fn push(&self, line: &[u8]) -> Result<(), BacklogFull> {
+        let needed = line.len() + 1;
         let wake = {
-            let mut pending = self.lock();
-            let bytes = &mut pending.batch.bytes;
-            if bytes.len() + line.len() + 1 > self.capacity {
+            let mut guard = self.lock();
+            let pending = &mut *guard;
+            if pending.bytes + needed > self.capacity {
                 return Err(BacklogFull);
             }
-            bytes.reserve(line.len() + 1);
-            bytes.extend_from_slice(line);
-            bytes.push(b'\n');
-            let end = bytes.len();
-            pending.batch.ends.push(end);
+            let current = &mut pending.current;
+            if current.bytes.len() + needed > current.bytes.capacity() {
+                if !current.ends.is_empty() {
+                    let fresh = pending.pool.pop().unwrap_or_default();
+                    pending.sealed.push(std::mem::replace(current, fresh));
+                }
+                // Empty now, so reserving copies nothing.
+                let current = &mut pending.current;
+                current.bytes.reserve(needed.max(CHUNK_BYTES));
+            }
+            let current = &mut pending.current;
+            current.bytes.extend_from_slice(line);
+            current.bytes.push(b'\n');
+            current.ends.push(current.bytes.len());
+            pending.bytes += needed;
+            pending.messages += 1;
             std::mem::take(&mut pending.server_sleeping)
         };
         if wake {
@@ -114,21 +129,43 @@ impl Backlog {
         unsafe { libc::write(self.wake_fd.raw(), (&one as *const u64).cast(), 8) };
     }
 
-    /// Server thread: takes every pending message, leaving `spare` (emptied) as
-    /// the new buffer so its capacity is reused.
-    pub(crate) fn take(&self, mut spare: Batch) -> Batch {
-        spare.bytes.clear();
-        spare.ends.clear();
-        let mut pending = self.lock();
+    /// Server thread: moves every pending chunk, oldest first, into `into`.
+    pub(crate) fn take(&self, into: &mut Vec<Batch>) {
+        let mut guard = self.lock();
+        let pending = &mut *guard;
         pending.server_sleeping = false;
-        std::mem::replace(&mut pending.batch, spare)
+        if pending.messages == 0 {
+            return;
+        }
+        into.append(&mut pending.sealed);
+        let fresh = pending.pool.pop().unwrap_or_default();
+        into.push(std::mem::replace(&mut pending.current, fresh));
+        pending.bytes = 0;
+        pending.messages = 0;
+    }
+
+    /// Server thread: hands back chunks every subscriber is done with.
+    pub(crate) fn recycle(&self, chunks: impl IntoIterator<Item = Batch>) {
+        let mut pending = self.lock();
+        for mut chunk in chunks {
+            if pending.pool.len() >= POOL_LIMIT {
+                break;
+            }
+            // A chunk that grew for one huge message goes back to the allocator.
+            if chunk.bytes.capacity() > 4 * CHUNK_BYTES {
+                continue;
+            }
+            chunk.bytes.clear();
+            chunk.ends.clear();
+            pending.pool.push(chunk);
+        }
     }
 
     /// Server thread: called just before blocking. Returns false (and does not
     /// mark the thread sleeping) when there is already something to take.
     pub(crate) fn prepare_to_sleep(&self) -> bool {
         let mut pending = self.lock();
-        if !pending.batch.ends.is_empty() || pending.stop_requested {
+        if pending.messages != 0 || pending.stop_requested {
             pending.server_sleeping = false;
             return false;
         }
@@ -145,7 +182,7 @@ impl Backlog {
 
     /// Messages emitted but not yet taken by the server thread.
     pub(crate) fn pending_messages(&self) -> usize {
-        self.lock().batch.ends.len()
+        self.lock().messages
     }
 
     /// Asks the server thread to stop, waking it whatever it is doing.

@@ -38,8 +38,8 @@ struct Server {
     listener: Option<OwnedFd>,
     listener_paused_until: Option<Instant>,
     subscribers: HashMap<RawFd, SubscriberConn>,
-    /// The previous batch's buffers, reused when every subscriber is done with them.
-    spare: Batch,
+    /// Where chunks taken from the backlog land (kept to reuse its allocation).
+    taken: Vec<Batch>,
 }
 
 /// Starts the server thread for a listening socket.
@@ -68,7 +68,7 @@ pub(crate) fn spawn(
         listener: Some(listener),
         listener_paused_until: None,
         subscribers: HashMap::new(),
-        spare: Batch::default(),
+        taken: Vec::new(),
     };
     // The host's signals are for the host's threads: ours starts with every
     // signal blocked, so it never runs a handler or takes a process-directed
@@ -344,42 +344,33 @@ impl Server {
 
     /// Takes what emitters queued and hands it to every subscriber.
     fn take_and_distribute(&mut self) {
-        let batch = self.shared.backlog.take(std::mem::take(&mut self.spare));
-        let messages = batch.message_count();
-        if messages == 0 {
-            self.spare = batch;
+        let mut taken = std::mem::take(&mut self.taken);
+        self.shared.backlog.take(&mut taken);
+        if taken.is_empty() {
+            self.taken = taken;
             return;
         }
+        let messages: usize = taken.iter().map(Batch::message_count).sum();
         let counters = &self.shared.counters;
         bump(&counters.emitted, messages as u64);
         if self.subscribers.is_empty() {
             bump(&counters.dropped_no_subscriber, messages as u64);
-            self.spare = batch;
+            self.shared.backlog.recycle(taken.drain(..));
+            self.taken = taken;
             return;
         }
-        let batch = Arc::new(batch);
+        let chunks: Vec<Arc<Batch>> = taken.drain(..).map(Arc::new).collect();
+        self.taken = taken;
         let mut to_remove = Vec::new();
         for (&fd, subscriber) in self.subscribers.iter_mut() {
             bump(&counters.fanout, messages as u64);
-            let mut fits = subscriber.room_for(&batch);
-            if fits < messages && subscriber.has_queue() {
-                // Make room by writing first: the kernel may have drained since.
-                if subscriber.flush(counters) == Flush::PeerGone {
-                    bump(&counters.dropped_closed, messages as u64);
-                    to_remove.push((fd, false));
-                    continue;
-                }
-                fits = subscriber.room_for(&batch);
-            }
-            if fits < messages {
-                bump(&counters.dropped_slow, (messages - fits) as u64);
-                if self.options.slow_policy == SlowPolicy::Disconnect {
-                    subscriber.enqueue(&batch, fits);
-                    to_remove.push((fd, true));
+            match offer(subscriber, &chunks, counters, self.options.slow_policy) {
+                Offer::Keep => {}
+                Offer::Remove { by_us } => {
+                    to_remove.push((fd, by_us));
                     continue;
                 }
             }
-            subscriber.enqueue(&batch, fits);
             match subscriber.flush(counters) {
                 Flush::Drained => {}
                 Flush::Blocked if !subscriber.waiting_for_room => {
@@ -398,8 +389,12 @@ impl Server {
         for (fd, by_us) in to_remove {
             self.remove_subscriber(fd, by_us);
         }
-        // Usually every subscriber wrote the whole batch at once: reuse its buffers.
-        self.spare = Arc::try_unwrap(batch).unwrap_or_default();
+        // Usually every subscriber wrote everything at once: reuse the chunks.
+        self.shared.backlog.recycle(
+            chunks
+                .into_iter()
+                .filter_map(|chunk| Arc::try_unwrap(chunk).ok()),
+        );
     }
 
     /// Close: no new subscribers; flush what is queued for up to the linger time.
@@ -435,4 +430,49 @@ impl Server {
             self.remove_subscriber(fd, false);
         }
     }
+}
+
+enum Offer {
+    Keep,
+    Remove { by_us: bool },
+}
+
+/// Queues new chunks for one subscriber, as many messages as fit its buffer;
+/// the rest are dropped for it (or it is disconnected, by policy).
+fn offer(
+    subscriber: &mut SubscriberConn,
+    chunks: &[Arc<Batch>],
+    counters: &Counters,
+    policy: SlowPolicy,
+) -> Offer {
+    for (index, chunk) in chunks.iter().enumerate() {
+        let messages = chunk.message_count();
+        let mut fits = subscriber.room_for(chunk);
+        if fits < messages && subscriber.has_queue() {
+            // Make room by writing first: the kernel may have drained since.
+            if subscriber.flush(counters) == Flush::PeerGone {
+                let unsent: usize = chunks[index..].iter().map(|c| c.message_count()).sum();
+                bump(&counters.dropped_closed, unsent as u64);
+                return Offer::Remove { by_us: false };
+            }
+            fits = subscriber.room_for(chunk);
+        }
+        subscriber.enqueue(chunk, fits);
+        if fits < messages {
+            let later: usize = chunks[index + 1..].iter().map(|c| c.message_count()).sum();
+            match policy {
+                // Once one message does not fit, later ones are dropped too, so
+                // the subscriber sees one gap rather than a scattering of them.
+                SlowPolicy::Drop => {
+                    bump(&counters.dropped_slow, (messages - fits + later) as u64);
+                    return Offer::Keep;
+                }
+                SlowPolicy::Disconnect => {
+                    bump(&counters.dropped_slow, (messages - fits + later) as u64);
+                    return Offer::Remove { by_us: true };
+                }
+            }
+        }
+    }
+    Offer::Keep
 }
