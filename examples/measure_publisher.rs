@@ -7,7 +7,7 @@
 //! message is the 1.7 KB nova instance.update sample.
 //! The subscriber is this same program started with `--subscriber PATH COUNT`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -157,5 +157,5 @@ fn subscriber(path: &str, count: usize) {
         }
         received += 1;
     }
-    writeln!(std::io::stdout(), "received {received} lines").unwrap();
+    println!("received {received} lines");
 }

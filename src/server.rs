@@ -199,7 +199,7 @@ impl Server {
         if ready & libc::EPOLLIN as u32 != 0 {
             match subscriber.read_input() {
                 Input::Idle => {}
-                Input::EndOfInput => {
+                Input::PeerStoppedSending => {
                     subscriber.reading = false;
                     self.update_interest(fd);
                 }

@@ -49,7 +49,7 @@ pub(crate) enum Input {
     Idle,
     /// The peer shut down its sending side (e.g. `socat` at the end of its
     /// stdin). It may still be reading, so it stays subscribed.
-    EndOfInput,
+    PeerStoppedSending,
     PeerGone,
 }
 
@@ -209,7 +209,7 @@ impl SubscriberConn {
                 continue;
             }
             if n == 0 {
-                return Input::EndOfInput;
+                return Input::PeerStoppedSending;
             }
             match io::Error::last_os_error().raw_os_error() {
                 Some(libc::EINTR) => continue,
