@@ -14,7 +14,9 @@ mod publisher;
 mod server;
 mod socket_file;
 mod stats;
+pub mod subscriber;
 mod subscriber_conn;
+pub mod subscription;
 
 pub use error::Error;
 pub use options::{

@@ -13,6 +13,7 @@ mod handle;
 mod options;
 mod panic_guard;
 mod stats;
+mod subscriber;
 mod version;
 
 pub use error::{notif_last_error, notif_strerror};

@@ -1,0 +1,597 @@
+//! The subscription protocol (docs/subscription-protocol.md): the request a
+//! subscriber may write, the filter it carries, the fields of a notification the
+//! filter looks at, and the control lines the publisher answers with. Shared by
+//! the server thread and the subscriber client, so both read the protocol alike.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+/// Longest request line accepted, newline included.
+pub const MAX_REQUEST_LINE: usize = 64 * 1024;
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
+
+/// Which notifications a subscriber wants. An empty list means "no constraint"
+/// here (the request parser refuses empty lists; an absent key becomes empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Globs on `event_type`.
+    pub event_types: Vec<String>,
+    /// Priorities, compared ignoring ASCII case.
+    pub priorities: Vec<String>,
+    /// Globs on `publisher_id`.
+    pub publishers: Vec<String>,
+}
+
+/// What a subscriber asked for in its request line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Subscribe {
+        filter: Filter,
+        markers: bool,
+        heartbeat: Option<Duration>,
+    },
+    Stats,
+}
+
+/// The fields of a notification that filters look at: its top-level
+/// `event_type`, `priority` and `publisher_id` when they are strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageFields<'a> {
+    pub event_type: Option<Cow<'a, str>>,
+    pub priority: Option<Cow<'a, str>>,
+    pub publisher_id: Option<Cow<'a, str>>,
+}
+
+/// A line from the publisher that is not a notification.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlLine {
+    Subscribed,
+    Dropped(u64),
+    Heartbeat(f64),
+    Error(String),
+    Stats(Map<String, Value>),
+}
+
+/// `*` matches any run of characters (the empty run too); everything else
+/// matches itself. Linear time: a star only ever resumes from its latest position.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
+    let (mut p, mut t) = (0, 0);
+    let mut resume: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            resume = Some((p + 1, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((after_star, start)) = resume {
+            p = after_star;
+            t = start + 1;
+            resume = Some((after_star, start + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+impl Filter {
+    /// True when the filter lets every notification through.
+    pub fn is_everything(&self) -> bool {
+        self.event_types.is_empty() && self.priorities.is_empty() && self.publishers.is_empty()
+    }
+
+    pub fn matches(&self, fields: &MessageFields<'_>) -> bool {
+        fn any_glob(patterns: &[String], value: &Option<Cow<'_, str>>) -> bool {
+            patterns.is_empty()
+                || value
+                    .as_deref()
+                    .is_some_and(|v| patterns.iter().any(|p| glob_matches(p, v)))
+        }
+        let priority_ok = self.priorities.is_empty()
+            || fields
+                .priority
+                .as_deref()
+                .is_some_and(|v| self.priorities.iter().any(|p| p.eq_ignore_ascii_case(v)));
+        priority_ok
+            && any_glob(&self.event_types, &fields.event_type)
+            && any_glob(&self.publishers, &fields.publisher_id)
+    }
+
+    /// Whether a notification line (one JSON object) passes the filter.
+    pub fn matches_line(&self, line: &[u8]) -> bool {
+        self.is_everything() || self.matches(&message_fields(line))
+    }
+}
+
+impl Request {
+    /// Parses a request line (without its newline). The error is a sentence
+    /// for the subscriber's author.
+    pub fn parse(line: &[u8]) -> Result<Request, String> {
+        let value: Value = serde_json::from_slice(line)
+            .map_err(|e| format!("the request is not valid JSON: {e}"))?;
+        let Value::Object(request) = value else {
+            return Err("the request must be a JSON object".into());
+        };
+        if let Some(stats) = request.get("stats") {
+            if stats != &Value::Bool(true) || request.len() != 1 {
+                return Err("a stats request is exactly {\"stats\":true}".into());
+            }
+            return Ok(Request::Stats);
+        }
+        let mut filter = Filter::default();
+        let mut markers = false;
+        let mut heartbeat = None;
+        for (key, value) in &request {
+            match key.as_str() {
+                "subscribe" => filter = parse_filter(value)?,
+                "markers" => markers = value.as_bool().ok_or("\"markers\" must be true or false")?,
+                "heartbeat_s" => {
+                    let seconds = value.as_f64().ok_or("\"heartbeat_s\" must be a number of seconds")?;
+                    let seconds = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::ZERO);
+                    if !(MIN_HEARTBEAT..=MAX_HEARTBEAT).contains(&seconds) {
+                        return Err("\"heartbeat_s\" must be between 0.1 and 3600".into());
+                    }
+                    heartbeat = Some(seconds);
+                }
+                other => {
+                    return Err(format!(
+                        "unknown key {other:?} in the request (known: subscribe, markers, heartbeat_s, stats)"
+                    ))
+                }
+            }
+        }
+        Ok(Request::Subscribe {
+            filter,
+            markers,
+            heartbeat,
+        })
+    }
+
+    /// The request as one line, newline included, ready to write to the socket.
+    pub fn to_line(&self) -> Vec<u8> {
+        let value = match self {
+            Request::Stats => serde_json::json!({"stats": true}),
+            Request::Subscribe {
+                filter,
+                markers,
+                heartbeat,
+            } => {
+                let mut request = Map::new();
+                let mut subscribe = Map::new();
+                for (key, list) in [
+                    ("event_types", &filter.event_types),
+                    ("priorities", &filter.priorities),
+                    ("publishers", &filter.publishers),
+                ] {
+                    if !list.is_empty() {
+                        subscribe.insert(key.into(), list.clone().into());
+                    }
+                }
+                if !subscribe.is_empty() {
+                    request.insert("subscribe".into(), Value::Object(subscribe));
+                }
+                if *markers {
+                    request.insert("markers".into(), true.into());
+                }
+                if let Some(heartbeat) = heartbeat {
+                    request.insert("heartbeat_s".into(), heartbeat.as_secs_f64().into());
+                }
+                Value::Object(request)
+            }
+        };
+        let mut line = serde_json::to_vec(&value).expect("a JSON value serialises");
+        line.push(b'\n');
+        line
+    }
+}
+
+fn parse_filter(value: &Value) -> Result<Filter, String> {
+    let Value::Object(subscribe) = value else {
+        return Err("\"subscribe\" must be an object".into());
+    };
+    let mut filter = Filter::default();
+    for (key, value) in subscribe {
+        let list = match key.as_str() {
+            "event_types" => &mut filter.event_types,
+            "priorities" => &mut filter.priorities,
+            "publishers" => &mut filter.publishers,
+            other => {
+                return Err(format!(
+                    "unknown key {other:?} in \"subscribe\" (known: event_types, priorities, publishers)"
+                ))
+            }
+        };
+        let Value::Array(items) = value else {
+            return Err(format!("\"subscribe\".{key:?} must be an array of strings"));
+        };
+        if items.is_empty() {
+            return Err(format!("\"subscribe\".{key:?} is empty, which would match nothing; leave the key out to match everything"));
+        }
+        for item in items {
+            let Value::String(pattern) = item else {
+                return Err(format!("\"subscribe\".{key:?} must be an array of strings"));
+            };
+            list.push(pattern.clone());
+        }
+    }
+    Ok(filter)
+}
+
+/// Reads the filterable fields of a notification line. The line is one valid
+/// JSON object (emit checked it); anything else yields no fields.
+pub fn message_fields(line: &[u8]) -> MessageFields<'_> {
+    let mut fields = MessageFields::default();
+    let mut scanner = TopLevel { bytes: line, at: 0 };
+    if !scanner.expect(b'{') {
+        return fields;
+    }
+    loop {
+        scanner.skip_whitespace();
+        let Some((key, _)) = scanner.string() else {
+            return fields;
+        };
+        scanner.skip_whitespace();
+        if !scanner.expect(b':') {
+            return fields;
+        }
+        scanner.skip_whitespace();
+        let slot = match key.as_ref() {
+            b"event_type" => Some(&mut fields.event_type),
+            b"priority" => Some(&mut fields.priority),
+            b"publisher_id" => Some(&mut fields.publisher_id),
+            _ => None,
+        };
+        match slot {
+            Some(slot) if scanner.peek() == Some(b'"') => {
+                let Some((value, escaped)) = scanner.string() else {
+                    return fields;
+                };
+                // Duplicate keys: the last one wins, as in serde_json and Python.
+                *slot = decode_string(value, escaped);
+            }
+            Some(slot) => {
+                *slot = None;
+                if !scanner.skip_value() {
+                    return fields;
+                }
+            }
+            None => {
+                if !scanner.skip_value() {
+                    return fields;
+                }
+            }
+        }
+        scanner.skip_whitespace();
+        if !scanner.expect(b',') {
+            return fields;
+        }
+    }
+}
+
+/// A string's content: borrowed when it has no escapes, decoded otherwise.
+fn decode_string(raw: Cow<'_, [u8]>, escaped: bool) -> Option<Cow<'_, str>> {
+    if !escaped {
+        return match raw {
+            Cow::Borrowed(bytes) => std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
+            Cow::Owned(bytes) => String::from_utf8(bytes).ok().map(Cow::Owned),
+        };
+    }
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(&raw);
+    quoted.push(b'"');
+    serde_json::from_slice::<String>(&quoted)
+        .ok()
+        .map(Cow::Owned)
+}
+
+/// Walks the top level of a JSON object without building anything.
+struct TopLevel<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> TopLevel<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> bool {
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A string's raw content between its quotes, and whether it has escapes.
+    fn string(&mut self) -> Option<(Cow<'a, [u8]>, bool)> {
+        if !self.expect(b'"') {
+            return None;
+        }
+        let start = self.at;
+        let mut escaped = false;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    let content = &self.bytes[start..self.at];
+                    self.at += 1;
+                    return Some((Cow::Borrowed(content), escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.at += 2;
+                }
+                _ => self.at += 1,
+            }
+        }
+    }
+
+    /// Skips one value of any kind; false if the input ends first.
+    fn skip_value(&mut self) -> bool {
+        match self.peek() {
+            None => false,
+            Some(b'"') => self.string().is_some(),
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek() {
+                        None => return false,
+                        Some(b'"') => {
+                            if self.string().is_none() {
+                                return false;
+                            }
+                        }
+                        Some(b'{' | b'[') => {
+                            depth += 1;
+                            self.at += 1;
+                        }
+                        Some(b'}' | b']') => {
+                            depth -= 1;
+                            self.at += 1;
+                            if depth == 0 {
+                                return true;
+                            }
+                        }
+                        Some(_) => self.at += 1,
+                    }
+                }
+            }
+            Some(_) => {
+                // A number or literal runs to the next delimiter.
+                while !matches!(
+                    self.peek(),
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                ) {
+                    self.at += 1;
+                }
+                true
+            }
+        }
+    }
+}
+
+/// Recognises a control line: a JSON object whose only top-level key is "notif".
+pub fn parse_control_line(line: &[u8]) -> Option<ControlLine> {
+    // Cheap test first: notifications are far more common than control lines.
+    let trimmed = line.strip_suffix(b"\n").unwrap_or(line);
+    if !trimmed.starts_with(b"{\"notif\":") {
+        return None;
+    }
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(trimmed) else {
+        return None;
+    };
+    if object.len() != 1 {
+        return None;
+    }
+    let Some(Value::Object(body)) = object.get("notif") else {
+        return None;
+    };
+    if body.get("subscribed") == Some(&Value::Bool(true)) {
+        return Some(ControlLine::Subscribed);
+    }
+    if let Some(n) = body.get("dropped").and_then(Value::as_u64) {
+        return Some(ControlLine::Dropped(n));
+    }
+    if let Some(t) = body.get("heartbeat").and_then(Value::as_f64) {
+        return Some(ControlLine::Heartbeat(t));
+    }
+    if let Some(message) = body.get("error").and_then(Value::as_str) {
+        return Some(ControlLine::Error(message.to_string()));
+    }
+    if let Some(Value::Object(stats)) = body.get("stats") {
+        return Some(ControlLine::Stats(stats.clone()));
+    }
+    None
+}
+
+/// Control lines the publisher writes.
+pub(crate) mod lines {
+    use serde_json::json;
+
+    fn line(value: serde_json::Value) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec(&value).expect("a JSON value serialises");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    pub(crate) fn subscribed() -> Vec<u8> {
+        line(json!({"notif": {"subscribed": true, "version": crate::VERSION}}))
+    }
+
+    pub(crate) fn dropped(count: u64) -> Vec<u8> {
+        line(json!({"notif": {"dropped": count}}))
+    }
+
+    pub(crate) fn heartbeat(unix_seconds: f64) -> Vec<u8> {
+        line(json!({"notif": {"heartbeat": unix_seconds}}))
+    }
+
+    pub(crate) fn error(message: &str) -> Vec<u8> {
+        line(json!({"notif": {"error": message}}))
+    }
+
+    pub(crate) fn stats(stats: serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+        line(json!({"notif": {"stats": stats}}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_matches("*", ""));
+        assert!(glob_matches("compute.*", "compute.instance.create.end"));
+        assert!(glob_matches("*.end", "compute.instance.create.end"));
+        assert!(glob_matches("c*e*d", "compute.instance.create.end"));
+        assert!(!glob_matches("compute.*", "image.update"));
+        assert!(!glob_matches("compute", "compute.x"));
+        assert!(glob_matches("a*a*a*b", "aaaaaaaaaaaaaaaaab"));
+        assert!(!glob_matches("a*a*a*b", "aaaaaaaaaaaaaaaaaa"));
+        assert!(glob_matches("**", "x"));
+        assert!(!glob_matches("Image.*", "image.update"));
+    }
+
+    #[test]
+    fn fields_are_read_from_the_top_level_only() {
+        let line = br#"{"payload":{"event_type":"nested","priority":"X"},"event_type":"image.update","priority":"info","publisher_id":"image.host1","n":[1,{"a":"}"}]}"#;
+        let fields = message_fields(line);
+        assert_eq!(fields.event_type.as_deref(), Some("image.update"));
+        assert_eq!(fields.priority.as_deref(), Some("info"));
+        assert_eq!(fields.publisher_id.as_deref(), Some("image.host1"));
+    }
+
+    #[test]
+    fn non_string_and_escaped_fields() {
+        let fields =
+            message_fields(br#"{"event_type":42,"priority":null,"publisher_id":"a\u002eb\"c"}"#);
+        assert_eq!(fields.event_type, None);
+        assert_eq!(fields.priority, None);
+        assert_eq!(fields.publisher_id.as_deref(), Some("a.b\"c"));
+        let fields = message_fields(br#"{"event_type":"first","event_type":"last"}"#);
+        assert_eq!(fields.event_type.as_deref(), Some("last"));
+    }
+
+    #[test]
+    fn fields_after_every_kind_of_value() {
+        let line = br#"{"a":true,"b":null,"c":-1.5e3,"d":"x\\","e":[],"f":{},"g":[[[]]],"event_type":"t"}"#;
+        assert_eq!(message_fields(line).event_type.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn filter_semantics() {
+        let filter = Filter {
+            event_types: vec!["compute.*".into()],
+            priorities: vec!["ERROR".into(), "critical".into()],
+            publishers: vec![],
+        };
+        assert!(filter.matches_line(br#"{"event_type":"compute.x","priority":"error"}"#));
+        assert!(filter.matches_line(br#"{"event_type":"compute.x","priority":"CRITICAL"}"#));
+        assert!(!filter.matches_line(br#"{"event_type":"compute.x","priority":"INFO"}"#));
+        assert!(
+            !filter.matches_line(br#"{"event_type":"compute.x"}"#),
+            "a missing priority does not match"
+        );
+        assert!(!filter.matches_line(br#"{"priority":"ERROR"}"#));
+        assert!(Filter::default().matches_line(b"{}"));
+    }
+
+    #[test]
+    fn requests_parse_and_round_trip() {
+        let request = Request::parse(
+            br#"{"subscribe":{"event_types":["compute.instance.*","image.*"],"priorities":["ERROR"],"publishers":["nova-compute:*"]},"markers":true,"heartbeat_s":5}"#,
+        )
+        .unwrap();
+        let Request::Subscribe {
+            filter,
+            markers,
+            heartbeat,
+        } = &request
+        else {
+            panic!()
+        };
+        assert_eq!(filter.event_types, ["compute.instance.*", "image.*"]);
+        assert!(*markers);
+        assert_eq!(*heartbeat, Some(Duration::from_secs(5)));
+        let line = request.to_line();
+        assert_eq!(Request::parse(&line[..line.len() - 1]).unwrap(), request);
+        assert_eq!(
+            Request::parse(br#"{"stats":true}"#).unwrap(),
+            Request::Stats
+        );
+        assert_eq!(
+            Request::parse(b"{}").unwrap(),
+            Request::Subscribe {
+                filter: Filter::default(),
+                markers: false,
+                heartbeat: None
+            }
+        );
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        for (request, expected) in [
+            (&b"not json"[..], "not valid JSON"),
+            (b"[1]", "must be a JSON object"),
+            (br#"{"subscribe":{"event_types":[]}}"#, "empty"),
+            (br#"{"subscribe":{"event_types":"x"}}"#, "array of strings"),
+            (br#"{"subscribe":{"event_types":[1]}}"#, "array of strings"),
+            (br#"{"subscribe":{"types":["x"]}}"#, "unknown key \"types\""),
+            (br#"{"subscribe":[]}"#, "must be an object"),
+            (br#"{"markers":1}"#, "true or false"),
+            (br#"{"heartbeat_s":0}"#, "between 0.1 and 3600"),
+            (br#"{"heartbeat_s":-1}"#, "between 0.1 and 3600"),
+            (br#"{"heartbeat_s":"5"}"#, "number of seconds"),
+            (br#"{"stats":true,"markers":true}"#, "exactly"),
+            (br#"{"stats":false}"#, "exactly"),
+            (br#"{"subscribed":true}"#, "unknown key"),
+        ] {
+            let error = Request::parse(request).unwrap_err();
+            assert!(
+                error.contains(expected),
+                "{}: {error}",
+                String::from_utf8_lossy(request)
+            );
+        }
+    }
+
+    #[test]
+    fn control_lines() {
+        assert_eq!(
+            parse_control_line(&lines::subscribed()),
+            Some(ControlLine::Subscribed)
+        );
+        assert_eq!(
+            parse_control_line(&lines::dropped(7)),
+            Some(ControlLine::Dropped(7))
+        );
+        assert_eq!(
+            parse_control_line(&lines::heartbeat(12.5)),
+            Some(ControlLine::Heartbeat(12.5))
+        );
+        assert_eq!(
+            parse_control_line(&lines::error("bad")),
+            Some(ControlLine::Error("bad".into()))
+        );
+        assert_eq!(
+            parse_control_line(br#"{"notif":{"dropped":1},"x":1}"#),
+            None
+        );
+        assert_eq!(parse_control_line(br#"{"event_type":"x"}"#), None);
+    }
+}
