@@ -34,6 +34,34 @@ fn fork_child(child: impl FnOnce() -> i32) -> libc::pid_t {
     pid
 }
 
+/// Forks a child that tells the parent it is running (so its fork handlers
+/// have run) and then sleeps until killed.
+fn fork_sleeping_child() -> libc::pid_t {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a live array of two ints.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let pid = fork_child(|| {
+        // SAFETY: write and sleep are async-signal-safe; the parent kills us when done.
+        unsafe {
+            libc::write(fds[1], b"r".as_ptr().cast(), 1);
+            libc::sleep(60);
+        }
+        0
+    });
+    let mut byte = 0u8;
+    // SAFETY: reads one byte into a live u8, then closes our pipe ends.
+    unsafe {
+        libc::close(fds[1]);
+        assert_eq!(
+            libc::read(fds[0], (&mut byte as *mut u8).cast(), 1),
+            1,
+            "the child never ran"
+        );
+        libc::close(fds[0]);
+    }
+    pid
+}
+
 /// Waits for the child to exit (killing it after `timeout`); returns its exit
 /// status, or None if it had to be killed or died of a signal.
 fn wait_child(pid: libc::pid_t, timeout: Duration) -> Option<i32> {
@@ -176,11 +204,7 @@ fn a_subscriber_sees_eof_when_the_parent_closes_while_a_child_lives_on() {
     let publisher = Publisher::open(dir.socket()).unwrap();
     let mut subscriber = Subscriber::connect_to(&publisher, dir.socket(), 1);
     publisher.emit(b"{\"before\":\"fork\"}").unwrap();
-    let pid = fork_child(|| {
-        // SAFETY: sleep is async-signal-safe; the parent kills us when done.
-        unsafe { libc::sleep(60) };
-        0
-    });
+    let pid = fork_sleeping_child();
     publisher.emit(b"{\"after\":\"fork\"}").unwrap();
     assert_eq!(subscriber.line(), b"{\"before\":\"fork\"}");
     assert_eq!(subscriber.line(), b"{\"after\":\"fork\"}");
@@ -206,11 +230,7 @@ fn an_abstract_name_is_free_once_the_parent_closes_even_while_a_child_lives_on()
     let _serial = serial();
     let name = format!("@notif-test-{}-fork", std::process::id());
     let publisher = Publisher::open_bytes(name.as_bytes(), &Options::default()).unwrap();
-    let pid = fork_child(|| {
-        // SAFETY: sleep is async-signal-safe; the parent kills us when done.
-        unsafe { libc::sleep(60) };
-        0
-    });
+    let pid = fork_sleeping_child();
     publisher.close();
     // Had the child kept the listening socket, the name would still be taken.
     let again = Publisher::open_bytes(name.as_bytes(), &Options::default());
