@@ -1,0 +1,215 @@
+//! A subscriber that does not keep up costs only itself: its messages are
+//! dropped (or it is disconnected) while the others get everything; and the
+//! max_subscribers limit turns extra connections away.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use notif::{Options, Publisher, SlowPolicy};
+
+/// Emits `count` numbered messages (stream 0) while never getting more than
+/// `window` messages ahead of the slowest of `progress`, so readers that do
+/// read are never too slow.
+pub fn emit_paced(
+    publisher: &Publisher,
+    count: u64,
+    pad: usize,
+    window: u64,
+    progress: &[Arc<AtomicU64>],
+) {
+    for seq in 0..count {
+        if seq % 64 == 0 {
+            wait_until("the reading subscribers catch up", || {
+                progress
+                    .iter()
+                    .all(|read| read.load(Ordering::Relaxed) + window >= seq)
+            });
+        }
+        publisher.emit(&numbered(0, seq, pad)).unwrap();
+    }
+}
+
+/// A reader thread that checks order and publishes its progress.
+fn counting_reader(
+    mut subscriber: Subscriber,
+    count: u64,
+) -> (Arc<AtomicU64>, std::thread::JoinHandle<Subscriber>) {
+    let progress = Arc::new(AtomicU64::new(0));
+    let shared = Arc::clone(&progress);
+    let handle = std::thread::spawn(move || {
+        for expected in 0..count {
+            assert_eq!(
+                parse_numbered(&subscriber.line()).1,
+                expected,
+                "lost or reordered"
+            );
+            shared.store(expected + 1, Ordering::Relaxed);
+        }
+        subscriber
+    });
+    (progress, handle)
+}
+
+#[test]
+fn a_subscriber_that_never_reads_loses_messages_and_the_readers_get_all_of_them() {
+    const MESSAGES: u64 = 20_000;
+    let dir = TempDir::new("never_reads");
+    let options = Options {
+        subscriber_buffer: 256 * 1024,
+        max_message: 4096,
+        ..Options::default()
+    };
+    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
+    let silent = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    let (progress, readers): (Vec<_>, Vec<_>) = (2..=4)
+        .map(|n| {
+            counting_reader(
+                Subscriber::connect_to(&publisher, dir.socket(), n),
+                MESSAGES,
+            )
+        })
+        .unzip();
+    emit_paced(&publisher, MESSAGES, 200, 200, &progress);
+    let readers: Vec<Subscriber> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    // The silent one's buffer is full: everything beyond it was dropped.
+    let stats = publisher.stats();
+    assert_eq!(stats.subscribers, 4);
+    assert_eq!(stats.fanout, 4 * MESSAGES);
+    assert!(stats.dropped_slow > 0);
+    assert!(stats.dropped_slow < MESSAGES);
+    assert_eq!(stats.disconnected, 0);
+    assert!(stats.delivered >= 3 * MESSAGES);
+    // It reads what it was given: the oldest messages, in order, no gaps.
+    let silent_lines = {
+        let mut silent = silent;
+        silent.set_read_timeout(Duration::from_millis(500));
+        let mut lines = Vec::new();
+        while let Ok(Some(line)) = silent.try_line() {
+            lines.push(parse_numbered(&line).1);
+        }
+        lines
+    };
+    assert!(!silent_lines.is_empty());
+    assert!(silent_lines
+        .iter()
+        .enumerate()
+        .all(|(i, &seq)| seq == i as u64));
+    assert_eq!(silent_lines.len() as u64 + stats.dropped_slow, MESSAGES);
+    drop(readers);
+    wait_for_subscribers(&publisher, 0);
+    let stats = wait_for_quiet(&publisher);
+    assert_eq!(stats.delivered, 3 * MESSAGES + silent_lines.len() as u64);
+    assert_eq!(stats.dropped_closed, 0);
+}
+
+#[test]
+fn the_disconnect_policy_closes_a_slow_subscriber_and_spares_the_others() {
+    const MESSAGES: u64 = 20_000;
+    let dir = TempDir::new("disconnect");
+    let options = Options {
+        subscriber_buffer: 64 * 1024,
+        max_message: 4096,
+        slow_policy: SlowPolicy::Disconnect,
+        ..Options::default()
+    };
+    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
+    let mut slow = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    let (progress, readers): (Vec<_>, Vec<_>) = (2..=3)
+        .map(|n| {
+            counting_reader(
+                Subscriber::connect_to(&publisher, dir.socket(), n),
+                MESSAGES,
+            )
+        })
+        .unzip();
+    // Pace for the readers only: the window still fits their buffers.
+    emit_paced(&publisher, MESSAGES, 100, 100, &progress);
+    let _readers: Vec<Subscriber> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    let stats = publisher.stats();
+    assert_eq!(stats.disconnected, 1, "{stats:?}");
+    assert_eq!(stats.subscribers, 2);
+    // The slow one gets an in-order prefix of the stream, then EOF.
+    let lines = slow.read_to_eof();
+    assert!(!lines.is_empty());
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(parse_numbered(line).1, i as u64);
+    }
+    let stats = wait_for_quiet(&publisher);
+    assert_eq!(stats.disconnected, 1);
+    assert!(stats.dropped_slow > 0);
+    assert!(stats.delivered >= 2 * MESSAGES + lines.len() as u64);
+}
+
+#[test]
+fn the_subscriber_over_max_subscribers_is_accepted_then_closed() {
+    let dir = TempDir::new("max_subscribers");
+    let options = Options {
+        max_subscribers: 2,
+        ..Options::default()
+    };
+    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
+    let mut first = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    let second = Subscriber::connect_to(&publisher, dir.socket(), 2);
+    let mut third = Subscriber::connect(dir.socket());
+    third.expect_eof();
+    let stats = publisher.stats();
+    assert_eq!(
+        (
+            stats.accepted,
+            stats.refused,
+            stats.disconnected,
+            stats.subscribers
+        ),
+        (3, 1, 1, 2)
+    );
+    assert_eq!(publisher.emit(b"{\"n\":1}").unwrap(), 2);
+    assert_eq!(first.line(), b"{\"n\":1}");
+    // A slot freed is a slot for the next one.
+    drop(second);
+    wait_for_subscribers(&publisher, 1);
+    let mut fourth = Subscriber::connect_to(&publisher, dir.socket(), 2);
+    assert_eq!(publisher.emit(b"{\"n\":2}").unwrap(), 2);
+    assert_eq!(fourth.line(), b"{\"n\":2}");
+    assert_eq!(first.line(), b"{\"n\":2}");
+    let stats = wait_for_quiet(&publisher);
+    assert_eq!(
+        (stats.accepted, stats.refused, stats.disconnected),
+        (4, 1, 1)
+    );
+}
+
+#[test]
+fn a_subscriber_that_falls_behind_then_catches_up_resumes_receiving() {
+    let dir = TempDir::new("catch_up");
+    let options = Options {
+        subscriber_buffer: 64 * 1024,
+        max_message: 4096,
+        ..Options::default()
+    };
+    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
+    let mut subscriber = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    let nova = fixture("nova-instance-update.json");
+    for _ in 0..1000 {
+        publisher.emit(&nova).unwrap();
+    }
+    let stats = publisher.stats();
+    assert!(
+        stats.dropped_slow > 0,
+        "1.6 MB should not fit a 64 KiB buffer: {stats:?}"
+    );
+    subscriber.set_read_timeout(Duration::from_millis(500));
+    let mut kept = 0u64;
+    while let Ok(Some(line)) = subscriber.try_line() {
+        assert_eq!(line, nova);
+        kept += 1;
+    }
+    let stats = wait_for_quiet(&publisher);
+    assert_eq!(kept + stats.dropped_slow, 1000);
+    subscriber.set_read_timeout(READ_TIMEOUT);
+    publisher.emit(b"{\"again\":true}").unwrap();
+    assert_eq!(subscriber.line(), b"{\"again\":true}");
+}
