@@ -69,7 +69,7 @@ fn subscribers_vanishing_during_heavy_emission_neither_kill_the_host_nor_disturb
             let mut quitter = Subscriber::connect_to(&publisher, dir.socket(), n);
             let read = Arc::clone(&read_by_quitters);
             std::thread::spawn(move || {
-                for _ in 0..(n as u64 * 1000) {
+                for _ in 0..(n * 1000) {
                     quitter.line();
                     read.fetch_add(1, Ordering::Relaxed);
                 }
