@@ -32,6 +32,33 @@
 #define NOTIF_SLOW_DISCONNECT 1
 
 /**
+ * notif_recv: nothing arrived within the timeout.
+ */
+#define NOTIF_RECV_TIMEOUT 0
+
+/**
+ * notif_recv: a notification is in *msg / *len.
+ */
+#define NOTIF_RECV_MESSAGE 1
+
+/**
+ * notif_recv: the connection was lost and re-established; notifications
+ * emitted in between were missed.
+ */
+#define NOTIF_RECV_RECONNECTED 2
+
+/**
+ * notif_recv: the publisher reported notifications dropped for this
+ * subscriber (it fell behind); the running total is notif_subscriber_dropped().
+ */
+#define NOTIF_RECV_DROPPED 3
+
+/**
+ * Longest request line accepted, newline included.
+ */
+#define MAX_REQUEST_LINE (64 * 1024)
+
+/**
  * An open publisher. Opaque: create with notif_open, release with notif_close.
  */
 typedef struct notif_handle notif_handle;
@@ -41,6 +68,12 @@ typedef struct notif_handle notif_handle;
  * with notif_options_free. Not thread-safe: set it up from one thread.
  */
 typedef struct notif_options notif_options;
+
+/**
+ * A connection to a publisher that reads notifications. Opaque: create with
+ * notif_subscribe, release with notif_unsubscribe.
+ */
+typedef struct notif_subscriber notif_subscriber;
 
 /**
  * A publisher's counters (see notif_get_stats). Message counts count
@@ -250,6 +283,70 @@ int notif_options_set_slow_policy(struct notif_options *opts, int policy);
  * Returns 0 or -EINVAL.
  */
 int notif_options_set_backlog(struct notif_options *opts, size_t bytes);
+
+/**
+ * Connects to the publisher at `path` (a NUL-terminated file path, or `@name`
+ * for an abstract socket) and returns a subscriber that reads its
+ * notifications.
+ *
+ * `request_json` is NULL for the plain stream (every notification, nothing is
+ * written to the publisher), or a subscription request as in
+ * docs/subscription-protocol.md, e.g.
+ * `{"subscribe":{"event_types":["compute.*"]},"markers":true,"heartbeat_s":5}`;
+ * it is only read during the call. A stats request is refused.
+ *
+ * The subscriber reconnects by itself: this succeeds even if the publisher is
+ * not there yet, and notif_recv keeps trying (back-off from 100 ms to 5 s)
+ * whenever the connection is lost.
+ *
+ * Returns NULL on failure with errno set and notif_last_error() saying why:
+ * EINVAL (NULL or empty path, invalid request_json), ENAMETOOLONG, or the
+ * connect(2) error other than ENOENT/ECONNREFUSED (EACCES...). The caller owns
+ * the subscriber and releases it with notif_unsubscribe(). Thread-safe.
+ */
+struct notif_subscriber *notif_subscribe(const char *path, const char *request_json);
+
+/**
+ * Waits up to `timeout_ms` milliseconds (negative: forever; 0: only what is
+ * already available) for the next event on `s`.
+ *
+ * Returns NOTIF_RECV_MESSAGE (1) with a notification in `*msg`, `*len` bytes
+ * without the newline; the text is also NUL-terminated (`*len` excludes the
+ * NUL). It belongs to the subscriber and stays valid until the next call on
+ * `s`. Otherwise `*msg` is set to NULL and `*len` to 0, and the return is
+ * NOTIF_RECV_TIMEOUT (0), NOTIF_RECV_RECONNECTED (2: the connection was lost
+ * and re-established, notifications were missed), NOTIF_RECV_DROPPED (3: the
+ * publisher reported drops, see notif_subscriber_dropped), or a negative
+ * errno: -EBADF (NULL s), -EINVAL (NULL msg or len), -EPROTO (the publisher
+ * refused the request; permanent: every later call returns it),
+ * -EMSGSIZE (a line over 64 MiB; the subscriber reconnects), or an error of a
+ * reconnection attempt such as -EACCES (the next call tries again).
+ * Control lines of the protocol are never returned as messages. Never raises
+ * SIGPIPE. Not thread-safe for one `s`: one thread at a time.
+ */
+int notif_recv(struct notif_subscriber *s, const char **msg, size_t *len, int timeout_ms);
+
+/**
+ * The descriptor to poll for reading before calling notif_recv: the socket
+ * while connected, and while waiting to reconnect a timer descriptor that
+ * becomes readable when the next attempt is due. It may change after every
+ * notif_recv call (re-register it with epoll). Do not read or close it.
+ * notif_recv reads ahead: call it with timeout 0 until it returns 0 before
+ * polling again. Returns -EBADF for NULL, -ENOTCONN after a permanent failure.
+ */
+int notif_subscriber_fd(struct notif_subscriber *s);
+
+/**
+ * The total number of notifications the publisher reported dropped for this
+ * subscriber (requests with "markers":true). 0 for NULL.
+ */
+uint64_t notif_subscriber_dropped(const struct notif_subscriber *s);
+
+/**
+ * Closes the connection and frees the subscriber. NULL is a no-op. No other
+ * thread may use `s` during or after this call.
+ */
+void notif_unsubscribe(struct notif_subscriber *s);
 
 /**
  * The library's version as "MAJOR.MINOR.PATCH", the same as the NOTIF_VERSION_*

@@ -25,6 +25,7 @@ pub use options::{
 pub use publisher::Publisher;
 pub use socket_file::{SocketAddress, MAX_PATH_LEN};
 pub use stats::Stats;
+pub use subscriber::{Event, SubscribeOptions, Subscriber};
 
 /// The library's version, as in Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

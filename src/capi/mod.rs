@@ -28,4 +28,9 @@ pub use options::{
     notif_options_set_subscriber_buffer, NOTIF_SLOW_DISCONNECT, NOTIF_SLOW_DROP,
 };
 pub use stats::notif_stats;
+pub use subscriber::{
+    notif_recv, notif_subscribe, notif_subscriber, notif_subscriber_dropped, notif_subscriber_fd,
+    notif_unsubscribe, NOTIF_RECV_DROPPED, NOTIF_RECV_MESSAGE, NOTIF_RECV_RECONNECTED,
+    NOTIF_RECV_TIMEOUT,
+};
 pub use version::notif_version;

@@ -1,1 +1,202 @@
+//! notif_subscribe / notif_recv / notif_unsubscribe: the subscriber client for C.
 
+use std::ffi::{c_char, c_int, CStr};
+use std::ptr;
+use std::time::Duration;
+
+use super::error::{null_argument, remember, remember_with_errno};
+use super::panic_guard::guard;
+use crate::subscriber::{Event, SubscribeOptions, Subscriber};
+use crate::subscription::Request;
+use crate::Error;
+
+/// notif_recv: nothing arrived within the timeout.
+pub const NOTIF_RECV_TIMEOUT: c_int = 0;
+/// notif_recv: a notification is in *msg / *len.
+pub const NOTIF_RECV_MESSAGE: c_int = 1;
+/// notif_recv: the connection was lost and re-established; notifications
+/// emitted in between were missed.
+pub const NOTIF_RECV_RECONNECTED: c_int = 2;
+/// notif_recv: the publisher reported notifications dropped for this
+/// subscriber (it fell behind); the running total is notif_subscriber_dropped().
+pub const NOTIF_RECV_DROPPED: c_int = 3;
+
+/// A connection to a publisher that reads notifications. Opaque: create with
+/// notif_subscribe, release with notif_unsubscribe.
+#[allow(non_camel_case_types)]
+pub struct notif_subscriber {
+    subscriber: Subscriber,
+}
+
+fn bad_subscriber() -> c_int {
+    remember(&Error::new(libc::EBADF, "the notif subscriber is NULL"))
+}
+
+fn options_from_request(json: &[u8]) -> Result<SubscribeOptions, Error> {
+    let json = json.strip_suffix(b"\n").unwrap_or(json);
+    match Request::parse(json) {
+        Ok(Request::Subscribe {
+            filter,
+            markers,
+            heartbeat,
+        }) => Ok(SubscribeOptions {
+            filter,
+            markers,
+            heartbeat,
+            reconnect: true,
+        }),
+        Ok(Request::Stats) => Err(Error::new(
+            libc::EINVAL,
+            "a stats request is not a subscription: notif_subscribe takes a subscription request",
+        )),
+        Err(why) => Err(Error::new(libc::EINVAL, why)),
+    }
+}
+
+/// Connects to the publisher at `path` (a NUL-terminated file path, or `@name`
+/// for an abstract socket) and returns a subscriber that reads its
+/// notifications.
+///
+/// `request_json` is NULL for the plain stream (every notification, nothing is
+/// written to the publisher), or a subscription request as in
+/// docs/subscription-protocol.md, e.g.
+/// `{"subscribe":{"event_types":["compute.*"]},"markers":true,"heartbeat_s":5}`;
+/// it is only read during the call. A stats request is refused.
+///
+/// The subscriber reconnects by itself: this succeeds even if the publisher is
+/// not there yet, and notif_recv keeps trying (back-off from 100 ms to 5 s)
+/// whenever the connection is lost.
+///
+/// Returns NULL on failure with errno set and notif_last_error() saying why:
+/// EINVAL (NULL or empty path, invalid request_json), ENAMETOOLONG, or the
+/// connect(2) error other than ENOENT/ECONNREFUSED (EACCES...). The caller owns
+/// the subscriber and releases it with notif_unsubscribe(). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn notif_subscribe(
+    path: *const c_char,
+    request_json: *const c_char,
+) -> *mut notif_subscriber {
+    guard(ptr::null_mut(), || {
+        if path.is_null() {
+            remember_with_errno(&null_argument("path"));
+            return ptr::null_mut();
+        }
+        // SAFETY: the caller passes NUL-terminated strings (documented).
+        let path = unsafe { CStr::from_ptr(path) }.to_bytes();
+        let options = if request_json.is_null() {
+            Ok(SubscribeOptions::default())
+        } else {
+            // SAFETY: as above.
+            options_from_request(unsafe { CStr::from_ptr(request_json) }.to_bytes())
+        };
+        match options.and_then(|options| Subscriber::connect_bytes(path, options)) {
+            Ok(subscriber) => Box::into_raw(Box::new(notif_subscriber { subscriber })),
+            Err(err) => {
+                remember_with_errno(&err);
+                ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Waits up to `timeout_ms` milliseconds (negative: forever; 0: only what is
+/// already available) for the next event on `s`.
+///
+/// Returns NOTIF_RECV_MESSAGE (1) with a notification in `*msg`, `*len` bytes
+/// without the newline; the text is also NUL-terminated (`*len` excludes the
+/// NUL). It belongs to the subscriber and stays valid until the next call on
+/// `s`. Otherwise `*msg` is set to NULL and `*len` to 0, and the return is
+/// NOTIF_RECV_TIMEOUT (0), NOTIF_RECV_RECONNECTED (2: the connection was lost
+/// and re-established, notifications were missed), NOTIF_RECV_DROPPED (3: the
+/// publisher reported drops, see notif_subscriber_dropped), or a negative
+/// errno: -EBADF (NULL s), -EINVAL (NULL msg or len), -EPROTO (the publisher
+/// refused the request; permanent: every later call returns it),
+/// -EMSGSIZE (a line over 64 MiB; the subscriber reconnects), or an error of a
+/// reconnection attempt such as -EACCES (the next call tries again).
+/// Control lines of the protocol are never returned as messages. Never raises
+/// SIGPIPE. Not thread-safe for one `s`: one thread at a time.
+#[no_mangle]
+pub unsafe extern "C" fn notif_recv(
+    s: *mut notif_subscriber,
+    msg: *mut *const c_char,
+    len: *mut usize,
+    timeout_ms: c_int,
+) -> c_int {
+    guard(-libc::EIO, || {
+        if s.is_null() {
+            return bad_subscriber();
+        }
+        if msg.is_null() {
+            return remember(&null_argument("msg"));
+        }
+        if len.is_null() {
+            return remember(&null_argument("len"));
+        }
+        // SAFETY: msg and len are writable (documented); s is live until
+        // notif_unsubscribe and used by one thread at a time (documented).
+        unsafe {
+            *msg = ptr::null();
+            *len = 0;
+        }
+        let s = unsafe { &mut *s };
+        let timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
+        match s.subscriber.recv(timeout) {
+            Ok(Event::Notification(line)) => {
+                // SAFETY: as above. The byte after the line is a NUL (Event::Notification).
+                unsafe {
+                    *msg = line.as_ptr().cast();
+                    *len = line.len();
+                }
+                NOTIF_RECV_MESSAGE
+            }
+            Ok(Event::Timeout) => NOTIF_RECV_TIMEOUT,
+            Ok(Event::Reconnected) => NOTIF_RECV_RECONNECTED,
+            Ok(Event::Dropped(_)) => NOTIF_RECV_DROPPED,
+            Err(err) => remember(&err),
+        }
+    })
+}
+
+/// The descriptor to poll for reading before calling notif_recv: the socket
+/// while connected, and while waiting to reconnect a timer descriptor that
+/// becomes readable when the next attempt is due. It may change after every
+/// notif_recv call (re-register it with epoll). Do not read or close it.
+/// notif_recv reads ahead: call it with timeout 0 until it returns 0 before
+/// polling again. Returns -EBADF for NULL, -ENOTCONN after a permanent failure.
+#[no_mangle]
+pub unsafe extern "C" fn notif_subscriber_fd(s: *mut notif_subscriber) -> c_int {
+    guard(-libc::EIO, || {
+        if s.is_null() {
+            return bad_subscriber();
+        }
+        // SAFETY: s is live until notif_unsubscribe (documented).
+        let fd = unsafe { &*s }.subscriber.as_raw_fd();
+        if fd < 0 {
+            -libc::ENOTCONN
+        } else {
+            fd
+        }
+    })
+}
+
+/// The total number of notifications the publisher reported dropped for this
+/// subscriber (requests with "markers":true). 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn notif_subscriber_dropped(s: *const notif_subscriber) -> u64 {
+    guard(0, || {
+        // SAFETY: s is NULL or live until notif_unsubscribe (documented).
+        unsafe { s.as_ref() }.map_or(0, |s| s.subscriber.dropped_total())
+    })
+}
+
+/// Closes the connection and frees the subscriber. NULL is a no-op. No other
+/// thread may use `s` during or after this call.
+#[no_mangle]
+pub unsafe extern "C" fn notif_unsubscribe(s: *mut notif_subscriber) {
+    guard((), || {
+        if !s.is_null() {
+            // SAFETY: s came from notif_subscribe and is released once (documented).
+            drop(unsafe { Box::from_raw(s) });
+        }
+    })
+}

@@ -1,0 +1,217 @@
+# notif: build, test, demo and install. GNU make.
+#
+#   make            the library (cargo build --release) and the C examples in build/
+#   make test       every check: Rust tests, header, fmt, clippy, C tests, examples,
+#                   valgrind, ASan/UBSan, install; ends with "N passed, M failed"
+#   make demo       a publisher and a subscriber talking for a few seconds
+#   make install    PREFIX=/usr/local LIBDIR=$(PREFIX)/lib INCLUDEDIR=$(PREFIX)/include DESTDIR=
+#   make uninstall  the same variables
+#   make deps       the tools `make test` needs (apt-get, rustup components); idempotent
+#   make clean
+
+.DEFAULT_GOAL := all
+SHELL := bash
+MAKEFLAGS += --no-builtin-rules
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+
+CARGO ?= cargo
+CC ?= cc
+CXX ?= g++
+CFLAGS ?= -g -O2
+CXXFLAGS ?= -g -O2
+LDFLAGS ?=
+INSTALL ?= install
+VALGRIND ?= valgrind
+
+# The version in Cargo.toml's [package] section; the soname carries its major number.
+VERSION := $(shell awk '/^\[/ { p = ($$0 == "[package]") } p && /^version *=/ { gsub(/^[^"]*"|".*$$/, ""); print; exit }' Cargo.toml)
+MAJOR := $(word 1,$(subst ., ,$(VERSION)))
+SONAME := libnotif.so.$(MAJOR)
+REALNAME := libnotif.so.$(VERSION)
+
+REL := target/release
+LIB_SO := $(REL)/libnotif.so
+LIB_A := $(REL)/libnotif.a
+HEADER := include/notif.h
+B := build
+# build/lib holds libnotif.so and libnotif.so.0 as links to target/release: the
+# programs in build/ find the library there through their $ORIGIN/lib rpath.
+LIBLINKS := $(B)/lib/libnotif.so $(B)/lib/$(SONAME)
+NATIVE_LIBS_FILE := $(B)/native-static-libs.txt
+# What std needs when libnotif.a is linked statically, in case rustc cannot tell.
+NATIVE_LIBS_DEFAULT := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+
+STRICT_C := -std=c99 -Wall -Wextra -Werror -pedantic
+STRICT_CXX := -std=c++11 -Wall -Wextra -Werror -pedantic
+ALL_CFLAGS := $(STRICT_C) -D_POSIX_C_SOURCE=200809L -Iinclude $(CFLAGS)
+LINK_NOTIF := -L$(B)/lib -lnotif -Wl,-rpath,'$$ORIGIN/lib'
+TEST_DEFS := -DCARGO_VERSION='"$(VERSION)"' -DFIXTURES_DIR='"$(CURDIR)/tests/fixtures"'
+SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+EXAMPLES := $(B)/publisher $(B)/subscriber $(B)/dlopen
+C_TESTS := $(B)/test_api $(B)/test_sigpipe $(B)/header_cpp $(B)/test_header_alone
+ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/publisher $(B)/asan/subscriber $(B)/asan/dlopen
+
+.PHONY: all lib examples c-tests asan-tests test deps demo install uninstall clean header-check FORCE
+
+all: lib examples $(NATIVE_LIBS_FILE)
+
+lib: $(LIB_SO) $(LIB_A) $(LIBLINKS)
+
+examples: $(EXAMPLES)
+
+c-tests: $(C_TESTS)
+
+asan-tests: $(ASAN_BINS)
+
+# ------------------------------------------------------------------ the library
+# cargo decides what is out of date; make re-reads the timestamps afterwards, so
+# the C programs are relinked only when the library really changed. The build
+# script regenerates include/notif.h.
+$(LIB_SO) $(LIB_A) $(HEADER) &: FORCE
+	$(CARGO) build --release
+
+$(LIBLINKS): | $(B)/lib
+	ln -sfn ../../$(LIB_SO) $@
+
+$(B) $(B)/lib $(B)/asan:
+	mkdir -p $@
+
+# The native libraries libnotif.a needs (for notif.pc's Libs.private and the
+# static links), as rustc reports them. cargo replays the note when the static
+# library is already built.
+$(NATIVE_LIBS_FILE): Cargo.toml Cargo.lock | $(B)
+	@libs=$$($(CARGO) rustc --release --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
+	    | sed -n 's/.*native-static-libs: //p' | tail -n 1); \
+	if [ -z "$$libs" ]; then \
+	    echo "note: rustc did not report native-static-libs; using $(NATIVE_LIBS_DEFAULT)"; \
+	    libs='$(NATIVE_LIBS_DEFAULT)'; \
+	fi; \
+	echo "$$libs" > $@; echo "libnotif.a needs: $$libs"
+
+# ------------------------------------------------------------------ C programs
+$(B)/publisher $(B)/subscriber: $(B)/%: examples/c/%.c $(HEADER) $(LIB_SO) | $(LIBLINKS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LINK_NOTIF) $(LDFLAGS)
+
+# dlopen does not link libnotif: it loads it at run time.
+$(B)/dlopen: examples/c/dlopen.c $(HEADER) | $(B)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -ldl $(LDFLAGS)
+
+$(B)/test_api $(B)/test_sigpipe: $(B)/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_SO) Cargo.toml | $(LIBLINKS)
+	$(CC) $(ALL_CFLAGS) -pthread $(TEST_DEFS) -o $@ $< $(LINK_NOTIF) $(LDFLAGS)
+
+$(B)/test_header_alone: tests/c/test_header_alone.c $(HEADER) $(LIB_SO) | $(LIBLINKS)
+	$(CC) $(STRICT_C) -Iinclude $(CFLAGS) -o $@ $< $(LINK_NOTIF) $(LDFLAGS)
+
+$(B)/header_cpp: tests/c/header_cpp.cpp $(HEADER) $(LIB_SO) | $(LIBLINKS)
+	$(CXX) $(STRICT_CXX) -Iinclude $(CXXFLAGS) -o $@ $< $(LINK_NOTIF) $(LDFLAGS)
+
+# ASan + UBSan builds link libnotif.a (the Rust code itself is not instrumented;
+# ASan still sees its allocations through malloc and checks the C side's use of them).
+$(B)/asan/test_api $(B)/asan/test_sigpipe: $(B)/asan/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_A) $(NATIVE_LIBS_FILE) Cargo.toml | $(B)/asan
+	$(CC) $(ALL_CFLAGS) $(SANITIZE) -pthread $(TEST_DEFS) -o $@ $< $(LIB_A) $$(cat $(NATIVE_LIBS_FILE)) $(LDFLAGS)
+
+$(B)/asan/publisher $(B)/asan/subscriber: $(B)/asan/%: examples/c/%.c $(HEADER) $(LIB_A) $(NATIVE_LIBS_FILE) | $(B)/asan
+	$(CC) $(ALL_CFLAGS) $(SANITIZE) -o $@ $< $(LIB_A) $$(cat $(NATIVE_LIBS_FILE)) $(LDFLAGS)
+
+$(B)/asan/dlopen: examples/c/dlopen.c $(HEADER) | $(B)/asan
+	$(CC) $(ALL_CFLAGS) $(SANITIZE) -o $@ $< -ldl $(LDFLAGS)
+
+# ------------------------------------------------------------------ checks
+# The committed header must be what cbindgen generates from src/capi.
+header-check: $(HEADER)
+	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	    echo "not a git checkout: cannot compare include/notif.h with the committed copy"; exit 1; \
+	fi
+	@if git diff --exit-code --stat -- $(HEADER); then \
+	    echo "include/notif.h is up to date with src/capi"; \
+	else \
+	    echo; \
+	    echo "include/notif.h differs from what cbindgen generates from src/capi (diff above)."; \
+	    echo "The build just regenerated it: review the change and commit include/notif.h."; \
+	    git --no-pager diff -- $(HEADER) | head -n 60; \
+	    exit 1; \
+	fi
+
+# valgrind: only errors and definite/indirect leaks count; Rust's std keeps some
+# thread-locals that valgrind calls "still reachable" or "possibly lost".
+VALGRIND_RUN := $(VALGRIND) -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
+# LSan stays on (it reports no leak from the Rust side: checked by hand with a
+# deliberate leak, which it does catch in Rust allocations too).
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+RESULTS := $(B)/test-results
+CHECK = tests/c/check.sh $(RESULTS)
+
+test: deps
+	@rm -rf $(RESULTS); mkdir -p $(RESULTS)
+	@echo "== make test: logs in $(RESULTS)/logs/"
+	@$(CHECK) c build --timeout 480 -- $(MAKE) --no-print-directory all c-tests asan-tests
+	@$(CHECK) rust header-check -- $(MAKE) --no-print-directory header-check
+	@$(CHECK) rust cargo-test --timeout 420 -- $(CARGO) test
+	@$(CHECK) rust cargo-fmt -- $(CARGO) fmt --check
+	@$(CHECK) rust cargo-clippy -- $(CARGO) clippy --all-targets -- -D warnings
+	@$(CHECK) c header-alone-c99 -- $(CC) $(STRICT_C) -fsyntax-only -x c $(HEADER)
+	@$(CHECK) c header-alone-c99-link -- $(B)/test_header_alone
+	@$(CHECK) c header-cpp11 -- $(B)/header_cpp
+	@$(CHECK) c test_api -- $(B)/test_api
+	@$(CHECK) c test_sigpipe -- $(B)/test_sigpipe
+	@$(CHECK) c examples -- tests/c/test_examples.sh $(B) $(LIB_SO)
+	@$(CHECK) c valgrind-test_api -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_api
+	@$(CHECK) c valgrind-test_sigpipe -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_sigpipe
+	@$(CHECK) c valgrind-header_cpp -- $(VALGRIND_RUN) $(B)/header_cpp
+	@$(CHECK) c valgrind-examples -- tests/c/test_examples.sh $(B) $(LIB_SO) $(VALGRIND_RUN)
+	@$(CHECK) c asan-test_api -- env $(ASAN_ENV) $(B)/asan/test_api
+	@$(CHECK) c asan-test_sigpipe -- env $(ASAN_ENV) $(B)/asan/test_sigpipe
+	@$(CHECK) c asan-examples -- env $(ASAN_ENV) tests/c/test_examples.sh $(B)/asan $(LIB_SO)
+	@$(CHECK) c install -- env MAKE="$(MAKE)" CC="$(CC)" tests/c/test_install.sh
+	@tests/c/summary.sh $(RESULTS)
+
+# The tools `make test` uses. Installs only what is missing (apt-get, as root or
+# with sudo), so it is quick when everything is there.
+deps:
+	@tests/c/deps.sh
+
+# ------------------------------------------------------------------ demo
+demo: all
+	@examples/c/demo.sh $(B) demo-run
+
+# ------------------------------------------------------------------ install
+# Installs what `make` built; it does not build (so `sudo make install` needs no cargo).
+install:
+	@for f in $(LIB_SO) $(LIB_A) $(HEADER); do \
+	    [ -f "$$f" ] || { echo "$$f is missing: run 'make' first" >&2; exit 1; }; \
+	done
+	@soname=$$(readelf -d $(LIB_SO) 2>/dev/null | sed -n 's/.*Library soname: \[\(.*\)\].*/\1/p'); \
+	if [ "$$soname" != "$(SONAME)" ]; then \
+	    echo "$(LIB_SO) has soname '$$soname', expected $(SONAME): build.rs must pass -Wl,-soname,$(SONAME)" >&2; \
+	    exit 1; \
+	fi
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	$(INSTALL) -m 0755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/$(REALNAME)
+	ln -sfn $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libnotif.so
+	$(INSTALL) -m 0644 $(LIB_A) $(DESTDIR)$(LIBDIR)/libnotif.a
+	$(INSTALL) -m 0644 $(HEADER) $(DESTDIR)$(INCLUDEDIR)/notif.h
+	@libs=$$(cat $(NATIVE_LIBS_FILE) 2>/dev/null || echo '$(NATIVE_LIBS_DEFAULT)'); \
+	echo "notif.pc.in -> $(DESTDIR)$(PKGCONFIGDIR)/notif.pc (Libs.private: $$libs)"; \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' -e "s|@LIBS_PRIVATE@|$$libs|g" notif.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/notif.pc && \
+	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/notif.pc
+	@echo "installed libnotif $(VERSION) into $(DESTDIR)$(PREFIX)$(if $(DESTDIR),, (run ldconfig if $(LIBDIR) is a system library directory))"
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libnotif.so \
+	    $(DESTDIR)$(LIBDIR)/libnotif.a $(DESTDIR)$(INCLUDEDIR)/notif.h $(DESTDIR)$(PKGCONFIGDIR)/notif.pc
+
+# ------------------------------------------------------------------ clean
+clean:
+	rm -rf $(B) demo-run
+	$(CARGO) clean
+
+FORCE:

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Runs the C examples end to end against real sockets.
+#
+#   tests/c/test_examples.sh BIN_DIR LIBNOTIF_SO [WRAPPER...]
+#
+# BIN_DIR holds publisher, subscriber and dlopen; LIBNOTIF_SO is the shared
+# library dlopen loads; WRAPPER (e.g. valgrind ...) runs each example.
+# Exits non-zero with a message on the first failure.
+set -euo pipefail
+
+bin=$(cd "$1" && pwd)
+lib=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+shift 2
+wrap=("$@")
+# Under valgrind everything is slower: stretch the waits.
+slow=1
+[[ ${#wrap[@]} -gt 0 ]] && slow=10
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/notif-examples.XXXXXX")
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    local f
+    for f in "$tmp"/*.err; do
+        [[ -f $f ]] && { echo "--- $f:" >&2; tail -n 40 "$f" >&2; }
+    done
+    exit 1
+}
+step() { echo "== $*"; }
+
+wait_for_socket() { # path
+    local i
+    for ((i = 0; i < 300 * slow; i++)); do
+        [[ -S $1 ]] && return 0
+        sleep 0.01
+    done
+    fail "no socket appeared at $1"
+}
+
+# Checks that a file holds N lines, each an oslo-shaped notification from the publisher example.
+check_notifications() { # file count
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+path, expected = sys.argv[1], int(sys.argv[2])
+lines = open(path, encoding="utf-8").read().split("\n")
+assert lines[-1] == "", "output does not end with a newline"
+lines = lines[:-1]
+assert len(lines) == expected, f"{len(lines)} lines, expected {expected}"
+seen = []
+for n, line in enumerate(lines, 1):
+    try:
+        msg = json.loads(line)
+    except ValueError as e:
+        sys.exit(f"line {n} is not JSON ({e}): {line[:200]}")
+    assert isinstance(msg, dict), f"line {n} is not an object"
+    for key in ("message_id", "publisher_id", "event_type", "priority", "payload", "timestamp"):
+        assert key in msg, f"line {n} has no {key}"
+    assert msg["publisher_id"] == "compute.host1", msg["publisher_id"]
+    assert msg["priority"] in ("INFO", "WARN", "ERROR"), msg["priority"]
+    assert msg["event_type"].startswith("compute.instance."), msg["event_type"]
+    assert json.dumps(msg, separators=(",", ":"), ensure_ascii=False) == line, f"line {n} is not compact"
+    seen.append(msg["payload"]["sequence"])
+assert seen == sorted(seen) and len(set(seen)) == len(seen), f"out of order or repeated: {seen}"
+print(f"{len(lines)} notifications, all valid JSON, in order")
+PY
+}
+
+step "publisher (200/s) and subscriber (20 messages) on a socket file"
+"${wrap[@]}" "$bin/publisher" "$tmp/pub.sock" 200 2>"$tmp/publisher.err" &
+pub=$!
+pids+=("$pub")
+wait_for_socket "$tmp/pub.sock"
+mode=$(stat -c %a "$tmp/pub.sock")
+[[ $mode == 660 ]] || fail "the publisher's socket has mode $mode, expected 660"
+"${wrap[@]}" "$bin/subscriber" "$tmp/pub.sock" 20 $((30 * slow)) >"$tmp/out1" 2>"$tmp/subscriber.err" ||
+    fail "subscriber exited with $?"
+check_notifications "$tmp/out1" 20 || fail "bad subscriber output"
+grep -q "received 20 notifications" "$tmp/subscriber.err" || fail "subscriber did not report 20"
+kill -TERM "$pub"
+rc=0
+wait "$pub" || rc=$?
+[[ $rc -eq 0 ]] || fail "publisher exited with $rc after SIGTERM"
+grep -q "stopping on signal" "$tmp/publisher.err" || fail "publisher did not see SIGTERM"
+grep -q "stats: .*delivered=" "$tmp/publisher.err" || fail "publisher printed no stats"
+[[ ! -e $tmp/pub.sock ]] || fail "the socket file is still there after the publisher exited"
+grep "stats:" "$tmp/publisher.err"
+
+step "publisher with COUNT exits on its own; SIGINT stops it as well"
+"${wrap[@]}" "$bin/publisher" "$tmp/count.sock" 1000 30 2>"$tmp/count.err" || fail "publisher COUNT exited with $?"
+grep -q "done after 30 notifications (0 failed)" "$tmp/count.err" || fail "publisher did not emit 30"
+[[ ! -e $tmp/count.sock ]] || fail "socket left behind"
+"${wrap[@]}" "$bin/publisher" "$tmp/int.sock" 50 2>"$tmp/int.err" &
+pub=$!
+pids+=("$pub")
+wait_for_socket "$tmp/int.sock"
+kill -INT "$pub"
+rc=0
+wait "$pub" || rc=$?
+[[ $rc -eq 0 ]] || fail "publisher exited with $rc after SIGINT"
+grep -q "stopping on signal" "$tmp/int.err" || fail "publisher did not see SIGINT"
+
+step "abstract socket, subscriber started first (it retries until the publisher is there)"
+name="@notif-examples-$$"
+"${wrap[@]}" "$bin/subscriber" "$name" 5 $((30 * slow)) >"$tmp/out2" 2>"$tmp/subscriber2.err" &
+sub=$!
+pids+=("$sub")
+sleep 0.3
+"${wrap[@]}" "$bin/publisher" "$name" 100 2>"$tmp/publisher2.err" &
+pub=$!
+pids+=("$pub")
+rc=0
+wait "$sub" || rc=$?
+[[ $rc -eq 0 ]] || fail "subscriber on $name exited with $rc"
+kill -TERM "$pub"
+rc=0
+wait "$pub" || rc=$?
+[[ $rc -eq 0 ]] || fail "publisher on $name exited with $rc"
+check_notifications "$tmp/out2" 5 || fail "bad subscriber output on $name"
+
+step "subscriber: SECONDS limit, nothing to connect to"
+rc=0
+"${wrap[@]}" "$bin/subscriber" "$tmp/nobody.sock" 1 1 >/dev/null 2>"$tmp/nobody.err" || rc=$?
+[[ $rc -eq 1 ]] || fail "subscriber with no publisher exited with $rc, expected 1"
+grep -q "cannot connect" "$tmp/nobody.err" || fail "no clear message when nothing listens"
+
+step "subscriber: lines of any length (1 MiB and 3 MiB lines from a Python server)"
+python3 - "$tmp/big.sock" <<'PY' &
+import json, socket, sys
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(sys.argv[1])
+server.listen(1)
+conn, _ = server.accept()
+for size in (1 << 20, 3 << 20):
+    conn.sendall(json.dumps({"fill": "x" * size}, separators=(",", ":")).encode() + b"\n")
+conn.sendall(b'{"small":true}\n')
+conn.close()
+PY
+pids+=($!)
+wait_for_socket "$tmp/big.sock"
+"${wrap[@]}" "$bin/subscriber" "$tmp/big.sock" 0 $((30 * slow)) >"$tmp/out3" 2>"$tmp/subscriber3.err" ||
+    fail "subscriber on big lines exited with $?"
+python3 - "$tmp/out3" <<'PY' || fail "big lines came out wrong"
+import json, sys
+lines = open(sys.argv[1]).read().split("\n")
+assert lines[-1] == "" and len(lines) == 4, [len(l) for l in lines]
+assert [len(json.loads(l).get("fill", "")) for l in lines[:3]] == [1 << 20, 3 << 20, 0]
+print("1 MiB, 3 MiB and small lines read whole")
+PY
+grep -q "closed the connection" "$tmp/subscriber3.err" || fail "subscriber did not report the end of the stream"
+
+step "dlopen: $lib"
+"${wrap[@]}" "$bin/dlopen" "$lib" >"$tmp/dlopen.out" 2>"$tmp/dlopen.err" || fail "dlopen exited with $?"
+cat "$tmp/dlopen.out"
+grep -q '^dlopen: received {"event_type":"plugin.loaded"' "$tmp/dlopen.out" || fail "dlopen received nothing"
+step "dlopen: by soname through LD_LIBRARY_PATH, on a socket file"
+LD_LIBRARY_PATH="$(dirname "$lib")" "${wrap[@]}" "$bin/dlopen" libnotif.so "$tmp/dl.sock" \
+    >"$tmp/dlopen2.out" 2>"$tmp/dlopen2.err" || fail "dlopen libnotif.so exited with $?"
+grep -q "received" "$tmp/dlopen2.out" || fail "dlopen (by name) received nothing"
+rc=0
+"${wrap[@]}" "$bin/dlopen" "$tmp/no-such-lib.so" >/dev/null 2>"$tmp/dlopen3.err" || rc=$?
+[[ $rc -eq 1 ]] && grep -q "cannot load" "$tmp/dlopen3.err" || fail "dlopen of a missing library: exit $rc"
+
+echo "examples OK${wrap[*]:+ (under ${wrap[0]})}"

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `make install` into a temporary DESTDIR, then a program built against it with
+# pkg-config (shared and static), then `make uninstall` removes every file.
+# Run from the repository root after `make`.
+set -euo pipefail
+
+make=${MAKE:-make}
+cc=${CC:-cc}
+dest=$(mktemp -d "${TMPDIR:-/tmp}/notif-install.XXXXXX")
+trap 'rm -rf "$dest"' EXIT
+prefix=/opt/notif-test
+libdir=$prefix/lib64
+version=$(awk '/^\[/ { p = ($0 == "[package]") } p && /^version *=/ { gsub(/^[^"]*"|".*$/, ""); print; exit }' Cargo.toml)
+major=${version%%.*}
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+echo "== make install DESTDIR=$dest PREFIX=$prefix LIBDIR=$libdir"
+$make --no-print-directory install DESTDIR="$dest" PREFIX="$prefix" LIBDIR="$libdir"
+root=$dest$prefix
+lib=$dest$libdir
+( cd "$dest" && find . \( -type f -o -type l \) -printf '%p %y %l\n' | sort )
+
+[[ -f $lib/libnotif.so.$version && ! -L $lib/libnotif.so.$version ]] || fail "no libnotif.so.$version"
+[[ $(readlink "$lib/libnotif.so.$major") == "libnotif.so.$version" ]] || fail "libnotif.so.$major is not a link to libnotif.so.$version"
+[[ $(readlink "$lib/libnotif.so") == "libnotif.so.$major" ]] || fail "libnotif.so is not a link to libnotif.so.$major"
+[[ -f $lib/libnotif.a ]] || fail "no libnotif.a"
+cmp -s "$root/include/notif.h" include/notif.h || fail "installed notif.h differs"
+[[ -f $lib/pkgconfig/notif.pc ]] || fail "no notif.pc"
+soname=$(readelf -d "$lib/libnotif.so.$version" | sed -n 's/.*Library soname: \[\(.*\)\].*/\1/p')
+[[ $soname == "libnotif.so.$major" ]] || fail "soname is '$soname', expected libnotif.so.$major"
+cat "$lib/pkgconfig/notif.pc"
+grep -q "^libdir=$libdir\$" "$lib/pkgconfig/notif.pc" || fail "notif.pc: wrong libdir"
+grep -q "^Libs.private: .*-lpthread" "$lib/pkgconfig/notif.pc" || fail "notif.pc: no Libs.private"
+
+# pkg-config looks in the DESTDIR; the sysroot prefixes its -I and -L paths with it.
+export PKG_CONFIG_PATH=$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$dest PKG_CONFIG_LIBDIR=/nonexistent
+[[ $(pkg-config --modversion notif) == "$version" ]] || fail "pkg-config --modversion: $(pkg-config --modversion notif)"
+echo "pkg-config --cflags --libs notif: $(pkg-config --cflags --libs notif)"
+
+echo "== shared: cc app.c \$(pkg-config --cflags --libs notif)"
+# shellcheck disable=SC2046
+$cc -std=c99 -Wall -Wextra -Werror -pedantic -D_POSIX_C_SOURCE=200809L -o "$dest/app" tests/c/install_app.c \
+    $(pkg-config --cflags --libs notif)
+readelf -d "$dest/app" | grep -q "NEEDED.*\[libnotif.so.$major\]" || fail "app does not need libnotif.so.$major"
+LD_LIBRARY_PATH=$lib "$dest/app" || fail "app (shared) failed"
+
+echo "== static: libnotif.a and Libs.private"
+static_libs=$(pkg-config --static --libs notif | sed 's/-lnotif\b/-Wl,-Bstatic -lnotif -Wl,-Bdynamic/')
+echo "$static_libs"
+# shellcheck disable=SC2086
+$cc -std=c99 -Wall -Wextra -Werror -pedantic -D_POSIX_C_SOURCE=200809L -o "$dest/app-static" tests/c/install_app.c \
+    $(pkg-config --cflags notif) $static_libs
+! readelf -d "$dest/app-static" | grep -q "libnotif" || fail "app-static still needs the shared libnotif"
+"$dest/app-static" || fail "app (static) failed"
+rm -f "$dest/app" "$dest/app-static"
+
+echo "== make uninstall"
+$make --no-print-directory uninstall DESTDIR="$dest" PREFIX="$prefix" LIBDIR="$libdir"
+left=$(find "$dest" \( -type f -o -type l \) -print)
+[[ -z $left ]] || fail "left after uninstall: $left"
+echo "install, pkg-config (shared and static) and uninstall OK"
