@@ -333,6 +333,9 @@ fn a_live_publisher_at_the_path_is_eaddrinuse_and_keeps_working() {
         libc::EADDRINUSE,
         &["already", dir.socket().to_str().unwrap()],
     );
+    // The second open probed the path with a connection of its own, which the
+    // first publisher may count until it sees it hang up.
+    wait_for_subscribers(&first, 1);
     assert_eq!(first.emit(b"{\"still\":\"here\"}").unwrap(), 1);
     assert_eq!(subscriber.line(), b"{\"still\":\"here\"}");
     // New subscribers still reach the first publisher at the path.

@@ -216,6 +216,28 @@ impl Subscriber {
         }
     }
 
+    /// Reads until the publisher closes the connection; returns the complete
+    /// lines and what followed the last '\n' (the part of a message that
+    /// was being written when the publisher gave up on this subscriber).
+    pub fn read_to_eof_with_tail(&mut self) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let mut bytes = Vec::new();
+        if let Err(e) = self.reader.read_to_end(&mut bytes) {
+            panic!("no end of stream within the read timeout: {e}");
+        }
+        let tail_start = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let tail = bytes.split_off(tail_start);
+        let lines = bytes
+            .split(|&b| b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect::<Vec<_>>();
+        let lines = if lines.len() == 1 && lines[0].is_empty() {
+            Vec::new()
+        } else {
+            lines[..lines.len() - 1].to_vec()
+        };
+        (lines, tail)
+    }
+
     /// Asserts the publisher closed the connection with nothing more to read.
     pub fn expect_eof(&mut self) {
         let rest = self.read_to_eof();
