@@ -25,6 +25,16 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    /// Byte offset where message `index` starts.
+    #[inline]
+    pub(crate) fn start_of(&self, index: usize) -> usize {
+        if index == 0 {
+            0
+        } else {
+            self.ends[index - 1]
+        }
+    }
+
     pub(crate) fn message_count(&self) -> usize {
         self.ends.len()
     }

@@ -61,7 +61,12 @@ impl Publisher {
             backlog,
             counters: Counters::default(),
         });
-        let server = match server::spawn(Arc::clone(&shared), fd, options.clone()) {
+        let server = match server::spawn(
+            Arc::clone(&shared),
+            fd,
+            options.clone(),
+            address.to_string(),
+        ) {
             Ok(handle) => handle,
             Err(e) => {
                 if let Some(file) = file {

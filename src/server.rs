@@ -8,13 +8,14 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::backlog::{Backlog, Batch};
 use crate::fork_guard::OwnedFd;
 use crate::options::{Options, SlowPolicy};
 use crate::stats::{bump, Counters};
-use crate::subscriber_conn::{Flush, Input, SubscriberConn};
+use crate::subscriber_conn::{Closing, Flush, Input, Offered, SubscriberConn, ONE_REQUEST};
+use crate::subscription::{lines, message_fields, MessageFields, Request};
 
 /// What emitting threads and the server thread share.
 #[derive(Debug)]
@@ -38,6 +39,14 @@ struct Server {
     listener: Option<OwnedFd>,
     listener_paused_until: Option<Instant>,
     subscribers: HashMap<RawFd, SubscriberConn>,
+    /// Subscribers with a filter: while there are none, no message is looked at.
+    filtering: usize,
+    /// Subscribers that asked for heartbeats.
+    heartbeating: usize,
+    /// Subscribers being closed (see begin_closing).
+    closing: usize,
+    /// The socket's address as people write it, for the stats answer.
+    address: String,
     /// Where chunks taken from the backlog land (kept to reuse its allocation).
     taken: Vec<Batch>,
 }
@@ -47,6 +56,7 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     listener: OwnedFd,
     options: Options,
+    address: String,
 ) -> io::Result<JoinHandle<()>> {
     // SAFETY: plain epoll_create1(2) call.
     let epoll_fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -68,6 +78,10 @@ pub(crate) fn spawn(
         listener: Some(listener),
         listener_paused_until: None,
         subscribers: HashMap::new(),
+        filtering: 0,
+        heartbeating: 0,
+        closing: 0,
+        address,
         taken: Vec::new(),
     };
     // The host's signals are for the host's threads: ours starts with every
@@ -151,6 +165,8 @@ impl Server {
                 self.dispatch(*event);
             }
             self.resume_listener_if_due();
+            self.send_due_heartbeats();
+            self.close_overdue();
         }
         self.shut_down(&mut events);
     }
@@ -170,11 +186,73 @@ impl Server {
     }
 
     fn sleep_timeout_ms(&self) -> libc::c_int {
-        match self.listener_paused_until {
-            Some(until) => {
-                until.saturating_duration_since(Instant::now()).as_millis() as libc::c_int + 1
+        let wake_at = [
+            self.listener_paused_until,
+            self.next_heartbeat(),
+            self.next_closing_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match wake_at {
+            Some(at) => {
+                at.saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(i32::MAX as u128 - 1) as libc::c_int
+                    + 1
             }
             None => -1,
+        }
+    }
+
+    fn next_closing_deadline(&self) -> Option<Instant> {
+        if self.closing == 0 {
+            return None;
+        }
+        self.subscribers
+            .values()
+            .filter_map(|s| s.closing_deadline)
+            .min()
+    }
+
+    fn next_heartbeat(&self) -> Option<Instant> {
+        if self.heartbeating == 0 {
+            return None;
+        }
+        self.subscribers
+            .values()
+            .filter_map(|s| s.heartbeat.map(|every| s.last_sent + every))
+            .min()
+    }
+
+    /// Tells idle subscribers that asked for it that the publisher is alive.
+    fn send_due_heartbeats(&mut self) {
+        if self.heartbeating == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let due: Vec<RawFd> = self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| {
+                s.closing.is_none() && s.heartbeat.is_some_and(|every| now >= s.last_sent + every)
+            })
+            .map(|(&fd, _)| fd)
+            .collect();
+        for fd in due {
+            let Some(subscriber) = self.subscribers.get_mut(&fd) else {
+                continue;
+            };
+            if subscriber.has_queue() {
+                // Still sending: not idle, just slow to read.
+                subscriber.last_sent = now;
+                continue;
+            }
+            let unix_seconds = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            subscriber.queue_control(lines::heartbeat((unix_seconds * 1000.0).round() / 1000.0));
+            self.write_to(fd);
         }
     }
 
@@ -193,35 +271,155 @@ impl Server {
         };
         if ready & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
             // Both directions are closed (or broken): nobody will read what we queue.
-            self.remove_subscriber(fd, false);
+            self.remove_subscriber(fd);
             return;
         }
         if ready & libc::EPOLLIN as u32 != 0 {
             match subscriber.read_input() {
                 Input::Idle => {}
+                Input::Request {
+                    line,
+                    followed_by_more,
+                } => self.handle_request(fd, &line, followed_by_more),
+                Input::Invalid(why) => self.refuse_request(fd, &why),
                 Input::PeerStoppedSending => {
                     subscriber.reading = false;
                     self.update_interest(fd);
                 }
                 Input::PeerGone => {
-                    self.remove_subscriber(fd, false);
+                    self.remove_subscriber(fd);
                     return;
                 }
             }
         }
+        if ready & libc::EPOLLOUT as u32 != 0 {
+            if let Some(subscriber) = self.subscribers.get_mut(&fd) {
+                // Room again: a subscriber with markers hears about its drops first.
+                if subscriber.closing.is_none() {
+                    subscriber.report_drops();
+                }
+                self.write_to(fd);
+            }
+        }
+    }
+
+    /// Flushes one subscriber and acts on the outcome: wait for room, close a
+    /// subscriber that is done, or remove one that is gone.
+    fn write_to(&mut self, fd: RawFd) {
         let Some(subscriber) = self.subscribers.get_mut(&fd) else {
             return;
         };
-        if ready & libc::EPOLLOUT as u32 != 0 {
-            match subscriber.flush(&self.shared.counters) {
-                Flush::Drained => {
+        match subscriber.flush(&self.shared.counters) {
+            Flush::Drained => {
+                if subscriber.closing.is_some() {
+                    subscriber.discard_pending_input();
+                    self.remove_subscriber(fd);
+                } else if subscriber.waiting_for_room {
                     subscriber.waiting_for_room = false;
                     self.update_interest(fd);
                 }
-                Flush::Blocked => {}
-                Flush::PeerGone => self.remove_subscriber(fd, false),
+            }
+            Flush::Blocked => {
+                if !subscriber.waiting_for_room {
+                    subscriber.waiting_for_room = true;
+                    self.update_interest(fd);
+                }
+            }
+            Flush::PeerGone => self.remove_subscriber(fd),
+        }
+    }
+
+    fn handle_request(&mut self, fd: RawFd, line: &[u8], followed_by_more: bool) {
+        let request = match Request::parse(line) {
+            Ok(_) if followed_by_more => return self.refuse_request(fd, ONE_REQUEST),
+            Ok(request) => request,
+            Err(why) => return self.refuse_request(fd, &why),
+        };
+        let stats_line = matches!(request, Request::Stats).then(|| self.stats_line());
+        let Some(subscriber) = self.subscribers.get_mut(&fd) else {
+            return;
+        };
+        match request {
+            Request::Stats => {
+                bump(&self.shared.counters.stats_requests, 1);
+                subscriber.queue_control(stats_line.expect("built above"));
+                return self.begin_closing(fd, Closing::Answered);
+            }
+            Request::Subscribe {
+                filter,
+                markers,
+                heartbeat,
+            } => {
+                subscriber.subscribe(filter, markers, heartbeat);
+                self.filtering += usize::from(subscriber.filter.is_some());
+                self.heartbeating += usize::from(subscriber.heartbeat.is_some());
             }
         }
+        self.write_to(fd);
+    }
+
+    /// Answers a bad request with an error line, then closes the connection.
+    fn refuse_request(&mut self, fd: RawFd, why: &str) {
+        let Some(subscriber) = self.subscribers.get_mut(&fd) else {
+            return;
+        };
+        bump(&self.shared.counters.bad_requests, 1);
+        subscriber.queue_control(lines::error(why));
+        self.begin_closing(fd, Closing::BadRequest);
+    }
+
+    /// Stops giving a subscriber notifications and closes it once what it must
+    /// still get is written (its last line, whole), or when linger runs out.
+    fn begin_closing(&mut self, fd: RawFd, why: Closing) {
+        let Some(subscriber) = self.subscribers.get_mut(&fd) else {
+            return;
+        };
+        let counters = &self.shared.counters;
+        if why == Closing::TooSlow {
+            bump(
+                &counters.dropped_closed,
+                subscriber.keep_only_partial_message() as u64,
+            );
+        }
+        if why != Closing::Answered {
+            bump(&counters.disconnected, 1);
+        }
+        subscriber.closing = Some(why);
+        subscriber.closing_deadline = Some(Instant::now() + self.options.linger);
+        subscriber.reading = false;
+        self.closing += 1;
+        self.update_interest(fd);
+        self.write_to(fd);
+    }
+
+    /// Closes subscribers whose closing took longer than linger allows.
+    fn close_overdue(&mut self) {
+        if self.closing == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let overdue: Vec<RawFd> = self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| s.closing_deadline.is_some_and(|deadline| now >= deadline))
+            .map(|(&fd, _)| fd)
+            .collect();
+        for fd in overdue {
+            self.remove_subscriber(fd);
+        }
+    }
+
+    fn stats_line(&self) -> Vec<u8> {
+        let mut stats = self.shared.counters.snapshot(self.subscribers.len() as u64);
+        stats.emitted += self.shared.backlog.pending_messages() as u64;
+        let mut fields: serde_json::Map<String, serde_json::Value> = stats
+            .fields()
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value.into()))
+            .collect();
+        fields.insert("version".into(), crate::VERSION.into());
+        fields.insert("path".into(), self.address.clone().into());
+        lines::stats(fields)
     }
 
     fn update_interest(&mut self, fd: RawFd) {
@@ -235,7 +433,7 @@ impl Server {
             )
             .is_err()
             {
-                self.remove_subscriber(fd, false);
+                self.remove_subscriber(fd);
             }
         }
     }
@@ -324,16 +522,16 @@ impl Server {
     }
 
     /// Closes a subscriber; whatever was still queued for it is counted as dropped.
-    fn remove_subscriber(&mut self, fd: RawFd, by_us: bool) {
+    fn remove_subscriber(&mut self, fd: RawFd) {
         if let Some(subscriber) = self.subscribers.remove(&fd) {
+            self.closing -= usize::from(subscriber.closing.is_some());
+            self.filtering -= usize::from(subscriber.filter.is_some());
+            self.heartbeating -= usize::from(subscriber.heartbeat.is_some());
             let counters = &self.shared.counters;
             bump(
                 &counters.dropped_closed,
                 subscriber.queued_messages() as u64,
             );
-            if by_us {
-                bump(&counters.disconnected, 1);
-            }
             let _ = epoll_control(&self.epoll, libc::EPOLL_CTL_DEL, fd, 0, 0);
             self.shared
                 .subscribers
@@ -361,33 +559,59 @@ impl Server {
         }
         let chunks: Vec<Arc<Batch>> = taken.drain(..).map(Arc::new).collect();
         self.taken = taken;
+        // Each message's fields are read once, for all filtering subscribers.
+        let fields: Vec<Vec<MessageFields<'_>>> = if self.filtering > 0 {
+            chunks
+                .iter()
+                .map(|chunk| {
+                    chunk
+                        .ends
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &end)| message_fields(&chunk.bytes[chunk.start_of(i)..end - 1]))
+                        .collect()
+                })
+                .collect()
+        } else {
+            vec![Vec::new(); chunks.len()]
+        };
+        let counters = &self.shared.counters;
         let mut to_remove = Vec::new();
+        let mut to_close = Vec::new();
+        let mut to_write = Vec::new();
         for (&fd, subscriber) in self.subscribers.iter_mut() {
-            bump(&counters.fanout, messages as u64);
-            match offer(subscriber, &chunks, counters, self.options.slow_policy) {
-                Offer::Keep => {}
-                Offer::Remove { by_us } => {
-                    to_remove.push((fd, by_us));
-                    continue;
-                }
+            if subscriber.closing.is_some() {
+                continue;
             }
-            match subscriber.flush(counters) {
-                Flush::Drained => {}
-                Flush::Blocked if !subscriber.waiting_for_room => {
-                    subscriber.waiting_for_room = true;
-                    let events = interest(subscriber);
-                    if epoll_control(&self.epoll, libc::EPOLL_CTL_MOD, fd, events, fd as u64)
-                        .is_err()
-                    {
-                        to_remove.push((fd, false));
+            let mut overflowed = false;
+            let mut gone = false;
+            for (chunk, chunk_fields) in chunks.iter().zip(&fields) {
+                match subscriber.offer(chunk, chunk_fields, overflowed, counters) {
+                    Offered::All => {}
+                    Offered::Overflowed => overflowed = true,
+                    Offered::PeerGone => {
+                        gone = true;
+                        break;
                     }
                 }
-                Flush::Blocked => {}
-                Flush::PeerGone => to_remove.push((fd, false)),
+            }
+            if gone {
+                to_remove.push(fd);
+            } else if overflowed && self.options.slow_policy == SlowPolicy::Disconnect {
+                to_close.push(fd);
+            } else {
+                to_write.push(fd);
             }
         }
-        for (fd, by_us) in to_remove {
-            self.remove_subscriber(fd, by_us);
+        drop(fields);
+        for fd in to_write {
+            self.write_to(fd);
+        }
+        for fd in to_close {
+            self.begin_closing(fd, Closing::TooSlow);
+        }
+        for fd in to_remove {
+            self.remove_subscriber(fd);
         }
         // Usually every subscriber wrote everything at once: reuse the chunks.
         self.shared.backlog.recycle(
@@ -427,52 +651,7 @@ impl Server {
         }
         let remaining: Vec<RawFd> = self.subscribers.keys().copied().collect();
         for fd in remaining {
-            self.remove_subscriber(fd, false);
+            self.remove_subscriber(fd);
         }
     }
-}
-
-enum Offer {
-    Keep,
-    Remove { by_us: bool },
-}
-
-/// Queues new chunks for one subscriber, as many messages as fit its buffer;
-/// the rest are dropped for it (or it is disconnected, by policy).
-fn offer(
-    subscriber: &mut SubscriberConn,
-    chunks: &[Arc<Batch>],
-    counters: &Counters,
-    policy: SlowPolicy,
-) -> Offer {
-    for (index, chunk) in chunks.iter().enumerate() {
-        let messages = chunk.message_count();
-        let mut fits = subscriber.room_for(chunk);
-        if fits < messages && subscriber.has_queue() {
-            // Make room by writing first: the kernel may have drained since.
-            if subscriber.flush(counters) == Flush::PeerGone {
-                let unsent: usize = chunks[index..].iter().map(|c| c.message_count()).sum();
-                bump(&counters.dropped_closed, unsent as u64);
-                return Offer::Remove { by_us: false };
-            }
-            fits = subscriber.room_for(chunk);
-        }
-        subscriber.enqueue(chunk, fits);
-        if fits < messages {
-            let later: usize = chunks[index + 1..].iter().map(|c| c.message_count()).sum();
-            match policy {
-                // Once one message does not fit, later ones are dropped too, so
-                // the subscriber sees one gap rather than a scattering of them.
-                SlowPolicy::Drop => {
-                    bump(&counters.dropped_slow, (messages - fits + later) as u64);
-                    return Offer::Keep;
-                }
-                SlowPolicy::Disconnect => {
-                    bump(&counters.dropped_slow, (messages - fits + later) as u64);
-                    return Offer::Remove { by_us: true };
-                }
-            }
-        }
-    }
-    Offer::Keep
 }

@@ -1,33 +1,47 @@
-//! One connected subscriber as the server thread sees it: its socket, the
-//! messages waiting for it, and how much more it may be given.
+//! One connected subscriber as the server thread sees it: its socket, what is
+//! waiting for it, how much more it may be given, and what it asked for.
 //!
 //! Messages are never copied per subscriber: a subscriber's queue holds ranges
-//! of shared batches, and one sendmsg() writes many messages (several batches)
-//! at once. A subscriber's limit counts the kernel's socket buffer in: the
-//! kernel gets at most half of it, our queue the rest.
+//! of shared batches (and the occasional control line of its own), and one
+//! sendmsg() writes many of them at once. A subscriber's limit counts the
+//! kernel's socket buffer in: the kernel gets at most half of it, our queue the rest.
 
 use std::collections::VecDeque;
 use std::io;
 use std::mem;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::backlog::Batch;
 use crate::fork_guard::OwnedFd;
 use crate::stats::{bump, Counters};
+use crate::subscription::{lines, Filter, MessageFields, MAX_REQUEST_LINE};
 
-/// Messages [next_message, end_message) of a batch, of which the bytes before
-/// `offset` are already written.
 #[derive(Debug)]
-struct Segment {
-    batch: Arc<Batch>,
-    next_message: usize,
-    end_message: usize,
-    offset: usize,
+enum Segment {
+    /// Messages [next_message, end_message) of a batch, of which the bytes
+    /// before `offset` are already written.
+    Messages {
+        batch: Arc<Batch>,
+        next_message: usize,
+        end_message: usize,
+        offset: usize,
+    },
+    /// A control line for this subscriber only.
+    Control { line: Vec<u8>, offset: usize },
 }
 
 impl Segment {
     fn unwritten(&self) -> &[u8] {
-        &self.batch.bytes[self.offset..self.batch.ends[self.end_message - 1]]
+        match self {
+            Segment::Messages {
+                batch,
+                end_message,
+                offset,
+                ..
+            } => &batch.bytes[*offset..batch.ends[*end_message - 1]],
+            Segment::Control { line, offset } => &line[*offset..],
+        }
     }
 }
 
@@ -47,17 +61,42 @@ pub(crate) enum Flush {
 pub(crate) enum Input {
     /// Nothing more to read for now.
     Idle,
+    /// A complete request line (without its newline), and whether more bytes
+    /// followed it (which the protocol does not allow).
+    Request {
+        line: Vec<u8>,
+        followed_by_more: bool,
+    },
+    /// Input the protocol does not allow; the message says why.
+    Invalid(String),
     /// The peer shut down its sending side (e.g. `socat` at the end of its
     /// stdin). It may still be reading, so it stays subscribed.
     PeerStoppedSending,
     PeerGone,
 }
 
+/// How the offer of a batch went.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Offered {
+    /// Every wanted message was queued.
+    All,
+    /// Some did not fit and were dropped for this subscriber.
+    Overflowed,
+    PeerGone,
+}
+
+pub(crate) const ONE_REQUEST: &str = "a connection carries one request line; nothing may follow it";
+
 /// Most iovecs per sendmsg: a few dozen segments cover a full socket buffer.
 const MAX_IOVECS: usize = 64;
-/// Most bytes read (and discarded) from one subscriber per wake-up, so a peer
-/// that floods us cannot monopolise the server thread.
-const MAX_READ_PER_WAKEUP: usize = 64 * 1024;
+
+#[derive(Debug)]
+enum RequestState {
+    /// Nothing read yet, or part of a request line.
+    Awaiting(Vec<u8>),
+    /// The request was read; the connection carries no other.
+    Done,
+}
 
 #[derive(Debug)]
 pub(crate) struct SubscriberConn {
@@ -71,6 +110,31 @@ pub(crate) struct SubscriberConn {
     pub(crate) reading: bool,
     /// Whether we asked epoll for EPOLLOUT.
     pub(crate) waiting_for_room: bool,
+    request: RequestState,
+    /// None: every notification.
+    pub(crate) filter: Option<Filter>,
+    markers: bool,
+    /// Drops not yet reported with a marker line.
+    unreported_drops: u64,
+    pub(crate) heartbeat: Option<Duration>,
+    /// When we last queued anything for this subscriber.
+    pub(crate) last_sent: Instant,
+    /// Close once the queue is written (after an error or a stats answer); no
+    /// notifications are queued meanwhile.
+    pub(crate) closing: Option<Closing>,
+    /// When a closing subscriber is closed even if its queue is not written.
+    pub(crate) closing_deadline: Option<Instant>,
+}
+
+/// Why a subscriber is being closed once its queue is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closing {
+    /// Its request was invalid.
+    BadRequest,
+    /// It asked for stats and got them.
+    Answered,
+    /// It fell behind under the disconnect policy.
+    TooSlow,
 }
 
 impl SubscriberConn {
@@ -84,6 +148,14 @@ impl SubscriberConn {
             queue_capacity: subscriber_buffer.saturating_sub(kernel_share),
             reading: true,
             waiting_for_room: false,
+            request: RequestState::Awaiting(Vec::new()),
+            filter: None,
+            markers: false,
+            unreported_drops: 0,
+            heartbeat: None,
+            last_sent: Instant::now(),
+            closing: None,
+            closing_deadline: None,
         }
     }
 
@@ -95,25 +167,134 @@ impl SubscriberConn {
         !self.queue.is_empty()
     }
 
-    /// How many of the batch's messages, from the first, fit in our queue now.
-    pub(crate) fn room_for(&self, batch: &Batch) -> usize {
-        let available = self.queue_capacity.saturating_sub(self.queued_bytes);
-        batch.ends.partition_point(|&end| end <= available)
+    /// Applies a subscription request and queues the acknowledgement.
+    pub(crate) fn subscribe(&mut self, filter: Filter, markers: bool, heartbeat: Option<Duration>) {
+        self.filter = (!filter.is_everything()).then_some(filter);
+        self.markers = markers;
+        self.heartbeat = heartbeat;
+        self.queue_control(lines::subscribed());
     }
 
-    /// Queues the batch's first `count` messages.
-    pub(crate) fn enqueue(&mut self, batch: &Arc<Batch>, count: usize) {
-        if count == 0 {
+    /// Queues a control line; it counts against the buffer but is always
+    /// accepted (control lines are few and small).
+    pub(crate) fn queue_control(&mut self, line: Vec<u8>) {
+        self.queued_bytes += line.len();
+        self.queue.push_back(Segment::Control { line, offset: 0 });
+        self.last_sent = Instant::now();
+    }
+
+    /// Queues the wanted messages of a batch, as many as fit, and counts what
+    /// happened to each. `fields` holds each message's filterable fields when
+    /// some subscriber filters (it is empty otherwise). After an overflow
+    /// earlier in the same round, `overflowed` makes every wanted message a drop,
+    /// so a subscriber that falls behind sees one gap, not a scattering.
+    pub(crate) fn offer(
+        &mut self,
+        batch: &Arc<Batch>,
+        fields: &[MessageFields<'_>],
+        overflowed: bool,
+        counters: &Counters,
+    ) -> Offered {
+        let messages = batch.message_count();
+        let runs = self.wanted_runs(batch, fields);
+        let wanted: usize = runs.iter().map(|(first, end)| end - first).sum();
+        bump(&counters.filtered, (messages - wanted) as u64);
+        bump(&counters.fanout, wanted as u64);
+        if overflowed {
+            self.count_drops(wanted, counters);
+            return Offered::Overflowed;
+        }
+        for (index, &(first, end)) in runs.iter().enumerate() {
+            let mut fit = self.fitting_end(batch, first, end);
+            if fit < end && self.has_queue() {
+                // Make room by writing first: the kernel may have drained since.
+                if self.flush(counters) == Flush::PeerGone {
+                    let unqueued: usize =
+                        runs[index..].iter().map(|(first, end)| end - first).sum();
+                    bump(&counters.dropped_closed, unqueued as u64);
+                    return Offered::PeerGone;
+                }
+                fit = self.fitting_end(batch, first, end);
+            }
+            if fit > first {
+                self.report_drops();
+            }
+            self.enqueue(batch, first, fit);
+            if fit < end {
+                let later: usize = runs[index + 1..]
+                    .iter()
+                    .map(|(first, end)| end - first)
+                    .sum();
+                self.count_drops(end - fit + later, counters);
+                return Offered::Overflowed;
+            }
+        }
+        Offered::All
+    }
+
+    /// The runs of consecutive messages this subscriber wants, as [first, end) pairs.
+    fn wanted_runs(&self, batch: &Batch, fields: &[MessageFields<'_>]) -> Vec<(usize, usize)> {
+        let messages = batch.message_count();
+        let Some(filter) = &self.filter else {
+            return vec![(0, messages)];
+        };
+        let mut runs = Vec::new();
+        let mut run_start = None;
+        for (index, message_fields) in fields.iter().enumerate().take(messages) {
+            match (filter.matches(message_fields), run_start) {
+                (true, None) => run_start = Some(index),
+                (false, Some(start)) => {
+                    runs.push((start, index));
+                    run_start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(start) = run_start {
+            runs.push((start, messages));
+        }
+        runs
+    }
+
+    fn count_drops(&mut self, dropped: usize, counters: &Counters) {
+        bump(&counters.dropped_slow, dropped as u64);
+        if self.markers {
+            self.unreported_drops += dropped as u64;
+        }
+    }
+
+    /// With markers, tells the subscriber how many it missed, before anything newer.
+    pub(crate) fn report_drops(&mut self) {
+        if self.unreported_drops > 0 {
+            let line = lines::dropped(mem::take(&mut self.unreported_drops));
+            self.queue_control(line);
+        }
+    }
+
+    /// The end of the longest prefix of messages [first, end) that fits.
+    fn fitting_end(&self, batch: &Batch, first: usize, end: usize) -> usize {
+        let available = self.queue_capacity.saturating_sub(self.queued_bytes);
+        let start = batch.start_of(first);
+        first
+            + batch.ends[first..end]
+                .partition_point(|&message_end| message_end - start <= available)
+    }
+
+    /// Queues messages [first, end) of a batch.
+    fn enqueue(&mut self, batch: &Arc<Batch>, first: usize, end: usize) {
+        if end == first {
             return;
         }
-        self.queue.push_back(Segment {
+        let start = batch.start_of(first);
+        self.queue.push_back(Segment::Messages {
             batch: Arc::clone(batch),
-            next_message: 0,
-            end_message: count,
-            offset: 0,
+            next_message: first,
+            end_message: end,
+            offset: start,
         });
-        self.queued_bytes += batch.ends[count - 1];
-        self.queued_messages += count;
+        self.queued_bytes += batch.ends[end - 1] - start;
+        self.queued_messages += end - first;
+        self.last_sent = Instant::now();
     }
 
     /// Writes as much of the queue as the socket takes, counting every message
@@ -138,7 +319,7 @@ impl SubscriberConn {
             header.msg_iov = iovecs.as_mut_ptr();
             header.msg_iovlen = count as _;
             // MSG_NOSIGNAL: a vanished subscriber must never raise SIGPIPE in the host.
-            // SAFETY: the iovecs point into batches kept alive by self.queue.
+            // SAFETY: the iovecs point into segments kept alive by self.queue.
             let written = unsafe {
                 libc::sendmsg(
                     self.fd.raw(),
@@ -147,8 +328,7 @@ impl SubscriberConn {
                 )
             };
             if written < 0 {
-                let err = io::Error::last_os_error();
-                match err.raw_os_error() {
+                match io::Error::last_os_error().raw_os_error() {
                     Some(libc::EINTR) => continue,
                     Some(libc::EAGAIN) => return Flush::Blocked,
                     _ => return Flush::PeerGone,
@@ -171,17 +351,28 @@ impl SubscriberConn {
                 .queue
                 .front_mut()
                 .expect("the kernel took no more than we gave it");
-            let unwritten = segment.unwritten().len();
-            let step = written.min(unwritten);
-            segment.offset += step;
+            let step = written.min(segment.unwritten().len());
             written -= step;
-            while segment.next_message < segment.end_message
-                && segment.batch.ends[segment.next_message] <= segment.offset
-            {
-                segment.next_message += 1;
-                completed += 1;
-            }
-            if segment.next_message == segment.end_message {
+            let done = match segment {
+                Segment::Messages {
+                    batch,
+                    next_message,
+                    end_message,
+                    offset,
+                } => {
+                    *offset += step;
+                    while *next_message < *end_message && batch.ends[*next_message] <= *offset {
+                        *next_message += 1;
+                        completed += 1;
+                    }
+                    *next_message == *end_message
+                }
+                Segment::Control { line, offset } => {
+                    *offset += step;
+                    *offset == line.len()
+                }
+            };
+            if done {
                 self.queue.pop_front();
             }
         }
@@ -189,12 +380,51 @@ impl SubscriberConn {
         completed
     }
 
-    /// Reads and discards what the subscriber sent (the protocol has nothing
-    /// for it to say yet); a bounded amount per call.
-    pub(crate) fn read_input(&mut self) -> Input {
+    /// Drops everything queued except the rest of a message already partly
+    /// written, so the subscriber can be closed at a line boundary. Returns how
+    /// many messages were dropped.
+    pub(crate) fn keep_only_partial_message(&mut self) -> usize {
+        let mut kept = VecDeque::new();
+        let mut kept_bytes = 0;
+        let mut kept_messages = 0;
+        if let Some(front) = self.queue.pop_front() {
+            match front {
+                Segment::Messages {
+                    batch,
+                    next_message,
+                    offset,
+                    ..
+                } if offset > batch.start_of(next_message) => {
+                    let end_message = next_message + 1;
+                    kept_bytes = batch.ends[next_message] - offset;
+                    kept_messages = 1;
+                    kept.push_back(Segment::Messages {
+                        batch,
+                        next_message,
+                        end_message,
+                        offset,
+                    });
+                }
+                Segment::Control { line, offset } if offset > 0 => {
+                    kept_bytes = line.len() - offset;
+                    kept.push_back(Segment::Control { line, offset });
+                }
+                _ => {}
+            }
+        }
+        let dropped = self.queued_messages - kept_messages;
+        self.queue = kept;
+        self.queued_bytes = kept_bytes;
+        self.queued_messages = kept_messages;
+        dropped
+    }
+
+    /// Reads and discards input the subscriber already sent (bounded), so that
+    /// closing the socket gives the peer a clean end of stream after our last
+    /// line: closing with unread input makes the kernel report ECONNRESET instead.
+    pub(crate) fn discard_pending_input(&mut self) {
         let mut scratch = [0u8; 8192];
-        let mut total = 0;
-        while total < MAX_READ_PER_WAKEUP {
+        for _ in 0..32 {
             // SAFETY: reads into a live stack buffer of the given size.
             let n = unsafe {
                 libc::recv(
@@ -204,20 +434,68 @@ impl SubscriberConn {
                     libc::MSG_DONTWAIT,
                 )
             };
-            if n > 0 {
-                total += n as usize;
-                continue;
-            }
-            if n == 0 {
-                return Input::PeerStoppedSending;
-            }
-            match io::Error::last_os_error().raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => return Input::Idle,
-                _ => return Input::PeerGone,
+            if n <= 0 {
+                return;
             }
         }
-        Input::Idle
+    }
+
+    /// Reads what the subscriber sent: at most one request line, bounded.
+    pub(crate) fn read_input(&mut self) -> Input {
+        let mut scratch = [0u8; 8192];
+        loop {
+            // SAFETY: reads into a live stack buffer of the given size.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.raw(),
+                    scratch.as_mut_ptr().cast(),
+                    scratch.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                return match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EAGAIN) => Input::Idle,
+                    _ => Input::PeerGone,
+                };
+            }
+            if n == 0 {
+                // A request written without its newline before shutdown(SHUT_WR)
+                // (`printf '{"stats":true}' | socat ...`) still counts.
+                if let RequestState::Awaiting(buffer) = &mut self.request {
+                    if !buffer.is_empty() {
+                        let line = mem::take(buffer);
+                        self.request = RequestState::Done;
+                        return Input::Request {
+                            line,
+                            followed_by_more: false,
+                        };
+                    }
+                }
+                return Input::PeerStoppedSending;
+            }
+            let received = &scratch[..n as usize];
+            let RequestState::Awaiting(buffer) = &mut self.request else {
+                return Input::Invalid(ONE_REQUEST.into());
+            };
+            let newline = received.iter().position(|&b| b == b'\n');
+            let take = newline.unwrap_or(received.len());
+            if buffer.len() + take + 1 > MAX_REQUEST_LINE {
+                return Input::Invalid(format!(
+                    "the request line is longer than {MAX_REQUEST_LINE} bytes"
+                ));
+            }
+            buffer.extend_from_slice(&received[..take]);
+            if let Some(newline) = newline {
+                let line = mem::take(buffer);
+                self.request = RequestState::Done;
+                return Input::Request {
+                    line,
+                    followed_by_more: newline + 1 < received.len(),
+                };
+            }
+        }
     }
 }
 

@@ -33,6 +33,12 @@ pub struct notif_stats {
     /// (message, subscriber) pairs handed to subscribers; after a quiet period
     /// fanout == delivered + dropped_slow + dropped_closed.
     pub fanout: u64,
+    /// (message, subscriber) pairs a subscriber's filter left out (not wanted, so not dropped).
+    pub filtered: u64,
+    /// Subscription requests that were invalid or too long (answered with an error, then closed).
+    pub bad_requests: u64,
+    /// Stats requests answered on the socket.
+    pub stats_requests: u64,
 }
 
 impl From<Stats> for notif_stats {
@@ -51,6 +57,9 @@ impl From<Stats> for notif_stats {
             dropped_closed: stats.dropped_closed,
             refused: stats.refused,
             fanout: stats.fanout,
+            filtered: stats.filtered,
+            bad_requests: stats.bad_requests,
+            stats_requests: stats.stats_requests,
         }
     }
 }

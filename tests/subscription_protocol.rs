@@ -1,0 +1,378 @@
+//! The subscription protocol on the wire (docs/subscription-protocol.md),
+//! spoken over raw sockets: requests, filters, acknowledgements, drop markers,
+//! heartbeats, stats and bad requests.
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::*;
+use notif::{Options, Publisher};
+use serde_json::Value;
+
+fn json(line: &[u8]) -> Value {
+    serde_json::from_slice(line)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(line)))
+}
+
+/// Connects, writes `request`, and returns once the acknowledgement is read.
+fn subscribe(
+    publisher: &Publisher,
+    dir: &TempDir,
+    expected_subscribers: u64,
+    request: &str,
+) -> Subscriber {
+    let mut subscriber = Subscriber::connect_to(publisher, dir.socket(), expected_subscribers);
+    subscriber
+        .write_all(format!("{request}\n").as_bytes())
+        .unwrap();
+    let ack = json(&subscriber.line());
+    assert_eq!(ack["notif"]["subscribed"], Value::Bool(true), "{ack}");
+    assert_eq!(
+        ack["notif"]["version"],
+        Value::String(notif::VERSION.into())
+    );
+    subscriber
+}
+
+fn notification(event_type: &str, priority: &str, publisher_id: &str, seq: u64) -> Vec<u8> {
+    format!(r#"{{"event_type":"{event_type}","priority":"{priority}","publisher_id":"{publisher_id}","payload":{{"seq":{seq}}}}}"#)
+        .into_bytes()
+}
+
+#[test]
+fn a_filter_selects_by_event_type_priority_and_publisher_with_globs_and_any_case() {
+    let dir = TempDir::new("filter");
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    let mut filtered = subscribe(
+        &publisher,
+        &dir,
+        1,
+        r#"{"subscribe":{"event_types":["compute.instance.*","image.*"],"priorities":["ERROR","critical"],"publishers":["nova-compute:*"]}}"#,
+    );
+    let mut everything = Subscriber::connect_to(&publisher, dir.socket(), 2);
+    let cases: &[(&[u8], bool)] = &[
+        (&notification("compute.instance.create.end", "ERROR", "nova-compute:host1", 0), true),
+        (&notification("compute.instance.create.end", "error", "nova-compute:host1", 1), true),
+        (&notification("image.update", "CRITICAL", "nova-compute:", 2), true),
+        (&notification("compute.instance.create.end", "INFO", "nova-compute:host1", 3), false),
+        (&notification("compute.volume.attach", "ERROR", "nova-compute:host1", 4), false),
+        (&notification("compute.instance.create.end", "ERROR", "nova-api:host1", 5), false),
+        (&notification("Image.update", "ERROR", "nova-compute:host1", 6), false),
+        (br#"{"priority":"ERROR","publisher_id":"nova-compute:h"}"#, false),
+        (br#"{"event_type":"image.x","priority":42,"publisher_id":"nova-compute:h"}"#, false),
+        (br#"{"event_type":"image.x","priority":"ERROR","publisher_id":null}"#, false),
+        (br#"{"payload":{"event_type":"image.x"},"event_type":"image\u002ex","priority":"Error","publisher_id":"nova-compute:\u0068"}"#, true),
+    ];
+    for (line, _) in cases {
+        assert_eq!(publisher.emit(line).unwrap(), 2);
+    }
+    for (line, wanted) in cases {
+        assert_eq!(
+            &everything.line(),
+            line,
+            "the unfiltered subscriber gets everything"
+        );
+        if *wanted {
+            assert_eq!(&filtered.line(), line);
+        }
+    }
+    publisher.emit(b"{\"last\":true}").unwrap();
+    assert_eq!(everything.line(), b"{\"last\":true}");
+    filtered.expect_silence(Duration::from_millis(100));
+    let stats = wait_for_quiet(&publisher);
+    let wanted = cases.iter().filter(|(_, wanted)| *wanted).count() as u64;
+    let total = cases.len() as u64 + 1;
+    assert_eq!(stats.filtered, total - wanted);
+    assert_eq!(stats.delivered, total + wanted);
+    assert_eq!(stats.fanout, stats.delivered);
+}
+
+#[test]
+fn an_empty_request_object_subscribes_to_everything_with_an_acknowledgement() {
+    let dir = TempDir::new("empty_request");
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    let mut subscriber = subscribe(&publisher, &dir, 1, "{}");
+    publisher.emit(b"{\"a\":1}").unwrap();
+    assert_eq!(subscriber.line(), b"{\"a\":1}");
+    assert_eq!(wait_for_quiet(&publisher).filtered, 0);
+}
+
+#[test]
+fn many_filtered_subscribers_and_full_stream_subscribers_together() {
+    let dir = TempDir::new("many_filters");
+    let options = Options {
+        subscriber_buffer: 32 << 20,
+        ..Options::default()
+    };
+    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
+    let kinds = ["compute.a", "compute.b", "image.c", "volume.d"];
+    let mut filtered: Vec<(usize, Subscriber)> = Vec::new();
+    for i in 0..12 {
+        let request = format!(
+            r#"{{"subscribe":{{"event_types":["{}"]}}}}"#,
+            kinds[i % kinds.len()]
+        );
+        filtered.push((
+            i % kinds.len(),
+            subscribe(&publisher, &dir, i as u64 + 1, &request),
+        ));
+    }
+    let mut full: Vec<Subscriber> = (0..3)
+        .map(|i| Subscriber::connect_to(&publisher, dir.socket(), 13 + i))
+        .collect();
+    let count = 4000u64;
+    for seq in 0..count {
+        publisher
+            .emit(&notification(
+                kinds[seq as usize % kinds.len()],
+                "INFO",
+                "p",
+                seq,
+            ))
+            .unwrap();
+    }
+    for subscriber in &mut full {
+        for seq in 0..count {
+            assert_eq!(json(&subscriber.line())["payload"]["seq"], seq);
+        }
+    }
+    for (kind, subscriber) in &mut filtered {
+        for seq in (0..count).filter(|seq| *seq as usize % kinds.len() == *kind) {
+            let line = json(&subscriber.line());
+            assert_eq!(line["payload"]["seq"], seq);
+            assert_eq!(line["event_type"], kinds[*kind]);
+        }
+    }
+    let stats = wait_for_quiet(&publisher);
+    assert_eq!(stats.dropped_slow, 0);
+    assert_eq!(stats.delivered, 3 * count + 12 * count / 4);
+    assert_eq!(stats.filtered, 12 * count * 3 / 4);
+}
+
+#[test]
+fn markers_report_drops_in_band_before_the_next_notification() {
+    let dir = TempDir::new("markers");
+    let options = Options {
+        subscriber_buffer: 64 * 1024,
+        max_message: 16 * 1024,
+        ..Options::default()
+    };
+    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
+    let mut slow = subscribe(&publisher, &dir, 1, r#"{"markers":true}"#);
+    // Far more than the buffer holds while the subscriber is not reading.
+    let sent = 3000u64;
+    for seq in 0..sent {
+        publisher.emit(&numbered(0, seq, 200)).unwrap();
+    }
+    wait_until("the first drops", || publisher.stats().dropped_slow > 0);
+    // Read everything now; then one more notification must come after a marker.
+    let mut received = Vec::new();
+    let mut reported = 0u64;
+    let mut last_seq = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "the marker never came");
+        let line = slow.line();
+        let value = json(&line);
+        if let Some(dropped) = value["notif"]["dropped"].as_u64() {
+            reported += dropped;
+            // A marker sits between the last notification before the gap and the first after it.
+            let gap_end = last_seq.map_or(0, |seq: u64| seq + 1);
+            if gap_end + dropped >= sent {
+                break; // the gap runs to the end of what was sent
+            }
+            continue;
+        }
+        let (_, seq) = parse_numbered(&line);
+        if let Some(previous) = last_seq {
+            assert!(seq > previous, "in order");
+        }
+        last_seq = Some(seq);
+        received.push(seq);
+        if seq == sent - 1 {
+            break;
+        }
+    }
+    publisher.emit(&numbered(0, sent, 0)).unwrap();
+    let after = slow.line();
+    if json(&after)["notif"]["dropped"].is_u64() {
+        reported += json(&after)["notif"]["dropped"].as_u64().unwrap();
+        assert_eq!(parse_numbered(&slow.line()).1, sent);
+    } else {
+        assert_eq!(parse_numbered(&after).1, sent);
+    }
+    let stats = wait_for_quiet(&publisher);
+    assert!(stats.dropped_slow > 0);
+    assert_eq!(
+        reported, stats.dropped_slow,
+        "every drop is reported in-band"
+    );
+    assert_eq!(received.len() as u64 + 1 + stats.dropped_slow, sent + 1);
+}
+
+#[test]
+fn heartbeats_mark_an_idle_stream_and_only_when_asked() {
+    let dir = TempDir::new("heartbeat");
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    let mut beating = subscribe(&publisher, &dir, 1, r#"{"heartbeat_s":0.2}"#);
+    let mut plain = Subscriber::connect_to(&publisher, dir.socket(), 2);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for _ in 0..2 {
+        let beat = json(&beating.line());
+        let at = beat["notif"]["heartbeat"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("not a heartbeat: {beat}"));
+        assert!(
+            at >= before - 1.0 && at < before + 60.0,
+            "Unix time in seconds: {at}"
+        );
+    }
+    publisher.emit(b"{\"n\":1}").unwrap();
+    // The notification may come after a heartbeat that was already on its way.
+    let mut line = beating.line();
+    while json(&line)["notif"]["heartbeat"].is_f64() {
+        line = beating.line();
+    }
+    assert_eq!(line, b"{\"n\":1}");
+    assert_eq!(
+        plain.line(),
+        b"{\"n\":1}",
+        "a plain subscriber never gets control lines"
+    );
+    plain.expect_silence(Duration::from_millis(500));
+}
+
+#[test]
+fn the_stats_request_answers_one_line_then_closes() {
+    let dir = TempDir::new("stats_request");
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    let mut reader = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    publisher.emit(b"{\"n\":1}").unwrap();
+    assert_eq!(reader.line(), b"{\"n\":1}");
+    let mut asker = Subscriber::connect_to(&publisher, dir.socket(), 2);
+    asker.write_all(b"{\"stats\":true}\n").unwrap();
+    let lines = asker.read_to_eof();
+    assert_eq!(lines.len(), 1, "one line, then the connection is closed");
+    let answer = json(&lines[0]);
+    let stats = &answer["notif"]["stats"];
+    assert_eq!(stats["version"], notif::VERSION);
+    assert_eq!(stats["path"], dir.socket().to_str().unwrap());
+    assert_eq!(stats["emitted"], 1);
+    assert_eq!(stats["delivered"], 1);
+    assert_eq!(
+        stats["subscribers"], 2,
+        "the asker is connected while it asks"
+    );
+    for (name, _) in publisher.stats().fields() {
+        assert!(stats[name].is_u64(), "{name} missing from {answer}");
+    }
+    let after = wait_for_quiet(&publisher);
+    assert_eq!(after.stats_requests, 1);
+    assert_eq!(
+        after.disconnected, 0,
+        "answering a stats request is not a disconnection"
+    );
+    assert_eq!(after.subscribers, 1);
+}
+
+#[test]
+fn a_stats_request_without_newline_before_end_of_input_is_answered() {
+    // `printf '{"stats":true}' | socat - UNIX-CONNECT:...` sends no newline.
+    let dir = TempDir::new("stats_no_newline");
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    let mut asker = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    asker.write_all(b"{\"stats\":true}").unwrap();
+    asker.stream().shutdown(std::net::Shutdown::Write).unwrap();
+    let lines = asker.read_to_eof();
+    assert_eq!(lines.len(), 1);
+    assert!(json(&lines[0])["notif"]["stats"]["accepted"].is_u64());
+}
+
+#[test]
+fn bad_requests_get_one_error_line_and_are_closed_without_disturbing_others() {
+    let dir = TempDir::new("bad_requests");
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    let mut bystander = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    let cases: &[(&[u8], &str)] = &[
+        (b"hello\n", "not valid JSON"),
+        (b"[1,2]\n", "must be a JSON object"),
+        (b"{\"subscribe\":{\"event_types\":[]}}\n", "empty"),
+        (
+            b"{\"subscribe\":{\"event_type\":[\"x\"]}}\n",
+            "unknown key \"event_type\"",
+        ),
+        (b"{\"heartbeat_s\":0}\n", "between 0.1 and 3600"),
+        (
+            b"{\"markers\":true}\n{\"markers\":true}\n",
+            "one request line",
+        ),
+    ];
+    for (index, (request, expected)) in cases.iter().enumerate() {
+        let mut bad = Subscriber::connect_to(&publisher, dir.socket(), 2);
+        bad.write_all(request).unwrap();
+        let lines = bad.read_to_eof();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let error = json(&lines[0]);
+        let message = error["notif"]["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{error}"));
+        assert!(message.contains(expected), "{message}");
+        wait_until("the bad subscriber is closed", || {
+            publisher.stats().subscribers == 1
+        });
+        assert_eq!(publisher.emit(&numbered(0, index as u64, 0)).unwrap(), 1);
+        assert_eq!(parse_numbered(&bystander.line()).1, index as u64);
+    }
+    // A second request after an acknowledged one.
+    let mut twice = subscribe(&publisher, &dir, 2, "{}");
+    twice.write_all(b"{}\n").unwrap();
+    let lines = twice.read_to_eof();
+    assert!(json(lines.last().unwrap())["notif"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("one request line"));
+    // A request line over 64 KiB.
+    let mut long = Subscriber::connect_to(&publisher, dir.socket(), 2);
+    let mut huge = b"{\"subscribe\":{\"event_types\":[\"".to_vec();
+    huge.extend(std::iter::repeat(b'x').take(70 * 1024));
+    huge.extend_from_slice(b"\"]}}\n");
+    let _ = long.stream().write_all(&huge); // the publisher may close before it has all of it
+    let lines = long.read_to_eof();
+    assert!(json(lines.last().unwrap())["notif"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("longer than 65536"));
+    let stats = wait_for_quiet(&publisher);
+    assert_eq!(stats.bad_requests, cases.len() as u64 + 2);
+    assert_eq!(stats.disconnected, cases.len() as u64 + 2);
+    assert_eq!(stats.subscribers, 1);
+}
+
+#[test]
+fn notifications_emitted_before_the_request_come_before_the_acknowledgement_unfiltered() {
+    let dir = TempDir::new("before_ack");
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    let mut subscriber = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    publisher
+        .emit(&notification("other.kind", "INFO", "p", 0))
+        .unwrap();
+    // Make sure the first notification is on its way before the request.
+    wait_until("delivery", || publisher.stats().delivered == 1);
+    subscriber
+        .write_all(b"{\"subscribe\":{\"event_types\":[\"wanted.*\"]}}\n")
+        .unwrap();
+    assert_eq!(json(&subscriber.line())["event_type"], "other.kind");
+    assert_eq!(json(&subscriber.line())["notif"]["subscribed"], true);
+    publisher
+        .emit(&notification("other.kind", "INFO", "p", 1))
+        .unwrap();
+    publisher
+        .emit(&notification("wanted.kind", "INFO", "p", 2))
+        .unwrap();
+    assert_eq!(json(&subscriber.line())["payload"]["seq"], 2);
+}
