@@ -126,8 +126,15 @@ impl Options {
         Ok(())
     }
 
-    /// Checks the options against each other; called by open.
+    /// Checks every option (fields can be set directly, bypassing the setters)
+    /// and the options against each other; called by open.
     pub(crate) fn validate(&self) -> Result<(), Error> {
+        let mut checked = Options::default();
+        checked.set_mode(self.mode)?;
+        checked.set_subscriber_buffer(self.subscriber_buffer)?;
+        checked.set_max_message(self.max_message)?;
+        checked.set_max_subscribers(self.max_subscribers)?;
+        checked.set_backlog(self.backlog)?;
         // A message must fit in the user-space half of a subscriber's buffer
         // (the kernel holds the other half) and in the backlog, or it could
         // never be delivered to anyone.

@@ -172,8 +172,12 @@ impl Publisher {
             .shared
             .counters
             .snapshot(self.shared.subscribers.load(Ordering::Acquire) as u64);
-        // Messages still in the backlog are emitted but not yet counted by the server thread.
-        stats.emitted += self.shared.backlog.pending_messages() as u64;
+        // In a forked child the backlog lock may be held by a thread that does
+        // not exist there: never touch it (the counters are plain atomics).
+        if self.generation == fork_guard::generation() {
+            // Messages still in the backlog are emitted but not yet counted by the server thread.
+            stats.emitted += self.shared.backlog.pending_messages() as u64;
+        }
         stats
     }
 
@@ -190,8 +194,9 @@ impl Publisher {
     }
 
     fn shut_down(&mut self) -> Stats {
+        // Already shut down (close() then drop): nothing left to do.
         let Some(server) = self.server.take() else {
-            return self.stats();
+            return Stats::default();
         };
         if self.generation != fork_guard::generation() {
             std::mem::forget(server); // that thread does not exist here

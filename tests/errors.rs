@@ -509,7 +509,7 @@ fn open_refuses_a_max_message_over_half_the_subscriber_buffer_or_backlog_and_cre
 /// Options' fields are public, so open must check what the setters check:
 /// struct-update syntax is the natural way to set them in Rust.
 #[test]
-#[ignore = "bug: open_with only checks max_message against the buffers; fields set directly bypass the setters' checks"]
+
 fn open_refuses_options_set_directly_that_the_setters_would_refuse() {
     let dir = TempDir::new("direct_fields");
     let cases: Vec<(&str, Options)> = vec![
