@@ -134,6 +134,18 @@ typedef struct notif_stats {
    * fanout == delivered + dropped_slow + dropped_closed.
    */
   uint64_t fanout;
+  /**
+   * (message, subscriber) pairs a subscriber's filter left out (not wanted, so not dropped).
+   */
+  uint64_t filtered;
+  /**
+   * Subscription requests that were invalid or too long (answered with an error, then closed).
+   */
+  uint64_t bad_requests;
+  /**
+   * Stats requests answered on the socket.
+   */
+  uint64_t stats_requests;
 } notif_stats;
 
 #ifdef __cplusplus
