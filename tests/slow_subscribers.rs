@@ -131,7 +131,6 @@ fn the_disconnect_policy_closes_a_slow_subscriber_and_spares_the_others() {
     let _readers: Vec<Subscriber> = readers.into_iter().map(|r| r.join().unwrap()).collect();
     let stats = publisher.stats();
     assert_eq!(stats.disconnected, 1, "{stats:?}");
-    assert_eq!(stats.subscribers, 2);
     // The slow one gets an in-order prefix of the stream, then EOF.
     // (The message being written when it was closed may arrive cut short.)
     let (lines, _tail) = slow.read_to_eof_with_tail();
@@ -139,6 +138,7 @@ fn the_disconnect_policy_closes_a_slow_subscriber_and_spares_the_others() {
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(parse_numbered(line).1, i as u64);
     }
+    wait_for_subscribers(&publisher, 2);
     let stats = wait_for_quiet(&publisher);
     assert_eq!(stats.disconnected, 1);
     assert!(stats.dropped_slow > 0);
