@@ -66,7 +66,7 @@ fn reader_thread(stream: UnixStream) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::with_capacity(1 << 20, stream);
         let mut line = Vec::new();
-        while reader.read_until(b'\n', &mut line).map_or(false, |n| n > 0) {
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
             line.clear();
         }
     })
