@@ -1,0 +1,376 @@
+/*
+ * test_subscriber: the subscriber client through notif.h (notif_subscribe,
+ * notif_recv, notif_subscriber_fd, notif_subscriber_dropped,
+ * notif_unsubscribe) against a notif_open publisher in the same process:
+ * argument errors, delivery, timeouts, filters, drop markers, reconnection
+ * across a publisher restart, polling the descriptor.
+ *
+ * Build: see the Makefile. Exits non-zero if any check fails.
+ */
+#include <signal.h>
+
+#include "testlib.h"
+
+static char dir[256];
+
+static void path_in_dir(char *out, size_t size, const char *name)
+{
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
+static notif_subscriber *subscribe_or_die(const char *path, const char *request)
+{
+    notif_subscriber *s = notif_subscribe(path, request);
+    if (s == NULL)
+        FATAL("notif_subscribe(%s, %s)", path, request ? request : "NULL");
+    return s;
+}
+
+/* The next event other than a timeout, waiting up to `ms` (scaled); 0 if none came. */
+static int next_event(notif_subscriber *s, const char **msg, size_t *len, long ms)
+{
+    long long give_up = tl_now_ms() + tl_timeout(ms);
+    for (;;) {
+        long long left = give_up - tl_now_ms();
+        int rc;
+        if (left < 0)
+            left = 0;
+        rc = notif_recv(s, msg, len, (int)left);
+        if (rc != NOTIF_RECV_TIMEOUT || left == 0)
+            return rc;
+    }
+}
+
+/* Checks that the next event is the notification `expected`. */
+static void expect_message(notif_subscriber *s, const char *expected)
+{
+    const char *msg = NULL;
+    size_t len = 0;
+    int rc = next_event(s, &msg, &len, 5000);
+    CHECK(rc == NOTIF_RECV_MESSAGE, "notif_recv returned %d, expected a message (%s)", rc,
+          expected);
+    if (rc != NOTIF_RECV_MESSAGE)
+        return;
+    CHECK(msg != NULL, "message pointer is NULL");
+    if (msg == NULL)
+        return;
+    CHECK(len == strlen(expected) && memcmp(msg, expected, len) == 0,
+          "got \"%.*s\", expected \"%s\"", (int)len, msg, expected);
+    CHECK(msg[len] == '\0', "the message is not NUL-terminated");
+}
+
+/* Calls notif_recv with short timeouts until the publisher counts `count` subscribers. */
+static void recv_until_subscribed(notif_handle *h, notif_subscriber *s, unsigned long long count)
+{
+    long long give_up = tl_now_ms() + tl_timeout(5000);
+    while (tl_stats(h).subscribers != count) {
+        const char *msg;
+        size_t len;
+        int rc = notif_recv(s, &msg, &len, 10);
+        CHECK(rc == NOTIF_RECV_TIMEOUT || rc == NOTIF_RECV_RECONNECTED,
+              "notif_recv returned %d while connecting", rc);
+        if (tl_now_ms() > give_up)
+            FATAL("the subscriber never connected");
+    }
+}
+
+/* ------------------------------------------------------------------ arguments */
+
+static void test_arguments(void)
+{
+    char path[512];
+    const char *msg = "untouched";
+    size_t len = 99;
+    notif_subscriber *s;
+
+    path_in_dir(path, sizeof path, "args.sock");
+
+    errno = 0;
+    CHECK(notif_subscribe(NULL, NULL) == NULL, "NULL path accepted");
+    CHECK(errno == EINVAL, "errno %d for a NULL path", errno);
+    CHECK_LAST_ERROR("path");
+
+    errno = 0;
+    CHECK(notif_subscribe("", NULL) == NULL, "empty path accepted");
+    CHECK(errno == EINVAL, "errno %d for an empty path", errno);
+
+    errno = 0;
+    CHECK(notif_subscribe(path, "not json") == NULL, "bad request JSON accepted");
+    CHECK(errno == EINVAL, "errno %d for bad request JSON", errno);
+    CHECK_LAST_ERROR("not valid JSON");
+
+    errno = 0;
+    CHECK(notif_subscribe(path, "{\"subscribe\":{\"event_types\":[]}}") == NULL,
+          "an empty list accepted");
+    CHECK(errno == EINVAL, "errno %d for an empty list", errno);
+    CHECK_LAST_ERROR("empty");
+
+    errno = 0;
+    CHECK(notif_subscribe(path, "{\"heartbeat_s\":0}") == NULL, "heartbeat 0 accepted");
+    CHECK(errno == EINVAL, "errno %d for heartbeat 0", errno);
+    CHECK_LAST_ERROR("heartbeat_s");
+
+    errno = 0;
+    CHECK(notif_subscribe(path, "{\"stats\":true}") == NULL, "a stats request accepted");
+    CHECK(errno == EINVAL, "errno %d for a stats request", errno);
+    CHECK_LAST_ERROR("stats");
+
+    CHECK_RC(notif_recv(NULL, &msg, &len, 0), -EBADF);
+    CHECK_LAST_ERROR("NULL");
+    CHECK_RC(notif_subscriber_fd(NULL), -EBADF);
+    CHECK(notif_subscriber_dropped(NULL) == 0, "dropped of NULL is not 0");
+    notif_unsubscribe(NULL); /* a no-op */
+
+    /* Nobody there yet: it succeeds and keeps trying. */
+    s = subscribe_or_die(path, NULL);
+    CHECK_RC(notif_recv(s, NULL, &len, 0), -EINVAL);
+    CHECK_LAST_ERROR("msg");
+    CHECK_RC(notif_recv(s, &msg, NULL, 0), -EINVAL);
+    CHECK_LAST_ERROR("len");
+    CHECK_RC(notif_recv(s, &msg, &len, 0), NOTIF_RECV_TIMEOUT);
+    CHECK(msg == NULL && len == 0, "a timeout leaves *msg/*len set");
+    CHECK(notif_subscriber_fd(s) >= 0, "no descriptor while waiting to reconnect: %d",
+          notif_subscriber_fd(s));
+    notif_unsubscribe(s);
+    /* A request line may end with its newline. */
+    s = subscribe_or_die(path, "{\"markers\":true}\n");
+    notif_unsubscribe(s);
+}
+
+/* ------------------------------------------------------------------ delivery */
+
+static void test_delivery_and_timeout(void)
+{
+    char path[512];
+    char expected[128];
+    const char *msg;
+    size_t len;
+    long long started, waited;
+    int i;
+    notif_handle *h;
+    notif_subscriber *s;
+
+    path_in_dir(path, sizeof path, "delivery.sock");
+    h = notif_open(path);
+    if (h == NULL)
+        FATAL("notif_open(%s)", path);
+    s = subscribe_or_die(path, NULL);
+    if (tl_wait_subscribers(h, 1) != 0)
+        FATAL("subscriber not counted");
+
+    for (i = 0; i < 50; i++) {
+        snprintf(expected, sizeof expected, "{\"event_type\":\"test\",\"n\":%d}", i);
+        CHECK_RC(notif_emit(h, expected), 1);
+    }
+    CHECK_RC(notif_emit(h, "{ \"pretty\" : [ 1, 2 ] }"), 1);
+    for (i = 0; i < 50; i++) {
+        snprintf(expected, sizeof expected, "{\"event_type\":\"test\",\"n\":%d}", i);
+        expect_message(s, expected);
+    }
+    expect_message(s, "{\"pretty\":[1,2]}");
+
+    CHECK_RC(notif_recv(s, &msg, &len, 0), NOTIF_RECV_TIMEOUT);
+    started = tl_now_ms();
+    CHECK_RC(notif_recv(s, &msg, &len, 50), NOTIF_RECV_TIMEOUT);
+    waited = tl_now_ms() - started;
+    CHECK(waited >= 49 && waited < tl_timeout(5000), "a 50 ms timeout took %lld ms", waited);
+    CHECK(notif_subscriber_dropped(s) == 0, "drops without markers");
+
+    notif_unsubscribe(s);
+    notif_close(h);
+}
+
+/* A 200 KiB line arrives whole. */
+static void test_long_line(void)
+{
+    char path[512];
+    size_t size = 200 * 1024, i;
+    char *big = malloc(size + 64);
+    notif_handle *h;
+    notif_subscriber *s;
+
+    if (big == NULL)
+        FATAL("malloc");
+    strcpy(big, "{\"fill\":\"");
+    for (i = strlen(big); i < size; i++)
+        big[i] = 'x';
+    strcpy(big + size, "\"}");
+
+    path_in_dir(path, sizeof path, "long.sock");
+    h = notif_open(path);
+    if (h == NULL)
+        FATAL("notif_open(%s)", path);
+    s = subscribe_or_die(path, NULL);
+    if (tl_wait_subscribers(h, 1) != 0)
+        FATAL("subscriber not counted");
+    CHECK_RC(notif_emit(h, big), 1);
+    CHECK_RC(notif_emit(h, "{\"after\":true}"), 1);
+    expect_message(s, big);
+    expect_message(s, "{\"after\":true}");
+    notif_unsubscribe(s);
+    notif_close(h);
+    free(big);
+}
+
+/* ------------------------------------------------------------------ filters, markers */
+
+static void test_filter(void)
+{
+    char path[512];
+    notif_handle *h;
+    notif_subscriber *s;
+    const char *msg;
+    size_t len;
+
+    path_in_dir(path, sizeof path, "filter.sock");
+    h = notif_open(path);
+    if (h == NULL)
+        FATAL("notif_open(%s)", path);
+    s = subscribe_or_die(path, "{\"subscribe\":{\"event_types\":[\"compute.*\"],"
+                               "\"priorities\":[\"ERROR\"]}}");
+    if (tl_wait_subscribers(h, 1) != 0)
+        FATAL("subscriber not counted");
+    CHECK_RC(notif_emit(h, "{\"event_type\":\"image.update\",\"priority\":\"ERROR\"}"), 1);
+    CHECK_RC(notif_emit(h, "{\"event_type\":\"compute.a\",\"priority\":\"INFO\"}"), 1);
+    CHECK_RC(notif_emit(h, "{\"event_type\":\"compute.b\",\"priority\":\"error\"}"), 1);
+    expect_message(s, "{\"event_type\":\"compute.b\",\"priority\":\"error\"}");
+    CHECK_RC(notif_recv(s, &msg, &len, 20), NOTIF_RECV_TIMEOUT);
+    notif_unsubscribe(s);
+    notif_close(h);
+}
+
+/* A subscriber that does not read falls behind: with markers it is told how
+ * many notifications it missed, and the count matches the publisher's. */
+static void test_drop_markers(void)
+{
+    char path[512];
+    char line[2048];
+    notif_options *opts = notif_options_new();
+    notif_handle *h;
+    notif_subscriber *s;
+    const char *msg;
+    size_t len;
+    int i, rc, got_final = 0, messages = 0, markers = 0;
+    long long give_up;
+    notif_stats stats;
+
+    if (opts == NULL)
+        FATAL("notif_options_new");
+    CHECK_RC(notif_options_set_max_message(opts, 4096), 0);
+    CHECK_RC(notif_options_set_subscriber_buffer(opts, 16 * 1024), 0);
+    path_in_dir(path, sizeof path, "drops.sock");
+    h = notif_open_with(path, opts);
+    notif_options_free(opts);
+    if (h == NULL)
+        FATAL("notif_open_with(%s)", path);
+    s = subscribe_or_die(path, "{\"markers\":true}");
+    if (tl_wait_subscribers(h, 1) != 0)
+        FATAL("subscriber not counted");
+    /* Let the acknowledgement come (and the request be read) before flooding. */
+    CHECK_RC(notif_recv(s, &msg, &len, 50), NOTIF_RECV_TIMEOUT);
+
+    memset(line, 0, sizeof line);
+    strcpy(line, "{\"fill\":\"");
+    memset(line + strlen(line), 'x', 1000);
+    strcat(line, "\"}");
+    for (i = 0; i < 500; i++)
+        CHECK(notif_emit(h, line) >= 0, "emit %d failed", i);
+    give_up = tl_now_ms() + tl_timeout(5000);
+    while (tl_stats(h).dropped_slow == 0 && tl_now_ms() < give_up)
+        tl_sleep_ms(2);
+    CHECK(tl_stats(h).dropped_slow > 0, "nothing was dropped for a subscriber that does not read");
+
+    /* Read everything, then one more notification after the drops. */
+    give_up = tl_now_ms() + tl_timeout(10000);
+    while (!got_final && tl_now_ms() < give_up) {
+        rc = notif_recv(s, &msg, &len, 20);
+        if (rc == NOTIF_RECV_MESSAGE && strcmp(msg, "{\"final\":true}") == 0)
+            got_final = 1;
+        else if (rc == NOTIF_RECV_MESSAGE)
+            messages++;
+        else if (rc == NOTIF_RECV_DROPPED)
+            markers++;
+        else if (rc == NOTIF_RECV_TIMEOUT && markers > 0)
+            notif_emit(h, "{\"final\":true}");
+        else
+            CHECK(rc == NOTIF_RECV_TIMEOUT, "notif_recv returned %d", rc);
+    }
+    CHECK(got_final, "the notification after the drops never came");
+    CHECK(markers > 0, "no drop marker");
+    stats = tl_stats(h);
+    CHECK(notif_subscriber_dropped(s) == stats.dropped_slow,
+          "subscriber counted %llu drops, publisher %llu",
+          (unsigned long long)notif_subscriber_dropped(s), (unsigned long long)stats.dropped_slow);
+    CHECK(messages + (int)notif_subscriber_dropped(s) == 500, "%d received + %llu dropped != 500",
+          messages, (unsigned long long)notif_subscriber_dropped(s));
+    notif_unsubscribe(s);
+    notif_close(h);
+}
+
+/* ------------------------------------------------------------------ reconnection, poll */
+
+static void test_reconnect_and_poll(void)
+{
+    char path[512];
+    notif_handle *h;
+    notif_subscriber *s;
+    const char *msg;
+    size_t len;
+    int rc, fd;
+    struct pollfd pfd;
+
+    path_in_dir(path, sizeof path, "restart.sock");
+    /* The subscriber comes first. */
+    s = subscribe_or_die(path, NULL);
+    CHECK_RC(notif_recv(s, &msg, &len, 10), NOTIF_RECV_TIMEOUT);
+    h = notif_open(path);
+    if (h == NULL)
+        FATAL("notif_open(%s)", path);
+    recv_until_subscribed(h, s, 1);
+    CHECK_RC(notif_emit(h, "{\"n\":1}"), 1);
+    expect_message(s, "{\"n\":1}");
+
+    /* Poll the descriptor. */
+    fd = notif_subscriber_fd(s);
+    CHECK(fd >= 0, "notif_subscriber_fd: %d", fd);
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    CHECK_RC(poll(&pfd, 1, 0), 0);
+    CHECK_RC(notif_emit(h, "{\"n\":2}"), 1);
+    CHECK_RC(poll(&pfd, 1, (int)tl_timeout(5000)), 1);
+    rc = notif_recv(s, &msg, &len, 0);
+    CHECK(rc == NOTIF_RECV_MESSAGE && strcmp(msg, "{\"n\":2}") == 0, "after poll: %d", rc);
+
+    /* Restart the publisher: the subscriber reports the reconnection. */
+    notif_close(h);
+    h = notif_open(path);
+    if (h == NULL)
+        FATAL("notif_open(%s) again", path);
+    rc = next_event(s, &msg, &len, 10000);
+    CHECK_RC(rc, NOTIF_RECV_RECONNECTED);
+    if (tl_wait_subscribers(h, 1) != 0)
+        FATAL("subscriber not counted after the restart");
+    CHECK_RC(notif_emit(h, "{\"n\":3}"), 1);
+    expect_message(s, "{\"n\":3}");
+
+    notif_unsubscribe(s);
+    notif_close(h);
+}
+
+int main(void)
+{
+    /* The library must never raise SIGPIPE; keep the default to prove it. */
+    signal(SIGPIPE, SIG_DFL);
+    tl_make_temp_dir(dir, sizeof dir, "notif-test-sub");
+
+    test_arguments();
+    test_delivery_and_timeout();
+    test_long_line();
+    test_filter();
+    test_drop_markers();
+    test_reconnect_and_poll();
+
+    tl_remove_dir(dir);
+    return tl_finish("test_subscriber");
+}
