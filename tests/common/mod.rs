@@ -216,6 +216,25 @@ impl Subscriber {
         }
     }
 
+    /// Like [`Subscriber::read_to_eof`], for a subscriber that was still
+    /// writing when the publisher closed it: its unread input makes the kernel
+    /// reset the connection, so the end may come as ECONNRESET instead of EOF
+    /// (after every line the publisher wrote).
+    pub fn read_until_closed(&mut self) -> Vec<Vec<u8>> {
+        let mut lines = Vec::new();
+        loop {
+            match self.try_line() {
+                Ok(Some(line)) => lines.push(line),
+                Ok(None) => return lines,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return lines,
+                Err(e) => panic!(
+                    "no end of stream within the read timeout ({} lines read): {e}",
+                    lines.len()
+                ),
+            }
+        }
+    }
+
     /// Reads until the publisher closes the connection; returns the complete
     /// lines and what followed the last '\n' (the part of a message that
     /// was being written when the publisher gave up on this subscriber).
