@@ -55,7 +55,8 @@ SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 
 EXAMPLES := $(B)/publisher $(B)/subscriber $(B)/dlopen
 C_TESTS := $(B)/test_api $(B)/test_sigpipe $(B)/header_cpp $(B)/test_header_alone
-ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/publisher $(B)/asan/subscriber $(B)/asan/dlopen
+ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_api_shared \
+             $(B)/asan/publisher $(B)/asan/subscriber $(B)/asan/dlopen
 
 .PHONY: all lib examples c-tests asan-tests test deps demo install uninstall clean header-check FORCE
 
@@ -111,10 +112,16 @@ $(B)/test_header_alone: tests/c/test_header_alone.c $(HEADER) $(LIB_SO) | $(LIBL
 $(B)/header_cpp: tests/c/header_cpp.cpp $(HEADER) $(LIB_SO) | $(LIBLINKS)
 	$(CXX) $(STRICT_CXX) -Iinclude $(CXXFLAGS) -o $@ $< $(LINK_NOTIF) $(LDFLAGS)
 
-# ASan + UBSan builds link libnotif.a (the Rust code itself is not instrumented;
-# ASan still sees its allocations through malloc and checks the C side's use of them).
+# ASan + UBSan builds link libnotif.a (and test_api also libnotif.so, below). The
+# Rust code itself is not instrumented; ASan still intercepts its malloc/free, so
+# LSan sees its leaks and ASan checks the C side's use of what it returns.
 $(B)/asan/test_api $(B)/asan/test_sigpipe: $(B)/asan/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_A) $(NATIVE_LIBS_FILE) Cargo.toml | $(B)/asan
 	$(CC) $(ALL_CFLAGS) $(SANITIZE) -pthread $(TEST_DEFS) -o $@ $< $(LIB_A) $$(cat $(NATIVE_LIBS_FILE)) $(LDFLAGS)
+
+# The same test against the shared library (the cdylib): found through the rpath,
+# no LD_LIBRARY_PATH needed.
+$(B)/asan/test_api_shared: tests/c/test_api.c tests/c/testlib.h $(HEADER) $(LIB_SO) Cargo.toml | $(B)/asan $(LIBLINKS)
+	$(CC) $(ALL_CFLAGS) $(SANITIZE) -pthread $(TEST_DEFS) -o $@ $< -L$(B)/lib -lnotif -Wl,-rpath,'$$ORIGIN/../lib' $(LDFLAGS)
 
 $(B)/asan/publisher $(B)/asan/subscriber: $(B)/asan/%: examples/c/%.c $(HEADER) $(LIB_A) $(NATIVE_LIBS_FILE) | $(B)/asan
 	$(CC) $(ALL_CFLAGS) $(SANITIZE) -o $@ $< $(LIB_A) $$(cat $(NATIVE_LIBS_FILE)) $(LDFLAGS)
@@ -153,7 +160,7 @@ test: deps
 	@echo "== make test: logs in $(RESULTS)/logs/"
 	@$(CHECK) c build --timeout 480 -- $(MAKE) --no-print-directory all c-tests asan-tests
 	@$(CHECK) rust header-check -- $(MAKE) --no-print-directory header-check
-	@$(CHECK) rust cargo-test --timeout 420 -- $(CARGO) test
+	@$(CHECK) rust cargo-test --timeout 420 -- $(CARGO) test --no-fail-fast
 	@$(CHECK) rust cargo-fmt -- $(CARGO) fmt --check
 	@$(CHECK) rust cargo-clippy -- $(CARGO) clippy --all-targets -- -D warnings
 	@$(CHECK) c header-alone-c99 -- $(CC) $(STRICT_C) -fsyntax-only -x c $(HEADER)
@@ -167,6 +174,7 @@ test: deps
 	@$(CHECK) c valgrind-header_cpp -- $(VALGRIND_RUN) $(B)/header_cpp
 	@$(CHECK) c valgrind-examples -- tests/c/test_examples.sh $(B) $(LIB_SO) $(VALGRIND_RUN)
 	@$(CHECK) c asan-test_api -- env $(ASAN_ENV) $(B)/asan/test_api
+	@$(CHECK) c asan-test_api-shared -- env $(ASAN_ENV) $(B)/asan/test_api_shared
 	@$(CHECK) c asan-test_sigpipe -- env $(ASAN_ENV) $(B)/asan/test_sigpipe
 	@$(CHECK) c asan-examples -- env $(ASAN_ENV) tests/c/test_examples.sh $(B)/asan $(LIB_SO)
 	@$(CHECK) c install -- env MAKE="$(MAKE)" CC="$(CC)" tests/c/test_install.sh
