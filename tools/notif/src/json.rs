@@ -1,0 +1,258 @@
+//! Small JSON helpers that keep the text as received: an indenting printer
+//! (serde_json's would sort keys and respell numbers) and an object reader
+//! that keeps the order of the members.
+
+const KEY: &[u8] = b"\x1b[1;34m";
+const STRING: &[u8] = b"\x1b[32m";
+const NUMBER: &[u8] = b"\x1b[36m";
+const BOOLEAN: &[u8] = b"\x1b[33m";
+const NULL: &[u8] = b"\x1b[35m";
+const RESET: &[u8] = b"\x1b[0m";
+const INDENT: &[u8] = b"  ";
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// The index just past the string that starts with the quote at `start`
+/// (the end of the input if it is not terminated).
+fn string_end(text: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < text.len() {
+        match text[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    text.len()
+}
+
+/// The index just past the number or literal starting at `start`.
+fn scalar_end(text: &[u8], start: usize) -> usize {
+    text[start..]
+        .iter()
+        .position(|&b| is_space(b) || matches!(b, b',' | b':' | b'}' | b']' | b'{' | b'[' | b'"'))
+        .map_or(text.len(), |n| start + n)
+        .max(start + 1)
+}
+
+fn skip_space(text: &[u8], mut i: usize) -> usize {
+    while i < text.len() && is_space(text[i]) {
+        i += 1;
+    }
+    i
+}
+
+fn newline(out: &mut Vec<u8>, depth: usize) {
+    out.push(b'\n');
+    for _ in 0..depth {
+        out.extend_from_slice(INDENT);
+    }
+}
+
+fn painted(out: &mut Vec<u8>, colour: Option<&[u8]>, token: &[u8]) {
+    match colour {
+        Some(c) => {
+            out.extend_from_slice(c);
+            out.extend_from_slice(token);
+            out.extend_from_slice(RESET);
+        }
+        None => out.extend_from_slice(token),
+    }
+}
+
+/// Appends `text` (one JSON value) indented by two spaces per level, without a
+/// final newline; with `colour`, keys and values get ANSI colours. Key order,
+/// number spelling and string escapes are kept. Never panics, whatever `text` is.
+pub fn pretty(text: &[u8], colour: bool, out: &mut Vec<u8>) {
+    let paint = |c: &'static [u8]| if colour { Some(c) } else { None };
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        match b {
+            b'"' => {
+                let end = string_end(text, i);
+                let next = skip_space(text, end);
+                let is_key = text.get(next) == Some(&b':');
+                painted(out, paint(if is_key { KEY } else { STRING }), &text[i..end]);
+                i = end;
+            }
+            b'{' | b'[' => {
+                let close = if b == b'{' { b'}' } else { b']' };
+                let next = skip_space(text, i + 1);
+                if text.get(next) == Some(&close) {
+                    out.extend_from_slice(&[b, close]);
+                    i = next + 1;
+                } else {
+                    out.push(b);
+                    depth += 1;
+                    newline(out, depth);
+                    i += 1;
+                }
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                newline(out, depth);
+                out.push(b);
+                i += 1;
+            }
+            b',' => {
+                out.push(b',');
+                newline(out, depth);
+                i += 1;
+            }
+            b':' => {
+                out.extend_from_slice(b": ");
+                i += 1;
+            }
+            _ if is_space(b) => i += 1,
+            _ => {
+                let end = scalar_end(text, i);
+                let token = &text[i..end];
+                let colour = match token[0] {
+                    b't' | b'f' => BOOLEAN,
+                    b'n' => NULL,
+                    _ => NUMBER,
+                };
+                painted(out, paint(colour), token);
+                i = end;
+            }
+        }
+    }
+}
+
+/// The index just past the value starting at `start` (after any whitespace).
+fn value_end(text: &[u8], start: usize) -> usize {
+    match text.get(start) {
+        Some(b'"') => string_end(text, start),
+        Some(b'{' | b'[') => {
+            let mut depth = 0usize;
+            let mut i = start;
+            while i < text.len() {
+                match text[i] {
+                    b'"' => {
+                        i = string_end(text, i);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            text.len()
+        }
+        Some(_) => scalar_end(text, start),
+        None => start,
+    }
+}
+
+/// The members of the JSON object `text`, in the order they appear: each key
+/// (unescaped) with the text of its value. None if `text` is not valid JSON or
+/// not an object.
+pub fn members(text: &[u8]) -> Option<Vec<(String, &[u8])>> {
+    match serde_json::from_slice::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(_)) => {}
+        _ => return None,
+    }
+    // Valid JSON from here on, so the scan below cannot go astray.
+    let mut list = Vec::new();
+    let mut i = skip_space(text, 0) + 1; // past '{'
+    loop {
+        i = skip_space(text, i);
+        match text.get(i)? {
+            b'}' => return Some(list),
+            b',' => {
+                i += 1;
+                continue;
+            }
+            b'"' => {}
+            _ => return None,
+        }
+        let key_end = string_end(text, i);
+        let key: String = serde_json::from_slice(&text[i..key_end]).ok()?;
+        i = skip_space(text, key_end);
+        if text.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_space(text, i + 1);
+        let end = value_end(text, start);
+        list.push((key, &text[start..end]));
+        i = end;
+    }
+}
+
+/// The value of `key` in the object `text`, as text (the first one, if repeated).
+pub fn member<'a>(text: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    members(text)?
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(text: &str) -> String {
+        let mut out = Vec::new();
+        pretty(text.as_bytes(), false, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn pretty_keeps_order_numbers_and_escapes() {
+        assert_eq!(
+            plain(r#"{"z":1.0e+10,"a":[true,null,"x\"]{"],"e":{},"f":[]}"#),
+            "{\n  \"z\": 1.0e+10,\n  \"a\": [\n    true,\n    null,\n    \"x\\\"]{\"\n  ],\n  \"e\": {},\n  \"f\": []\n}"
+        );
+    }
+
+    #[test]
+    fn pretty_colours_keys_and_values() {
+        let mut out = Vec::new();
+        pretty(br#"{"k":"v","n":-0}"#, true, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("\x1b[1;34m\"k\"\x1b[0m: \x1b[32m\"v\"\x1b[0m"),
+            "{text:?}"
+        );
+        assert!(text.contains("\x1b[36m-0\x1b[0m"), "{text:?}");
+    }
+
+    #[test]
+    fn pretty_survives_garbage() {
+        for junk in [
+            "",
+            "}",
+            "]]]",
+            "\"unterminated",
+            "{\"a\":",
+            "x",
+            "{\"a\\",
+            "\\",
+        ] {
+            plain(junk);
+        }
+    }
+
+    #[test]
+    fn members_in_order() {
+        let text = br#"{ "b" : 2, "a\u0041":{"x":[1,"]"]}, "c":"s" }"#;
+        let list = members(text).unwrap();
+        let keys: Vec<&str> = list.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["b", "aA", "c"]);
+        assert_eq!(list[1].1, br#"{"x":[1,"]"]}"#);
+        assert_eq!(list[2].1, br#""s""#);
+        assert_eq!(member(text, "c"), Some(&br#""s""#[..]));
+        assert_eq!(members(b"[1]"), None);
+        assert_eq!(members(b"{\"a\":"), None);
+    }
+}

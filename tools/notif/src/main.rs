@@ -1,0 +1,178 @@
+//! The `notif` command: watch (`tail`), publish (`emit`) and inspect (`stats`)
+//! notif sockets from a shell.
+
+mod emit;
+mod exit;
+mod json;
+mod paths;
+mod stats;
+mod tail;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use exit::Failure;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  usage error (bad arguments or option values)
+  2  no socket at the path (or, for emit, its directory is missing or no subscriber came in time)
+  3  permission denied
+  4  not a notif publisher at the path (nothing listening, not a socket, no or wrong answer);
+     for emit: the path is taken (another publisher is live there, or it is not a socket)
+  5  any other failure (I/O error, the stream ended early)";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "notif",
+    version,
+    about = "Watch, publish and inspect notif sockets (newline-delimited JSON over a Unix socket)",
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the notifications published on one or more sockets, one JSON object per line.
+    #[command(after_help = TAIL_HELP)]
+    Tail(TailArgs),
+    /// Publish every JSON line read from standard input on a socket.
+    #[command(after_help = EMIT_HELP)]
+    Emit(EmitArgs),
+    /// Ask publishers for their counters and print them.
+    #[command(after_help = STATS_HELP)]
+    Stats(StatsArgs),
+}
+
+const TAIL_HELP: &str = "\
+Each notification is printed exactly as received (compact JSON, one per line) unless
+--pretty is given. Drops and reconnections are reported on stderr. A PATH may be a glob
+(quote it: 'notif tail \"/run/nova/notifications-*.sock\"'); it is re-scanned every second,
+so sockets that appear later are picked up. Filters combine with AND; repeated options of one
+kind are alternatives (OR).
+
+Exit codes: 0 success (also when stdout is closed, e.g. piped to head); 1 usage error;
+2 no socket at the path (with --no-reconnect); 3 permission denied; 4 not a notif publisher;
+5 other failure.";
+
+const EMIT_HELP: &str = "\
+Reads one JSON object per line from stdin and emits it. Empty lines are skipped; a line that
+is not one JSON object, or is too large, is reported on stderr with its line number and
+skipped. At end of input the publisher is closed (queued notifications are flushed) and a
+summary is printed on stderr. Note that with nobody connected a notification is counted as
+dropped_no_subscriber: use --wait-subscribers to wait for readers first.
+
+Exit codes: 0 success (even if some lines were skipped); 1 usage error; 2 the socket's
+directory does not exist, or fewer than N subscribers came within --timeout; 3 permission
+denied; 4 the path is taken (a live publisher, or something that is not a socket); 5 other
+failure.";
+
+const STATS_HELP: &str = "\
+Prints a table with one column per path and one row per counter (in the order the publisher
+sends them), or with --json one line {\"path\":...,\"stats\":{...}} per path. Paths that fail
+are reported on stderr; the others are still printed.
+
+Exit codes: 0 every path answered; 1 usage error; otherwise the code of the first path that
+failed: 2 no socket there; 3 permission denied; 4 not a notif publisher (nothing listening,
+not a socket, no answer within 2 s, or an answer that is not a stats line); 5 other failure.";
+
+#[derive(Args, Debug)]
+struct TailArgs {
+    /// Socket paths or globs (`@name` for an abstract socket).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<String>,
+    /// Only notifications whose event_type matches this glob (`*` matches anything). Repeatable.
+    #[arg(long = "event-type", value_name = "GLOB")]
+    event_types: Vec<String>,
+    /// Only notifications with this priority (ignoring case), e.g. error. Repeatable.
+    #[arg(long = "priority", value_name = "P")]
+    priorities: Vec<String>,
+    /// Only notifications whose publisher_id matches this glob. Repeatable.
+    #[arg(long = "publisher", value_name = "GLOB")]
+    publishers: Vec<String>,
+    /// Print each notification indented (coloured when stdout is a terminal).
+    #[arg(long)]
+    pretty: bool,
+    /// Exit after this many notifications in total.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Exit when a publisher is absent or goes away instead of waiting for it.
+    #[arg(long)]
+    no_reconnect: bool,
+    /// Report notifications dropped because we were too slow (the default).
+    #[arg(long, overrides_with = "no_markers")]
+    markers: bool,
+    /// Do not ask the publisher to report drops.
+    #[arg(long, overrides_with = "markers")]
+    no_markers: bool,
+    /// Ask for a heartbeat after this many idle seconds (0.1 to 3600); silence for
+    /// three intervals counts as a lost connection.
+    #[arg(long, value_name = "SECONDS")]
+    heartbeat: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+struct EmitArgs {
+    /// Where to publish (a socket file path, or `@name` for an abstract socket).
+    #[arg(value_name = "PATH")]
+    path: PathBuf,
+    /// Before reading stdin, wait until this many subscribers are connected.
+    #[arg(long, value_name = "N")]
+    wait_subscribers: Option<u64>,
+    /// Permissions of the socket file, in octal (default 0600).
+    #[arg(long, value_name = "MODE")]
+    mode: Option<String>,
+    /// Group of the socket file, by name or number.
+    #[arg(long, value_name = "G")]
+    group: Option<String>,
+    /// How long --wait-subscribers waits, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    timeout: f64,
+}
+
+#[derive(Args, Debug)]
+struct StatsArgs {
+    /// Socket paths (`@name` for an abstract socket).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<String>,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // --help and --version are not errors; everything else is a usage error (1).
+            let code = if err.use_stderr() { exit::USAGE } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Tail(args) => tail::run(args),
+        Command::Emit(args) => emit::run(args),
+        Command::Stats(args) => stats::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure { code, message }) => {
+            note(&message);
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Writes "notif: MESSAGE" on stderr; a closed stderr is not worth a panic.
+pub fn note(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "notif: {message}");
+}

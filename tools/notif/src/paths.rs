@@ -1,0 +1,68 @@
+//! Socket paths given as globs: `/run/nova/notifications-*.sock`.
+
+use std::ffi::{CStr, CString};
+use std::os::unix::fs::FileTypeExt;
+
+/// Whether a path argument is a pattern to expand (it has `*`, `?` or `[`).
+/// Abstract names (`@name`) are never patterns.
+pub fn is_pattern(path: &str) -> bool {
+    !path.starts_with('@') && path.contains(['*', '?', '['])
+}
+
+/// The sockets matching `pattern` now (glob(3) syntax), sorted. Matches that
+/// are not sockets are left out: a glob picks up publishers, not other files.
+pub fn expand(pattern: &str) -> Vec<String> {
+    let Ok(c_pattern) = CString::new(pattern) else {
+        return Vec::new();
+    };
+    // SAFETY: glob_t is plain data; all zeroes is its documented initial state.
+    let mut found: libc::glob_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and glob_t; globfree below releases what glob allocated.
+    let rc = unsafe { libc::glob(c_pattern.as_ptr(), 0, None, &mut found) };
+    let mut paths = Vec::new();
+    if rc == 0 {
+        for i in 0..found.gl_pathc {
+            // SAFETY: glob filled gl_pathv with gl_pathc valid C strings.
+            let entry = unsafe { CStr::from_ptr(*found.gl_pathv.add(i)) };
+            if let Ok(path) = entry.to_str() {
+                paths.push(path.to_owned());
+            }
+        }
+    }
+    // SAFETY: found was initialised by glob (or is still all zeroes, which globfree accepts).
+    unsafe { libc::globfree(&mut found) };
+    paths.retain(|p| std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket()));
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn patterns() {
+        assert!(is_pattern("/run/x-*.sock"));
+        assert!(is_pattern("/run/x-?.sock"));
+        assert!(is_pattern("/run/x-[ab].sock"));
+        assert!(!is_pattern("/run/x.sock"));
+        assert!(!is_pattern("@name*"));
+    }
+
+    #[test]
+    fn expands_to_sockets_only() {
+        let dir = std::env::temp_dir().join(format!("notif-cli-glob-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _a = UnixListener::bind(dir.join("a.sock")).unwrap();
+        let _b = UnixListener::bind(dir.join("b.sock")).unwrap();
+        std::fs::write(dir.join("c.sock"), b"not a socket").unwrap();
+        let got = expand(&format!("{}/*.sock", dir.display()));
+        let want: Vec<String> = ["a.sock", "b.sock"]
+            .iter()
+            .map(|n| dir.join(n).display().to_string())
+            .collect();
+        assert_eq!(got, want);
+        assert!(expand(&format!("{}/none-*.sock", dir.display())).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

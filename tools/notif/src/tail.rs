@@ -1,0 +1,327 @@
+//! `notif tail`: one thread per socket, each running a notif::Subscriber and
+//! feeding a bounded channel; the main thread writes stdout and re-scans the
+//! globs every second.
+
+use std::collections::HashSet;
+use std::io::{self, BufWriter, Write};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use notif::subscription::{Filter, Request};
+use notif::{Event, SubscribeOptions, Subscriber};
+
+use crate::exit::{self, connect_failure, file_kind, Failure};
+use crate::{json, note, paths, TailArgs};
+
+/// Lines waiting between the socket threads and stdout. When stdout is slower
+/// than the publishers, the threads block, the publishers' buffers for us fill
+/// up and they drop for us, which the drop markers then report.
+const CHANNEL: usize = 1024;
+const RESCAN: Duration = Duration::from_secs(1);
+
+enum Msg {
+    Line(Vec<u8>),
+    /// Something to say on stderr, in order with the lines around it.
+    Note(String),
+    /// A socket's thread ended: None when its publisher closed the stream
+    /// (only without reconnection), else why it failed.
+    Ended(Option<Failure>),
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn subscribe_options(args: &TailArgs) -> Result<SubscribeOptions, Failure> {
+    let heartbeat = match args.heartbeat {
+        None => None,
+        Some(s) if s.is_finite() && (0.1..=3600.0).contains(&s) => Some(Duration::from_secs_f64(s)),
+        Some(s) => {
+            return Err(Failure::usage(format!(
+                "--heartbeat {s}: give a number of seconds from 0.1 to 3600"
+            )))
+        }
+    };
+    let options = SubscribeOptions {
+        filter: Filter {
+            event_types: args.event_types.clone(),
+            priorities: args.priorities.clone(),
+            publishers: args.publishers.clone(),
+        },
+        markers: !args.no_markers,
+        heartbeat,
+        reconnect: !args.no_reconnect,
+    };
+    // Check the request as the publisher will, so a mistake is a usage error
+    // here rather than a refusal from every publisher.
+    let line = Request::Subscribe {
+        filter: options.filter.clone(),
+        markers: options.markers,
+        heartbeat: options.heartbeat,
+    }
+    .to_line();
+    Request::parse(&line[..line.len() - 1])
+        .map_err(|why| Failure::usage(format!("invalid subscription: {why}")))?;
+    Ok(options)
+}
+
+/// Follows one socket until its stream ends for good or the receiver is gone.
+fn follow(path: String, options: SubscribeOptions, tx: SyncSender<Msg>) {
+    let reconnect = options.reconnect;
+    let end = |failure: Option<Failure>| {
+        let _ = tx.send(Msg::Ended(failure));
+    };
+    if let Some(kind) = file_kind(&path) {
+        if kind != "socket" {
+            return end(Some(Failure::new(
+                exit::NOT_NOTIF,
+                format!("{path}: is a {kind}, not a socket: not a notif publisher; check the path"),
+            )));
+        }
+    }
+    let mut subscriber = match Subscriber::connect(&path, options) {
+        Ok(s) => s,
+        Err(err) => return end(Some(connect_failure(&path, err.errno(), err.message()))),
+    };
+    if !subscriber.is_connected() {
+        let why = if file_kind(&path).is_some() {
+            "nothing is listening there yet"
+        } else {
+            "no such socket yet"
+        };
+        let _ = tx.send(Msg::Note(format!(
+            "{path}: {why}; waiting for a publisher (--no-reconnect to fail instead)"
+        )));
+    }
+    let mut last_error: Option<String> = None;
+    loop {
+        let msg = match subscriber.recv(None) {
+            Ok(Event::Notification(line)) => {
+                last_error = None;
+                Msg::Line(line.to_vec())
+            }
+            Ok(Event::Reconnected) => Msg::Note(format!(
+                "{path}: reconnected; notifications may have been missed"
+            )),
+            Ok(Event::Dropped(n)) => Msg::Note(format!(
+                "{path}: {} dropped (subscriber too slow)",
+                plural(n, "notification", "notifications")
+            )),
+            Ok(Event::Timeout) => continue,
+            Err(err) if err.errno() == libc::EPROTO => {
+                // The publisher refused our request: retrying would not help.
+                return end(Some(Failure::new(
+                    exit::NOT_NOTIF,
+                    format!("{path}: {}", err.message()),
+                )));
+            }
+            Err(err) if reconnect => {
+                // The subscriber tries again after its back-off; say it once.
+                let message = format!("{path}: {}; retrying", err.message());
+                if last_error.as_deref() == Some(&message) {
+                    continue;
+                }
+                last_error = Some(message.clone());
+                Msg::Note(message)
+            }
+            Err(err) => {
+                return end(match err.errno() {
+                    libc::EPIPE | libc::ECONNRESET => {
+                        let _ = tx.send(Msg::Note(format!(
+                            "{path}: the publisher closed the connection"
+                        )));
+                        None
+                    }
+                    libc::ETIMEDOUT => Some(Failure::new(
+                        exit::OTHER,
+                        format!("{path}: {}", err.message()),
+                    )),
+                    errno => Some(connect_failure(&path, errno, err.message())),
+                })
+            }
+        };
+        if tx.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
+struct Output {
+    out: BufWriter<io::Stdout>,
+    pretty: Option<bool>,
+    scratch: Vec<u8>,
+}
+
+impl Output {
+    fn line(&mut self, line: &[u8]) -> io::Result<()> {
+        match self.pretty {
+            None => {
+                self.out.write_all(line)?;
+                self.out.write_all(b"\n")
+            }
+            Some(colour) => {
+                self.scratch.clear();
+                json::pretty(line, colour, &mut self.scratch);
+                self.scratch.push(b'\n');
+                self.out.write_all(&self.scratch)
+            }
+        }
+    }
+}
+
+/// Maps a failed write to stdout: a closed pipe (`| head`) is a normal end.
+fn stdout_failure(err: io::Error) -> Result<u8, Failure> {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        Ok(exit::OK)
+    } else {
+        Err(Failure::new(
+            exit::OTHER,
+            format!("cannot write to stdout: {err}"),
+        ))
+    }
+}
+
+/// Starts following `path` unless it is followed already; returns how many
+/// threads it started (0 or 1).
+fn start(
+    path: &str,
+    known: &mut HashSet<String>,
+    options: &SubscribeOptions,
+    tx: &SyncSender<Msg>,
+) -> Result<usize, Failure> {
+    if !known.insert(path.to_owned()) {
+        return Ok(0);
+    }
+    let (path, options, tx) = (path.to_owned(), options.clone(), tx.clone());
+    thread::Builder::new()
+        .name("notif-tail".into())
+        .spawn(move || follow(path, options, tx))
+        .map_err(|e| Failure::new(exit::OTHER, format!("cannot start a thread: {e}")))?;
+    Ok(1)
+}
+
+pub fn run(args: TailArgs) -> Result<u8, Failure> {
+    let options = subscribe_options(&args)?;
+    let reconnect = options.reconnect;
+    // SAFETY: isatty only inspects the descriptor.
+    let colour = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+    let mut output = Output {
+        out: BufWriter::with_capacity(64 << 10, io::stdout()),
+        pretty: args.pretty.then_some(colour),
+        scratch: Vec::new(),
+    };
+    if args.count == Some(0) {
+        return Ok(exit::OK);
+    }
+
+    let (tx, rx) = mpsc::sync_channel::<Msg>(CHANNEL);
+    let mut known: HashSet<String> = HashSet::new();
+    let mut active = 0usize;
+    let mut failure: Option<Failure> = None;
+    let patterns: Vec<&String> = args.paths.iter().filter(|p| paths::is_pattern(p)).collect();
+    for path in &args.paths {
+        if !paths::is_pattern(path) {
+            active += start(path, &mut known, &options, &tx)?;
+            continue;
+        }
+        let matches = paths::expand(path);
+        if matches.is_empty() {
+            if reconnect {
+                note(&format!(
+                    "{path}: no socket matches yet; watching for one to appear"
+                ));
+            } else {
+                let missing = Failure::new(
+                    exit::MISSING,
+                    format!("{path}: no socket matches: is the publisher running, and is the pattern right?"),
+                );
+                note(&missing.message);
+                failure.get_or_insert(missing);
+            }
+        }
+        for found in matches {
+            active += start(&found, &mut known, &options, &tx)?;
+        }
+    }
+
+    let mut printed = 0u64;
+    let mut next_scan = Instant::now() + RESCAN;
+    loop {
+        let ended = active == 0 && (patterns.is_empty() || !reconnect);
+        if ended {
+            if let Err(err) = output.out.flush() {
+                return stdout_failure(err);
+            }
+            if let Some(failure) = failure {
+                return Ok(failure.code);
+            }
+            if let Some(count) = args.count {
+                note(&format!(
+                    "the stream ended after {printed} of the {count} notifications asked for"
+                ));
+                return Ok(exit::OTHER);
+            }
+            return Ok(exit::OK);
+        }
+        let wait = if patterns.is_empty() {
+            Duration::from_secs(3600)
+        } else {
+            next_scan.saturating_duration_since(Instant::now())
+        };
+        let mut next = match rx.recv_timeout(wait) {
+            Ok(msg) => Some(msg),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => unreachable!("run holds a sender"),
+        };
+        // Write everything already waiting, then flush once.
+        let mut budget = CHANNEL;
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Line(line) => {
+                    if let Err(err) = output.line(&line) {
+                        return stdout_failure(err);
+                    }
+                    printed += 1;
+                    if args.count == Some(printed) {
+                        return match output.out.flush() {
+                            Ok(()) => Ok(exit::OK),
+                            Err(err) => stdout_failure(err),
+                        };
+                    }
+                }
+                Msg::Note(text) => {
+                    if let Err(err) = output.out.flush() {
+                        return stdout_failure(err);
+                    }
+                    note(&text);
+                }
+                Msg::Ended(why) => {
+                    active -= 1;
+                    if let Some(why) = why {
+                        if let Err(err) = output.out.flush() {
+                            return stdout_failure(err);
+                        }
+                        note(&why.message);
+                        failure.get_or_insert(why);
+                    }
+                }
+            }
+            budget -= 1;
+            if budget > 0 {
+                next = rx.try_recv().ok();
+            }
+        }
+        if let Err(err) = output.out.flush() {
+            return stdout_failure(err);
+        }
+        if !patterns.is_empty() && Instant::now() >= next_scan {
+            for pattern in &patterns {
+                for found in paths::expand(pattern) {
+                    active += start(&found, &mut known, &options, &tx)?;
+                }
+            }
+            next_scan = Instant::now() + RESCAN;
+        }
+    }
+}
