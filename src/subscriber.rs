@@ -477,6 +477,9 @@ impl Subscriber {
             self.scanned -= self.head.min(self.scanned);
             self.head = 0;
         }
+        if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
+            self.buf = Vec::new(); // a huge line has gone: give its memory back
+        }
         if self.buf.len() - self.head > MAX_LINE {
             let err = Error::new(
                 libc::EMSGSIZE,

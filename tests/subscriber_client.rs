@@ -642,6 +642,94 @@ fn heartbeats_from_the_publisher_are_recorded_not_returned() {
 }
 
 #[test]
+fn drop_markers_from_the_real_publisher_add_up() {
+    let dir = TempDir::new("realdrops");
+    let mut options = notif::Options::default();
+    options.set_max_message(4096).unwrap();
+    options.set_subscriber_buffer(16 * 1024).unwrap();
+    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
+    let options = SubscribeOptions {
+        filter: Filter {
+            event_types: vec!["fill".into()],
+            ..Filter::default()
+        },
+        markers: true,
+        ..plain()
+    };
+    let mut subscriber = Subscriber::connect(dir.socket(), options).unwrap();
+    wait_for_subscribers(&publisher, 1);
+    // Drops are only reported once the publisher has read the request: it has
+    // when it filters a notification out for us.
+    common::wait_until("the publisher applies our filter", || {
+        publisher.emit(br#"{"event_type":"probe"}"#).unwrap();
+        publisher.stats().filtered > 0
+    });
+    let filler = format!(r#"{{"event_type":"fill","x":"{}"}}"#, "x".repeat(1000));
+    const SENT: u64 = 400;
+    for _ in 0..SENT {
+        publisher.emit(filler.as_bytes()).unwrap();
+    }
+    common::wait_until("some notifications were dropped", || {
+        publisher.stats().dropped_slow > 0
+    });
+    let (mut received, mut markers) = (0u64, 0u64);
+    let mut final_sent = false;
+    let give_up = Instant::now() + PATIENCE;
+    loop {
+        match own(subscriber.recv(Some(Duration::from_millis(20))).unwrap()) {
+            Got::Line(line) if line == r#"{"event_type":"fill","final":true}"# => break,
+            Got::Line(_) => received += 1,
+            Got::Dropped(n) => markers += n,
+            // Once the publisher's queue for us is empty, one more
+            // notification fits, and the drop marker must come before it.
+            Got::Timeout if !final_sent && common::invariant_holds(&publisher.stats()) => {
+                publisher
+                    .emit(br#"{"event_type":"fill","final":true}"#)
+                    .unwrap();
+                final_sent = true;
+            }
+            Got::Timeout => assert!(
+                Instant::now() < give_up,
+                "the final notification never came"
+            ),
+            Got::Reconnected => panic!("reconnected"),
+        }
+    }
+    assert_eq!(markers, subscriber.dropped_total());
+    assert_eq!(markers, publisher.stats().dropped_slow);
+    assert_eq!(received + markers, SENT);
+}
+
+#[test]
+fn a_line_over_64_mib_is_an_error_and_the_client_reconnects() {
+    let dir = TempDir::new("fakehuge");
+    let (listener, path) = fake(&dir);
+    let server = serve(listener, |listener| {
+        let mut first = accept(&listener);
+        let chunk = vec![b'x'; 1 << 20];
+        first.write_all(b"{\"fill\":\"").unwrap();
+        for _ in 0..65 {
+            if first.write_all(&chunk).is_err() {
+                break; // the client gave up on us
+            }
+        }
+        drop(first);
+        let mut second = accept(&listener);
+        second.write_all(b"{\"n\":2}\n").unwrap();
+        let mut rest = Vec::new();
+        let _ = second.read_to_end(&mut rest);
+    });
+    let mut subscriber = Subscriber::connect(&path, plain()).unwrap();
+    let err = subscriber.recv(Some(PATIENCE)).unwrap_err();
+    assert_eq!(err.errno(), libc::EMSGSIZE, "{err}");
+    assert!(err.message().contains("64 MiB"), "{err}");
+    assert_eq!(next(&mut subscriber), Got::Reconnected);
+    assert_eq!(next(&mut subscriber), Got::Line(r#"{"n":2}"#.into()));
+    drop(subscriber);
+    server.join().unwrap();
+}
+
+#[test]
 fn a_refused_request_is_an_error_from_the_real_publisher() {
     // A request the client's own check would refuse cannot be sent through
     // SubscribeOptions, so write one by hand and check the publisher's
