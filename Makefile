@@ -53,10 +53,11 @@ LINK_NOTIF := -L$(B)/lib -lnotif -Wl,-rpath,'$$ORIGIN/lib'
 TEST_DEFS := -DCARGO_VERSION='"$(VERSION)"' -DFIXTURES_DIR='"$(CURDIR)/tests/fixtures"'
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-EXAMPLES := $(B)/publisher $(B)/subscriber $(B)/dlopen
-C_TESTS := $(B)/test_api $(B)/test_sigpipe $(B)/header_cpp $(B)/test_header_alone
+EXAMPLES := $(B)/publisher $(B)/subscriber $(B)/subscriber_lib $(B)/dlopen
+C_TESTS := $(B)/test_api $(B)/test_sigpipe $(B)/test_subscriber $(B)/header_cpp $(B)/test_header_alone
 ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_api_shared \
-             $(B)/asan/publisher $(B)/asan/subscriber $(B)/asan/dlopen
+             $(B)/asan/publisher $(B)/asan/subscriber $(B)/asan/dlopen \
+             $(B)/asan/test_subscriber $(B)/asan/subscriber_lib
 
 .PHONY: all lib examples c-tests asan-tests test deps demo install uninstall clean header-check FORCE
 
@@ -96,14 +97,14 @@ $(NATIVE_LIBS_FILE): Cargo.toml Cargo.lock | $(B)
 	echo "$$libs" > $@; echo "libnotif.a needs: $$libs"
 
 # ------------------------------------------------------------------ C programs
-$(B)/publisher $(B)/subscriber: $(B)/%: examples/c/%.c $(HEADER) $(LIB_SO) | $(LIBLINKS)
+$(B)/publisher $(B)/subscriber $(B)/subscriber_lib: $(B)/%: examples/c/%.c $(HEADER) $(LIB_SO) | $(LIBLINKS)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LINK_NOTIF) $(LDFLAGS)
 
 # dlopen does not link libnotif: it loads it at run time.
 $(B)/dlopen: examples/c/dlopen.c $(HEADER) | $(B)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -ldl $(LDFLAGS)
 
-$(B)/test_api $(B)/test_sigpipe: $(B)/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_SO) Cargo.toml | $(LIBLINKS)
+$(B)/test_api $(B)/test_sigpipe $(B)/test_subscriber: $(B)/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_SO) Cargo.toml | $(LIBLINKS)
 	$(CC) $(ALL_CFLAGS) -pthread $(TEST_DEFS) -o $@ $< $(LINK_NOTIF) $(LDFLAGS)
 
 $(B)/test_header_alone: tests/c/test_header_alone.c $(HEADER) $(LIB_SO) | $(LIBLINKS)
@@ -115,7 +116,7 @@ $(B)/header_cpp: tests/c/header_cpp.cpp $(HEADER) $(LIB_SO) | $(LIBLINKS)
 # ASan + UBSan builds link libnotif.a (and test_api also libnotif.so, below). The
 # Rust code itself is not instrumented; ASan still intercepts its malloc/free, so
 # LSan sees its leaks and ASan checks the C side's use of what it returns.
-$(B)/asan/test_api $(B)/asan/test_sigpipe: $(B)/asan/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_A) $(NATIVE_LIBS_FILE) Cargo.toml | $(B)/asan
+$(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_subscriber: $(B)/asan/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_A) $(NATIVE_LIBS_FILE) Cargo.toml | $(B)/asan
 	$(CC) $(ALL_CFLAGS) $(SANITIZE) -pthread $(TEST_DEFS) -o $@ $< $(LIB_A) $$(cat $(NATIVE_LIBS_FILE)) $(LDFLAGS)
 
 # The same test against the shared library (the cdylib): found through the rpath,
@@ -123,7 +124,7 @@ $(B)/asan/test_api $(B)/asan/test_sigpipe: $(B)/asan/%: tests/c/%.c tests/c/test
 $(B)/asan/test_api_shared: tests/c/test_api.c tests/c/testlib.h $(HEADER) $(LIB_SO) Cargo.toml | $(B)/asan $(LIBLINKS)
 	$(CC) $(ALL_CFLAGS) $(SANITIZE) -pthread $(TEST_DEFS) -o $@ $< -L$(B)/lib -lnotif -Wl,-rpath,'$$ORIGIN/../lib' $(LDFLAGS)
 
-$(B)/asan/publisher $(B)/asan/subscriber: $(B)/asan/%: examples/c/%.c $(HEADER) $(LIB_A) $(NATIVE_LIBS_FILE) | $(B)/asan
+$(B)/asan/publisher $(B)/asan/subscriber $(B)/asan/subscriber_lib: $(B)/asan/%: examples/c/%.c $(HEADER) $(LIB_A) $(NATIVE_LIBS_FILE) | $(B)/asan
 	$(CC) $(ALL_CFLAGS) $(SANITIZE) -o $@ $< $(LIB_A) $$(cat $(NATIVE_LIBS_FILE)) $(LDFLAGS)
 
 $(B)/asan/dlopen: examples/c/dlopen.c $(HEADER) | $(B)/asan
@@ -153,6 +154,10 @@ VALGRIND_RUN := $(VALGRIND) -q --error-exitcode=1 --leak-check=full --errors-for
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 RESULTS := $(B)/test-results
+# subscriber_lib (the command after it: wrapper and binary) against the publisher
+# example, which starts at the same time: it must connect, get 5 notifications, exit 0.
+SUBLIB_E2E = bash -c 'd=$$(mktemp -d); $(B)/publisher "$$d/s.sock" 200 2>/dev/null & p=$$!; \
+    "$$@" "$$d/s.sock" "{\"markers\":true}" 5 60 >/dev/null; rc=$$?; kill $$p; wait $$p; rm -rf "$$d"; exit $$rc' sublib
 CHECK = tests/c/check.sh $(RESULTS)
 
 test: deps
@@ -168,14 +173,20 @@ test: deps
 	@$(CHECK) c header-cpp11 -- $(B)/header_cpp
 	@$(CHECK) c test_api -- $(B)/test_api
 	@$(CHECK) c test_sigpipe -- $(B)/test_sigpipe
+	@$(CHECK) c test_subscriber -- $(B)/test_subscriber
+	@$(CHECK) c subscriber_lib -- $(SUBLIB_E2E) $(B)/subscriber_lib
 	@$(CHECK) c examples -- tests/c/test_examples.sh $(B) $(LIB_SO)
 	@$(CHECK) c valgrind-test_api -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_api
 	@$(CHECK) c valgrind-test_sigpipe -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_sigpipe
+	@$(CHECK) c valgrind-test_subscriber -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_subscriber
+	@$(CHECK) c valgrind-subscriber_lib -- $(SUBLIB_E2E) $(VALGRIND_RUN) $(B)/subscriber_lib
 	@$(CHECK) c valgrind-header_cpp -- $(VALGRIND_RUN) $(B)/header_cpp
 	@$(CHECK) c valgrind-examples -- tests/c/test_examples.sh $(B) $(LIB_SO) $(VALGRIND_RUN)
 	@$(CHECK) c asan-test_api -- env $(ASAN_ENV) $(B)/asan/test_api
 	@$(CHECK) c asan-test_api-shared -- env $(ASAN_ENV) $(B)/asan/test_api_shared
 	@$(CHECK) c asan-test_sigpipe -- env $(ASAN_ENV) $(B)/asan/test_sigpipe
+	@$(CHECK) c asan-test_subscriber -- env $(ASAN_ENV) $(B)/asan/test_subscriber
+	@$(CHECK) c asan-subscriber_lib -- env $(ASAN_ENV) $(SUBLIB_E2E) $(B)/asan/subscriber_lib
 	@$(CHECK) c asan-examples -- env $(ASAN_ENV) tests/c/test_examples.sh $(B)/asan $(LIB_SO)
 	@$(CHECK) c install -- env MAKE="$(MAKE)" CC="$(CC)" tests/c/test_install.sh
 	@tests/c/summary.sh $(RESULTS)
