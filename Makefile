@@ -4,7 +4,7 @@
 #   make test       every check: Rust tests, header, fmt, clippy, C tests, examples,
 #                   valgrind, ASan/UBSan, install; ends with "N passed, M failed"
 #   make demo       a publisher and a subscriber talking for a few seconds
-#   make install    PREFIX=/usr/local LIBDIR=$(PREFIX)/lib INCLUDEDIR=$(PREFIX)/include DESTDIR=
+#   make install    (library, header, notif.pc, the notif tool) PREFIX=/usr/local BINDIR=$(PREFIX)/bin LIBDIR=$(PREFIX)/lib INCLUDEDIR=$(PREFIX)/include DESTDIR=
 #   make uninstall  the same variables
 #   make deps       the tools `make test` needs (apt-get, rustup components); idempotent
 #   make clean
@@ -16,6 +16,7 @@ MAKEFLAGS += --no-builtin-rules
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DESTDIR ?=
 
@@ -37,6 +38,8 @@ REALNAME := libnotif.so.$(VERSION)
 REL := target/release
 LIB_SO := $(REL)/libnotif.so
 LIB_A := $(REL)/libnotif.a
+# The notif command-line tool (tools/notif, a workspace member).
+NOTIF_BIN := $(REL)/notif
 HEADER := include/notif.h
 B := build
 # build/lib holds libnotif.so and libnotif.so.0 as links to target/release: the
@@ -63,7 +66,7 @@ ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_api_shared
 
 all: lib examples $(NATIVE_LIBS_FILE)
 
-lib: $(LIB_SO) $(LIB_A) $(LIBLINKS)
+lib: $(LIB_SO) $(LIB_A) $(LIBLINKS) $(NOTIF_BIN)
 
 examples: $(EXAMPLES)
 
@@ -75,8 +78,8 @@ asan-tests: $(ASAN_BINS)
 # cargo decides what is out of date; make re-reads the timestamps afterwards, so
 # the C programs are relinked only when the library really changed. The build
 # script regenerates include/notif.h.
-$(LIB_SO) $(LIB_A) $(HEADER) &: FORCE
-	$(CARGO) build --release
+$(LIB_SO) $(LIB_A) $(HEADER) $(NOTIF_BIN) &: FORCE
+	$(CARGO) build --release --workspace
 
 $(LIBLINKS): | $(B)/lib
 	ln -sfn ../../$(LIB_SO) $@
@@ -166,8 +169,10 @@ test: deps
 	@$(CHECK) c build --timeout 480 -- $(MAKE) --no-print-directory all c-tests asan-tests
 	@$(CHECK) rust header-check -- $(MAKE) --no-print-directory header-check
 	@$(CHECK) rust cargo-test --timeout 420 -- $(CARGO) test --no-fail-fast
+	@$(CHECK) rust cargo-test-cli --timeout 300 -- $(CARGO) test -p notif-cli
 	@$(CHECK) rust cargo-fmt -- $(CARGO) fmt --check
 	@$(CHECK) rust cargo-clippy -- $(CARGO) clippy --all-targets -- -D warnings
+	@$(CHECK) rust cargo-clippy-cli -- $(CARGO) clippy -p notif-cli --all-targets -- -D warnings
 	@$(CHECK) c header-alone-c99 -- $(CC) $(STRICT_C) -fsyntax-only -x c $(HEADER)
 	@$(CHECK) c header-alone-c99-link -- $(B)/test_header_alone
 	@$(CHECK) c header-cpp11 -- $(B)/header_cpp
@@ -203,7 +208,7 @@ demo: all
 # ------------------------------------------------------------------ install
 # Installs what `make` built; it does not build (so `sudo make install` needs no cargo).
 install:
-	@for f in $(LIB_SO) $(LIB_A) $(HEADER); do \
+	@for f in $(LIB_SO) $(LIB_A) $(HEADER) $(NOTIF_BIN); do \
 	    [ -f "$$f" ] || { echo "$$f is missing: run 'make' first" >&2; exit 1; }; \
 	done
 	@soname=$$(readelf -d $(LIB_SO) 2>/dev/null | sed -n 's/.*Library soname: \[\(.*\)\].*/\1/p'); \
@@ -217,6 +222,8 @@ install:
 	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libnotif.so
 	$(INSTALL) -m 0644 $(LIB_A) $(DESTDIR)$(LIBDIR)/libnotif.a
 	$(INSTALL) -m 0644 $(HEADER) $(DESTDIR)$(INCLUDEDIR)/notif.h
+	$(INSTALL) -d $(DESTDIR)$(BINDIR)
+	$(INSTALL) -m 0755 $(NOTIF_BIN) $(DESTDIR)$(BINDIR)/notif
 	@libs=$$(cat $(NATIVE_LIBS_FILE) 2>/dev/null || echo '$(NATIVE_LIBS_DEFAULT)'); \
 	echo "notif.pc.in -> $(DESTDIR)$(PKGCONFIGDIR)/notif.pc (Libs.private: $$libs)"; \
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
@@ -226,7 +233,8 @@ install:
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libnotif.so \
-	    $(DESTDIR)$(LIBDIR)/libnotif.a $(DESTDIR)$(INCLUDEDIR)/notif.h $(DESTDIR)$(PKGCONFIGDIR)/notif.pc
+	    $(DESTDIR)$(LIBDIR)/libnotif.a $(DESTDIR)$(INCLUDEDIR)/notif.h $(DESTDIR)$(PKGCONFIGDIR)/notif.pc \
+	    $(DESTDIR)$(BINDIR)/notif
 
 # ------------------------------------------------------------------ clean
 clean:
