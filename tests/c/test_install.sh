@@ -27,6 +27,8 @@ lib=$dest$libdir
 [[ -f $lib/libnotif.a ]] || fail "no libnotif.a"
 cmp -s "$root/include/notif.h" include/notif.h || fail "installed notif.h differs"
 [[ -f $lib/pkgconfig/notif.pc ]] || fail "no notif.pc"
+[[ -x $root/bin/notif ]] || fail "no bin/notif"
+"$root/bin/notif" --help >/dev/null || fail "the installed notif tool does not run"
 soname=$(readelf -d "$lib/libnotif.so.$version" | sed -n 's/.*Library soname: \[\(.*\)\].*/\1/p')
 [[ $soname == "libnotif.so.$major" ]] || fail "soname is '$soname', expected libnotif.so.$major"
 cat "$lib/pkgconfig/notif.pc"
