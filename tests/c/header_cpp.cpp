@@ -19,6 +19,9 @@ struct HandleCloser {
 struct OptionsFreer {
     void operator()(notif_options *opts) const { notif_options_free(opts); }
 };
+struct Unsubscriber {
+    void operator()(notif_subscriber *s) const { notif_unsubscribe(s); }
+};
 
 int fail(const char *what) {
     std::fprintf(stderr, "header_cpp: %s: %s\n", what, notif_last_error());
@@ -53,6 +56,16 @@ int main() {
     if (notif_get_stats(handle.get(), &stats, sizeof(notif_stats)) != 0) return fail("get_stats");
     if (stats.dropped_no_subscriber != 2) return fail("dropped_no_subscriber");
     if (std::strlen(notif_strerror(-EMSGSIZE)) == 0) return fail("strerror");
+
+    // The subscriber client, from C++, against the publisher above.
+    std::unique_ptr<notif_subscriber, Unsubscriber> sub(notif_subscribe(name.c_str(), nullptr));
+    if (!sub) return fail("notif_subscribe");
+    if (notif_subscriber_fd(sub.get()) < -1) return fail("notif_subscriber_fd");
+    const char *msg = nullptr;
+    size_t len = 0;
+    if (notif_recv(sub.get(), &msg, &len, 0) < 0) return fail("notif_recv");
+    if (notif_subscriber_dropped(sub.get()) != 0) return fail("notif_subscriber_dropped");
+    sub.reset();
 
     std::printf("header_cpp: OK (libnotif %s from C++)\n", notif_version());
     return 0;
