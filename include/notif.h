@@ -54,11 +54,6 @@
 #define NOTIF_RECV_DROPPED 3
 
 /**
- * Longest request line accepted, newline included.
- */
-#define MAX_REQUEST_LINE (64 * 1024)
-
-/**
  * An open publisher. Opaque: create with notif_open, release with notif_close.
  */
 typedef struct notif_handle notif_handle;
@@ -146,6 +141,10 @@ typedef struct notif_stats {
    * Stats requests answered on the socket.
    */
   uint64_t stats_requests;
+  /**
+   * Connections closed at accept because the peer's credentials matched no allow-list.
+   */
+  uint64_t denied;
 } notif_stats;
 
 #ifdef __cplusplus
@@ -189,6 +188,20 @@ struct notif_handle *notif_open(const char *path);
  * read during the call, so the caller may free it right after.
  */
 struct notif_handle *notif_open_with(const char *path, const struct notif_options *opts);
+
+/**
+ * Serves a socket that is already bound and listening: one systemd passed
+ * (LISTEN_FDS, first descriptor 3) or one the daemon made itself. `opts` may
+ * be NULL (the defaults); mode and group do not apply to a socket notif did
+ * not create.
+ *
+ * On success the handle owns `fd`: notif_close closes it, and never removes
+ * the socket file (notif did not create it). On failure it returns NULL with
+ * errno set (EBADF: not a descriptor; EINVAL: not a listening Unix stream
+ * socket, or bad options) and `fd` stays open and the caller's, with
+ * O_NONBLOCK and FD_CLOEXEC possibly set. Thread-safe.
+ */
+struct notif_handle *notif_open_fd(int fd, const struct notif_options *opts);
 
 /**
  * Queues one notification for every connected subscriber.
@@ -295,6 +308,21 @@ int notif_options_set_slow_policy(struct notif_options *opts, int policy);
  * Returns 0 or -EINVAL.
  */
 int notif_options_set_backlog(struct notif_options *opts, size_t bytes);
+
+/**
+ * Lets processes running as `uid` subscribe. Repeatable. With no uid and no
+ * gid allowed (the default), anyone who can open the socket file may
+ * subscribe; otherwise a connection whose peer credentials (SO_PEERCRED)
+ * match neither list is closed at accept and counted in `denied`.
+ * Returns 0 or -EINVAL (NULL opts).
+ */
+int notif_options_allow_uid(struct notif_options *opts, unsigned int uid);
+
+/**
+ * Lets processes whose primary or supplementary group is `gid` subscribe.
+ * Repeatable; see notif_options_allow_uid. Returns 0 or -EINVAL (NULL opts).
+ */
+int notif_options_allow_gid(struct notif_options *opts, unsigned int gid);
 
 /**
  * Connects to the publisher at `path` (a NUL-terminated file path, or `@name`

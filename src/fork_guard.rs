@@ -86,6 +86,18 @@ impl OwnedFd {
     pub(crate) fn raw(&self) -> RawFd {
         self.fd
     }
+
+    /// Gives the descriptor back without closing it (ownership returns to the caller).
+    pub(crate) fn into_raw(self) -> RawFd {
+        let fd = self.fd;
+        REGISTRY.with(|fds| {
+            if let Some(pos) = fds.iter().rposition(|&registered| registered == fd) {
+                fds.swap_remove(pos);
+            }
+        });
+        std::mem::forget(self);
+        fd
+    }
 }
 
 impl Drop for OwnedFd {

@@ -10,6 +10,7 @@ mod error;
 mod fork_guard;
 pub mod json_line;
 mod options;
+mod peer_credentials;
 mod publisher;
 mod server;
 mod socket_file;

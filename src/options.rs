@@ -42,6 +42,11 @@ pub struct Options {
     /// Bytes of messages emitted but not yet taken by the server thread; beyond
     /// it notif_emit drops the message with EAGAIN instead of waiting.
     pub backlog: usize,
+    /// Users allowed to subscribe (with `allow_gids`; both empty: anyone who
+    /// can open the socket). Checked at accept with SO_PEERCRED.
+    pub allow_uids: Vec<u32>,
+    /// Groups allowed to subscribe, primary or supplementary.
+    pub allow_gids: Vec<u32>,
 }
 
 impl Default for Options {
@@ -55,6 +60,8 @@ impl Default for Options {
             linger: Duration::from_millis(1000),
             slow_policy: SlowPolicy::Drop,
             backlog: 16 * 1024 * 1024,
+            allow_uids: Vec::new(),
+            allow_gids: Vec::new(),
         }
     }
 }
@@ -124,6 +131,20 @@ impl Options {
         }
         self.backlog = bytes;
         Ok(())
+    }
+
+    /// Lets processes running as `uid` subscribe; repeatable.
+    pub fn allow_uid(&mut self, uid: u32) {
+        if !self.allow_uids.contains(&uid) {
+            self.allow_uids.push(uid);
+        }
+    }
+
+    /// Lets processes in group `gid` (primary or supplementary) subscribe; repeatable.
+    pub fn allow_gid(&mut self, gid: u32) {
+        if !self.allow_gids.contains(&gid) {
+            self.allow_gids.push(gid);
+        }
     }
 
     /// Checks every option (fields can be set directly, bypassing the setters)

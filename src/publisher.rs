@@ -55,34 +55,62 @@ impl Publisher {
         fork_guard::install_fork_handlers();
         let backlog =
             Backlog::new(options.backlog).map_err(|e| Error::os("cannot create an eventfd", e))?;
-        let Listener { fd, file } = Listener::bind(&address, options)?;
+        let listener = Listener::bind(&address, options)?;
+        Publisher::start(listener, address, backlog, options).map_err(|(listener, err)| {
+            if let Some(file) = listener.file {
+                file.remove_if_ours();
+            }
+            err
+        })
+    }
+
+    /// Serves a socket that is already bound and listening: one systemd passed
+    /// (LISTEN_FDS) or one the daemon made itself. On success the publisher owns
+    /// `fd` and closes it on close, but never removes its socket file, which it
+    /// did not create (mode and group options do not apply either). On error
+    /// `fd` is left open and unchanged but for O_NONBLOCK and FD_CLOEXEC.
+    pub fn open_fd(fd: std::os::fd::RawFd, options: &Options) -> Result<Publisher, Error> {
+        options.validate()?;
+        fork_guard::install_fork_handlers();
+        let backlog =
+            Backlog::new(options.backlog).map_err(|e| Error::os("cannot create an eventfd", e))?;
+        let (listener, address) = Listener::adopt(fd)?;
+        Publisher::start(listener, address, backlog, options).map_err(|(listener, err)| {
+            listener.fd.into_raw(); // the caller keeps its descriptor
+            err
+        })
+    }
+
+    fn start(
+        listener: Listener,
+        address: SocketAddress,
+        backlog: Backlog,
+        options: &Options,
+    ) -> Result<Publisher, (Listener, Error)> {
         let shared = Arc::new(Shared {
             subscribers: AtomicUsize::new(0),
             backlog,
             counters: Counters::default(),
         });
-        let server = match server::spawn(
-            Arc::clone(&shared),
-            fd,
-            options.clone(),
-            address.to_string(),
-        ) {
-            Ok(handle) => handle,
-            Err(e) => {
-                if let Some(file) = file {
-                    file.remove_if_ours();
-                }
-                return Err(Error::os("cannot start the notif server thread", e));
+        let Listener { fd, file } = listener;
+        let listen_fd = fd.raw();
+        match server::spawn(Arc::clone(&shared), fd, options.clone(), absolute(&address)) {
+            Ok(server) => Ok(Publisher {
+                shared,
+                server: Some(server),
+                file,
+                address,
+                max_message: options.max_message,
+                generation: fork_guard::generation(),
+            }),
+            Err((fd, e)) => {
+                debug_assert_eq!(fd.raw(), listen_fd);
+                Err((
+                    Listener { fd, file },
+                    Error::os("cannot start the notif server thread", e),
+                ))
             }
-        };
-        Ok(Publisher {
-            shared,
-            server: Some(server),
-            file,
-            address,
-            max_message: options.max_message,
-            generation: fork_guard::generation(),
-        })
+        }
     }
 
     /// Where this publisher listens.
@@ -218,5 +246,17 @@ impl Publisher {
 impl Drop for Publisher {
     fn drop(&mut self) {
         self.shut_down();
+    }
+}
+
+/// The address as the stats answer shows it: a relative path made absolute, so
+/// a monitoring tool knows which socket answered.
+fn absolute(address: &SocketAddress) -> String {
+    match address {
+        SocketAddress::File(path) if path.is_relative() => std::env::current_dir().map_or_else(
+            |_| address.to_string(),
+            |dir| dir.join(path).display().to_string(),
+        ),
+        _ => address.to_string(),
     }
 }

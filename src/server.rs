@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::backlog::{Backlog, Batch};
 use crate::fork_guard::OwnedFd;
 use crate::options::{Options, SlowPolicy};
+use crate::peer_credentials::peer_allowed;
 use crate::stats::{bump, Counters};
 use crate::subscriber_conn::{Closing, Flush, Input, Offered, SubscriberConn, ONE_REQUEST};
 use crate::subscription::{lines, message_fields, MessageFields, Request};
@@ -52,45 +53,55 @@ struct Server {
 }
 
 /// Starts the server thread for a listening socket.
+/// On failure the listening socket is handed back, so the caller decides its fate.
 pub(crate) fn spawn(
     shared: Arc<Shared>,
     listener: OwnedFd,
     options: Options,
     address: String,
-) -> io::Result<JoinHandle<()>> {
-    // SAFETY: plain epoll_create1(2) call.
-    let epoll_fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if epoll_fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let epoll = OwnedFd::register(epoll_fd);
-    watch(&epoll, listener.raw(), libc::EPOLLIN as u32, LISTENER_TOKEN)?;
-    watch(
-        &epoll,
-        shared.backlog.wake_fd(),
-        libc::EPOLLIN as u32,
-        WAKE_TOKEN,
-    )?;
-    let server = Server {
-        shared,
-        options,
-        epoll,
-        listener: Some(listener),
-        listener_paused_until: None,
-        subscribers: HashMap::new(),
-        filtering: 0,
-        heartbeating: 0,
-        closing: 0,
-        address,
-        taken: Vec::new(),
+) -> Result<JoinHandle<()>, (OwnedFd, io::Error)> {
+    let prepared = (|| -> io::Result<OwnedFd> {
+        // SAFETY: plain epoll_create1(2) call.
+        let epoll_fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epoll_fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let epoll = OwnedFd::register(epoll_fd);
+        watch(&epoll, listener.raw(), libc::EPOLLIN as u32, LISTENER_TOKEN)?;
+        watch(
+            &epoll,
+            shared.backlog.wake_fd(),
+            libc::EPOLLIN as u32,
+            WAKE_TOKEN,
+        )?;
+        Ok(epoll)
+    })();
+    let epoll = match prepared {
+        Ok(epoll) => epoll,
+        Err(e) => return Err((listener, e)),
     };
-    // The host's signals are for the host's threads: ours starts with every
-    // signal blocked, so it never runs a handler or takes a process-directed
-    // signal (SIGINT, SIGTERM...) that the host means to receive elsewhere.
-    with_all_signals_blocked(|| {
+    // The listener travels to the thread through this slot, so that it can be
+    // handed back if the thread cannot be started.
+    let listener_slot = Arc::new(std::sync::Mutex::new(Some(listener)));
+    let thread_slot = Arc::clone(&listener_slot);
+    let spawned = with_all_signals_blocked(|| {
         std::thread::Builder::new()
             .name("notif-server".into())
             .spawn(move || {
+                let listener = thread_slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let server = Server {
+                    shared,
+                    options,
+                    epoll,
+                    listener,
+                    listener_paused_until: None,
+                    subscribers: HashMap::new(),
+                    filtering: 0,
+                    heartbeating: 0,
+                    closing: 0,
+                    address,
+                    taken: Vec::new(),
+                };
                 let shared = Arc::clone(&server.shared);
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || server.run()))
                     .is_err()
@@ -100,6 +111,16 @@ pub(crate) fn spawn(
                     shared.subscribers.store(0, Ordering::Release);
                 }
             })
+    });
+    spawned.map_err(|e| {
+        let listener = listener_slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        (
+            listener.expect("a thread that never started cannot have taken the listener"),
+            e,
+        )
     })
 }
 
@@ -309,7 +330,17 @@ impl Server {
         let Some(subscriber) = self.subscribers.get_mut(&fd) else {
             return;
         };
-        match subscriber.flush(&self.shared.counters) {
+        let mut outcome = subscriber.flush(&self.shared.counters);
+        // Drained means it has room again: a subscriber with markers hears
+        // about its drops now, not only when the next notification comes.
+        if outcome == Flush::Drained
+            && subscriber.closing.is_none()
+            && subscriber.has_unreported_drops()
+        {
+            subscriber.report_drops();
+            outcome = subscriber.flush(&self.shared.counters);
+        }
+        match outcome {
             Flush::Drained => {
                 if subscriber.closing.is_some() {
                     subscriber.discard_pending_input();
@@ -412,14 +443,7 @@ impl Server {
     fn stats_line(&self) -> Vec<u8> {
         let mut stats = self.shared.counters.snapshot(self.subscribers.len() as u64);
         stats.emitted += self.shared.backlog.pending_messages() as u64;
-        let mut fields: serde_json::Map<String, serde_json::Value> = stats
-            .fields()
-            .into_iter()
-            .map(|(name, value)| (name.to_string(), value.into()))
-            .collect();
-        fields.insert("version".into(), crate::VERSION.into());
-        fields.insert("path".into(), self.address.clone().into());
-        lines::stats(fields)
+        lines::stats(&stats.fields(), crate::VERSION, &self.address)
     }
 
     fn update_interest(&mut self, fd: RawFd) {
@@ -468,6 +492,11 @@ impl Server {
             let fd = OwnedFd::register(fd);
             let counters = &self.shared.counters;
             bump(&counters.accepted, 1);
+            if !peer_allowed(fd.raw(), &self.options.allow_uids, &self.options.allow_gids) {
+                bump(&counters.denied, 1);
+                bump(&counters.disconnected, 1);
+                continue; // dropping fd closes it at once
+            }
             if self.subscribers.len() >= self.options.max_subscribers {
                 bump(&counters.refused, 1);
                 bump(&counters.disconnected, 1);

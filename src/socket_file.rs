@@ -2,10 +2,11 @@
 //!
 //! Following nng rather than ZeroMQ: an existing socket file is probed with
 //! connect() and removed only when nobody answers (a live publisher is never
-//! evicted); anything that is not a socket is never touched; permissions are set
-//! between bind() and listen(), when no peer can connect yet, so the umask never
-//! decides who may read notifications; and close removes the file only if it is
-//! still the very file this publisher created.
+//! evicted); anything that is not a socket is never touched; the file is
+//! created owner-only and given its configured group and mode before listen(),
+//! so neither the umask nor a race with connect() ever lets in a peer the
+//! configuration does not; and close removes the file only if it is still the
+//! very file this publisher created.
 
 use std::ffi::OsStr;
 use std::io;
@@ -175,6 +176,21 @@ impl Listener {
             check_parent_directory(path)?;
         }
         let fd = new_socket().map_err(|e| Error::os("cannot create a Unix socket", e))?;
+        if matches!(address, SocketAddress::File(_)) {
+            // Linux creates the socket file with the socket's own mode, masked
+            // by the umask. Making that owner-only before bind() means the
+            // file is never more open than configured, not even for an
+            // instant: connect() checks permissions when it looks the path up
+            // and only later whether the socket listens, so a lookup that
+            // raced a chmod made between bind() and listen() could still get in.
+            // SAFETY: fchmod on the socket we just created.
+            if unsafe { libc::fchmod(fd.raw(), (options.mode & 0o700) as libc::mode_t) } != 0 {
+                return Err(Error::os(
+                    "cannot restrict the new socket's mode",
+                    io::Error::last_os_error(),
+                ));
+            }
+        }
         let (addr, len) = address.sockaddr();
         let mut removed_stale = false;
         loop {
@@ -233,6 +249,96 @@ impl Listener {
             return Err(err);
         }
         Ok(Listener { fd, file })
+    }
+}
+
+impl Listener {
+    /// Adopts a socket that is already bound and listening (systemd's
+    /// LISTEN_FDS, or one the daemon made itself). Nothing is created, so close
+    /// removes nothing. On error the descriptor is left as it was.
+    pub(crate) fn adopt(fd: libc::c_int) -> Result<(Listener, SocketAddress), Error> {
+        let option = |name: libc::c_int| -> io::Result<libc::c_int> {
+            let mut value: libc::c_int = 0;
+            let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: reads into a live c_int of the stated size.
+            let rc = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    name,
+                    (&mut value as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            if rc == 0 {
+                Ok(value)
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        let not_ours = |what: &str| {
+            Error::new(libc::EINVAL, format!("descriptor {fd} {what}; notif_open_fd needs a bound, listening Unix stream socket"))
+        };
+        if fd < 0 {
+            return Err(Error::new(
+                libc::EBADF,
+                format!("descriptor {fd} is not a valid descriptor"),
+            ));
+        }
+        match option(libc::SO_DOMAIN) {
+            Ok(domain) if domain == libc::AF_UNIX => {}
+            Ok(_) => return Err(not_ours("is not a Unix socket")),
+            Err(e) => {
+                return Err(Error::os(
+                    format!("descriptor {fd} is not a usable socket"),
+                    e,
+                ))
+            }
+        }
+        if option(libc::SO_TYPE).ok() != Some(libc::SOCK_STREAM) {
+            return Err(not_ours("is not a stream socket"));
+        }
+        if option(libc::SO_ACCEPTCONN).ok() != Some(1) {
+            return Err(not_ours(
+                "is not listening (call listen() first, or let systemd do it)",
+            ));
+        }
+        // Our thread must never block on accept, and a host's exec must not leak it.
+        // SAFETY: fcntl on a descriptor we just checked is a socket.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+        Ok((
+            Listener {
+                fd: OwnedFd::register(fd),
+                file: None,
+            },
+            local_address(fd),
+        ))
+    }
+}
+
+/// The address a socket is bound to, as people write it.
+fn local_address(fd: libc::c_int) -> SocketAddress {
+    // SAFETY: sockaddr_un is plain data; getsockname fills at most `len` bytes.
+    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: the pointers refer to live locals of the stated size.
+    unsafe { libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_un).cast(), &mut len) };
+    let header = mem::size_of::<libc::sa_family_t>();
+    let path_len = (len as usize)
+        .saturating_sub(header)
+        .min(addr.sun_path.len());
+    let bytes: Vec<u8> = addr.sun_path[..path_len].iter().map(|&c| c as u8).collect();
+    match bytes.split_first() {
+        Some((0, name)) => SocketAddress::Abstract(name.to_vec()),
+        Some(_) => {
+            let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            SocketAddress::File(PathBuf::from(OsStr::from_bytes(&bytes[..end])))
+        }
+        None => SocketAddress::Abstract(Vec::new()),
     }
 }
 

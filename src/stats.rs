@@ -72,6 +72,8 @@ counters! {
     bad_requests,
     /// Stats requests answered.
     stats_requests,
+    /// Connections closed at accept because the peer's credentials matched no allow-list.
+    denied,
 }
 
 #[inline]

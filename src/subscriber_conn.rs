@@ -263,6 +263,10 @@ impl SubscriberConn {
         }
     }
 
+    pub(crate) fn has_unreported_drops(&self) -> bool {
+        self.unreported_drops > 0
+    }
+
     /// With markers, tells the subscriber how many it missed, before anything newer.
     pub(crate) fn report_drops(&mut self) {
         if self.unreported_drops > 0 {

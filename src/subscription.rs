@@ -443,8 +443,22 @@ pub(crate) mod lines {
         line(json!({"notif": {"error": message}}))
     }
 
-    pub(crate) fn stats(stats: serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
-        line(json!({"notif": {"stats": stats}}))
+    /// Written by hand rather than through a serde_json map, which would sort
+    /// the keys: the fields keep the order of notif_stats.
+    pub(crate) fn stats(fields: &[(&str, u64)], version: &str, path: &str) -> Vec<u8> {
+        use std::fmt::Write;
+        let mut text = String::from("{\"notif\":{\"stats\":{");
+        for (name, value) in fields {
+            let _ = write!(text, "\"{name}\":{value},");
+        }
+        let quoted = |s: &str| serde_json::to_string(s).expect("a string serialises");
+        let _ = write!(
+            text,
+            "\"version\":{},\"path\":{}}}}}}}\n",
+            quoted(version),
+            quoted(path)
+        );
+        text.into_bytes()
     }
 }
 

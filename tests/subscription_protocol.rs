@@ -268,8 +268,25 @@ fn the_stats_request_answers_one_line_then_closes() {
         stats["subscribers"], 2,
         "the asker is connected while it asks"
     );
-    for (name, _) in publisher.stats().fields() {
-        assert!(stats[name].is_u64(), "{name} missing from {answer}");
+    // Every counter, in the order of notif_stats, then version and path.
+    let raw = String::from_utf8(lines[0].clone()).unwrap();
+    let mut previous = 0;
+    for name in publisher
+        .stats()
+        .fields()
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(["version", "path"])
+    {
+        assert!(
+            stats[name].is_u64() || name == "version" || name == "path",
+            "{name} missing from {answer}"
+        );
+        let at = raw
+            .find(&format!("\"{name}\":"))
+            .unwrap_or_else(|| panic!("{name} missing from {raw}"));
+        assert!(at > previous, "{name} out of order in {raw}");
+        previous = at;
     }
     let after = wait_for_quiet(&publisher);
     assert_eq!(after.stats_requests, 1);

@@ -64,6 +64,32 @@ pub unsafe extern "C" fn notif_open_with(
     open(path, opts)
 }
 
+/// Serves a socket that is already bound and listening: one systemd passed
+/// (LISTEN_FDS, first descriptor 3) or one the daemon made itself. `opts` may
+/// be NULL (the defaults); mode and group do not apply to a socket notif did
+/// not create.
+///
+/// On success the handle owns `fd`: notif_close closes it, and never removes
+/// the socket file (notif did not create it). On failure it returns NULL with
+/// errno set (EBADF: not a descriptor; EINVAL: not a listening Unix stream
+/// socket, or bad options) and `fd` stays open and the caller's, with
+/// O_NONBLOCK and FD_CLOEXEC possibly set. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn notif_open_fd(fd: c_int, opts: *const notif_options) -> *mut notif_handle {
+    guard(ptr::null_mut(), || {
+        let defaults = Options::default();
+        // SAFETY: opts is NULL or a live notif_options from notif_options_new.
+        let options = unsafe { opts.as_ref() }.map_or(&defaults, notif_options::get);
+        match Publisher::open_fd(fd, options) {
+            Ok(publisher) => Box::into_raw(Box::new(notif_handle { publisher })),
+            Err(err) => {
+                remember_with_errno(&err);
+                ptr::null_mut()
+            }
+        }
+    })
+}
+
 fn emit(handle: *mut notif_handle, json: &[u8]) -> c_int {
     // SAFETY: handle is non-NULL (checked by callers) and live until notif_close (documented).
     let handle = unsafe { &*handle };

@@ -22,10 +22,11 @@ pub use handle::{
     notif_open_with,
 };
 pub use options::{
-    notif_options, notif_options_free, notif_options_new, notif_options_set_backlog,
-    notif_options_set_group, notif_options_set_linger_ms, notif_options_set_max_message,
-    notif_options_set_max_subscribers, notif_options_set_mode, notif_options_set_slow_policy,
-    notif_options_set_subscriber_buffer, NOTIF_SLOW_DISCONNECT, NOTIF_SLOW_DROP,
+    notif_options, notif_options_allow_gid, notif_options_allow_uid, notif_options_free,
+    notif_options_new, notif_options_set_backlog, notif_options_set_group,
+    notif_options_set_linger_ms, notif_options_set_max_message, notif_options_set_max_subscribers,
+    notif_options_set_mode, notif_options_set_slow_policy, notif_options_set_subscriber_buffer,
+    NOTIF_SLOW_DISCONNECT, NOTIF_SLOW_DROP,
 };
 pub use stats::notif_stats;
 pub use subscriber::{

@@ -163,3 +163,26 @@ pub unsafe extern "C" fn notif_options_set_backlog(
 ) -> c_int {
     set(opts, |o| o.set_backlog(bytes))
 }
+
+/// Lets processes running as `uid` subscribe. Repeatable. With no uid and no
+/// gid allowed (the default), anyone who can open the socket file may
+/// subscribe; otherwise a connection whose peer credentials (SO_PEERCRED)
+/// match neither list is closed at accept and counted in `denied`.
+/// Returns 0 or -EINVAL (NULL opts).
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_allow_uid(opts: *mut notif_options, uid: c_uint) -> c_int {
+    set(opts, |o| {
+        o.allow_uid(uid);
+        Ok(())
+    })
+}
+
+/// Lets processes whose primary or supplementary group is `gid` subscribe.
+/// Repeatable; see notif_options_allow_uid. Returns 0 or -EINVAL (NULL opts).
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_allow_gid(opts: *mut notif_options, gid: c_uint) -> c_int {
+    set(opts, |o| {
+        o.allow_gid(gid);
+        Ok(())
+    })
+}

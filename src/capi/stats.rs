@@ -39,6 +39,8 @@ pub struct notif_stats {
     pub bad_requests: u64,
     /// Stats requests answered on the socket.
     pub stats_requests: u64,
+    /// Connections closed at accept because the peer's credentials matched no allow-list.
+    pub denied: u64,
 }
 
 impl From<Stats> for notif_stats {
@@ -60,6 +62,7 @@ impl From<Stats> for notif_stats {
             filtered: stats.filtered,
             bad_requests: stats.bad_requests,
             stats_requests: stats.stats_requests,
+            denied: stats.denied,
         }
     }
 }
