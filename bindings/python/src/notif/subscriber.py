@@ -1,0 +1,369 @@
+"""Subscriber: a plain-socket client of the notif wire protocol (no libnotif
+needed), with the subscription protocol of docs/subscription-protocol.md."""
+
+import errno
+import json
+import os
+import re
+import select
+import socket
+import string
+import time
+
+from .errors import NotifError, SubscriptionError
+
+BACKOFF_INITIAL = 0.1
+BACKOFF_MAX = 5.0
+_RECV_SIZE = 256 * 1024
+# connect() errors that mean "no publisher there (yet)": retried.
+_RETRIED = (errno.ENOENT, errno.ECONNREFUSED)
+_TIMEOUT = object()
+_EOF = object()
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _address(path):
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if path.startswith("@"):
+        return "\0" + path[1:]
+    return path
+
+
+def _glob(pattern):
+    if not isinstance(pattern, str):
+        raise TypeError("patterns are strings, not %r" % (pattern,))
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+
+
+def _check_list(name, values):
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    values = list(values)
+    if not values:
+        raise ValueError("%s: an empty list could only match nothing; omit it instead" % name)
+    for v in values:
+        if not isinstance(v, str):
+            raise TypeError("%s: %r is not a string" % (name, v))
+    return values
+
+
+def _is_control(obj):
+    return isinstance(obj, dict) and len(obj) == 1 and "notif" in obj
+
+
+class _Filter:
+    """The publisher's filter, applied locally to what arrives before the ack."""
+
+    def __init__(self, event_types, priorities, publishers):
+        self.event_types = [_glob(p) for p in event_types] if event_types else None
+        self.priorities = ({p.translate(_ASCII_LOWER) for p in priorities}
+                           if priorities else None)
+        self.publishers = [_glob(p) for p in publishers] if publishers else None
+
+    @staticmethod
+    def _globs(patterns, value):
+        return isinstance(value, str) and any(p.fullmatch(value) for p in patterns)
+
+    def match(self, notification):
+        if not isinstance(notification, dict):
+            return False
+        if self.event_types is not None and not self._globs(
+                self.event_types, notification.get("event_type")):
+            return False
+        if self.priorities is not None:
+            prio = notification.get("priority")
+            if not isinstance(prio, str) or prio.translate(_ASCII_LOWER) not in self.priorities:
+                return False
+        if self.publishers is not None and not self._globs(
+                self.publishers, notification.get("publisher_id")):
+            return False
+        return True
+
+
+class Subscriber:
+    """Reads the notifications of the publisher at ``path`` (a file path or
+    ``@name``).
+
+    Iterating yields each notification as a dict; ``lines()`` yields the raw
+    lines (bytes, without the newline). Control lines (ack, drop markers,
+    heartbeats) are never yielded.
+
+    A request line is written only when something is asked for:
+    ``event_types``/``publishers`` (lists of globs, ``*`` is the only wildcard),
+    ``priorities`` (compared ignoring ASCII case), ``markers=True`` (drops are
+    reported and added up in ``dropped``) or ``heartbeat`` (seconds, 0.1 to
+    3600; the last heartbeat's publisher time is in ``last_heartbeat``).
+    Notifications that arrive before the publisher's acknowledgement (emitted
+    between the connection and the request) are filtered here.
+
+    With ``reconnect=True`` (the default) the subscriber survives the
+    publisher's absence and restarts: it retries with a back-off of 100 ms
+    doubling to 5 s and counts re-established connections in ``reconnects``
+    (notifications in between are missed). With ``reconnect=False``, failing
+    to connect raises NotifError and iteration ends at end-of-file.
+
+    ``timeout`` (seconds, None: forever) bounds each wait: iteration raises
+    TimeoutError when nothing arrives in time; ``recv(timeout)`` returns None.
+    One thread at a time.
+    """
+
+    def __init__(self, path, event_types=None, priorities=None, publishers=None,
+                 markers=False, heartbeat=None, reconnect=True, timeout=None):
+        self.path = path
+        self.timeout = timeout
+        self.reconnect = reconnect
+        self.dropped = 0
+        self.reconnects = 0
+        self.acked = False
+        self.last_heartbeat = None
+        event_types = _check_list("event_types", event_types)
+        priorities = _check_list("priorities", priorities)
+        publishers = _check_list("publishers", publishers)
+        request = {}
+        subscribe = {}
+        if event_types:
+            subscribe["event_types"] = event_types
+        if priorities:
+            subscribe["priorities"] = priorities
+        if publishers:
+            subscribe["publishers"] = publishers
+        if subscribe:
+            request["subscribe"] = subscribe
+        if markers:
+            request["markers"] = True
+        if heartbeat is not None:
+            if isinstance(heartbeat, bool) or not 0.1 <= float(heartbeat) <= 3600:
+                raise ValueError("heartbeat must be between 0.1 and 3600 seconds")
+            request["heartbeat_s"] = heartbeat
+        self._request = (json.dumps(request, separators=(",", ":")).encode() + b"\n"
+                         if request else None)
+        self._filter = _Filter(event_types, priorities, publishers) if subscribe else None
+        self._address = _address(path)
+        self._sock = None
+        self._buf = bytearray()
+        self._closed = False
+        self._failed = None
+        self._connected_once = False
+        self._backoff = BACKOFF_INITIAL
+        self._next_attempt = 0.0
+        self._try_connect(first=True)
+
+    # -- connection -----------------------------------------------------------
+    def _try_connect(self, first=False):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(self._address)
+            if self._request is not None:
+                sock.sendall(self._request)
+        except OSError as exc:
+            sock.close()
+            code = exc.errno or errno.EIO
+            if code in _RETRIED or code in (errno.EPIPE, errno.ECONNRESET):
+                if first and not self.reconnect:
+                    raise NotifError(code, "cannot connect to %s: %s"
+                                     % (self.path, os.strerror(code)), self.path) from None
+                self._schedule_retry()
+                return False
+            if first or not self.reconnect:
+                raise NotifError(code, "cannot connect to %s: %s"
+                                 % (self.path, os.strerror(code)), self.path) from None
+            self._schedule_retry()
+            return False
+        sock.setblocking(False)
+        self._sock = sock
+        self._buf.clear()
+        self.acked = False
+        self._backoff = BACKOFF_INITIAL
+        if self._connected_once:
+            self.reconnects += 1
+        self._connected_once = True
+        return True
+
+    def _schedule_retry(self):
+        self._next_attempt = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+
+    def _lost(self):
+        """End of file or reset: drop the connection (and any incomplete line)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._buf.clear()
+        self.acked = False
+        self._backoff = BACKOFF_INITIAL
+        self._schedule_retry()
+
+    @property
+    def connected(self):
+        return self._sock is not None
+
+    def fileno(self):
+        return self._sock.fileno() if self._sock is not None else -1
+
+    # -- reading --------------------------------------------------------------
+    def _read_line(self, deadline):
+        """The next complete line, _TIMEOUT or _EOF."""
+        while True:
+            if self._closed:
+                return _EOF
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line = bytes(self._buf[:nl])
+                del self._buf[:nl + 1]
+                return line
+            now = time.monotonic()
+            if self._sock is None:
+                if not self.reconnect and self._connected_once:
+                    return _EOF
+                wait = self._next_attempt - now
+                if deadline is not None and deadline - now < wait:
+                    time.sleep(max(0.0, deadline - now))
+                    return _TIMEOUT
+                if wait > 0:
+                    time.sleep(wait)
+                self._try_connect()
+                continue
+            remaining = None if deadline is None else max(0.0, deadline - now)
+            ready, _, _ = select.select([self._sock], [], [], remaining)
+            if not ready:
+                return _TIMEOUT
+            try:
+                data = self._sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            if not data:
+                self._lost()
+                if not self.reconnect:
+                    return _EOF
+                continue
+            self._buf += data
+
+    def _handle_control(self, obj):
+        body = obj["notif"]
+        if not isinstance(body, dict):
+            return
+        if body.get("subscribed"):
+            self.acked = True
+        if "dropped" in body:
+            self.dropped += int(body["dropped"])
+        if "heartbeat" in body:
+            self.last_heartbeat = body["heartbeat"]
+        if "error" in body:
+            message = "publisher refused the subscription: %s" % (body["error"],)
+            self._failed = SubscriptionError(errno.EPROTO, message, self.path)
+            self.close()
+            raise self._failed
+
+    def _next(self, timeout, parse):
+        if self._failed is not None:
+            raise self._failed
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            line = self._read_line(deadline)
+            if line is _TIMEOUT or line is _EOF:
+                return line
+            obj = None
+            if self._request is not None and line.startswith(b'{"notif":'):
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    obj = None
+                if _is_control(obj):
+                    self._handle_control(obj)
+                    continue
+            if self._filter is not None and not self.acked:
+                if obj is None:
+                    try:
+                        obj = json.loads(line)
+                    except ValueError:
+                        continue
+                if not self._filter.match(obj):
+                    continue
+            if parse:
+                return obj if obj is not None else json.loads(line)
+            return line
+
+    def recv(self, timeout=None):
+        """The next notification as a dict, or None if none came within
+        ``timeout`` seconds (None: wait forever) or the stream ended."""
+        item = self._next(timeout, True)
+        return None if item is _TIMEOUT or item is _EOF else item
+
+    def recv_line(self, timeout=None):
+        """Like recv(), the raw line (bytes, no newline)."""
+        item = self._next(timeout, False)
+        return None if item is _TIMEOUT or item is _EOF else item
+
+    def _iterate(self, parse):
+        while True:
+            item = self._next(self.timeout, parse)
+            if item is _EOF:
+                return
+            if item is _TIMEOUT:
+                raise TimeoutError("no notification from %s within %ss"
+                                   % (self.path, self.timeout))
+            yield item
+
+    def __iter__(self):
+        return self._iterate(True)
+
+    def lines(self):
+        """Iterates over raw notification lines (bytes, without the newline)."""
+        return self._iterate(False)
+
+    # -- closing --------------------------------------------------------------
+    def close(self):
+        self._closed = True
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return "<notif.Subscriber %r%s>" % (self.path, " closed" if self._closed else "")
+
+
+def request_stats(path, timeout=5.0):
+    """Asks the publisher at ``path`` for its counters over the socket
+    ({"stats":true}); returns the dict (every notif_stats field, version, path)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(_address(path))
+        sock.sendall(b'{"stats":true}\n')
+        buf = bytearray()
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            buf += data
+            while b"\n" in buf:
+                nl = buf.index(b"\n")
+                line = bytes(buf[:nl])
+                del buf[:nl + 1]
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if _is_control(obj) and isinstance(obj["notif"], dict):
+                    if "stats" in obj["notif"]:
+                        return obj["notif"]["stats"]
+                    if "error" in obj["notif"]:
+                        raise SubscriptionError(errno.EPROTO, str(obj["notif"]["error"]), path)
+        raise NotifError(errno.EPROTO, "no stats answer from %s" % (path,), path)
+    finally:
+        sock.close()
