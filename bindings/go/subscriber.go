@@ -1,0 +1,697 @@
+package notif
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The subscriber is pure Go (no cgo): it speaks the wire protocol of the
+// README and docs/subscription-protocol.md directly.
+
+const (
+	maxRequestLine   = 64 << 10 // the publisher's limit, newline included
+	maxLine          = 64 << 20 // longest line accepted from the publisher
+	firstBackoff     = 100 * time.Millisecond
+	maxBackoff       = 5 * time.Second
+	heartbeatMisses  = 3 // heartbeat intervals of silence that mean a dead connection
+	minHeartbeat     = 100 * time.Millisecond
+	maxHeartbeat     = time.Hour
+	maxSocketPathLen = 107 // sun_path minus its NUL
+	eventBuffer      = 16
+)
+
+// EventKind says what an Event is.
+type EventKind int
+
+const (
+	// Notification: Data holds one notification line, without its newline.
+	Notification EventKind = iota
+	// Reconnected: the connection was lost and re-established; notifications
+	// emitted in between were missed. Sent before anything from the new connection.
+	Reconnected
+	// Dropped: the publisher dropped Dropped notifications for this
+	// subscriber because it fell behind (only WithMarkers).
+	Dropped
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case Notification:
+		return "Notification"
+	case Reconnected:
+		return "Reconnected"
+	case Dropped:
+		return "Dropped"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event is what a Subscription delivers.
+type Event struct {
+	Kind    EventKind
+	Data    []byte // Notification: the JSON object, a fresh copy the receiver owns
+	Dropped uint64 // Dropped: how many notifications were dropped
+}
+
+// SubscribeOption configures Subscribe.
+type SubscribeOption func(*subscribeConfig)
+
+type subscribeConfig struct {
+	eventTypes, priorities, publishers []string
+	markers                            bool
+	heartbeat                          time.Duration
+	noReconnect                        bool
+}
+
+// WithFilter asks the publisher for only the notifications whose top-level
+// event_type matches one of eventTypes, whose priority equals one of
+// priorities (ignoring ASCII case) and whose publisher_id matches one of
+// publishers. Globs: `*` matches any run of characters; everything else
+// matches itself. A nil or empty list puts no constraint on its field. When a
+// list is given, a notification whose field is missing or not a string does
+// not match. Later WithFilter options replace earlier ones.
+func WithFilter(eventTypes, priorities, publishers []string) SubscribeOption {
+	return func(c *subscribeConfig) {
+		c.eventTypes = append([]string(nil), eventTypes...)
+		c.priorities = append([]string(nil), priorities...)
+		c.publishers = append([]string(nil), publishers...)
+	}
+}
+
+// WithMarkers asks the publisher to report notifications it drops for this
+// subscriber: they arrive as Dropped events.
+func WithMarkers() SubscribeOption {
+	return func(c *subscribeConfig) { c.markers = true }
+}
+
+// WithHeartbeat asks the publisher for a heartbeat whenever the stream has
+// been idle for d (0.1 s to 1 h). Three intervals of silence are then taken as
+// a dead connection (reconnect, or ETIMEDOUT with WithoutReconnect).
+// Heartbeats are not delivered as events.
+func WithHeartbeat(d time.Duration) SubscribeOption {
+	return func(c *subscribeConfig) { c.heartbeat = d }
+}
+
+// WithoutReconnect makes Subscribe fail when the publisher is not there, and
+// ends the subscription (Err says why) when the connection is lost.
+func WithoutReconnect() SubscribeOption {
+	return func(c *subscribeConfig) { c.noReconnect = true }
+}
+
+type subscribeRequest struct {
+	Subscribe *requestFilter `json:"subscribe,omitempty"`
+	Markers   bool           `json:"markers,omitempty"`
+	Heartbeat float64        `json:"heartbeat_s,omitempty"`
+}
+
+type requestFilter struct {
+	EventTypes []string `json:"event_types,omitempty"`
+	Priorities []string `json:"priorities,omitempty"`
+	Publishers []string `json:"publishers,omitempty"`
+}
+
+func (f *requestFilter) empty() bool {
+	return len(f.EventTypes) == 0 && len(f.Priorities) == 0 && len(f.Publishers) == 0
+}
+
+// Subscription is a connection to a publisher that delivers its
+// notifications on a channel, reconnecting by itself (unless
+// WithoutReconnect) with a back-off from 100 ms doubling to 5 s.
+type Subscription struct {
+	ctx       context.Context
+	path      string
+	request   []byte // the request line with its newline, nil for the plain stream
+	filter    *requestFilter
+	heartbeat time.Duration
+	reconnect bool
+
+	events chan Event
+	done   chan struct{} // closed by Close or by the context: stop
+	exited chan struct{} // closed when the reading goroutine has returned
+
+	mu       sync.Mutex
+	conn     net.Conn // the current connection, closed by stop
+	stopped  bool
+	stopErr  error // why it was stopped: nil (Close) or the context's error
+	err      error // Err: set before events is closed
+	stopOnce sync.Once
+	dropped  atomic.Uint64
+}
+
+// Subscribe connects to the publisher at path (a socket file path, or
+// "@name" for a Linux abstract socket) and writes a subscription request if
+// the options ask for anything (a filter, markers, a heartbeat); without
+// options it reads the plain stream and writes nothing.
+//
+// Unless WithoutReconnect is given, it succeeds even when the publisher is not
+// there yet (ENOENT, ECONNREFUSED) and keeps trying. Errors (*Error): EINVAL
+// (empty path, bad options), ENAMETOOLONG, and the connect error (EACCES; and
+// ENOENT, ECONNREFUSED with WithoutReconnect).
+//
+// Cancelling ctx ends the subscription promptly: the channel is closed and
+// Err returns ctx's error.
+func Subscribe(ctx context.Context, path string, opts ...SubscribeOption) (*Subscription, error) {
+	var cfg subscribeConfig
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	if path == "" || strings.IndexByte(path, 0) >= 0 {
+		return nil, newError("subscribe", syscall.EINVAL, fmt.Sprintf("invalid socket path %q", path))
+	}
+	if len(path) > maxSocketPathLen {
+		return nil, newError("subscribe", syscall.ENAMETOOLONG,
+			fmt.Sprintf("the socket path is %d bytes; at most %d fit", len(path), maxSocketPathLen))
+	}
+	s := &Subscription{
+		ctx:       ctx,
+		path:      path,
+		filter:    &requestFilter{cfg.eventTypes, cfg.priorities, cfg.publishers},
+		heartbeat: cfg.heartbeat,
+		reconnect: !cfg.noReconnect,
+		events:    make(chan Event, eventBuffer),
+		done:      make(chan struct{}),
+		exited:    make(chan struct{}),
+	}
+	if cfg.heartbeat != 0 && (cfg.heartbeat < minHeartbeat || cfg.heartbeat > maxHeartbeat) {
+		return nil, newError("subscribe", syscall.EINVAL,
+			fmt.Sprintf("heartbeat %v is out of range (%v to %v)", cfg.heartbeat, minHeartbeat, maxHeartbeat))
+	}
+	if !s.filter.empty() || cfg.markers || cfg.heartbeat != 0 {
+		req := subscribeRequest{Markers: cfg.markers, Heartbeat: cfg.heartbeat.Seconds()}
+		if !s.filter.empty() {
+			req.Subscribe = s.filter
+		}
+		line, err := json.Marshal(req)
+		if err != nil {
+			return nil, newError("subscribe", syscall.EINVAL, err.Error())
+		}
+		line = append(line, '\n')
+		if len(line) > maxRequestLine {
+			return nil, newError("subscribe", syscall.EINVAL, fmt.Sprintf(
+				"the subscription request is %d bytes; the publisher accepts at most %d", len(line), maxRequestLine))
+		}
+		s.request = line
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	conn, err := s.dial()
+	if err != nil && (!s.reconnect || !publisherAbsent(err)) {
+		return nil, err
+	}
+	s.conn = conn // nil: not there yet, the goroutine keeps trying
+
+	stopWatch := context.AfterFunc(ctx, func() { s.stop(ctx.Err()) })
+	go func() {
+		defer close(s.exited)
+		defer stopWatch()
+		s.run(conn)
+	}()
+	return s, nil
+}
+
+// Events is the channel notifications and other events arrive on. It is
+// closed when the subscription ends: after Close, when the context is done,
+// when the publisher refused the request, or (WithoutReconnect) when the
+// connection is lost. Err then says why.
+func (s *Subscription) Events() <-chan Event { return s.events }
+
+// Err is why the subscription ended, once Events is closed: nil after Close,
+// the context's error after cancellation, an *Error wrapping EPROTO when the
+// publisher refused the request, and with WithoutReconnect the error that
+// ended the connection (EPIPE: the publisher closed it, ETIMEDOUT: no
+// heartbeat, EMSGSIZE: a line over 64 MiB). Before the channel is closed it
+// returns nil.
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// DroppedTotal is the number of notifications the publisher reported dropped
+// for this subscriber so far (WithMarkers).
+func (s *Subscription) DroppedTotal() uint64 { return s.dropped.Load() }
+
+// Close ends the subscription: it closes the connection and waits until the
+// reading goroutine is gone (the Events channel is then closed; events
+// already in it can still be read). Safe to call more than once and from any
+// goroutine.
+func (s *Subscription) Close() {
+	s.stop(nil)
+	<-s.exited
+}
+
+func (s *Subscription) stop(why error) {
+	if why == nil {
+		why = s.ctx.Err() // cancelled, then closed: the cancellation is why
+	}
+	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		s.stopped = true
+		s.stopErr = why
+		if s.conn != nil {
+			s.conn.Close() // unblocks a read in progress
+		}
+		s.mu.Unlock()
+		close(s.done)
+	})
+}
+
+func publisherAbsent(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EAGAIN)
+}
+
+func (s *Subscription) dial() (net.Conn, error) {
+	conn, err := net.Dial("unix", s.path)
+	if err != nil {
+		var errno syscall.Errno
+		if !errors.As(err, &errno) {
+			errno = syscall.EIO
+		}
+		return nil, newError("subscribe", errno, fmt.Sprintf("cannot connect to %s: %v", s.path, errnoText(err)))
+	}
+	return conn, nil
+}
+
+func errnoText(err error) string {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err.Error()
+	}
+	return err.Error()
+}
+
+// setConn records the current connection, or closes it at once if the
+// subscription was stopped meanwhile. It reports whether to go on.
+func (s *Subscription) setConn(conn net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		if conn != nil {
+			conn.Close()
+		}
+		return false
+	}
+	s.conn = conn
+	return true
+}
+
+// send delivers an event unless the subscription is stopped first.
+func (s *Subscription) send(ev Event) bool {
+	select {
+	case s.events <- ev:
+		return true
+	case <-s.done:
+		return false
+	}
+}
+
+// finish records why the subscription ended and closes the channel.
+func (s *Subscription) finish(err error) {
+	s.mu.Lock()
+	if s.stopped {
+		err = s.stopErr
+	}
+	s.err = err
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+	s.mu.Unlock()
+	close(s.events)
+}
+
+// sleep waits d, or less if the subscription is stopped; it reports whether to go on.
+func (s *Subscription) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.done:
+		return false
+	}
+}
+
+// run is the reading goroutine: one connection at a time, reconnecting.
+func (s *Subscription) run(conn net.Conn) {
+	backoff := firstBackoff
+	everConnected := conn != nil
+	if conn == nil {
+		if !s.sleep(backoff) {
+			s.finish(nil)
+			return
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+	for {
+		if conn == nil {
+			c, err := s.dial()
+			if err != nil {
+				// Absent, or an unexpected error such as EACCES: either way, try
+				// again after the back-off (Subscribe reported the first one).
+				if !s.sleep(backoff) {
+					s.finish(nil)
+					return
+				}
+				backoff = min(backoff*2, maxBackoff)
+				continue
+			}
+			if !s.setConn(c) {
+				s.finish(nil)
+				return
+			}
+			conn = c
+			if everConnected && !s.send(Event{Kind: Reconnected}) {
+				s.finish(nil)
+				return
+			}
+			everConnected = true
+		}
+		established := time.Now()
+		worked, err := s.serve(conn)
+		conn.Close()
+		conn = nil
+		if s.isStopped() {
+			s.finish(nil)
+			return
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			s.finish(perm.err)
+			return
+		}
+		if !s.reconnect {
+			s.finish(err)
+			return
+		}
+		// A connection that delivered or lasted worked: the publisher is
+		// probably restarting, try again at once. One that hangs up at once
+		// (over the subscriber limit, say) gets the back-off.
+		if worked || time.Since(established) >= time.Second {
+			backoff = firstBackoff
+			continue
+		}
+		if !s.sleep(backoff) {
+			s.finish(nil)
+			return
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+func (s *Subscription) isStopped() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// permanentError ends the subscription even with reconnection (EPROTO).
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+
+// activityConn pushes the read deadline forward before every read, so a
+// connection is declared dead only after heartbeatMisses intervals without a
+// single byte (a long line arriving slowly keeps it alive).
+type activityConn struct {
+	net.Conn
+	silence time.Duration
+	worked  bool // at least one byte arrived
+}
+
+func (c *activityConn) Read(b []byte) (int, error) {
+	if c.silence > 0 {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(c.silence)); err != nil {
+			return 0, err
+		}
+	}
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.worked = true
+	}
+	return n, err
+}
+
+// serve reads one connection until it ends. It returns whether anything
+// arrived on it, and why it ended.
+func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
+	ac := &activityConn{Conn: conn}
+	if s.heartbeat > 0 {
+		ac.silence = s.heartbeat * heartbeatMisses
+	}
+	if s.request != nil {
+		// The request is at most 64 KiB: it fits in the socket buffer. A
+		// publisher that already hung up is noticed by the read (EOF), so a
+		// write error is not reported here.
+		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = conn.Write(s.request)
+		_ = conn.SetWriteDeadline(time.Time{})
+	}
+	reader := bufio.NewReaderSize(ac, 64<<10)
+	acknowledged := false
+	for {
+		line, err := readLine(reader)
+		if err != nil {
+			return ac.worked, s.connectionError(err)
+		}
+		if s.request != nil {
+			if body, ok := controlLine(line); ok {
+				switch {
+				case body.Subscribed:
+					acknowledged = true
+				case body.Dropped != nil:
+					s.dropped.Add(*body.Dropped)
+					if !s.send(Event{Kind: Dropped, Dropped: *body.Dropped}) {
+						return ac.worked, nil
+					}
+				case body.Error != nil:
+					return ac.worked, &permanentError{newError("subscribe", syscall.EPROTO, fmt.Sprintf(
+						"the publisher at %s refused the subscription request: %s", s.path, *body.Error))}
+				}
+				// Heartbeats (the deadline moved already), stats answers and
+				// control lines of newer publishers: nothing to deliver.
+				continue
+			}
+			// Before the acknowledgement the stream is unfiltered: filter here.
+			if !acknowledged && !s.filter.empty() && !s.filter.matches(line) {
+				continue
+			}
+		}
+		if !s.send(Event{Kind: Notification, Data: line}) {
+			return ac.worked, nil
+		}
+	}
+}
+
+// connectionError turns a read error into the error that ends a connection.
+func (s *Subscription) connectionError(err error) error {
+	var notifErr *Error
+	switch {
+	case errors.As(err, &notifErr):
+		return notifErr
+	case errors.Is(err, io.EOF):
+		return newError("subscribe", syscall.EPIPE, fmt.Sprintf("the publisher closed the connection (%s)", s.path))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return newError("subscribe", syscall.ETIMEDOUT, fmt.Sprintf(
+			"nothing from the publisher at %s for %v, not even a heartbeat", s.path, s.heartbeat*heartbeatMisses))
+	case errors.Is(err, syscall.ECONNRESET):
+		return newError("subscribe", syscall.ECONNRESET, fmt.Sprintf("the publisher closed the connection (%s): connection reset", s.path))
+	}
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		errno = syscall.EIO
+	}
+	return newError("subscribe", errno, fmt.Sprintf("reading from %s: %v", s.path, errnoText(err)))
+}
+
+// readLine returns the next whole line without its newline, in a fresh slice.
+// An incomplete last line (the publisher gave up on us mid-line) is
+// discarded with the EOF.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	chunk, err := r.ReadSlice('\n')
+	if err == nil {
+		return bytes.Clone(chunk[:len(chunk)-1]), nil
+	}
+	if err != bufio.ErrBufferFull {
+		return nil, err
+	}
+	// A line longer than the buffer: gather it.
+	line := bytes.Clone(chunk)
+	for {
+		chunk, err = r.ReadSlice('\n')
+		if len(line)+len(chunk) > maxLine+1 {
+			return nil, newError("subscribe", syscall.EMSGSIZE, fmt.Sprintf(
+				"a line from the publisher is over %d MiB without a newline; dropped the connection", maxLine>>20))
+		}
+		line = append(line, chunk...)
+		switch err {
+		case nil:
+			return line[:len(line)-1], nil
+		case bufio.ErrBufferFull:
+			continue
+		default:
+			return nil, err
+		}
+	}
+}
+
+type controlBody struct {
+	Subscribed bool    `json:"subscribed"`
+	Dropped    *uint64 `json:"dropped"`
+	Error      *string `json:"error"`
+}
+
+// controlLine recognises a control line: an object whose only key is "notif".
+// ok is true for every such line, known or not (none is a notification).
+func controlLine(line []byte) (body controlBody, ok bool) {
+	if !bytes.HasPrefix(line, []byte(`{"notif":`)) {
+		return body, false
+	}
+	var object map[string]json.RawMessage
+	if json.Unmarshal(line, &object) != nil || len(object) != 1 {
+		return body, false
+	}
+	raw, ok := object["notif"]
+	if !ok {
+		return body, false
+	}
+	// Read each known field on its own, so one of an unexpected type does not
+	// hide the others (encoding/json matches keys case-insensitively: check
+	// the exact spelling first).
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) != nil {
+		return body, true
+	}
+	if v, found := fields["subscribed"]; found {
+		_ = json.Unmarshal(v, &body.Subscribed)
+	}
+	if v, found := fields["dropped"]; found {
+		var n uint64
+		if json.Unmarshal(v, &n) == nil {
+			body.Dropped = &n
+		}
+	}
+	if v, found := fields["error"]; found {
+		var msg string
+		if json.Unmarshal(v, &msg) == nil {
+			body.Error = &msg
+		}
+	}
+	return body, true
+}
+
+// matches applies the filter the way the publisher does, to the top-level
+// fields of a notification line.
+func (f *requestFilter) matches(line []byte) bool {
+	var object map[string]json.RawMessage // exact keys; the last duplicate wins
+	if json.Unmarshal(line, &object) != nil {
+		return false
+	}
+	field := func(name string) (string, bool) {
+		raw, found := object[name]
+		if !found {
+			return "", false
+		}
+		var v string
+		if json.Unmarshal(raw, &v) != nil {
+			return "", false // not a string
+		}
+		return v, true
+	}
+	anyGlob := func(patterns []string, name string) bool {
+		if len(patterns) == 0 {
+			return true
+		}
+		v, ok := field(name)
+		if !ok {
+			return false
+		}
+		for _, p := range patterns {
+			if globMatch(p, v) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(f.Priorities) > 0 {
+		v, ok := field("priority")
+		if !ok {
+			return false
+		}
+		found := false
+		for _, p := range f.Priorities {
+			if asciiEqualFold(p, v) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return anyGlob(f.EventTypes, "event_type") && anyGlob(f.Publishers, "publisher_id")
+}
+
+// globMatch: `*` matches any run of bytes (the empty run too); every other
+// byte matches itself.
+func globMatch(pattern, text string) bool {
+	p, t := 0, 0
+	starP, starT := -1, 0
+	for t < len(text) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			starP, starT = p+1, t
+			p++
+		case p < len(pattern) && pattern[p] == text[t]:
+			p++
+			t++
+		case starP >= 0:
+			starT++
+			p, t = starP, starT
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}
+
+// asciiEqualFold compares ignoring ASCII case only (as the publisher does;
+// strings.EqualFold also folds Unicode).
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
