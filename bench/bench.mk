@@ -1,0 +1,27 @@
+# The benchmark (bench/README.md). Run from the repository root by `make bench`,
+# after the library is built:  $(MAKE) -f bench/bench.mk run
+# BENCH_QUICK=1: every measurement with tiny counts (seconds), to check it runs.
+
+CC ?= cc
+B := build
+BIN := $(B)/bench/notif_bench
+OUT := bench/results
+BENCH_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-format-truncation -Iinclude
+# build/lib holds the links to target/release/libnotif.so (made by `make lib`).
+BENCH_LIBS := -L$(B)/lib -lnotif -Wl,-rpath,'$$ORIGIN/../lib' -lzmq
+
+QUICK := $(filter-out 0,$(BENCH_QUICK))
+RESULT := $(OUT)/$(if $(QUICK),quick,latest).json
+
+.PHONY: run zmq-check
+
+run: $(BIN)
+	@mkdir -p $(OUT)
+	@$(BIN) $(if $(QUICK),--quick) --json $(RESULT) --fixtures tests/fixtures
+
+$(BIN): bench/notif_bench.c include/notif.h target/release/libnotif.so | zmq-check
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< $(BENCH_LIBS)
+
+zmq-check:
+	@bench/ensure-zmq.sh
