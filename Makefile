@@ -4,6 +4,7 @@
 #   make test       every check: Rust tests, header, fmt, clippy, C tests, examples,
 #                   valgrind, ASan/UBSan, install; ends with "N passed, M failed"
 #   make demo       a publisher and a subscriber talking for a few seconds
+#   make bench      notif beside ZeroMQ PUB/SUB and raw sockets, one table (bench/; BENCH_QUICK=1: seconds)
 #   make install    (library, header, notif.pc, the notif tool) PREFIX=/usr/local BINDIR=$(PREFIX)/bin LIBDIR=$(PREFIX)/lib INCLUDEDIR=$(PREFIX)/include DESTDIR=
 #   make uninstall  the same variables
 #   make deps       the tools `make test` needs (apt-get, rustup components); idempotent
@@ -62,7 +63,7 @@ ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_api_shared
              $(B)/asan/publisher $(B)/asan/subscriber $(B)/asan/dlopen \
              $(B)/asan/test_subscriber $(B)/asan/subscriber_lib
 
-.PHONY: all lib examples c-tests asan-tests test deps demo install uninstall clean header-check FORCE
+.PHONY: all lib examples c-tests asan-tests test deps demo bench install uninstall clean header-check FORCE
 
 all: lib examples $(NATIVE_LIBS_FILE)
 
@@ -181,6 +182,7 @@ test: deps
 	@$(CHECK) c test_subscriber -- $(B)/test_subscriber
 	@$(CHECK) c subscriber_lib -- $(SUBLIB_E2E) $(B)/subscriber_lib
 	@$(CHECK) c examples -- tests/c/test_examples.sh $(B) $(LIB_SO)
+	@$(CHECK) c bench-smoke --timeout 240 -- env BENCH_QUICK=1 $(MAKE) --no-print-directory bench
 	@$(CHECK) c valgrind-test_api -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_api
 	@$(CHECK) c valgrind-test_sigpipe -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_sigpipe
 	@$(CHECK) c valgrind-test_subscriber -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_subscriber
@@ -204,6 +206,11 @@ deps:
 # ------------------------------------------------------------------ demo
 demo: all
 	@examples/c/demo.sh $(B) demo-run
+
+# ------------------------------------------------------------------ benchmark
+# bench/bench.mk builds and runs it (it needs libzmq3-dev and says how to get it).
+bench: lib
+	@$(MAKE) --no-print-directory -f bench/bench.mk run
 
 # ------------------------------------------------------------------ install
 # Installs what `make` built; it does not build (so `sudo make install` needs no cargo).
