@@ -429,18 +429,22 @@ impl SubscriberConn {
     pub(crate) fn discard_pending_input(&mut self) {
         let mut scratch = [0u8; 8192];
         for _ in 0..32 {
-            // SAFETY: reads into a live stack buffer of the given size.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.raw(),
-                    scratch.as_mut_ptr().cast(),
-                    scratch.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n <= 0 {
+            if self.receive(&mut scratch) <= 0 {
                 return;
             }
+        }
+    }
+
+    /// One non-blocking recv(2) into `buffer`; its raw result.
+    fn receive(&self, buffer: &mut [u8]) -> isize {
+        // SAFETY: reads into a live buffer of the given size.
+        unsafe {
+            libc::recv(
+                self.fd.raw(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+                libc::MSG_DONTWAIT,
+            )
         }
     }
 
@@ -448,15 +452,7 @@ impl SubscriberConn {
     pub(crate) fn read_input(&mut self) -> Input {
         let mut scratch = [0u8; 8192];
         loop {
-            // SAFETY: reads into a live stack buffer of the given size.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.raw(),
-                    scratch.as_mut_ptr().cast(),
-                    scratch.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
+            let n = self.receive(&mut scratch);
             if n < 0 {
                 return match io::Error::last_os_error().raw_os_error() {
                     Some(libc::EINTR) => continue,

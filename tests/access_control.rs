@@ -43,10 +43,25 @@ enum Outcome {
     Other(i32),
 }
 
+/// The address of a socket file, built before fork so the child only copies it.
+fn socket_address(path: &Path) -> (libc::sockaddr_un, libc::socklen_t) {
+    let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: sockaddr_un is plain data; all zeroes is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, &src) in addr.sun_path.iter_mut().zip(c_path.as_bytes()) {
+        *dst = src as libc::c_char;
+    }
+    (
+        addr,
+        std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+    )
+}
+
 /// Forks a child that becomes `uid`/`gid` with `groups` as supplementary
 /// groups, connects to `path` and waits (up to 10 s) for a line.
 fn connect_as(path: &Path, uid: u32, gid: u32, groups: &[u32]) -> libc::pid_t {
-    let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let (addr, len) = socket_address(path);
     let groups: Vec<libc::gid_t> = groups.to_vec();
     // SAFETY: the child only makes async-signal-safe calls before _exit.
     unsafe {
@@ -62,12 +77,6 @@ fn connect_as(path: &Path, uid: u32, gid: u32, groups: &[u32]) -> libc::pid_t {
             libc::_exit(20);
         }
         let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
-        let mut addr: libc::sockaddr_un = std::mem::zeroed();
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        for (dst, &src) in addr.sun_path.iter_mut().zip(c_path.as_bytes()) {
-            *dst = src as libc::c_char;
-        }
-        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
         if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
             libc::_exit(30 + *libc::__errno_location());
         }
@@ -231,7 +240,7 @@ fn no_peer_ever_connects_while_the_socket_is_more_open_than_configured() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let c_path = CString::new(dir.socket().as_os_str().as_bytes()).unwrap();
+    let (addr, len) = socket_address(&dir.socket());
     // SAFETY: the child only makes async-signal-safe calls before _exit.
     let prober = unsafe {
         let pid = libc::fork();
@@ -240,12 +249,6 @@ fn no_peer_ever_connects_while_the_socket_is_more_open_than_configured() {
             if libc::setgid(NOBODY) != 0 || libc::setuid(NOBODY) != 0 {
                 libc::_exit(20);
             }
-            let mut addr: libc::sockaddr_un = std::mem::zeroed();
-            addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-            for (dst, &src) in addr.sun_path.iter_mut().zip(c_path.as_bytes()) {
-                *dst = src as libc::c_char;
-            }
-            let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
             let mut connected = 0;
             // Bounded: about two seconds of attempts at most.
             let mut start: libc::timespec = std::mem::zeroed();
