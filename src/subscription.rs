@@ -452,9 +452,9 @@ pub(crate) mod lines {
             let _ = write!(text, "\"{name}\":{value},");
         }
         let quoted = |s: &str| serde_json::to_string(s).expect("a string serialises");
-        let _ = write!(
+        let _ = writeln!(
             text,
-            "\"version\":{},\"path\":{}}}}}}}\n",
+            "\"version\":{},\"path\":{}}}}}}}",
             quoted(version),
             quoted(path)
         );
