@@ -25,3 +25,15 @@ $(BIN): bench/notif_bench.c include/notif.h target/release/libnotif.so | zmq-che
 
 zmq-check:
 	@bench/ensure-zmq.sh
+
+# Instructions per notif_emit (stable on a noisy machine), split by function:
+# callgrind over an emit loop to one reading subscriber, counting only inside
+# notif_emit_len. PROFILE_N emits of PROFILE_MSG.
+PROFILE_N ?= 20000
+PROFILE_MSG ?= tests/fixtures/nova-instance-update.json
+.PHONY: profile
+profile: $(BIN)
+	valgrind --tool=callgrind --callgrind-out-file=$(B)/bench/callgrind.out \
+	    --toggle-collect=notif_emit_len $(BIN) --emit-loop $(PROFILE_N) $(PROFILE_MSG)
+	@echo "Ir per emit = the totals below / $(PROFILE_N)"
+	callgrind_annotate --inclusive=yes --threshold=99 $(B)/bench/callgrind.out | head -n 60
