@@ -41,6 +41,7 @@ class NotifStats(ctypes.Structure):
         ("filtered", ctypes.c_uint64),
         ("bad_requests", ctypes.c_uint64),
         ("stats_requests", ctypes.c_uint64),
+        ("denied", ctypes.c_uint64),
     ]
 
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The Python tests of `make test`: builds (or reuses) the pinned virtual
+# environment build/python-venv, installs bindings/python into it (which runs
+# cargo build --release and ships libnotif.so in the package) and runs pytest.
+#
+#   tests/python/run.sh [PYTEST ARGS...]
+#
+# The venv is rebuilt only when tests/python/requirements.txt or the Python
+# version changes; the notif package itself is reinstalled on every run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+PYTHON=${PYTHON:-python3}
+venv=build/python-venv
+req=tests/python/requirements.txt
+want=$( { "$PYTHON" -c 'import sys; print(sys.version)'; cat "$req"; } | sha256sum | cut -d' ' -f1)
+
+if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        echo "python: installing python3-venv (ensurepip is missing)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv </dev/null ||
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv </dev/null; }
+    else
+        echo "python: '$PYTHON -m venv' needs ensurepip (Debian/Ubuntu: apt-get install python3-venv)" >&2
+        exit 1
+    fi
+fi
+
+if [[ ! -x $venv/bin/python || "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
+    echo "python: creating $venv from $req"
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+    echo "$want" >"$venv/.requirements.sha256"
+else
+    echo "python: reusing $venv"
+fi
+
+# Build isolation off: setuptools is pinned in the venv, so no download per run.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+    --force-reinstall ./bindings/python
+rm -rf bindings/python/build
+
+exec "$venv/bin/python" -m pytest -p no:cacheprovider --timeout 120 -q tests/python "$@"
