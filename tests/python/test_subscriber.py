@@ -1,0 +1,218 @@
+import errno
+import json
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+import notif
+from notif.subscriber import _Filter
+
+from conftest import wait_subscribers
+
+
+class FakePublisher:
+    """A scripted server: records what the client writes, sends given bytes."""
+
+    def __init__(self, path):
+        self.path = path
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        self.srv.listen(4)
+        self.srv.settimeout(10)
+
+    def accept(self):
+        conn, _ = self.srv.accept()
+        conn.settimeout(10)
+        return conn
+
+    @staticmethod
+    def read_request(conn):
+        buf = b""
+        while not buf.endswith(b"\n"):
+            data = conn.recv(65536)
+            assert data, "client closed before writing its request"
+            buf += data
+        return json.loads(buf)
+
+    def close(self):
+        self.srv.close()
+
+
+def lines(*objs):
+    return b"".join(json.dumps(o, separators=(",", ":")).encode() + b"\n" for o in objs)
+
+
+def test_control_lines_filter_before_ack_markers_heartbeat(sockdir):
+    path = os.path.join(sockdir, "fake.sock")
+    fake = FakePublisher(path)
+    sub = notif.Subscriber(path, event_types=["compute.*"], priorities=["error"],
+                           markers=True, heartbeat=0.5, reconnect=False, timeout=10)
+    conn = fake.accept()
+    assert fake.read_request(conn) == {
+        "subscribe": {"event_types": ["compute.*"], "priorities": ["error"]},
+        "markers": True, "heartbeat_s": 0.5}
+    conn.sendall(
+        lines({"event_type": "image.update", "priority": "ERROR", "n": 0},   # before ack: filtered here
+              {"event_type": "compute.x", "priority": "INFO", "n": 1},       # wrong priority
+              {"event_type": "compute.x", "priority": "Error", "n": 2},      # passes
+              {"event_type": "compute.x", "n": 3},                           # no priority
+              {"notif": {"subscribed": True, "version": "0.1.0"}},
+              {"event_type": "compute.y", "priority": "ERROR", "n": 4},
+              {"notif": {"heartbeat": 1234.5}},
+              {"notif": {"dropped": 3}},
+              {"event_type": "compute.z", "priority": "ERROR", "n": 5},
+              {"notif": {"dropped": 2}},
+              {"event_type": "compute.z", "priority": "ERROR", "n": 6})
+        + b'{"event_type":"compute.cut","prior')                            # incomplete: discarded
+    conn.close()
+    got = [m["n"] for m in sub]
+    assert got == [2, 4, 5, 6]
+    assert sub.dropped == 5 and sub.last_heartbeat == 1234.5 and sub.acked is False
+    assert sub.reconnects == 0
+    sub.close()
+    fake.close()
+
+
+def test_no_request_when_nothing_asked_and_raw_lines(sockdir):
+    path = os.path.join(sockdir, "plain.sock")
+    fake = FakePublisher(path)
+    sub = notif.Subscriber(path, reconnect=False, timeout=10)
+    conn = fake.accept()
+    conn.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        conn.recv(1)  # the plain stream: the subscriber writes nothing
+    # Without a request there are no control lines: everything is a notification.
+    conn.sendall(b'{"a":1}\n{"notif":{"dropped":1}}\n{"b": 2}\n')
+    conn.close()
+    assert list(sub.lines()) == [b'{"a":1}', b'{"notif":{"dropped":1}}', b'{"b": 2}']
+    assert sub.dropped == 0
+    fake.close()
+
+
+def test_error_line_is_a_subscription_error(sockdir):
+    path = os.path.join(sockdir, "err.sock")
+    fake = FakePublisher(path)
+    sub = notif.Subscriber(path, publishers=["nova-*"], timeout=10)
+    conn = fake.accept()
+    fake.read_request(conn)
+    conn.sendall(lines({"notif": {"error": "unknown key \"x\""}}))
+    with pytest.raises(notif.SubscriptionError) as info:
+        sub.recv()
+    assert info.value.errno == errno.EPROTO and "unknown key" in str(info.value)
+    with pytest.raises(notif.SubscriptionError):
+        sub.recv()  # permanent
+    conn.close()
+    fake.close()
+
+
+def test_filter_semantics():
+    f = _Filter(["compute.*", "image.up*te"], ["INFO"], None)
+    assert f.match({"event_type": "compute.instance.create.end", "priority": "info"})
+    assert f.match({"event_type": "compute.", "priority": "INFO"})
+    assert f.match({"event_type": "image.update", "priority": "Info"})
+    assert not f.match({"event_type": "Compute.x", "priority": "INFO"})  # case-sensitive globs
+    assert not f.match({"event_type": "compute", "priority": "INFO"})
+    assert not f.match({"event_type": "compute.x", "priority": "İNFO".lower()})
+    assert not f.match({"event_type": "compute.x"})
+    assert not f.match({"event_type": 5, "priority": "INFO"})
+    g = _Filter(None, None, ["a?[b]*"])  # only * is special
+    assert g.match({"publisher_id": "a?[b]"}) and not g.match({"publisher_id": "ax[b]"})
+    with pytest.raises(ValueError):
+        notif.Subscriber("/nonexistent.sock", event_types=[])
+    with pytest.raises(ValueError):
+        notif.Subscriber("/nonexistent.sock", heartbeat=0)
+
+
+def test_real_publisher_filtering_and_timeout(sockdir):
+    path = os.path.join(sockdir, "real.sock")
+    with notif.Publisher(path) as pub:
+        sub = notif.Subscriber(path, event_types=["a.*"], priorities=["error"], timeout=10)
+        wait_subscribers(pub, 1)
+        # Wait for the acknowledgement so that the publisher filters too.
+        deadline = time.monotonic() + 10
+        while not sub.acked and time.monotonic() < deadline:
+            pub.emit({"event_type": "probe"})
+            sub.recv(timeout=0.05)
+        assert sub.acked
+        for i, (et, prio) in enumerate([("a.b", "ERROR"), ("b.c", "ERROR"), ("a.c", "info"),
+                                        ("a.d", "error")]):
+            pub.emit({"event_type": et, "priority": prio, "i": i})
+        assert sub.recv(5)["i"] == 0
+        assert sub.recv(5)["i"] == 3
+        t0 = time.monotonic()
+        assert sub.recv(timeout=0.2) is None
+        assert time.monotonic() - t0 < 5
+        sub.timeout = 0.2
+        with pytest.raises(TimeoutError):
+            next(iter(sub))
+        assert pub.stats()["filtered"] >= 2
+        sub.close()
+        assert notif.request_stats(path)["path"] == path
+
+
+def test_reconnects_after_publisher_restart(sockdir):
+    path = os.path.join(sockdir, "r.sock")
+    pub = notif.Publisher(path)
+    sub = notif.Subscriber(path, timeout=10)
+    wait_subscribers(pub, 1)
+    pub.emit({"n": 1})
+    assert sub.recv(5) == {"n": 1}
+    pub.close()
+    assert sub.recv(timeout=0.3) is None  # end-of-file seen, waiting to reconnect
+    pub = notif.Publisher(path)
+    try:
+        got = None
+        deadline = time.monotonic() + 15
+        while got is None and time.monotonic() < deadline:
+            pub.emit({"n": 2})
+            got = sub.recv(timeout=0.1)
+        assert got == {"n": 2}
+        assert sub.reconnects == 1
+    finally:
+        sub.close()
+        pub.close()
+
+
+def test_connect_failures(sockdir):
+    path = os.path.join(sockdir, "none.sock")
+    with pytest.raises(notif.NotifError) as info:
+        notif.Subscriber(path, reconnect=False)
+    assert info.value.errno == errno.ENOENT and path in str(info.value.filename)
+    # reconnect=True: waits for the publisher to appear.
+    sub = notif.Subscriber(path, timeout=10)
+    assert not sub.connected
+    assert sub.recv(timeout=0.15) is None
+
+    def start_later():
+        time.sleep(0.3)
+        holder.append(notif.Publisher(path))
+
+    holder = []
+    t = threading.Thread(target=start_later)
+    t.start()
+    try:
+        t.join(10)
+        pub = holder[0]
+        got = None
+        deadline = time.monotonic() + 15
+        while got is None and time.monotonic() < deadline:
+            pub.emit({"late": True})
+            got = sub.recv(timeout=0.1)
+        assert got == {"late": True}
+        assert sub.reconnects == 0  # first connection, not a re-connection
+    finally:
+        sub.close()
+        for p in holder:
+            p.close()
+
+
+def test_context_manager_and_close(sockdir):
+    path = os.path.join(sockdir, "cm.sock")
+    with notif.Publisher(path) as pub:
+        with notif.Subscriber(path, reconnect=False) as sub:
+            wait_subscribers(pub, 1)
+        assert sub.closed and not sub.connected
+        assert sub.recv(0.1) is None
