@@ -41,4 +41,5 @@ fi
     --force-reinstall ./bindings/python
 rm -rf bindings/python/build
 
-exec "$venv/bin/python" -m pytest -p no:cacheprovider --timeout 120 -q tests/python "$@"
+(($# > 0)) || set -- tests/python
+exec "$venv/bin/python" -m pytest -p no:cacheprovider --timeout 120 -q "$@"

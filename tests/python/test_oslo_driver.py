@@ -1,0 +1,245 @@
+"""The 'unix' driver with the real oslo.messaging (fake:// transport)."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+oslo_messaging = pytest.importorskip("oslo_messaging")
+from oslo_config import cfg  # noqa: E402
+from oslo_serialization import jsonutils  # noqa: E402
+from oslo_utils import strutils  # noqa: E402
+
+import notif  # noqa: E402
+from notif import oslo_driver  # noqa: E402
+
+from conftest import wait_for  # noqa: E402
+
+PAYLOAD = {"instance_id": "i-1", "password": "secret", "nested": {"admin_pass": "hunter2"},
+           "n": 1.5, "text": "é\n\"quoted\"", "list": [1, None, True]}
+
+
+@pytest.fixture(autouse=True)
+def fresh_driver_state():
+    oslo_driver.close_all()
+    yield
+    oslo_driver.close_all()
+
+
+def make_conf(sockdir, sock_path=None, extra=""):
+    conf_file = os.path.join(sockdir, "test.conf")
+    lines = ["[DEFAULT]", "transport_url = fake://", "[oslo_messaging_notifications]",
+             "driver = unix"]
+    if sock_path is not None:
+        lines.append("sock_path = %s" % sock_path)
+    with open(conf_file, "w") as f:
+        f.write("\n".join(lines) + "\n" + extra)
+    conf = cfg.ConfigOpts()
+    conf(["--config-file", conf_file], project="notif-test", default_config_files=[])
+    return conf
+
+
+def make_notifier(conf, publisher_id="compute.host1"):
+    transport = oslo_messaging.get_notification_transport(conf)
+    return oslo_messaging.Notifier(transport, publisher_id=publisher_id)
+
+
+def library_subscribers(path):
+    entry = oslo_driver.driver_stats().get(path)
+    return entry and entry.get("library", {}).get("subscribers", 0)
+
+
+def open_and_subscribe(notifier, path, **kw):
+    notifier.info({}, "test.open", {})  # the socket is opened lazily
+    sub = notif.Subscriber(path, timeout=10, **kw)
+    wait_for(lambda: library_subscribers(path) >= 1, what="the subscriber to be accepted")
+    return sub
+
+
+def test_entry_points_select_the_driver(sockdir):
+    path = os.path.join(sockdir, "n.sock")
+    notifier = make_notifier(make_conf(sockdir, path))
+    exts = notifier._driver_mgr.extensions
+    assert [e.name for e in exts] == ["unix"]
+    assert isinstance(exts[0].obj, oslo_driver.UnixSocketDriver)
+
+
+def test_every_priority_matches_the_log_driver(sockdir, caplog, monkeypatch):
+    path = os.path.join(sockdir, "n.sock")
+    # Both drivers at once: what the log driver writes is the reference.
+    conf = make_conf(sockdir, path, extra="driver = log\n")
+    notifier = make_notifier(conf)
+    assert sorted(e.name for e in notifier._driver_mgr.extensions) == ["log", "unix"]
+    seen = []
+    real_notify = oslo_driver.UnixSocketDriver.notify
+
+    def spy(self, ctxt, message, priority, retry):
+        seen.append(json.loads(json.dumps(message)))
+        return real_notify(self, ctxt, message, priority, retry)
+
+    monkeypatch.setattr(oslo_driver.UnixSocketDriver, "notify", spy)
+    sub = open_and_subscribe(notifier, path)
+    seen.clear()
+    caplog.set_level(logging.DEBUG, logger="oslo.messaging.notification")
+    calls = [("audit", "AUDIT"), ("debug", "DEBUG"), ("info", "INFO"), ("warn", "WARN"),
+             ("warning", "WARN"), ("error", "ERROR"), ("critical", "CRITICAL"),
+             ("sample", "SAMPLE")]
+    for i, (method, _) in enumerate(calls):
+        payload = dict(PAYLOAD, i=i)
+        getattr(notifier, method)({"user": "u"}, "compute.instance.%s" % method, payload)
+    raw = [sub.recv_line(10) for _ in calls]
+    assert None not in raw
+    got = [json.loads(line) for line in raw]
+    log_lines = {r.name.split("oslo.messaging.notification.", 1)[1]: r.getMessage()
+                 for r in caplog.records if r.name.startswith("oslo.messaging.notification.")}
+    for (method, priority), message, line, sent in zip(calls, got, raw, seen):
+        event_type = "compute.instance.%s" % method
+        assert list(message) == ["message_id", "publisher_id", "event_type", "priority",
+                                 "payload", "timestamp"]
+        assert message["priority"] == priority and message["event_type"] == event_type
+        assert message["publisher_id"] == "compute.host1"
+        uuid.UUID(message["message_id"])
+        assert message["payload"]["password"] == "***"
+        assert message["payload"]["nested"]["admin_pass"] == "***"
+        assert message["payload"]["text"] == PAYLOAD["text"]
+        # What the log driver's serialisation gives for the message oslo built.
+        expected = jsonutils.dumps(strutils.mask_dict_password(sent))
+        assert message == json.loads(expected)
+        assert line == json.dumps(json.loads(expected), separators=(",", ":")).encode()
+        # And what the real log driver wrote (it has no logger method for AUDIT/SAMPLE).
+        if priority not in ("AUDIT", "SAMPLE"):
+            assert json.loads(log_lines[event_type]) == message
+    assert "secret" not in b"".join(raw).decode()
+    sub.close()
+
+
+def test_fork_each_worker_serves_its_own_socket(sockdir):
+    template = os.path.join(sockdir, "w-{pid}.sock")
+    notifier = make_notifier(make_conf(sockdir, template))
+    notifier.info({}, "parent.hello", {})  # the parent opens its socket before forking
+    parent_path = template.replace("{pid}", str(os.getpid()))
+    assert os.path.exists(parent_path)
+    children = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                stop = os.path.join(sockdir, "stop-%d" % os.getpid())
+                deadline = time.monotonic() + 30
+                seq = 0
+                while not os.path.exists(stop) and time.monotonic() < deadline:
+                    notifier.info({}, "worker.tick", {"pid": os.getpid(), "seq": seq})
+                    seq += 1
+                    time.sleep(0.02)
+                code = 0 if os.path.exists(stop) else 3
+                oslo_driver.close_all()  # what atexit does in a worker that exits normally
+            finally:
+                os._exit(code)
+        children.append(pid)
+    try:
+        for pid in children:
+            path = template.replace("{pid}", str(pid))
+            with notif.Subscriber(path, timeout=20) as sub:  # waits for the socket to appear
+                message = sub.recv(20)
+                assert message is not None, "nothing from worker %d" % pid
+                assert message["payload"]["pid"] == pid
+                assert message["event_type"] == "worker.tick"
+                assert message["publisher_id"] == "compute.host1"
+                again = sub.recv(20)
+                assert again["payload"]["seq"] > message["payload"]["seq"]
+        # The parent's socket still works and is the parent's.
+        with notif.Subscriber(parent_path, timeout=10) as sub:
+            wait_for(lambda: library_subscribers(parent_path) >= 1)
+            notifier.info({}, "parent.after", {"pid": os.getpid()})
+            assert sub.recv(10)["payload"] == {"pid": os.getpid()}
+    finally:
+        for pid in children:
+            open(os.path.join(sockdir, "stop-%d" % pid), "w").close()
+        statuses = [os.waitpid(pid, 0)[1] for pid in children]
+    assert [os.waitstatus_to_exitcode(s) for s in statuses] == [0, 0]
+    for pid in children:  # each worker removed its socket when it closed it
+        assert not os.path.exists(template.replace("{pid}", str(pid)))
+
+
+def test_missing_sock_path_is_a_clear_error(sockdir, caplog):
+    conf = make_conf(sockdir, None)
+    with pytest.raises(cfg.RequiredOptError) as info:
+        oslo_driver.UnixSocketDriver(conf, [], None)
+    assert "sock_path" in str(info.value) and "oslo_messaging_notifications" in str(info.value)
+    # Through oslo.messaging, stevedore logs the failed driver with that message.
+    caplog.set_level(logging.ERROR)
+    notifier = make_notifier(conf)
+    assert notifier._driver_mgr.extensions == []
+    assert any("sock_path" in r.getMessage() or "sock_path" in str(r.exc_info)
+               for r in caplog.records)
+
+
+def test_busy_path_logs_one_error_and_counts(sockdir, caplog, monkeypatch):
+    path = os.path.join(sockdir, "busy.sock")
+    other = notif.Publisher(path)  # another publisher is live there
+    monkeypatch.setattr(oslo_driver, "REOPEN_INTERVAL", 0.3)
+    notifier = make_notifier(make_conf(sockdir, path))
+    caplog.set_level(logging.DEBUG, logger="notif.oslo_driver")
+    t0 = time.monotonic()
+    for i in range(20):
+        notifier.error({}, "compute.fail", {"i": i})
+    assert time.monotonic() - t0 < 5  # notify never waits
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    text = errors[0].getMessage()
+    assert path in text and "another publisher is live" in text
+    stats = oslo_driver.driver_stats()[path]
+    assert stats["dropped_unopened"] == 20 and not stats["open"]
+    # Once the path is free, the driver opens it on a later notify (after the interval).
+    other.close()
+    time.sleep(0.4)
+    notifier.info({}, "compute.ok", {})
+    assert oslo_driver.driver_stats()[path]["open"]
+    with notif.Subscriber(path, timeout=10) as sub:
+        wait_for(lambda: library_subscribers(path) >= 1)
+        notifier.info({}, "compute.ok", {"after": True})
+        assert sub.recv(10)["payload"] == {"after": True}
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+def test_unopenable_directory_and_socket_options(sockdir, caplog):
+    caplog.set_level(logging.ERROR, logger="notif.oslo_driver")
+    missing = os.path.join(sockdir, "nodir", "n.sock")
+    notifier = make_notifier(make_conf(sockdir, missing))
+    notifier.info({}, "a", {})
+    notifier.info({}, "b", {})
+    assert len(caplog.records) == 1 and missing in caplog.records[0].getMessage()
+    assert "ENOENT" in caplog.records[0].getMessage()
+    path = os.path.join(sockdir, "mode.sock")
+    conf = make_conf(sockdir, path, extra="sock_mode = 0660\nsock_group = %d\n" % os.getgid())
+    notifier = make_notifier(conf)
+    notifier.info({}, "a", {})
+    st = os.stat(path)
+    assert st.st_mode & 0o777 == 0o660 and st.st_gid == os.getgid()
+
+
+def test_sock_mode_type():
+    mode = oslo_driver._Mode()
+    assert mode("0600") == 0o600 and mode("660") == 0o660 and mode(0o640) == 0o640
+    with pytest.raises(ValueError):
+        mode("rw")
+    with pytest.raises(ValueError):
+        mode("1777")
+
+
+def test_config_generator_lists_the_options():
+    gen = os.path.join(os.path.dirname(sys.executable), "oslo-config-generator")
+    proc = subprocess.run([gen, "--namespace", "notif.oslo_driver"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "[oslo_messaging_notifications]" in out
+    assert "#sock_path = <None>" in out
+    assert "#sock_mode = 0600" in out
+    assert "#sock_group = <None>" in out
