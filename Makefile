@@ -4,6 +4,7 @@
 #   make test       every check: Rust tests, header, fmt, clippy, C tests, examples,
 #                   valgrind, ASan/UBSan, install; ends with "N passed, M failed"
 #   make demo       a publisher and a subscriber talking for a few seconds
+#   make soak       the fault-injection tests (tests/fault_*.rs) in their long versions
 #   make bench      notif beside ZeroMQ PUB/SUB and raw sockets, one table (bench/; BENCH_QUICK=1: seconds)
 #   make install    (library, header, notif.pc, the notif tool) PREFIX=/usr/local BINDIR=$(PREFIX)/bin LIBDIR=$(PREFIX)/lib INCLUDEDIR=$(PREFIX)/include DESTDIR=
 #   make uninstall  the same variables
@@ -63,7 +64,7 @@ ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_api_shared
              $(B)/asan/publisher $(B)/asan/subscriber $(B)/asan/dlopen \
              $(B)/asan/test_subscriber $(B)/asan/subscriber_lib
 
-.PHONY: all lib examples c-tests asan-tests test deps demo bench install uninstall clean header-check FORCE
+.PHONY: all lib examples c-tests asan-tests test soak deps demo bench install uninstall clean header-check FORCE
 
 all: lib examples $(NATIVE_LIBS_FILE)
 
@@ -198,6 +199,12 @@ test: deps
 	@$(CHECK) c asan-examples -- env $(ASAN_ENV) tests/c/test_examples.sh $(B)/asan $(LIB_SO)
 	@$(CHECK) c install -- env MAKE="$(MAKE)" CC="$(CC)" tests/c/test_install.sh
 	@tests/c/summary.sh $(RESULTS)
+
+# The fault-injection tests with NOTIF_SOAK=1: 10,000 churn connections, more
+# killed subscribers and forks, longer signal storms. Every test bounds its own
+# time; timeout bounds the whole run. (`make test` runs their short versions.)
+soak:
+	NOTIF_SOAK=1 timeout -k 10 1800 $(CARGO) test --no-fail-fast --test 'fault_*'
 
 # The tools `make test` uses. Installs only what is missing (apt-get, as root or
 # with sudo), so it is quick when everything is there.
