@@ -44,8 +44,8 @@ impl Batch {
 /// what is already queued (a growing Vec would, under the lock). 64 KiB stays
 /// under glibc's mmap threshold, so a new chunk is a cheap heap allocation.
 const CHUNK_BYTES: usize = 64 * 1024;
-/// Empty chunks kept for reuse between the server thread and emitters.
-const POOL_LIMIT: usize = 64;
+/// Empty chunks kept for reuse between the server thread and emitters (1 MiB).
+const POOL_LIMIT: usize = 16;
 
 #[derive(Debug, Default)]
 struct Pending {

@@ -334,7 +334,10 @@ impl SubscriberConn {
             if written < 0 {
                 match io::Error::last_os_error().raw_os_error() {
                     Some(libc::EINTR) => continue,
-                    Some(libc::EAGAIN) => return Flush::Blocked,
+                    Some(libc::EAGAIN) => {
+                        self.unpin_sparse_chunks();
+                        return Flush::Blocked;
+                    }
                     _ => return Flush::PeerGone,
                 }
             }
@@ -344,6 +347,46 @@ impl SubscriberConn {
             bump(&counters.delivered, delivered as u64);
         }
         Flush::Drained
+    }
+
+    /// A queued range keeps its whole chunk alive (64 KiB or more, shared with
+    /// the other subscribers until they are done with it). For a subscriber that
+    /// lags, a range much smaller than its chunk (one message taken alone, a
+    /// filtered few, the tail of a half-written chunk) is copied into a
+    /// right-sized batch of its own, so what the subscriber holds is what its
+    /// limit counts. Only lagging subscribers pay for the copy, once per range.
+    fn unpin_sparse_chunks(&mut self) {
+        for segment in self.queue.iter_mut() {
+            let Segment::Messages {
+                batch,
+                next_message,
+                end_message,
+                offset,
+            } = segment
+            else {
+                continue;
+            };
+            // Keep the written part of a half-written message: its boundary
+            // tells a forced close where the line started.
+            let start = batch.start_of(*next_message);
+            let end = batch.ends[*end_message - 1];
+            if batch.bytes.capacity() <= 2 * (end - start) + 4096 {
+                continue;
+            }
+            let own = Batch {
+                bytes: batch.bytes[start..end].to_vec(),
+                ends: batch.ends[*next_message..*end_message]
+                    .iter()
+                    .map(|e| e - start)
+                    .collect(),
+            };
+            *segment = Segment::Messages {
+                batch: Arc::new(own),
+                next_message: 0,
+                end_message: *end_message - *next_message,
+                offset: *offset - start,
+            };
+        }
     }
 
     /// Moves the queue past `written` bytes; returns how many messages that completed.
