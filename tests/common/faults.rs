@@ -9,7 +9,7 @@
 //! after `mod common;`.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -75,11 +75,47 @@ pub fn rss_bytes() -> u64 {
     kib * 1024
 }
 
+/// The ids of this process's threads.
+pub fn thread_ids() -> HashSet<i32> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+fn gettid() -> i32 {
+    // SAFETY: gettid(2) has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Test threads parked in [`serial`], waiting for their turn: they are the
+/// test harness's, not leaks of the test that runs meanwhile.
+static WAITING_IN_SERIAL: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Serialises the tests of one binary that count the process's descriptors
+/// and threads, or fork (a child inherits every descriptor of the process).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let me = gettid();
+    WAITING_IN_SERIAL
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(me);
+    let guard = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    WAITING_IN_SERIAL
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|&tid| tid != me);
+    guard
+}
+
 /// What the process held before a scenario: checked again after close.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Baseline {
     pub fds: usize,
-    pub threads: usize,
+    pub threads: HashSet<i32>,
     pub server_threads: usize,
     pub rss: u64,
 }
@@ -88,10 +124,28 @@ impl Baseline {
     pub fn take() -> Baseline {
         Baseline {
             fds: fd_count(),
-            threads: thread_count(),
+            threads: thread_ids(),
             server_threads: server_thread_count(),
             rss: rss_bytes(),
         }
+    }
+
+    /// Threads alive now that were not at the baseline (other tests' threads
+    /// waiting in [`serial`] aside).
+    pub fn new_threads(&self) -> Vec<(i32, String)> {
+        let waiting = WAITING_IN_SERIAL
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        thread_ids()
+            .into_iter()
+            .filter(|tid| !self.threads.contains(tid) && !waiting.contains(tid))
+            .map(|tid| {
+                let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+                    .unwrap_or_default();
+                (tid, comm.trim_end().to_owned())
+            })
+            .collect()
     }
 }
 
@@ -292,12 +346,11 @@ pub fn check_resources_released(baseline: &Baseline) {
         server_thread_count(),
         baseline.server_threads
     );
-    let threads_ok = wait_for(|| thread_count() <= baseline.threads, PATIENCE);
+    let threads_ok = wait_for(|| baseline.new_threads().is_empty(), PATIENCE);
     assert!(
         threads_ok,
-        "threads leaked: {} alive, {} before",
-        thread_count(),
-        baseline.threads
+        "threads leaked (id, name): {:?}",
+        baseline.new_threads()
     );
 }
 
@@ -339,6 +392,12 @@ impl Pacer {
             emitted: AtomicU64::new(0),
             window,
         }
+    }
+
+    /// For a pacer that takes over from another: `emitted` messages were already sent.
+    pub fn starting_at(self, emitted: u64) -> Pacer {
+        self.emitted.store(emitted, Ordering::Relaxed);
+        self
     }
 
     fn slowest(&self) -> u64 {
@@ -492,7 +551,7 @@ pub fn role_hook() {
 pub struct Remote {
     child: Child,
     stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<Vec<u8>>,
+    lines: std::sync::Mutex<mpsc::Receiver<Vec<u8>>>,
     reader: Option<JoinHandle<()>>,
     status: Option<ExitStatus>,
 }
@@ -536,7 +595,7 @@ pub fn spawn_role(test: &str, role: &str, env: &[(&str, String)]) -> Remote {
     Remote {
         child,
         stdin,
-        lines: rx,
+        lines: std::sync::Mutex::new(rx),
         reader: Some(reader),
         status: None,
     }
@@ -556,7 +615,11 @@ impl Remote {
 
     /// The next line the child printed, or None after `timeout` or at its end.
     pub fn next_line(&self, timeout: Duration) -> Option<Vec<u8>> {
-        self.lines.recv_timeout(timeout).ok()
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recv_timeout(timeout)
+            .ok()
     }
 
     /// The next line, or a panic saying what was expected.
@@ -803,15 +866,6 @@ fn publisher_main() -> i32 {
         }
     }
     0
-}
-
-/// Serialises the tests of one binary that count the process's descriptors
-/// or fork (a child inherits every descriptor of the process).
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Whether a path exists as a socket file.
