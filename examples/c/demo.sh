@@ -31,8 +31,10 @@ stop_publisher() {
 trap stop_publisher EXIT
 trap 'exit 130' INT TERM
 
+# Ready once the socket has the mode the publisher asks for (0660): the library
+# sets it after bind() and before listen().
 for _ in $(seq 100); do
-    [[ -S $sock ]] && break
+    [[ -S $sock && $(stat -c %a "$sock" 2>/dev/null) == 660 ]] && break
     kill -0 "$pub" 2>/dev/null || { echo "the publisher did not start (see above)"; exit 1; }
     sleep 0.05
 done
@@ -59,5 +61,7 @@ cat <<EOT
       socat - UNIX-CONNECT:$sock | jq
   (apt-get install socat jq if you do not have them), or with what is here already:
       $bin/subscriber $sock | python3 -m json.tool --json-lines
+  or with the notif tool, which can also filter:
+      target/release/notif tail --pretty --event-type 'compute.instance.*' $sock
   Any number of subscribers may connect at once; each gets every notification.
 EOT

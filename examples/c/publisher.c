@@ -98,14 +98,16 @@ static void print_stats(notif_handle *handle)
     fprintf(stderr,
             "publisher: stats: subscribers=%llu accepted=%llu emitted=%llu delivered=%llu "
             "dropped_no_subscriber=%llu dropped_slow=%llu dropped_backlog=%llu rejected=%llu "
-            "bytes_sent=%llu disconnected=%llu dropped_closed=%llu refused=%llu fanout=%llu\n",
+            "bytes_sent=%llu disconnected=%llu dropped_closed=%llu refused=%llu fanout=%llu "
+            "filtered=%llu\n",
             (unsigned long long)stats.subscribers, (unsigned long long)stats.accepted,
             (unsigned long long)stats.emitted, (unsigned long long)stats.delivered,
             (unsigned long long)stats.dropped_no_subscriber,
             (unsigned long long)stats.dropped_slow, (unsigned long long)stats.dropped_backlog,
             (unsigned long long)stats.rejected, (unsigned long long)stats.bytes_sent,
             (unsigned long long)stats.disconnected, (unsigned long long)stats.dropped_closed,
-            (unsigned long long)stats.refused, (unsigned long long)stats.fanout);
+            (unsigned long long)stats.refused, (unsigned long long)stats.fanout,
+            (unsigned long long)stats.filtered);
 }
 
 int main(int argc, char **argv)

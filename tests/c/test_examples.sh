@@ -44,6 +44,18 @@ wait_for_socket() { # path
     fail "no socket appeared at $1"
 }
 
+# The publisher example says "publishing on" once notif_open has returned: the
+# socket is then listening with its final mode. (The file appears earlier, at
+# bind(), with a umask-made mode that the library corrects before listen().)
+wait_for_publisher() { # stderr-file
+    local i
+    for ((i = 0; i < 300 * slow; i++)); do
+        grep -q "publishing on" "$1" 2>/dev/null && return 0
+        sleep 0.01
+    done
+    fail "the publisher did not start (no 'publishing on' in $1)"
+}
+
 # Checks that a file holds N lines, each an oslo-shaped notification from the publisher example.
 check_notifications() { # file count
     python3 - "$1" "$2" <<'PY'
@@ -76,7 +88,8 @@ step "publisher (200/s) and subscriber (20 messages) on a socket file"
 "${wrap[@]}" "$bin/publisher" "$tmp/pub.sock" 200 2>"$tmp/publisher.err" &
 pub=$!
 pids+=("$pub")
-wait_for_socket "$tmp/pub.sock"
+wait_for_publisher "$tmp/publisher.err"
+[[ -S $tmp/pub.sock ]] || fail "no socket at $tmp/pub.sock"
 mode=$(stat -c %a "$tmp/pub.sock")
 [[ $mode == 660 ]] || fail "the publisher's socket has mode $mode, expected 660"
 "${wrap[@]}" "$bin/subscriber" "$tmp/pub.sock" 20 $((30 * slow)) >"$tmp/out1" 2>"$tmp/subscriber.err" ||
@@ -99,7 +112,7 @@ grep -q "done after 30 notifications (0 failed)" "$tmp/count.err" || fail "publi
 "${wrap[@]}" "$bin/publisher" "$tmp/int.sock" 50 2>"$tmp/int.err" &
 pub=$!
 pids+=("$pub")
-wait_for_socket "$tmp/int.sock"
+wait_for_publisher "$tmp/int.err"
 kill -INT "$pub"
 rc=0
 wait "$pub" || rc=$?
