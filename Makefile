@@ -170,11 +170,9 @@ test: deps
 	@echo "== make test: logs in $(RESULTS)/logs/"
 	@$(CHECK) c build --timeout 480 -- $(MAKE) --no-print-directory all c-tests asan-tests
 	@$(CHECK) rust header-check -- $(MAKE) --no-print-directory header-check
-	@$(CHECK) rust cargo-test --timeout 420 -- $(CARGO) test --no-fail-fast
-	@$(CHECK) rust cargo-test-cli --timeout 300 -- $(CARGO) test -p notif-cli
-	@$(CHECK) rust cargo-fmt -- $(CARGO) fmt --check
-	@$(CHECK) rust cargo-clippy -- $(CARGO) clippy --all-targets -- -D warnings
-	@$(CHECK) rust cargo-clippy-cli -- $(CARGO) clippy -p notif-cli --all-targets -- -D warnings
+	@$(CHECK) rust cargo-test --timeout 480 -- $(CARGO) test --workspace --no-fail-fast
+	@$(CHECK) rust cargo-fmt -- $(CARGO) fmt --all --check
+	@$(CHECK) rust cargo-clippy -- $(CARGO) clippy --workspace --all-targets -- -D warnings
 	@$(CHECK) c header-alone-c99 -- $(CC) $(STRICT_C) -fsyntax-only -x c $(HEADER)
 	@$(CHECK) c header-alone-c99-link -- $(B)/test_header_alone
 	@$(CHECK) c header-cpp11 -- $(B)/header_cpp
