@@ -821,10 +821,16 @@ fn publisher_main() -> i32 {
     };
     let fds_after_open = fd_count();
     if let Some(free) = env_number("NOTIF_FAULT_FREE_FDS") {
-        let highest = std::fs::read_dir("/proc/self/fd")
+        // New descriptors take the lowest free numbers, below the limit:
+        // the limit is one past the `free`-th free number (existing ones above
+        // it stay valid).
+        let used: HashSet<u64> = std::fs::read_dir("/proc/self/fd")
             .unwrap()
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-            .max()
+            .collect();
+        let last_free = (0u64..)
+            .filter(|n| !used.contains(n))
+            .nth(free as usize - 1)
             .unwrap();
         let mut limit = libc::rlimit {
             rlim_cur: 0,
@@ -832,7 +838,7 @@ fn publisher_main() -> i32 {
         };
         // SAFETY: limit is a live rlimit.
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-        limit.rlim_cur = highest + 1 + free;
+        limit.rlim_cur = last_free + 1;
         // SAFETY: limit is a live rlimit.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
             say(&format!(
