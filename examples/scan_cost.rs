@@ -6,15 +6,22 @@
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let file = args.next().unwrap_or_else(|| "tests/fixtures/nova-instance-update.json".into());
+    let file = args
+        .next()
+        .unwrap_or_else(|| "tests/fixtures/nova-instance-update.json".into());
     let iterations: usize = args.next().map_or(10_000, |n| n.parse().expect("a count"));
     let message = std::fs::read(&file).expect("message file");
     let message = message.trim_ascii_end();
     let mut compact = 0usize;
     for _ in 0..iterations {
-        if notif::json_line::scan(std::hint::black_box(message)) == Ok(notif::json_line::Layout::Compact) {
+        if notif::json_line::scan(std::hint::black_box(message))
+            == Ok(notif::json_line::Layout::Compact)
+        {
             compact += 1;
         }
     }
-    println!("{compact} of {iterations} scans found {file} compact ({} bytes)", message.len());
+    println!(
+        "{compact} of {iterations} scans found {file} compact ({} bytes)",
+        message.len()
+    );
 }

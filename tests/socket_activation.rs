@@ -4,8 +4,8 @@
 mod common;
 
 use std::fs::File;
-use std::os::linux::net::SocketAddrExt;
 use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use common::*;
