@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"strings"
@@ -136,6 +137,24 @@ func WithSlowPolicy(policy SlowPolicy) Option {
 	}
 }
 
+// WithAllowUID lets processes running as uid subscribe. Repeatable. With no
+// uid and no gid allowed (the default), anyone who can open the socket file
+// may subscribe; otherwise a connection whose peer credentials match neither
+// list is closed at accept and counted in Stats.Denied.
+func WithAllowUID(uid uint32) Option {
+	return func(c *openConfig) {
+		c.add("allowed uid", func(o *C.notif_options) C.int { return C.notif_options_allow_uid(o, C.uint(uid)) })
+	}
+}
+
+// WithAllowGID lets processes whose primary or supplementary group is gid
+// subscribe. Repeatable; see WithAllowUID.
+func WithAllowGID(gid uint32) Option {
+	return func(c *openConfig) {
+		c.add("allowed gid", func(o *C.notif_options) C.int { return C.notif_options_allow_gid(o, C.uint(gid)) })
+	}
+}
+
 // Publisher is an open libnotif handle: a socket that subscribers connect to.
 //
 // All methods are safe for concurrent use. Unlike the C API, Close is safe
@@ -168,6 +187,33 @@ func lastError() string {
 // that is not a socket is at the path), EADDRINUSE (a live publisher is
 // there), EACCES, EMFILE.
 func Open(path string, opts ...Option) (*Publisher, error) {
+	if strings.IndexByte(path, 0) >= 0 {
+		return nil, newError("open", syscall.EINVAL, fmt.Sprintf("the path %q contains a NUL byte", path))
+	}
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	return open(path, opts, func(o *C.notif_options) (*C.notif_handle, error) {
+		h, err := C.notif_open_with(cpath, o)
+		return h, err
+	})
+}
+
+// OpenFD serves a Unix stream socket that is already bound and listening (one
+// systemd passed with LISTEN_FDS, say). WithMode and WithGroup do not apply.
+// On success the publisher owns fd (Close closes it, and never removes the
+// socket file); on failure fd stays the caller's. Errors: EBADF (not a
+// descriptor), EINVAL (not a listening Unix stream socket, bad option).
+func OpenFD(fd int, opts ...Option) (*Publisher, error) {
+	if fd < 0 || fd > math.MaxInt32 {
+		return nil, newError("open", syscall.EBADF, fmt.Sprintf("%d is not a descriptor", fd))
+	}
+	return open(fmt.Sprintf("fd %d", fd), opts, func(o *C.notif_options) (*C.notif_handle, error) {
+		h, err := C.notif_open_fd(C.int(fd), o)
+		return h, err
+	})
+}
+
+func open(name string, opts []Option, call func(*C.notif_options) (*C.notif_handle, error)) (*Publisher, error) {
 	var cfg openConfig
 	for _, opt := range opts {
 		opt(&cfg)
@@ -175,11 +221,6 @@ func Open(path string, opts ...Option) (*Publisher, error) {
 	if cfg.err != nil {
 		return nil, cfg.err
 	}
-	if strings.IndexByte(path, 0) >= 0 {
-		return nil, newError("open", syscall.EINVAL, fmt.Sprintf("the path %q contains a NUL byte", path))
-	}
-	cpath := C.CString(path)
-	defer C.free(unsafe.Pointer(cpath))
 
 	// notif_last_error is per thread: stay on this one from the failing call
 	// to reading the message.
@@ -194,16 +235,16 @@ func Open(path string, opts ...Option) (*Publisher, error) {
 		}
 		defer C.notif_options_free(copts)
 		for _, set := range cfg.setters {
-			if rc, name := set(copts); rc < 0 {
+			if rc, what := set(copts); rc < 0 {
 				msg := lastError()
 				if msg == "" {
-					msg = "invalid " + name
+					msg = "invalid " + what
 				}
 				return nil, newError("open", syscall.Errno(-rc), msg)
 			}
 		}
 	}
-	h, err := C.notif_open_with(cpath, copts)
+	h, err := call(copts)
 	if h == nil {
 		errno, ok := err.(syscall.Errno)
 		if !ok || errno == 0 {
@@ -211,17 +252,19 @@ func Open(path string, opts ...Option) (*Publisher, error) {
 		}
 		return nil, newError("open", errno, lastError())
 	}
-	p := &Publisher{h: h, path: path}
+	p := &Publisher{h: h, path: name}
 	runtime.SetFinalizer(p, (*Publisher).finalize)
 	return p, nil
 }
 
 func (p *Publisher) finalize() { _ = p.Close() }
 
-// Path is the path Open was given.
+// Path is the path Open was given ("fd N" for OpenFD).
 func (p *Publisher) Path() string { return p.path }
 
-var errClosed = "the publisher is closed"
+const errClosed = "the publisher is closed"
+
+var emptyMessage byte
 
 // Emit queues one notification for every connected subscriber: b must hold
 // exactly one JSON object in UTF-8; it goes out as one compact line. The
@@ -243,7 +286,13 @@ func (p *Publisher) Emit(b []byte) (int, error) {
 	defer runtime.UnlockOSThread()
 	// No copy: the C side reads b during the call only. A Go pointer to memory
 	// without Go pointers may be passed for the duration of a cgo call.
-	rc := C.notif_emit_len(p.h, (*C.char)(unsafe.Pointer(unsafe.SliceData(b))), C.size_t(len(b)))
+	data := unsafe.SliceData(b)
+	if data == nil {
+		// nil and empty are the same in Go: both are "an empty message", not
+		// the C API's NULL-pointer argument error.
+		data = &emptyMessage
+	}
+	rc := C.notif_emit_len(p.h, (*C.char)(unsafe.Pointer(data)), C.size_t(len(b)))
 	runtime.KeepAlive(b)
 	runtime.KeepAlive(p)
 	if rc < 0 {
@@ -297,6 +346,7 @@ func (p *Publisher) Stats() (Stats, error) {
 		Filtered:            uint64(cs.filtered),
 		BadRequests:         uint64(cs.bad_requests),
 		StatsRequests:       uint64(cs.stats_requests),
+		Denied:              uint64(cs.denied),
 	}, nil
 }
 

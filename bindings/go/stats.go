@@ -20,4 +20,5 @@ type Stats struct {
 	Filtered            uint64 // pairs a subscriber's filter left out
 	BadRequests         uint64 // subscription requests that were invalid (answered with an error, then closed)
 	StatsRequests       uint64 // stats requests answered on the socket
+	Denied              uint64 // connections closed at accept because the peer's credentials matched no allow-list
 }
