@@ -156,7 +156,9 @@ fn fork_while_8_threads_emit_the_child_gets_ebadf_and_the_parent_keeps_serving()
 /// subscribers start reading only once close has begun (the socket file is
 /// removed first), so everything they get was flushed within the linger time.
 fn last_reference_closes(explicit: bool) {
-    let per_thread = scaled(2_000u64, 20_000);
+    // 8 streams of ~90-byte lines: 8,000 each is about 5.8 MB, within the
+    // 8 MiB every subscriber may have waiting while it does not read.
+    let per_thread = scaled(2_000u64, 8_000);
     let dir = TempDir::new("arc_close");
     let options = Options {
         // Everything fits in each subscriber's buffer: nothing is dropped.
