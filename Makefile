@@ -5,6 +5,8 @@
 #                   valgrind, ASan/UBSan, install; ends with "N passed, M failed"
 #   make demo       a publisher and a subscriber talking for a few seconds
 #   make soak       the fault-injection tests (tests/fault_*.rs) in their long versions
+#   make fuzz       every cargo-fuzz target (fuzz/) for FUZZ_SECONDS (60) each, then make miri
+#   make miri       the json_line and subscription unit tests under Miri (nightly)
 #   make bench      notif beside ZeroMQ PUB/SUB and raw sockets, one table (bench/; BENCH_QUICK=1: seconds)
 #   make install    (library, header, notif.pc, the notif tool) PREFIX=/usr/local BINDIR=$(PREFIX)/bin LIBDIR=$(PREFIX)/lib INCLUDEDIR=$(PREFIX)/include DESTDIR=
 #   make uninstall  the same variables
@@ -64,7 +66,7 @@ ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_api_shared
              $(B)/asan/publisher $(B)/asan/subscriber $(B)/asan/dlopen \
              $(B)/asan/test_subscriber $(B)/asan/subscriber_lib
 
-.PHONY: all lib examples c-tests asan-tests test soak deps demo bench install uninstall clean header-check FORCE
+.PHONY: all lib examples c-tests asan-tests test soak fuzz miri deps demo bench install uninstall clean header-check FORCE
 
 all: lib examples $(NATIVE_LIBS_FILE)
 
@@ -173,6 +175,7 @@ test: deps
 	@$(CHECK) rust cargo-test --timeout 480 -- $(CARGO) test --workspace --no-fail-fast
 	@$(CHECK) rust cargo-fmt -- $(CARGO) fmt --all --check
 	@$(CHECK) rust cargo-clippy -- $(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(CHECK) rust fuzz-corpus --timeout 1200 -- fuzz/run.sh corpus
 	@$(CHECK) c header-alone-c99 -- $(CC) $(STRICT_C) -fsyntax-only -x c $(HEADER)
 	@$(CHECK) c header-alone-c99-link -- $(B)/test_header_alone
 	@$(CHECK) c header-cpp11 -- $(B)/header_cpp
@@ -204,6 +207,17 @@ test: deps
 # time; timeout bounds the whole run. (`make test` runs their short versions.)
 soak:
 	NOTIF_SOAK=1 timeout -k 10 1800 $(CARGO) test --no-fail-fast --test 'fault_*'
+
+# fuzz/run.sh runs `cargo +nightly fuzz` (and installs cargo-fuzz, the nightly
+# toolchain and the miri component when they are missing). make test replays
+# the committed corpus only (fuzz-corpus check).
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh fuzz
+	fuzz/run.sh miri
+
+miri:
+	fuzz/run.sh miri
 
 # The tools `make test` uses. Installs only what is missing (apt-get, as root or
 # with sudo), so it is quick when everything is there.
