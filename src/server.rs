@@ -419,8 +419,17 @@ impl Server {
         subscriber.closing_deadline = Some(Instant::now() + self.options.linger);
         subscriber.reading = false;
         self.closing += 1;
+        self.publish_subscriber_count();
         self.update_interest(fd);
         self.write_to(fd);
+    }
+
+    /// Tells emitters how many subscribers would receive a message now: the
+    /// ones being closed get nothing more, so they do not count.
+    fn publish_subscriber_count(&self) {
+        self.shared
+            .subscribers
+            .store(self.subscribers.len() - self.closing, Ordering::Release);
     }
 
     /// Closes subscribers whose closing took longer than linger allows.
@@ -509,9 +518,7 @@ impl Server {
                 continue;
             }
             self.subscribers.insert(raw, subscriber);
-            self.shared
-                .subscribers
-                .store(self.subscribers.len(), Ordering::Release);
+            self.publish_subscriber_count();
         }
     }
 
@@ -562,9 +569,7 @@ impl Server {
                 subscriber.queued_messages() as u64,
             );
             let _ = epoll_control(&self.epoll, libc::EPOLL_CTL_DEL, fd, 0, 0);
-            self.shared
-                .subscribers
-                .store(self.subscribers.len(), Ordering::Release);
+            self.publish_subscriber_count();
             drop(subscriber); // closes the socket
         }
     }
@@ -608,10 +613,12 @@ impl Server {
         let mut to_remove = Vec::new();
         let mut to_close = Vec::new();
         let mut to_write = Vec::new();
+        let mut receivers = 0;
         for (&fd, subscriber) in self.subscribers.iter_mut() {
             if subscriber.closing.is_some() {
                 continue;
             }
+            receivers += 1;
             let mut overflowed = false;
             let mut gone = false;
             for (chunk, chunk_fields) in chunks.iter().zip(&fields) {
@@ -633,6 +640,10 @@ impl Server {
             }
         }
         drop(fields);
+        if receivers == 0 {
+            // Only subscribers on their way out: nobody gets these.
+            bump(&counters.dropped_no_subscriber, messages as u64);
+        }
         for fd in to_write {
             self.write_to(fd);
         }
