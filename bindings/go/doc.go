@@ -12,17 +12,17 @@
 //     (docs/subscription-protocol.md), reconnecting by itself.
 //
 // Building the publisher half: by default the cgo flags point at this
-// repository's own build (include/ and target/release/, with an rpath), so in
-// a checkout `cargo build --release` (or `make`) and then `go build` is all
-// it takes. Against an installed libnotif (`make install`, which also
-// installs notif.pc), build with the notif_pkgconfig tag:
+// repository's own build, include/ and target/release/libnotif.a (linked
+// statically, so the program needs no libnotif.so at run time). In a checkout,
+// `cargo build --release` (or `make`) and then `go build` is all it takes.
+// Against an installed libnotif (`make install`, which installs notif.pc),
+// build with the notif_pkgconfig tag, which links the shared library:
 //
 //	go build -tags notif_pkgconfig ./...
 //
-// or keep the default and override the flags from the environment:
+// (PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig for a prefix pkg-config does not
+// search, and LD_LIBRARY_PATH or an rpath if the loader does not either.)
 //
-//	CGO_CFLAGS="$(pkg-config --cflags notif)" CGO_LDFLAGS="$(pkg-config --libs notif)" go build ./...
-//
-// (the default -L/-rpath flags stay on the command line but are harmless when
-// the directory does not exist).
+// Go's build cache does not notice when the C library changes (golang/go#29293):
+// after rebuilding libnotif, rebuild with `go build -a`, or `go clean -cache`.
 package notif
