@@ -246,7 +246,7 @@ func TestIncompleteLastLineIsDiscarded(t *testing.T) {
 func TestHeartbeatSilenceWithoutReconnect(t *testing.T) {
 	path := sockPath(t)
 	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path, WithHeartbeat(100*time.Millisecond), WithoutReconnect())
+	s, err := Subscribe(context.Background(), path, WithHeartbeat(200*time.Millisecond), WithoutReconnect())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,20 +254,20 @@ func TestHeartbeatSilenceWithoutReconnect(t *testing.T) {
 	c := fake.accept(t)
 	readRequest(t, c)
 	write(t, c, `{"notif":{"subscribed":true,"version":"0.1.0"}}`+"\n")
-	// Heartbeats keep it alive...
-	for i := 0; i < 5; i++ {
-		time.Sleep(100 * time.Millisecond)
+	// Heartbeats keep it alive (silence of 3 x 200 ms would not)...
+	for i := 0; i < 20; i++ {
+		time.Sleep(50 * time.Millisecond)
 		write(t, c, `{"notif":{"heartbeat":1.0}}`+"\n")
 	}
 	write(t, c, `{"n":1}`+"\n")
 	if got := nextNotification(t, s); string(got) != `{"n":1}` {
 		t.Fatalf("got %q", got)
 	}
-	// ...and silence kills it (3 x 100 ms).
+	// ...and silence kills it (3 x 200 ms).
 	start := time.Now()
 	err = expectClosed(t, s, waitLong)
 	expectErrno(t, err, syscall.ETIMEDOUT)
-	if time.Since(start) < 250*time.Millisecond {
+	if time.Since(start) < 500*time.Millisecond {
 		t.Errorf("declared dead after %v", time.Since(start))
 	}
 }
