@@ -214,7 +214,7 @@ impl Drop for MemoryWatch {
 /// the batch being distributed, twice over for allocator slack, plus a fixed
 /// allowance for the test's own threads, readers and allocator arenas.
 pub fn memory_bound(options: &Options, subscribers: usize) -> u64 {
-    const TEST_OVERHEAD: u64 = 24 * 1024 * 1024;
+    const TEST_OVERHEAD: u64 = 8 * 1024 * 1024;
     2 * (subscribers as u64 * options.subscriber_buffer as u64 + options.backlog as u64)
         + TEST_OVERHEAD
 }
@@ -276,6 +276,11 @@ pub fn check_invariants(publisher: &Publisher, expect: &Expect<'_>) -> Stats {
         expect.subscribers,
         expect.options.subscriber_buffer / 1024,
         expect.options.backlog / 1024
+    );
+    eprintln!(
+        "memory: VmRSS grew by {} KiB at most (bound {} KiB)",
+        growth / 1024,
+        bound / 1024
     );
     serves_a_fresh_subscriber(publisher);
     wait_for_quiet(publisher)
