@@ -204,29 +204,39 @@ impl SubscriberConn {
             self.count_drops(wanted, counters);
             return Offered::Overflowed;
         }
-        for (index, &(first, end)) in runs.iter().enumerate() {
-            let mut fit = self.fitting_end(batch, first, end);
-            if fit < end && self.has_queue() {
-                // Make room by writing first: the kernel may have drained since.
+        for (index, &(run_start, end)) in runs.iter().enumerate() {
+            let mut first = run_start;
+            loop {
+                let fit = self.fitting_end(batch, first, end);
+                if fit > first {
+                    self.report_drops();
+                    self.enqueue(batch, first, fit);
+                    first = fit;
+                }
+                if first == end {
+                    break;
+                }
+                // It does not all fit our queue: let the kernel take what it
+                // can (its share of the subscriber's buffer), then try again.
+                // Only when that makes no room is the subscriber really full.
+                let queued_before = self.queued_bytes;
                 if self.flush(counters) == Flush::PeerGone {
-                    let unqueued: usize =
-                        runs[index..].iter().map(|(first, end)| end - first).sum();
+                    let unqueued = (end - first)
+                        + runs[index + 1..]
+                            .iter()
+                            .map(|(first, end)| end - first)
+                            .sum::<usize>();
                     bump(&counters.dropped_closed, unqueued as u64);
                     return Offered::PeerGone;
                 }
-                fit = self.fitting_end(batch, first, end);
-            }
-            if fit > first {
-                self.report_drops();
-            }
-            self.enqueue(batch, first, fit);
-            if fit < end {
-                let later: usize = runs[index + 1..]
-                    .iter()
-                    .map(|(first, end)| end - first)
-                    .sum();
-                self.count_drops(end - fit + later, counters);
-                return Offered::Overflowed;
+                if self.queued_bytes == queued_before {
+                    let later: usize = runs[index + 1..]
+                        .iter()
+                        .map(|(first, end)| end - first)
+                        .sum();
+                    self.count_drops(end - first + later, counters);
+                    return Offered::Overflowed;
+                }
             }
         }
         Offered::All

@@ -393,3 +393,48 @@ fn notifications_emitted_before_the_request_come_before_the_acknowledgement_unfi
         .unwrap();
     assert_eq!(json(&subscriber.line())["payload"]["seq"], 2);
 }
+
+#[test]
+fn a_stalled_subscriber_sees_one_gap_and_its_whole_buffer_is_used_first() {
+    const BUFFER: usize = 64 * 1024;
+    const SENT: u64 = 4000;
+    let dir = TempDir::new("one_gap");
+    let options = Options {
+        subscriber_buffer: BUFFER,
+        max_message: 16 * 1024,
+        ..Options::default()
+    };
+    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
+    let mut stalled = subscribe(&publisher, &dir, 1, r#"{"markers":true}"#);
+    let line_len = numbered(0, 0, 100).len() + 1;
+    for seq in 0..SENT {
+        publisher.emit(&numbered(0, seq, 100)).unwrap();
+    }
+    wait_until("every message handed out or dropped", || {
+        publisher.stats().fanout == SENT
+    });
+    // Now read: an unbroken run from the start, then one marker for the rest.
+    let mut kept = 0u64;
+    let marker = loop {
+        let line = stalled.line();
+        if let Some(dropped) = json(&line)["notif"]["dropped"].as_u64() {
+            break dropped;
+        }
+        assert_eq!(parse_numbered(&line).1, kept, "no gap before the marker");
+        kept += 1;
+    };
+    assert_eq!(
+        kept + marker,
+        SENT,
+        "one gap, covering everything that did not fit"
+    );
+    assert!(
+        kept as usize * line_len >= BUFFER * 6 / 10,
+        "only {} of the {BUFFER}-byte buffer was used before dropping",
+        kept as usize * line_len
+    );
+    publisher.emit(&numbered(0, SENT, 100)).unwrap();
+    assert_eq!(parse_numbered(&stalled.line()).1, SENT);
+    let stats = wait_for_quiet(&publisher);
+    assert_eq!(stats.dropped_slow, marker);
+}
