@@ -105,7 +105,8 @@ typedef struct notif_stats {
    */
   uint64_t dropped_backlog;
   /**
-   * Messages notif_emit refused with -EINVAL or -EMSGSIZE.
+   * Messages notif_emit refused as not one JSON object (-EINVAL) or too large
+   * (-EMSGSIZE). A NULL json pointer is a caller error and is not counted.
    */
   uint64_t rejected;
   /**
@@ -113,7 +114,8 @@ typedef struct notif_stats {
    */
   uint64_t bytes_sent;
   /**
-   * Subscribers the publisher closed: too slow (NOTIF_SLOW_DISCONNECT) or over max_subscribers.
+   * Connections the publisher closed: too slow (NOTIF_SLOW_DISCONNECT), over
+   * max_subscribers, refused by the allow-lists, or after a bad request.
    */
   uint64_t disconnected;
   /**
@@ -197,8 +199,8 @@ struct notif_handle *notif_open_with(const char *path, const struct notif_option
  *
  * On success the handle owns `fd`: notif_close closes it, and never removes
  * the socket file (notif did not create it). On failure it returns NULL with
- * errno set (EBADF: not a descriptor; EINVAL: not a listening Unix stream
- * socket, or bad options) and `fd` stays open and the caller's, with
+ * errno set (EBADF: not a descriptor; ENOTSOCK: not a socket; EINVAL: not
+ * a listening Unix stream socket, or bad options) and `fd` stays open and the caller's, with
  * O_NONBLOCK and FD_CLOEXEC possibly set. Thread-safe.
  */
 struct notif_handle *notif_open_fd(int fd, const struct notif_options *opts);

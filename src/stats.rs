@@ -56,7 +56,8 @@ counters! {
     rejected,
     /// Bytes written to subscriber sockets.
     bytes_sent,
-    /// Subscribers the publisher closed: too slow, over the limit, bad requests.
+    /// Connections the publisher closed: too slow, over the limit, refused by
+    /// the allow-lists, or after a bad request.
     disconnected,
     /// (message, subscriber) pairs still queued when that subscriber went away
     /// (hang-up, error, disconnect policy) or when close's linger ran out.

@@ -134,13 +134,24 @@ fn open_for_everyone(dir: &TempDir, options: Options) -> Publisher {
     .unwrap()
 }
 
-/// Lets a child in (emit until it has received) and checks it was.
-fn expect_received(publisher: &Publisher, pid: libc::pid_t, subscribers: u64) {
-    wait_until("the child to be accepted", || {
-        publisher.stats().subscribers >= subscribers
-    });
-    publisher.emit(b"{\"hello\":true}").unwrap();
-    assert_eq!(outcome(pid), Outcome::Received);
+/// Checks a child is let in: emit until it has read something and exited.
+/// Waiting for a subscriber count instead would race with the previous
+/// child's connection, which may still be counted while it goes away.
+fn expect_received(publisher: &Publisher, pid: libc::pid_t) {
+    let mut status = 0;
+    let exited = wait_for(
+        || {
+            publisher.emit(b"{\"hello\":true}").unwrap();
+            // SAFETY: polls our own child without blocking.
+            unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+        },
+        Duration::from_secs(15),
+    );
+    assert!(exited, "the child never received anything");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child status {status}"
+    );
 }
 
 #[test]
@@ -151,7 +162,7 @@ fn with_no_allow_list_anyone_who_can_open_the_socket_may_subscribe() {
     let dir = TempDir::new("allow_anyone");
     let publisher = open_for_everyone(&dir, Options::default());
     let child = connect_as(&dir.socket(), NOBODY, NOBODY, &[]);
-    expect_received(&publisher, child, 1);
+    expect_received(&publisher, child);
     assert_eq!(publisher.stats().denied, 0);
 }
 
@@ -165,7 +176,7 @@ fn an_allowed_uid_gets_in_and_everyone_else_is_closed_at_accept_and_counted() {
     options.allow_uid(NOBODY);
     let publisher = open_for_everyone(&dir, options);
     let allowed = connect_as(&dir.socket(), NOBODY, NOBODY, &[]);
-    expect_received(&publisher, allowed, 1);
+    expect_received(&publisher, allowed);
     let stranger = connect_as(&dir.socket(), NOBODY - 1, NOBODY - 1, &[]);
     assert_eq!(outcome(stranger), Outcome::ClosedAtAccept);
     // Root is not special: it is not on the list either.
@@ -187,9 +198,9 @@ fn an_allowed_group_counts_as_primary_or_supplementary_group() {
     options.allow_gid(SPARE_GROUP);
     let publisher = open_for_everyone(&dir, options);
     let primary = connect_as(&dir.socket(), NOBODY, SPARE_GROUP, &[]);
-    expect_received(&publisher, primary, 1);
+    expect_received(&publisher, primary);
     let supplementary = connect_as(&dir.socket(), NOBODY, NOBODY, &[SPARE_GROUP]);
-    expect_received(&publisher, supplementary, 1);
+    expect_received(&publisher, supplementary);
     let outsider = connect_as(&dir.socket(), NOBODY, NOBODY, &[NOBODY - 1]);
     assert_eq!(outcome(outsider), Outcome::ClosedAtAccept);
     assert_eq!(publisher.stats().denied, 1);

@@ -71,8 +71,8 @@ pub unsafe extern "C" fn notif_open_with(
 ///
 /// On success the handle owns `fd`: notif_close closes it, and never removes
 /// the socket file (notif did not create it). On failure it returns NULL with
-/// errno set (EBADF: not a descriptor; EINVAL: not a listening Unix stream
-/// socket, or bad options) and `fd` stays open and the caller's, with
+/// errno set (EBADF: not a descriptor; ENOTSOCK: not a socket; EINVAL: not
+/// a listening Unix stream socket, or bad options) and `fd` stays open and the caller's, with
 /// O_NONBLOCK and FD_CLOEXEC possibly set. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn notif_open_fd(fd: c_int, opts: *const notif_options) -> *mut notif_handle {

@@ -20,11 +20,13 @@ pub struct notif_stats {
     pub dropped_slow: u64,
     /// Messages notif_emit dropped with -EAGAIN because the backlog was full.
     pub dropped_backlog: u64,
-    /// Messages notif_emit refused with -EINVAL or -EMSGSIZE.
+    /// Messages notif_emit refused as not one JSON object (-EINVAL) or too large
+    /// (-EMSGSIZE). A NULL json pointer is a caller error and is not counted.
     pub rejected: u64,
     /// Bytes written to subscriber sockets.
     pub bytes_sent: u64,
-    /// Subscribers the publisher closed: too slow (NOTIF_SLOW_DISCONNECT) or over max_subscribers.
+    /// Connections the publisher closed: too slow (NOTIF_SLOW_DISCONNECT), over
+    /// max_subscribers, refused by the allow-lists, or after a bad request.
     pub disconnected: u64,
     /// (message, subscriber) pairs still queued when that subscriber hung up or was closed, or when close's linger ran out.
     pub dropped_closed: u64,
