@@ -227,20 +227,29 @@ fn parse_filter(value: &Value) -> Result<Filter, String> {
 pub fn message_fields(line: &[u8]) -> MessageFields<'_> {
     let mut fields = MessageFields::default();
     let mut scanner = TopLevel { bytes: line, at: 0 };
+    scanner.skip_whitespace();
     if !scanner.expect(b'{') {
         return fields;
     }
     loop {
         scanner.skip_whitespace();
-        let Some((key, _)) = scanner.string() else {
+        let Some((raw_key, key_escaped)) = scanner.string() else {
             return fields;
+        };
+        // A key may be spelled with escapes ("event\u005ftype" is event_type).
+        let decoded_key;
+        let key: &[u8] = if key_escaped {
+            decoded_key = decode_string(raw_key, true);
+            decoded_key.as_deref().map_or(&[][..], str::as_bytes)
+        } else {
+            &raw_key
         };
         scanner.skip_whitespace();
         if !scanner.expect(b':') {
             return fields;
         }
         scanner.skip_whitespace();
-        let slot = match key.as_ref() {
+        let slot = match key {
             b"event_type" => Some(&mut fields.event_type),
             b"priority" => Some(&mut fields.priority),
             b"publisher_id" => Some(&mut fields.publisher_id),
@@ -498,6 +507,19 @@ mod tests {
         assert_eq!(fields.publisher_id.as_deref(), Some("a.b\"c"));
         let fields = message_fields(br#"{"event_type":"first","event_type":"last"}"#);
         assert_eq!(fields.event_type.as_deref(), Some("last"));
+    }
+
+    #[test]
+    fn keys_spelled_with_escapes_and_leading_whitespace() {
+        // Both found by the message_fields fuzz target.
+        let fields = message_fields(br#"{"event\u005ftype":"compute.x"}"#);
+        assert_eq!(fields.event_type.as_deref(), Some("compute.x"));
+        let fields = message_fields(br#" {"event_type":"compute.x"}"#);
+        assert_eq!(fields.event_type.as_deref(), Some("compute.x"));
+        let fields =
+            message_fields(br#"{"event\u005ftype":"a","event_type":"b","prior\u0069ty":"INFO"}"#);
+        assert_eq!(fields.event_type.as_deref(), Some("b"));
+        assert_eq!(fields.priority.as_deref(), Some("INFO"));
     }
 
     #[test]
