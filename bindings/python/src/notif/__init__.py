@@ -9,12 +9,13 @@
 """
 
 from ._lib import library_path, strerror, version
-from .errors import NotifError, SubscriptionError
+from .errors import NotifError, NotSocketActivated, SubscriptionError
 from .publisher import SLOW_DISCONNECT, SLOW_DROP, Publisher
 from .subscriber import Subscriber, request_stats
 
 __all__ = [
-    "NotifError", "SubscriptionError", "Publisher", "Subscriber", "request_stats",
+    "NotifError", "NotSocketActivated", "SubscriptionError", "Publisher", "Subscriber",
+    "request_stats",
     "SLOW_DROP", "SLOW_DISCONNECT", "library_path", "strerror", "version",
 ]
 __version__ = "0.1.0"

@@ -67,6 +67,7 @@ def _prototype(lib):
         "notif_version": (c_char_p, []),
         "notif_open": (c_void_p, [c_char_p]),
         "notif_open_with": (c_void_p, [c_char_p, c_void_p]),
+        "notif_open_fd": (c_void_p, [c_int, c_void_p]),
         "notif_emit": (c_int, [c_void_p, c_char_p]),
         "notif_emit_len": (c_int, [c_void_p, c_char_p, c_size_t]),
         "notif_get_stats": (c_int, [c_void_p, ctypes.POINTER(NotifStats), c_size_t]),
@@ -81,6 +82,8 @@ def _prototype(lib):
         "notif_options_set_linger_ms": (c_int, [c_void_p, c_uint]),
         "notif_options_set_slow_policy": (c_int, [c_void_p, c_int]),
         "notif_options_set_backlog": (c_int, [c_void_p, c_size_t]),
+        "notif_options_allow_uid": (c_int, [c_void_p, c_uint]),
+        "notif_options_allow_gid": (c_int, [c_void_p, c_uint]),
     }
     for name, (restype, argtypes) in protos.items():
         fn = getattr(lib, name)

@@ -25,3 +25,10 @@ class NotifError(OSError):
 
 class SubscriptionError(NotifError):
     """The publisher refused the subscription request (EPROTO); permanent."""
+
+
+class NotSocketActivated(NotifError):
+    """Publisher.from_systemd(): no listening socket was passed to this process
+    (LISTEN_PID/LISTEN_FDS unset, for another process, or no socket of the
+    requested name). ``errno`` is ENOENT. Catch it to fall back to
+    ``Publisher(path)``."""
