@@ -5,6 +5,8 @@
     sock_path = /run/nova/notifications.sock    # {pid} is replaced by os.getpid()
     sock_mode = 0600                              # octal
     sock_group = nova-notif                       # optional
+    sock_allow_users = nova, 1001                 # optional: who may subscribe
+    sock_allow_groups = nova-readers              # optional
 
 Each notification is serialised exactly as the ``log`` driver does
 (``jsonutils.dumps(strutils.mask_dict_password(message))``: message_id,
@@ -34,7 +36,7 @@ from oslo_serialization import jsonutils
 from oslo_utils import strutils
 
 from .errors import NotifError
-from .publisher import Publisher, parse_mode
+from .publisher import Publisher, parse_mode, resolve_gids, resolve_uids
 
 LOG = logging.getLogger(__name__)
 
@@ -87,6 +89,19 @@ _opts = [
                help="Group (name or id) given to the socket file, so that members "
                     "can read notifications with sock_mode = 0660. Default: the "
                     "service's group."),
+    cfg.ListOpt("sock_allow_users", default=[],
+                help="Users (names or uids) allowed to subscribe, checked against the "
+                     "peer credentials of each connection. When this or "
+                     "sock_allow_groups is set, any other connection is closed at once "
+                     "and counted as denied; when both are empty, anyone who can open "
+                     "the socket file may subscribe. Names are resolved when the socket "
+                     "is opened; an unknown name is logged as an error and the socket "
+                     "is not opened."),
+    cfg.ListOpt("sock_allow_groups", default=[],
+                help="Groups (names or gids) whose members may subscribe: a "
+                     "connection is let in if the peer's primary or supplementary "
+                     "group is listed (or its user is in sock_allow_users). Resolved "
+                     "like sock_allow_users."),
 ]
 
 
@@ -138,7 +153,17 @@ def resolve_path(template):
     return template.replace("{pid}", str(os.getpid()))
 
 
-def _slot_for(path, mode, group):
+def _allow_lists(allow_users, allow_groups):
+    """(uids, gids) of the sock_allow_* options; NotifError (ENOENT) for an
+    unknown name, ValueError for an id out of range."""
+    where = "[%s] " % GROUP
+    users = [item.strip() for item in allow_users or () if item.strip()]
+    groups = [item.strip() for item in allow_groups or () if item.strip()]
+    return (resolve_uids(users, where + "sock_allow_users"),
+            resolve_gids(groups, where + "sock_allow_groups"))
+
+
+def _slot_for(path, mode, group, allow_users=(), allow_groups=()):
     """The slot of `path`, with its publisher opened if possible. Never raises."""
     pid = os.getpid()
     with _lock:
@@ -148,7 +173,9 @@ def _slot_for(path, mode, group):
         if slot.publisher is not None or time.monotonic() < slot.next_open:
             return slot
         try:
-            slot.publisher = Publisher(path, mode=mode, group=group)
+            uids, gids = _allow_lists(allow_users, allow_groups)
+            slot.publisher = Publisher(path, mode=mode, group=group,
+                                       allow_uids=uids, allow_gids=gids)
         except NotifError as exc:
             slot.next_open = time.monotonic() + REOPEN_INTERVAL
             first = slot.error is None
@@ -226,6 +253,8 @@ class UnixSocketDriver(notifier.Driver):
         self.sock_path = group.sock_path
         self.sock_mode = group.sock_mode
         self.sock_group = group.sock_group or None
+        self.sock_allow_users = list(group.sock_allow_users or [])
+        self.sock_allow_groups = list(group.sock_allow_groups or [])
 
     @property
     def path(self):
@@ -234,7 +263,8 @@ class UnixSocketDriver(notifier.Driver):
 
     def notify(self, ctxt, message, priority, retry):
         data = jsonutils.dumps(strutils.mask_dict_password(message))
-        slot = _slot_for(self.path, self.sock_mode, self.sock_group)
+        slot = _slot_for(self.path, self.sock_mode, self.sock_group,
+                         self.sock_allow_users, self.sock_allow_groups)
         publisher = slot.publisher
         if publisher is None:
             slot.dropped_unopened += 1
