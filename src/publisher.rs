@@ -72,9 +72,16 @@ impl Publisher {
     pub fn open_fd(fd: std::os::fd::RawFd, options: &Options) -> Result<Publisher, Error> {
         options.validate()?;
         fork_guard::install_fork_handlers();
-        let backlog =
-            Backlog::new(options.backlog).map_err(|e| Error::os("cannot create an eventfd", e))?;
+        // Check the caller's descriptor before opening any of ours: a number
+        // the caller just closed would otherwise be reused by our eventfd.
         let (listener, address) = Listener::adopt(fd)?;
+        let backlog = match Backlog::new(options.backlog) {
+            Ok(backlog) => backlog,
+            Err(e) => {
+                listener.fd.into_raw(); // the caller keeps its descriptor
+                return Err(Error::os("cannot create an eventfd", e));
+            }
+        };
         Publisher::start(listener, address, backlog, options).map_err(|(listener, err)| {
             listener.fd.into_raw(); // the caller keeps its descriptor
             err

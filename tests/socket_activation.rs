@@ -11,6 +11,16 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use common::*;
 use notif::{Options, Publisher};
 
+/// These tests check descriptor numbers: one test opening a file while another
+/// reuses a just-closed number would confuse both, so they run one at a time.
+static DESCRIPTORS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    DESCRIPTORS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn descriptor_is_open(fd: i32) -> bool {
     // SAFETY: F_GETFD only asks about the descriptor.
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
@@ -18,6 +28,7 @@ fn descriptor_is_open(fd: i32) -> bool {
 
 #[test]
 fn an_adopted_listening_socket_is_served_and_its_file_is_left_alone() {
+    let _serial = one_at_a_time();
     let dir = TempDir::new("adopt");
     let listener = UnixListener::bind(dir.socket()).unwrap();
     let publisher = Publisher::open_fd(listener.into_raw_fd(), &Options::default()).unwrap();
@@ -44,6 +55,7 @@ fn an_adopted_listening_socket_is_served_and_its_file_is_left_alone() {
 
 #[test]
 fn an_adopted_abstract_socket_is_named_in_stats() {
+    let _serial = one_at_a_time();
     let name = format!("notif-test-adopt-{}", std::process::id());
     let listener = std::os::unix::net::UnixListener::bind_addr(
         &std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap(),
@@ -55,6 +67,7 @@ fn an_adopted_abstract_socket_is_named_in_stats() {
 
 #[test]
 fn descriptors_that_are_not_listening_unix_stream_sockets_are_refused_and_left_open() {
+    let _serial = one_at_a_time();
     let dir = TempDir::new("adopt_refused");
     // A regular file.
     let file = File::create(dir.join("plain")).unwrap();
@@ -88,6 +101,7 @@ fn descriptors_that_are_not_listening_unix_stream_sockets_are_refused_and_left_o
 
 #[test]
 fn bad_options_leave_the_descriptor_with_the_caller() {
+    let _serial = one_at_a_time();
     let dir = TempDir::new("adopt_bad_options");
     let listener = UnixListener::bind(dir.socket()).unwrap();
     let options = Options {
