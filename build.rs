@@ -10,6 +10,8 @@ fn main() {
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     println!("cargo:rerun-if-changed=src/capi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
+    // A hand-edited header is regenerated (and then shows up in git diff).
+    println!("cargo:rerun-if-changed=include/notif.h");
     println!("cargo:rerun-if-changed=Cargo.toml");
 
     // The shared library's soname carries the ABI major version, so installed

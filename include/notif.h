@@ -27,7 +27,9 @@
 #define NOTIF_SLOW_DROP 0
 
 /**
- * Close a subscriber whose buffer is full.
+ * Close a subscriber whose buffer is full: it gets nothing new, and the
+ * connection is closed once what was queued for it is written (at most the
+ * linger time).
  */
 #define NOTIF_SLOW_DISCONNECT 1
 

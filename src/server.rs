@@ -399,19 +399,14 @@ impl Server {
         self.begin_closing(fd, Closing::BadRequest);
     }
 
-    /// Stops giving a subscriber notifications and closes it once what it must
-    /// still get is written (its last line, whole), or when linger runs out.
+    /// Stops giving a subscriber notifications and closes it once what is
+    /// queued for it is written (an error line, a stats answer, or for a slow
+    /// subscriber what fitted before it fell behind), or when linger runs out.
     fn begin_closing(&mut self, fd: RawFd, why: Closing) {
         let Some(subscriber) = self.subscribers.get_mut(&fd) else {
             return;
         };
         let counters = &self.shared.counters;
-        if why == Closing::TooSlow {
-            bump(
-                &counters.dropped_closed,
-                subscriber.keep_only_partial_message() as u64,
-            );
-        }
         if why != Closing::Answered {
             bump(&counters.disconnected, 1);
         }

@@ -437,45 +437,6 @@ impl SubscriberConn {
         completed
     }
 
-    /// Drops everything queued except the rest of a message already partly
-    /// written, so the subscriber can be closed at a line boundary. Returns how
-    /// many messages were dropped.
-    pub(crate) fn keep_only_partial_message(&mut self) -> usize {
-        let mut kept = VecDeque::new();
-        let mut kept_bytes = 0;
-        let mut kept_messages = 0;
-        if let Some(front) = self.queue.pop_front() {
-            match front {
-                Segment::Messages {
-                    batch,
-                    next_message,
-                    offset,
-                    ..
-                } if offset > batch.start_of(next_message) => {
-                    let end_message = next_message + 1;
-                    kept_bytes = batch.ends[next_message] - offset;
-                    kept_messages = 1;
-                    kept.push_back(Segment::Messages {
-                        batch,
-                        next_message,
-                        end_message,
-                        offset,
-                    });
-                }
-                Segment::Control { line, offset } if offset > 0 => {
-                    kept_bytes = line.len() - offset;
-                    kept.push_back(Segment::Control { line, offset });
-                }
-                _ => {}
-            }
-        }
-        let dropped = self.queued_messages - kept_messages;
-        self.queue = kept;
-        self.queued_bytes = kept_bytes;
-        self.queued_messages = kept_messages;
-        dropped
-    }
-
     /// Reads and discards input the subscriber already sent (bounded), so that
     /// closing the socket gives the peer a clean end of stream after our last
     /// line: closing with unread input makes the kernel report ECONNRESET instead.

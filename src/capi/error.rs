@@ -45,7 +45,8 @@ pub extern "C" fn notif_last_error() -> *const c_char {
 /// The string is static: do not free it. Thread-safe.
 #[no_mangle]
 pub extern "C" fn notif_strerror(code: c_int) -> *const c_char {
-    let text: &'static std::ffi::CStr = match code.checked_abs().unwrap_or(0) {
+    // INT_MIN has no positive counterpart: it is simply not a code of ours.
+    let text: &'static std::ffi::CStr = match code.checked_abs().unwrap_or(-1) {
         0 => c"success",
         libc::EINVAL => c"invalid argument: not exactly one JSON object in UTF-8, a NULL argument, or a bad option value",
         libc::EMSGSIZE => c"message too large: over the publisher's max_message",

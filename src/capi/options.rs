@@ -9,7 +9,9 @@ use crate::{Error, Options, SlowPolicy};
 
 /// Drop new messages for a subscriber while its buffer is full (the default).
 pub const NOTIF_SLOW_DROP: c_int = 0;
-/// Close a subscriber whose buffer is full.
+/// Close a subscriber whose buffer is full: it gets nothing new, and the
+/// connection is closed once what was queued for it is written (at most the
+/// linger time).
 pub const NOTIF_SLOW_DISCONNECT: c_int = 1;
 
 /// Options for notif_open_with. Opaque: create with notif_options_new, free
