@@ -172,83 +172,29 @@ pub(crate) struct Listener {
 
 impl Listener {
     pub(crate) fn bind(address: &SocketAddress, options: &Options) -> Result<Listener, Error> {
-        if let SocketAddress::File(path) = address {
-            check_parent_directory(path)?;
-        }
-        let fd = new_socket().map_err(|e| Error::os("cannot create a Unix socket", e))?;
-        if matches!(address, SocketAddress::File(_)) {
-            // Linux creates the socket file with the socket's own mode, masked
-            // by the umask. Making that owner-only before bind() means the
-            // file is never more open than configured, not even for an
-            // instant: connect() checks permissions when it looks the path up
-            // and only later whether the socket listens, so a lookup that
-            // raced a chmod made between bind() and listen() could still get in.
-            // SAFETY: fchmod on the socket we just created.
-            if unsafe { libc::fchmod(fd.raw(), (options.mode & 0o700) as libc::mode_t) } != 0 {
-                return Err(Error::os(
-                    "cannot restrict the new socket's mode",
-                    io::Error::last_os_error(),
-                ));
-            }
-        }
-        let (addr, len) = address.sockaddr();
-        let mut removed_stale = false;
-        loop {
-            // SAFETY: addr is a valid sockaddr_un of length len.
-            if unsafe { libc::bind(fd.raw(), (&addr as *const libc::sockaddr_un).cast(), len) } == 0
-            {
-                break;
-            }
-            let err = io::Error::last_os_error();
-            match (address, err.raw_os_error()) {
-                (SocketAddress::File(path), Some(libc::EADDRINUSE)) if !removed_stale => {
-                    take_over_if_stale(path, address)?;
-                    removed_stale = true;
+        match address {
+            SocketAddress::File(path) => bind_file(path, options),
+            SocketAddress::Abstract(_) => {
+                let fd = new_socket().map_err(|e| Error::os("cannot create a Unix socket", e))?;
+                // An abstract name is taken or not, atomically: no file, no race.
+                let (addr, len) = address.sockaddr();
+                // SAFETY: addr is a valid sockaddr_un of length len.
+                if unsafe { libc::bind(fd.raw(), (&addr as *const libc::sockaddr_un).cast(), len) }
+                    != 0
+                {
+                    let err = io::Error::last_os_error();
+                    if err.raw_os_error() == Some(libc::EADDRINUSE) {
+                        return Err(Error::new(
+                            libc::EADDRINUSE,
+                            format!("abstract socket name {address} is already in use by another process"),
+                        ));
+                    }
+                    return Err(Error::os(format!("cannot bind {address}"), err));
                 }
-                (SocketAddress::Abstract(_), Some(libc::EADDRINUSE)) => {
-                    return Err(Error::new(
-                        libc::EADDRINUSE,
-                        format!(
-                            "abstract socket name {address} is already in use by another process"
-                        ),
-                    ));
-                }
-                _ => return Err(Error::os(format!("cannot bind {address}"), err)),
+                listen(&fd, address)?;
+                Ok(Listener { fd, file: None })
             }
         }
-        let file = match address {
-            SocketAddress::File(path) => {
-                let (identity, _) = identity_of(path)
-                    .map_err(|e| Error::os(format!("cannot stat {}", path.display()), e))?;
-                Some(CreatedFile {
-                    path: path.clone(),
-                    identity,
-                    generation: crate::fork_guard::generation(),
-                })
-            }
-            SocketAddress::Abstract(_) => None,
-        };
-        let finish = || -> Result<(), Error> {
-            if let SocketAddress::File(path) = address {
-                restrict_access(path, options)?;
-            }
-            // SAFETY: fd is a bound socket.
-            if unsafe { libc::listen(fd.raw(), libc::SOMAXCONN) } != 0 {
-                return Err(Error::os(
-                    format!("cannot listen on {address}"),
-                    io::Error::last_os_error(),
-                ));
-            }
-            Ok(())
-        };
-        if let Err(err) = finish() {
-            // An open that fails half-way must not leave its file behind.
-            if let Some(file) = file {
-                file.remove_if_ours();
-            }
-            return Err(err);
-        }
-        Ok(Listener { fd, file })
     }
 }
 
@@ -342,6 +288,138 @@ fn local_address(fd: libc::c_int) -> SocketAddress {
     }
 }
 
+fn listen(fd: &OwnedFd, address: &SocketAddress) -> Result<(), Error> {
+    // SAFETY: fd is a bound socket.
+    if unsafe { libc::listen(fd.raw(), libc::SOMAXCONN) } != 0 {
+        return Err(Error::os(
+            format!("cannot listen on {address}"),
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Binds a socket file so that the path only ever holds a socket that is
+/// listening with its final permissions.
+///
+/// The socket is bound, given its group and mode, and put in the listening
+/// state under a private temporary name in the same directory, and only then
+/// linked to the requested path. link() never replaces an existing file, and a
+/// socket seen at the path is therefore always one that listens: a concurrent
+/// opener that finds nobody answering there is looking at a real leftover, not
+/// at a publisher between bind() and listen() (which it would otherwise remove,
+/// leaving two publishers each believing it owns the path).
+fn bind_file(path: &Path, options: &Options) -> Result<Listener, Error> {
+    check_parent_directory(path)?;
+    let fd = new_socket().map_err(|e| Error::os("cannot create a Unix socket", e))?;
+    // Linux creates the socket file with the socket's own mode, masked by the
+    // umask. Making that owner-only before bind() means the file is never more
+    // open than configured, not even for an instant: connect() checks
+    // permissions when it looks the path up and only later whether the socket
+    // listens, so a chmod between bind() and listen() alone could be raced.
+    // SAFETY: fchmod on the socket we just created.
+    if unsafe { libc::fchmod(fd.raw(), (options.mode & 0o700) as libc::mode_t) } != 0 {
+        return Err(Error::os(
+            "cannot restrict the new socket's mode",
+            io::Error::last_os_error(),
+        ));
+    }
+    let temporary = bind_temporary(&fd, path)?;
+    let published = (|| {
+        restrict_access(&temporary, options)?;
+        listen(&fd, &SocketAddress::File(path.to_path_buf()))?;
+        publish(&temporary, path)
+    })();
+    // The temporary name is only a step: the socket lives on under `path`.
+    let c_temporary = c_path(&temporary);
+    // SAFETY: c_temporary is NUL-terminated.
+    unsafe { libc::unlink(c_temporary.as_ptr()) };
+    let identity = published?;
+    Ok(Listener {
+        fd,
+        file: Some(CreatedFile {
+            path: path.to_path_buf(),
+            identity,
+            generation: crate::fork_guard::generation(),
+        }),
+    })
+}
+
+/// Binds `fd` to a fresh name next to `path`, returning that name.
+fn bind_temporary(fd: &OwnedFd, path: &Path) -> Result<PathBuf, Error> {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let directory = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    for _ in 0..16 {
+        let unique = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!(
+            ".notif-{:x}",
+            (std::process::id() ^ nanos ^ unique.rotate_left(16)) & 0xffff_ffff
+        );
+        let temporary = directory.join(name);
+        if temporary.as_os_str().len() > MAX_PATH_LEN {
+            return Err(Error::new(
+                libc::ENAMETOOLONG,
+                format!(
+                    "the directory {} is too long: notif needs {} bytes for a temporary name beside the socket, over the limit of {MAX_PATH_LEN}",
+                    directory.display(),
+                    temporary.as_os_str().len()
+                ),
+            ));
+        }
+        let (addr, len) = SocketAddress::File(temporary.clone()).sockaddr();
+        // SAFETY: addr is a valid sockaddr_un of length len.
+        if unsafe { libc::bind(fd.raw(), (&addr as *const libc::sockaddr_un).cast(), len) } == 0 {
+            return Ok(temporary);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EADDRINUSE) {
+            return Err(Error::os(
+                format!("cannot create a socket in {}", directory.display()),
+                err,
+            ));
+        }
+    }
+    Err(Error::new(
+        libc::EEXIST,
+        format!(
+            "cannot find a free temporary name in {}",
+            directory.display()
+        ),
+    ))
+}
+
+/// Links the listening socket at `temporary` to `path`, replacing only a stale
+/// socket; returns the identity of the published file.
+fn publish(temporary: &Path, path: &Path) -> Result<FileIdentity, Error> {
+    let (c_temporary, c_final) = (c_path(temporary), c_path(path));
+    for _ in 0..3 {
+        // SAFETY: both paths are NUL-terminated.
+        if unsafe { libc::link(c_temporary.as_ptr(), c_final.as_ptr()) } == 0 {
+            let (identity, _) = identity_of(path)
+                .map_err(|e| Error::os(format!("cannot stat {}", path.display()), e))?;
+            return Ok(identity);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EEXIST) {
+            return Err(Error::os(format!("cannot create {}", path.display()), err));
+        }
+        take_over_if_stale(path, &SocketAddress::File(path.to_path_buf()))?;
+    }
+    Err(Error::new(
+        libc::EADDRINUSE,
+        format!(
+            "{} keeps being recreated by another process; notif leaves it untouched",
+            path.display()
+        ),
+    ))
+}
+
 fn new_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call.
     let fd = unsafe {
@@ -388,8 +466,8 @@ fn check_parent_directory(path: &Path) -> Result<(), Error> {
 
 /// Something is at the path: replace it only if it is a socket nobody listens on.
 fn take_over_if_stale(path: &Path, address: &SocketAddress) -> Result<(), Error> {
-    let mode = match identity_of(path) {
-        Ok((_, mode)) => mode,
+    let (probed, mode) = match identity_of(path) {
+        Ok(found) => found,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()), // gone meanwhile: bind again
         Err(e) => return Err(Error::os(format!("cannot stat {}", path.display()), e)),
     };
@@ -415,6 +493,11 @@ fn take_over_if_stale(path: &Path, address: &SocketAddress) -> Result<(), Error>
     drop(probe);
     match (rc, err.raw_os_error()) {
         (_, Some(libc::ECONNREFUSED)) if rc != 0 => {
+            // Remove only the very file that did not answer: if another
+            // process replaced it meanwhile, go back and try again.
+            if !matches!(identity_of(path), Ok((now, _)) if now == probed) {
+                return Ok(());
+            }
             let c_path = c_path(path);
             // SAFETY: c_path is NUL-terminated.
             if unsafe { libc::unlink(c_path.as_ptr()) } != 0 {
