@@ -359,7 +359,7 @@ fn bind_temporary(fd: &OwnedFd, path: &Path) -> Result<PathBuf, Error> {
             .map_or(0, |d| d.subsec_nanos());
         let name = format!(
             ".notif-{:x}",
-            (std::process::id() ^ nanos ^ unique.rotate_left(16)) & 0xffff_ffff
+            std::process::id() ^ nanos ^ unique.rotate_left(16)
         );
         let temporary = directory.join(name);
         if temporary.as_os_str().len() > MAX_PATH_LEN {

@@ -40,6 +40,10 @@ fn of_many_simultaneous_opens_on_one_path_exactly_one_succeeds() {
             winners.len()
         );
         let winner = winners.pop().unwrap();
+        // The losers probed the path with a connection each: let those go first.
+        wait_until("the losers' probes to hang up", || {
+            winner.stats().subscribers == 0
+        });
         let mut subscriber = Subscriber::connect_to(&winner, dir.socket(), 1);
         winner.emit(b"{\"round\":1}").unwrap();
         assert_eq!(
