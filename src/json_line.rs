@@ -150,18 +150,34 @@ pub fn to_compact_line(input: &[u8]) -> Result<Cow<'_, [u8]>, JsonLineError> {
 /// Index just past the closing quote of the string whose body starts at `body_start`, or the
 /// end of `input` if it has none; escapes are skipped so `\"` does not end the string.
 fn string_end(input: &[u8], body_start: usize) -> usize {
-    let mut i = body_start;
-    while let Some(offset) = input
-        .get(i..)
-        .and_then(|rest| rest.iter().position(|&b| b == b'"' || b == b'\\'))
-    {
-        i += offset;
+    let mut i = next_quote_or_backslash(input, body_start);
+    while i < input.len() {
         if input[i] == b'"' {
             return i + 1;
         }
-        i += 2;
+        i = next_quote_or_backslash(input, i + 2);
     }
     input.len()
+}
+
+/// Index of the first `"` or `\` at or after `from`, or `bytes.len()` if there
+/// is none (also when `from` is past the end). Eight bytes at a time: most of a
+/// notification is string bodies, and this is what skipping them costs.
+pub(crate) fn next_quote_or_backslash(bytes: &[u8], mut from: usize) -> usize {
+    while let Some(chunk) = bytes.get(from..from + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8-byte slice"));
+        let marks = (zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\\'))))
+            & HIGH_BITS;
+        if marks != 0 {
+            return from + (marks.trailing_zeros() / 8) as usize;
+        }
+        from += 8;
+    }
+    bytes
+        .get(from..)
+        .and_then(|rest| rest.iter().position(|&b| b == b'"' || b == b'\\'))
+        .map_or(bytes.len(), |at| from + at)
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -849,6 +865,39 @@ mod tests {
         let mut out = Vec::new();
         for input in [&b"\""[..], b"\"\\", b"\\\"", b"{\"a\\", b" \" \\\" "] {
             compact_into(input, &mut out);
+        }
+    }
+
+    #[test]
+    fn next_quote_or_backslash_finds_the_first_one_at_every_alignment() {
+        for len in 0..40 {
+            for special_at in 0..=len {
+                for special in [b'"', b'\\'] {
+                    let mut bytes = vec![b'a'; len];
+                    if special_at < len {
+                        bytes[special_at] = special;
+                        // A second one later must not be found first.
+                        if special_at + 3 < len {
+                            bytes[special_at + 3] = b'"';
+                        }
+                    }
+                    for from in 0..=len + 2 {
+                        let expected = if from <= special_at && special_at < len {
+                            special_at
+                        } else {
+                            bytes
+                                .get(from..)
+                                .and_then(|r| r.iter().position(|&b| b == b'"' || b == b'\\'))
+                                .map_or(len, |i| from + i)
+                        };
+                        assert_eq!(
+                            next_quote_or_backslash(&bytes, from),
+                            expected,
+                            "len {len} at {special_at} from {from}"
+                        );
+                    }
+                }
+            }
         }
     }
 

@@ -333,6 +333,7 @@ impl<'a> TopLevel<'a> {
         let start = self.at;
         let mut escaped = false;
         loop {
+            self.at = crate::json_line::next_quote_or_backslash(self.bytes, self.at);
             match self.peek()? {
                 b'"' => {
                     let content = &self.bytes[start..self.at];
