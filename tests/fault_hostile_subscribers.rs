@@ -117,6 +117,11 @@ fn garbage_huge_lines_and_silent_subscribers_cost_only_themselves() {
         });
         garbage.join().unwrap();
         huge_line.join().unwrap();
+        // However fast the hostile part went, go on until the silent one has
+        // overflowed its whole buffer (kernel share included).
+        wait_until("the silent subscriber to fall behind", || {
+            publisher.stats().dropped_slow > 0
+        });
         stop.store(true, Ordering::Relaxed);
         emitter.join().unwrap()
     });
