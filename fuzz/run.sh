@@ -8,8 +8,6 @@
 #                                to fuzz/artifacts/TARGET (make fuzz)
 #   fuzz/run.sh cmin TARGET...   minimise fuzz/corpus/TARGET together with fuzz/work/TARGET
 #                                back into fuzz/corpus/TARGET
-#   fuzz/run.sh regressions      every target over regressions/TARGET (known, unfixed
-#                                bugs): fails while one of them is still there
 #   fuzz/run.sh miri             json_line and subscription unit tests under Miri (make miri)
 #
 # Installs what it lacks: the nightly toolchain (rustup), cargo-fuzz
@@ -99,16 +97,6 @@ case ${1:-} in
             echo "== $target: $(find "corpus/$target" -type f | wc -l) inputs, $(du -sb "corpus/$target" | cut -f1) bytes"
         done
         ;;
-    regressions)
-        ensure_cargo_fuzz
-        failed=0
-        for dir in regressions/*/; do
-            target=$(basename "$dir")
-            echo "== $target: $(find "$dir" -type f | wc -l) inputs of known bugs"
-            run_target "$target" "$dir" -- -runs=0 || failed=1
-        done
-        exit $failed
-        ;;
     miri)
         ensure_nightly
         if ! "$CARGO" +nightly miri --version >/dev/null 2>&1; then
@@ -123,7 +111,7 @@ case ${1:-} in
             "$CARGO" +nightly miri test --lib -- json_line:: subscription::
         ;;
     *)
-        sed -n '2,16p' "${BASH_SOURCE[0]}" >&2
+        sed -n '2,14p' "${BASH_SOURCE[0]}" >&2
         exit 2
         ;;
 esac
