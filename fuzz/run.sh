@@ -7,7 +7,7 @@
 #                                (default 60); new inputs go to fuzz/work/TARGET, crashes
 #                                to fuzz/artifacts/TARGET (make fuzz)
 #   fuzz/run.sh cmin TARGET...   minimise fuzz/corpus/TARGET together with fuzz/work/TARGET
-#                                back into fuzz/corpus/TARGET
+#                                back into fuzz/corpus/TARGET (keeping every edge covered)
 #   fuzz/run.sh miri             json_line and subscription unit tests under Miri (make miri)
 #
 # Installs what it lacks: the nightly toolchain (rustup), cargo-fuzz
@@ -87,13 +87,22 @@ case ${1:-} in
         done
         ;;
     cmin)
+        # libFuzzer's merge (what `cargo fuzz cmin` runs), edges only (no hit counters) so
+        # that a few hundred inputs per target cover what thousands do. Hand-named seeds
+        # (fixtures, edge cases) are always kept; inputs named by their SHA-1 (found by
+        # fuzzing) are kept only when they cover an edge the others do not.
         shift
         ensure_cargo_fuzz
         for target in "$@"; do
-            mkdir -p "work/$target"
-            cp -n "work/$target"/* "corpus/$target"/ 2>/dev/null || true
-            mapfile -t opts < <(options "$target")
-            "$CARGO" +nightly fuzz cmin "${FUZZ_BUILD_FLAGS[@]}" "$target" "corpus/$target" -- "${opts[@]}"
+            keep="work/$target.keep" rest="work/$target.rest"
+            rm -rf "$keep" "$rest"
+            mkdir -p "$keep" "$rest" "work/$target"
+            for f in "corpus/$target"/*; do
+                if [[ $(basename "$f") =~ ^[0-9a-f]{40}$ ]]; then cp "$f" "$rest/"; else cp "$f" "$keep/"; fi
+            done
+            run_target "$target" "$keep" "$rest" "work/$target" -- -merge=1 -use_counters=0
+            rm -rf "corpus/$target" "$rest"
+            mv "$keep" "corpus/$target"
             echo "== $target: $(find "corpus/$target" -type f | wc -l) inputs, $(du -sb "corpus/$target" | cut -f1) bytes"
         done
         ;;
