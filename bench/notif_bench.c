@@ -415,8 +415,17 @@ static uint64_t min_count(int first, int n)
 /* Keeps the publisher at most `window` messages ahead of the slowest reader. */
 static void pace(int first, int n, uint64_t sent, uint64_t window)
 {
-    while (sent > window && min_count(first, n) < sent - window)
+    /* Bounded: a subscriber that stops making progress (it died, or messages
+     * it waits for were never delivered) fails the run with the figures
+     * instead of hanging it. */
+    uint64_t deadline = now_ns() + 60000000000ull;
+    while (sent > window && min_count(first, n) < sent - window) {
+        if (now_ns() > deadline)
+            die("subscribers stopped making progress: the slowest has %" PRIu64 " of %" PRIu64
+                " sent (window %" PRIu64 ")",
+                min_count(first, n), sent, window);
         sleep_us(20);
+    }
 }
 
 /* Waits until every reader reports done; returns the latest done time, 0 on timeout. */

@@ -406,6 +406,11 @@ impl Server {
         let Some(subscriber) = self.subscribers.get_mut(&fd) else {
             return;
         };
+        if subscriber.closing.is_some() {
+            // Already on its way out (input read in the same wake-up, say):
+            // counting it twice would hide a live subscriber from emit.
+            return;
+        }
         let counters = &self.shared.counters;
         if why != Closing::Answered {
             bump(&counters.disconnected, 1);
