@@ -10,13 +10,6 @@ use std::sync::Arc;
 use common::*;
 use notif::{Options, Publisher};
 
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
-
 #[test]
 fn a_subscriber_that_never_reads_does_not_make_memory_grow_with_the_volume_emitted() {
     const SUBSCRIBER_BUFFER: usize = 1024 * 1024;

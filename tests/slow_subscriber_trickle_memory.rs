@@ -9,13 +9,6 @@ mod common;
 use common::*;
 use notif::{Options, Publisher};
 
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
-
 #[test]
 fn trickled_notifications_queued_for_a_stalled_subscriber_cost_their_size_not_their_batch() {
     const SUBSCRIBER_BUFFER: usize = 1024 * 1024;

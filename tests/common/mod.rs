@@ -335,3 +335,11 @@ pub fn spawn_sequential_reader(
 pub fn count_entries(dir: &str) -> usize {
     std::fs::read_dir(dir).unwrap().count()
 }
+
+/// This process's resident memory (VmRSS), in bytes.
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
