@@ -60,20 +60,8 @@ pub fn server_thread_count() -> usize {
         .count()
 }
 
-/// VmRSS of this process, in bytes.
-pub fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS in /proc/self/status");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("a number of kB");
-    kib * 1024
-}
+/// VmRSS of this process, in bytes (the shared helper under the name the fault tests use).
+pub use crate::common::resident_bytes as rss_bytes;
 
 /// The ids of this process's threads.
 pub fn thread_ids() -> HashSet<i32> {
