@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
 use common::*;
 use notif::Publisher;
@@ -40,19 +41,31 @@ fn of_many_simultaneous_opens_on_one_path_exactly_one_succeeds() {
             winners.len()
         );
         let winner = winners.pop().unwrap();
-        // The losers probed the path with a connection each: let those go first.
-        wait_until("the losers' probes to hang up", || {
-            winner.stats().subscribers == 0
-        });
-        let mut subscriber = Subscriber::connect_to(&winner, dir.socket(), 1);
-        winner.emit(b"{\"round\":1}").unwrap();
-        assert_eq!(
-            subscriber.line(),
-            b"{\"round\":1}",
-            "the winner is the one at the path"
+        // The losers probed the path with a connection each, which the winner
+        // may accept late and count for a moment: rather than trust a count,
+        // emit until our subscriber has a line, which proves the winner is the
+        // one at the path.
+        let mut subscriber = Subscriber::connect(dir.socket());
+        subscriber.set_read_timeout(Duration::from_millis(50));
+        let reached = wait_for(
+            || {
+                winner.emit(b"{\"round\":1}").unwrap();
+                matches!(subscriber.try_line(), Ok(Some(line)) if line == b"{\"round\":1}")
+            },
+            Duration::from_secs(20),
+        );
+        assert!(
+            reached,
+            "round {round}: a subscriber at the path never heard from the winner"
         );
         winner.close();
-        subscriber.expect_eof();
+        // Then end of stream, after any other copies still on their way.
+        subscriber.set_read_timeout(Duration::from_secs(10));
+        let rest = subscriber.read_to_eof();
+        assert!(
+            rest.iter().all(|line| line == b"{\"round\":1}"),
+            "round {round}: {rest:?}"
+        );
     }
     // The temporary names used on the way are all gone.
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
