@@ -70,15 +70,8 @@ fn fork_while_8_threads_emit_the_child_gets_ebadf_and_the_parent_keeps_serving()
     let baseline = Baseline::take();
     let memory = MemoryWatch::start();
     let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
-    let readers: Vec<SeqReader> = (1..=2)
-        .map(|n| {
-            SeqReader::spawn(
-                Subscriber::connect_to(&publisher, dir.socket(), n),
-                EMITTERS,
-            )
-        })
-        .collect();
-    let pacer = Pacer::new(readers.iter().map(|r| r.progress.clone()).collect(), 2000);
+    let readers = steady_readers(&publisher, &dir.socket(), 2, EMITTERS);
+    let pacer = Pacer::following(&readers, 2000);
     let stop = AtomicBool::new(false);
     let mut outcomes = Vec::new();
     let sent: Vec<u64> = std::thread::scope(|scope| {

@@ -74,13 +74,11 @@ fn garbage_huge_lines_and_silent_subscribers_cost_only_themselves() {
     let baseline = Baseline::take();
     let memory = MemoryWatch::start();
     let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
-    let steady: Vec<SeqReader> = (1..=2)
-        .map(|n| SeqReader::spawn(Subscriber::connect_to(&publisher, dir.socket(), n), 1))
-        .collect();
+    let steady = steady_readers(&publisher, &dir.socket(), 2, 1);
     let mut silent = Subscriber::connect(dir.socket());
     silent.write_all(b"{\"markers\":true}\n").unwrap();
     wait_for_subscribers(&publisher, 3);
-    let pacer = Pacer::new(steady.iter().map(|r| r.progress.clone()).collect(), 500);
+    let pacer = Pacer::following(&steady, 500);
     let stop = AtomicBool::new(false);
     let refused = AtomicU64::new(0);
     let sent = std::thread::scope(|scope| {

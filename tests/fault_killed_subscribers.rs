@@ -57,10 +57,8 @@ fn subscribers_killed_mid_read_cost_only_themselves() {
     let baseline = Baseline::take();
     let memory = MemoryWatch::start();
     let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
-    let steady: Vec<SeqReader> = (1..=2)
-        .map(|n| SeqReader::spawn(Subscriber::connect_to(&publisher, dir.socket(), n), 1))
-        .collect();
-    let pacer = Pacer::new(steady.iter().map(|r| r.progress.clone()).collect(), 500);
+    let steady = steady_readers(&publisher, &dir.socket(), 2, 1);
+    let pacer = Pacer::following(&steady, 500);
     let stop = AtomicBool::new(false);
     let mut stopped_first = 0u64;
     let sent = std::thread::scope(|scope| {
@@ -206,9 +204,7 @@ fn a_stopped_subscriber_falls_behind_and_after_sigcont_catches_up_in_order() {
     let baseline = Baseline::take();
     let memory = MemoryWatch::start();
     let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
-    let steady: Vec<SeqReader> = (1..=2)
-        .map(|n| SeqReader::spawn(Subscriber::connect_to(&publisher, dir.socket(), n), 1))
-        .collect();
+    let steady = steady_readers(&publisher, &dir.socket(), 2, 1);
     let mut relay = spawn_role(TEST, "relay", &relay_env(&dir, "{\"markers\":true}", false));
     wait_for_ack(&relay);
     wait_for_subscribers(&publisher, 3);

@@ -94,10 +94,8 @@ fn a_publisher_killed_with_sigkill_leaves_a_stale_file_that_the_next_one_recover
     let baseline = Baseline::take();
     let publisher = Publisher::open_with(dir.socket(), &options)
         .expect("open on the stale file left by a killed publisher");
-    let readers: Vec<SeqReader> = (1..=2)
-        .map(|n| SeqReader::spawn(Subscriber::connect_to(&publisher, dir.socket(), n), 1))
-        .collect();
-    let pacer = Pacer::new(readers.iter().map(|r| r.progress.clone()).collect(), 500);
+    let readers = steady_readers(&publisher, &dir.socket(), 2, 1);
+    let pacer = Pacer::following(&readers, 500);
     for seq in 0..1000 {
         pacer.emit(&publisher, &numbered(0, seq, 50));
     }

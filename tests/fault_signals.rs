@@ -56,15 +56,8 @@ fn emitting_threads_hit_by_signals_lose_nothing_and_never_see_eintr() {
     let baseline = Baseline::take();
     let memory = MemoryWatch::start();
     let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
-    let readers: Vec<SeqReader> = (1..=2)
-        .map(|n| {
-            SeqReader::spawn(
-                Subscriber::connect_to(&publisher, dir.socket(), n),
-                EMITTERS,
-            )
-        })
-        .collect();
-    let pacer = Pacer::new(readers.iter().map(|r| r.progress.clone()).collect(), 2000);
+    let readers = steady_readers(&publisher, &dir.socket(), 2, EMITTERS);
+    let pacer = Pacer::following(&readers, 2000);
     let stop = AtomicBool::new(false);
     let emitting: Mutex<Vec<libc::pthread_t>> = Mutex::new(Vec::new());
     let mut signals_sent = 0u64;

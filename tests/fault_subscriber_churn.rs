@@ -34,10 +34,8 @@ fn churning_subscribers_cost_the_steady_ones_nothing() {
     let memory = MemoryWatch::start();
     let started = Instant::now();
     let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
-    let steady: Vec<SeqReader> = (1..=2)
-        .map(|n| SeqReader::spawn(Subscriber::connect_to(&publisher, dir.socket(), n), 1))
-        .collect();
-    let pacer = Pacer::new(steady.iter().map(|r| r.progress.clone()).collect(), 500);
+    let steady = steady_readers(&publisher, &dir.socket(), 2, 1);
+    let pacer = Pacer::following(&steady, 500);
     let stop = AtomicBool::new(false);
     let churned = AtomicU64::new(0);
     let sent = std::thread::scope(|scope| {

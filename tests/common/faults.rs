@@ -379,6 +379,11 @@ pub struct Pacer {
 }
 
 impl Pacer {
+    /// Paces emission to the slowest of `readers`.
+    pub fn following(readers: &[SeqReader], window: u64) -> Pacer {
+        Pacer::new(readers.iter().map(|r| r.progress.clone()).collect(), window)
+    }
+
     pub fn new(readers: Vec<Arc<AtomicU64>>, window: u64) -> Pacer {
         Pacer {
             readers,
@@ -471,6 +476,19 @@ pub fn emit_stream_until(
 pub struct SeqReader {
     pub progress: Arc<AtomicU64>,
     handle: JoinHandle<(Subscriber, Vec<u64>)>,
+}
+
+/// The subscribers that keep up in a fault scenario: `count` readers that
+/// check `streams` sequence-numbered streams arrive whole and in order.
+pub fn steady_readers(
+    publisher: &Publisher,
+    socket: &Path,
+    count: u64,
+    streams: usize,
+) -> Vec<SeqReader> {
+    (1..=count)
+        .map(|n| SeqReader::spawn(Subscriber::connect_to(publisher, socket, n), streams))
+        .collect()
 }
 
 impl SeqReader {
