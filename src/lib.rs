@@ -6,19 +6,18 @@
 
 mod backlog;
 pub mod capi;
+pub mod client;
 mod error;
 mod fork_guard;
 pub mod json_line;
 mod options;
-mod peer_credentials;
 mod publisher;
 mod server;
 mod socket_file;
 mod stats;
-pub mod subscriber;
-mod subscriber_conn;
 pub mod subscription;
 
+pub use client::subscriber::{self, Event, SubscribeOptions, Subscriber};
 pub use error::Error;
 pub use options::{
     resolve_group, Options, SlowPolicy, MAX_MAX_MESSAGE, MAX_MAX_SUBSCRIBERS, MIN_SUBSCRIBER_BUFFER,
@@ -26,7 +25,6 @@ pub use options::{
 pub use publisher::Publisher;
 pub use socket_file::{SocketAddress, MAX_PATH_LEN};
 pub use stats::Stats;
-pub use subscriber::{Event, SubscribeOptions, Subscriber};
 
 /// The library's version, as in Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::error::{null_argument, remember, remember_with_errno};
 use super::panic_guard::guard;
-use crate::subscriber::{Event, SubscribeOptions, Subscriber};
+use crate::client::subscriber::{Event, SubscribeOptions, Subscriber};
 use crate::subscription::Request;
 use crate::Error;
 

@@ -10,13 +10,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+mod connection;
+mod peer_credentials;
+
 use crate::backlog::{Backlog, Batch};
 use crate::fork_guard::OwnedFd;
 use crate::options::{Options, SlowPolicy};
-use crate::peer_credentials::peer_allowed;
 use crate::stats::{bump, Counters};
-use crate::subscriber_conn::{Closing, Flush, Input, Offered, SubscriberConn, ONE_REQUEST};
 use crate::subscription::{lines, message_fields, MessageFields, Request};
+use connection::{Closing, Flush, Input, Offered, SubscriberConn, ONE_REQUEST};
+use peer_credentials::peer_allowed;
 
 /// What emitting threads and the server thread share.
 #[derive(Debug)]
