@@ -56,6 +56,14 @@
 #define NOTIF_RECV_DROPPED 3
 
 /**
+ * The default total budget for subscriber queues: 16 subscribers at the
+ * default 4 MiB each. Enough for a few slow consumers of a busy daemon, small
+ * beside any host that runs one, and a hard ceiling on what 1,000 hostile
+ * connections can cost.
+ */
+#define DEFAULT_MEMORY_LIMIT ((64 * 1024) * 1024)
+
+/**
  * An open publisher. Opaque: create with notif_open, release with notif_close.
  */
 typedef struct notif_handle notif_handle;
@@ -230,6 +238,23 @@ int notif_emit(struct notif_handle *handle, const char *json);
 int notif_emit_len(struct notif_handle *handle, const char *json, size_t len);
 
 /**
+ * The number of subscribers connected now (connections that only asked for
+ * stats are not counted): one atomic load, never blocks. A caller whose
+ * notifications are costly to build asks this first and, when it returns 0,
+ * skips building the notification and calls notif_skip() so it is counted
+ * as notif_emit would have counted it. Returns >= 0, or -EBADF (NULL handle,
+ * or a handle used in a child after fork(): 0 subscribers there).
+ */
+int notif_subscribers(struct notif_handle *handle);
+
+/**
+ * Counts one notification that the caller did not emit because
+ * notif_subscribers() returned 0 (in dropped_no_subscriber, as notif_emit
+ * counts it). Returns 0 or -EBADF (NULL handle). Never blocks.
+ */
+int notif_skip(struct notif_handle *handle);
+
+/**
  * Copies the handle's counters into `out`. Pass `sizeof(notif_stats)` as
  * `out_size`: a program built against an older, smaller notif_stats gets the
  * fields it knows. Returns 0, -EBADF (NULL handle) or -EINVAL (NULL out, or
@@ -281,6 +306,15 @@ int notif_options_set_group(struct notif_options *opts, const char *group);
  * in (default 4 MiB, at least 16 KiB). Returns 0 or -EINVAL.
  */
 int notif_options_set_subscriber_buffer(struct notif_options *opts, size_t bytes);
+
+/**
+ * Total memory, in bytes, that every subscriber's queue together may hold
+ * (allocation overhead included; default 64 MiB, at least 16 KiB). When it is
+ * reached, the subscribers holding the most lose their queued notifications
+ * (counted in dropped_slow) or are disconnected, per the slow policy.
+ * Returns 0 or -EINVAL.
+ */
+int notif_options_set_memory_limit(struct notif_options *opts, size_t bytes);
 
 /**
  * Largest message, in bytes of its compact form (default 1 MiB; 1 to 64 MiB).

@@ -47,7 +47,17 @@ pub struct Options {
     pub allow_uids: Vec<u32>,
     /// Groups allowed to subscribe, primary or supplementary.
     pub allow_gids: Vec<u32>,
+    /// Bytes of memory all subscribers' queues may hold together (allocation
+    /// overhead included); when it is reached, the subscribers holding the most
+    /// are dropped for, or disconnected, per the slow policy.
+    pub memory_limit: usize,
 }
+
+/// The default total budget for subscriber queues: 16 subscribers at the
+/// default 4 MiB each. Enough for a few slow consumers of a busy daemon, small
+/// beside any host that runs one, and a hard ceiling on what 1,000 hostile
+/// connections can cost.
+pub const DEFAULT_MEMORY_LIMIT: usize = 64 * 1024 * 1024;
 
 impl Default for Options {
     fn default() -> Options {
@@ -62,6 +72,7 @@ impl Default for Options {
             backlog: 16 * 1024 * 1024,
             allow_uids: Vec::new(),
             allow_gids: Vec::new(),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
         }
     }
 }
@@ -133,6 +144,17 @@ impl Options {
         Ok(())
     }
 
+    /// The total budget for every subscriber's queue together.
+    pub fn set_memory_limit(&mut self, bytes: usize) -> Result<(), Error> {
+        if bytes < MIN_SUBSCRIBER_BUFFER {
+            return Err(invalid(format!(
+                "memory limit of {bytes} bytes is below the minimum of {MIN_SUBSCRIBER_BUFFER}"
+            )));
+        }
+        self.memory_limit = bytes;
+        Ok(())
+    }
+
     /// Lets processes running as `uid` subscribe; repeatable.
     pub fn allow_uid(&mut self, uid: u32) {
         if !self.allow_uids.contains(&uid) {
@@ -156,6 +178,7 @@ impl Options {
         checked.set_max_message(self.max_message)?;
         checked.set_max_subscribers(self.max_subscribers)?;
         checked.set_backlog(self.backlog)?;
+        checked.set_memory_limit(self.memory_limit)?;
         // A message must fit in the user-space half of a subscriber's buffer
         // (the kernel holds the other half) and in the backlog, or it could
         // never be delivered to anyone.

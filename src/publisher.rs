@@ -152,6 +152,32 @@ impl Publisher {
         Ok(subscribers)
     }
 
+    /// Whether this handle belongs to this process (false in a child after fork()).
+    pub fn is_current_process(&self) -> bool {
+        self.generation == fork_guard::generation()
+    }
+
+    /// Subscribers connected now: one atomic load. A caller whose
+    /// notifications are costly to build (serialising, masking) asks this first
+    /// and skips the work when it is 0. Use [`Publisher::skip`] to count the
+    /// notification it then does not emit. Connections that only asked for
+    /// stats are not subscribers.
+    #[inline]
+    pub fn subscribers(&self) -> usize {
+        if self.generation != fork_guard::generation() {
+            return 0;
+        }
+        self.shared.subscribers.load(Ordering::Acquire)
+    }
+
+    /// Counts a notification the caller chose not to build because nobody
+    /// was listening (see [`Publisher::subscribers`]), in dropped_no_subscriber,
+    /// exactly as emit would have.
+    #[inline]
+    pub fn skip(&self) {
+        bump(&self.shared.counters.dropped_no_subscriber, 1);
+    }
+
     fn queue(&self, json: &[u8]) -> Result<(), Error> {
         let counters = &self.shared.counters;
         let layout = json_line::scan(json).map_err(|e| {

@@ -151,6 +151,45 @@ pub unsafe extern "C" fn notif_emit_len(
     })
 }
 
+/// The number of subscribers connected now (connections that only asked for
+/// stats are not counted): one atomic load, never blocks. A caller whose
+/// notifications are costly to build asks this first and, when it returns 0,
+/// skips building the notification and calls notif_skip() so it is counted
+/// as notif_emit would have counted it. Returns >= 0, or -EBADF (NULL handle,
+/// or a handle used in a child after fork(): 0 subscribers there).
+#[no_mangle]
+pub unsafe extern "C" fn notif_subscribers(handle: *mut notif_handle) -> c_int {
+    guard(-libc::EIO, || {
+        if handle.is_null() {
+            return bad_handle();
+        }
+        // SAFETY: handle is live until notif_close (documented).
+        let publisher = &unsafe { &*handle }.publisher;
+        if !publisher.is_current_process() {
+            return remember(&Error::new(
+                libc::EBADF,
+                "this notif handle belongs to the parent process: after fork(), open a new publisher in the child",
+            ));
+        }
+        publisher.subscribers().min(c_int::MAX as usize) as c_int
+    })
+}
+
+/// Counts one notification that the caller did not emit because
+/// notif_subscribers() returned 0 (in dropped_no_subscriber, as notif_emit
+/// counts it). Returns 0 or -EBADF (NULL handle). Never blocks.
+#[no_mangle]
+pub unsafe extern "C" fn notif_skip(handle: *mut notif_handle) -> c_int {
+    guard(-libc::EIO, || {
+        if handle.is_null() {
+            return bad_handle();
+        }
+        // SAFETY: handle is live until notif_close (documented).
+        unsafe { &*handle }.publisher.skip();
+        0
+    })
+}
+
 /// Copies the handle's counters into `out`. Pass `sizeof(notif_stats)` as
 /// `out_size`: a program built against an older, smaller notif_stats gets the
 /// fields it knows. Returns 0, -EBADF (NULL handle) or -EINVAL (NULL out, or

@@ -99,6 +99,19 @@ pub unsafe extern "C" fn notif_options_set_subscriber_buffer(
     set(opts, |o| o.set_subscriber_buffer(bytes))
 }
 
+/// Total memory, in bytes, that every subscriber's queue together may hold
+/// (allocation overhead included; default 64 MiB, at least 16 KiB). When it is
+/// reached, the subscribers holding the most lose their queued notifications
+/// (counted in dropped_slow) or are disconnected, per the slow policy.
+/// Returns 0 or -EINVAL.
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_set_memory_limit(
+    opts: *mut notif_options,
+    bytes: usize,
+) -> c_int {
+    set(opts, |o| o.set_memory_limit(bytes))
+}
+
 /// Largest message, in bytes of its compact form (default 1 MiB; 1 to 64 MiB).
 /// At open it must be at most half the subscriber buffer and half the backlog.
 /// Returns 0 or -EINVAL.
