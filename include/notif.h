@@ -64,6 +64,18 @@
 #define DEFAULT_MEMORY_LIMIT ((64 * 1024) * 1024)
 
 /**
+ * Most patterns in one list of a filter (`event_types`, `priorities` or
+ * `publishers`): matching cost per notification must stay small whatever a
+ * peer asks for.
+ */
+#define MAX_PATTERNS 64
+
+/**
+ * Longest pattern, in bytes.
+ */
+#define MAX_PATTERN_BYTES 256
+
+/**
  * An open publisher. Opaque: create with notif_open, release with notif_close.
  */
 typedef struct notif_handle notif_handle;

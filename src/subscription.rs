@@ -10,12 +10,18 @@ use serde_json::{Map, Value};
 
 /// Longest request line accepted, newline included.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
+/// Most patterns in one list of a filter (`event_types`, `priorities` or
+/// `publishers`): matching cost per notification must stay small whatever a
+/// peer asks for.
+pub const MAX_PATTERNS: usize = 64;
+/// Longest pattern, in bytes.
+pub const MAX_PATTERN_BYTES: usize = 256;
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
 
 /// Which notifications a subscriber wants. An empty list means "no constraint"
 /// here (the request parser refuses empty lists; an absent key becomes empty).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Filter {
     /// Globs on `event_type`.
     pub event_types: Vec<String>,
@@ -212,10 +218,22 @@ fn parse_filter(value: &Value) -> Result<Filter, String> {
         if items.is_empty() {
             return Err(format!("\"subscribe\".{key:?} is empty, which would match nothing; leave the key out to match everything"));
         }
+        if items.len() > MAX_PATTERNS {
+            return Err(format!(
+                "\"subscribe\".{key:?} has {} patterns; the limit is {MAX_PATTERNS}",
+                items.len()
+            ));
+        }
         for item in items {
             let Value::String(pattern) = item else {
                 return Err(format!("\"subscribe\".{key:?} must be an array of strings"));
             };
+            if pattern.len() > MAX_PATTERN_BYTES {
+                return Err(format!(
+                    "a pattern in \"subscribe\".{key:?} is {} bytes; the limit is {MAX_PATTERN_BYTES}",
+                    pattern.len()
+                ));
+            }
             list.push(pattern.clone());
         }
     }
@@ -449,22 +467,30 @@ pub(crate) mod lines {
         line(json!({"notif": {"heartbeat": unix_seconds}}))
     }
 
-    pub(crate) fn error(message: &str) -> Vec<u8> {
-        line(json!({"notif": {"error": message}}))
+    /// `reason` is stable, for programs: bad_request, request_timeout,
+    /// denied, full, too_slow, memory.
+    pub(crate) fn error(message: &str, reason: &str) -> Vec<u8> {
+        line(json!({"notif": {"error": message, "reason": reason}}))
     }
 
     /// Written by hand rather than through a serde_json map, which would sort
     /// the keys: the fields keep the order of notif_stats.
-    pub(crate) fn stats(fields: &[(&str, u64)], version: &str, path: &str) -> Vec<u8> {
+    pub(crate) fn stats(
+        fields: &[(&str, u64)],
+        version: &str,
+        path: &str,
+        subscriber_list: &[serde_json::Value],
+    ) -> Vec<u8> {
         use std::fmt::Write;
         let mut text = String::from("{\"notif\":{\"stats\":{");
         for (name, value) in fields {
             let _ = write!(text, "\"{name}\":{value},");
         }
         let quoted = |s: &str| serde_json::to_string(s).expect("a string serialises");
+        let list = serde_json::to_string(subscriber_list).expect("JSON values serialise");
         let _ = writeln!(
             text,
-            "\"version\":{},\"path\":{}}}}}}}",
+            "\"version\":{},\"path\":{},\"subscriber_list\":{list}}}}}}}",
             quoted(version),
             quoted(path)
         );
@@ -622,7 +648,7 @@ mod tests {
             Some(ControlLine::Heartbeat(12.5))
         );
         assert_eq!(
-            parse_control_line(&lines::error("bad")),
+            parse_control_line(&lines::error("bad", "bad_request")),
             Some(ControlLine::Error("bad".into()))
         );
         assert_eq!(

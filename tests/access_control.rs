@@ -36,8 +36,10 @@ fn running_as_root() -> bool {
 enum Outcome {
     /// It read a line: it was let in.
     Received,
-    /// The connection was closed at once.
+    /// The connection was closed at once, without a word.
     ClosedAtAccept,
+    /// It was told why it was refused (the error line's reason), then closed.
+    Refused(&'static str),
     /// connect() failed with this errno.
     ConnectFailed(i32),
     Other(i32),
@@ -91,12 +93,37 @@ fn connect_as(path: &Path, uid: u32, gid: u32, groups: &[u32]) -> libc::pid_t {
             (&timeout as *const libc::timeval).cast(),
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         );
+        // Read one line (or up to EOF): a notification, or a refusal.
+        let mut line = [0u8; 1024];
+        let mut got = 0;
+        while got < line.len() {
+            let n = libc::read(fd, line[got..].as_mut_ptr().cast(), line.len() - got);
+            if n <= 0 {
+                break;
+            }
+            got += n as usize;
+            if line[..got].contains(&b'\n') {
+                break;
+            }
+        }
+        let line = &line[..got];
+        let contains = |needle: &[u8]| line.windows(needle.len()).any(|w| w == needle);
         let mut byte = 0u8;
-        let n = libc::read(fd, (&mut byte as *mut u8).cast(), 1);
-        libc::_exit(match n {
-            1 => 0,
-            0 => 1,
-            _ => 2,
+        let at_eof = libc::read(fd, (&mut byte as *mut u8).cast(), 1) == 0;
+        libc::_exit(if line.is_empty() {
+            1
+        } else if line.starts_with(b"{\"notif\":{\"error\"") && at_eof {
+            if contains(b"\"reason\":\"denied\"") {
+                3
+            } else if contains(b"\"reason\":\"full\"") {
+                4
+            } else {
+                5
+            }
+        } else if line.starts_with(b"{\"notif\"") {
+            2
+        } else {
+            0
         });
     }
 }
@@ -112,6 +139,8 @@ fn outcome(pid: libc::pid_t) -> Outcome {
     match libc::WEXITSTATUS(status) {
         0 => Outcome::Received,
         1 => Outcome::ClosedAtAccept,
+        3 => Outcome::Refused("denied"),
+        4 => Outcome::Refused("full"),
         code if code >= 30 => Outcome::ConnectFailed(code - 30),
         code => Outcome::Other(code),
     }
@@ -178,10 +207,10 @@ fn an_allowed_uid_gets_in_and_everyone_else_is_closed_at_accept_and_counted() {
     let allowed = connect_as(&dir.socket(), NOBODY, NOBODY, &[]);
     expect_received(&publisher, allowed);
     let stranger = connect_as(&dir.socket(), NOBODY - 1, NOBODY - 1, &[]);
-    assert_eq!(outcome(stranger), Outcome::ClosedAtAccept);
+    assert_eq!(outcome(stranger), Outcome::Refused("denied"));
     // Root is not special: it is not on the list either.
     let root = connect_as(&dir.socket(), 0, 0, &[]);
-    assert_eq!(outcome(root), Outcome::ClosedAtAccept);
+    assert_eq!(outcome(root), Outcome::Refused("denied"));
     let stats = publisher.stats();
     assert_eq!(stats.denied, 2);
     assert_eq!(stats.disconnected, 2);
@@ -202,7 +231,7 @@ fn an_allowed_group_counts_as_primary_or_supplementary_group() {
     let supplementary = connect_as(&dir.socket(), NOBODY, NOBODY, &[SPARE_GROUP]);
     expect_received(&publisher, supplementary);
     let outsider = connect_as(&dir.socket(), NOBODY, NOBODY, &[NOBODY - 1]);
-    assert_eq!(outcome(outsider), Outcome::ClosedAtAccept);
+    assert_eq!(outcome(outsider), Outcome::Refused("denied"));
     assert_eq!(publisher.stats().denied, 1);
 }
 

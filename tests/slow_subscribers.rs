@@ -155,7 +155,13 @@ fn the_subscriber_over_max_subscribers_is_accepted_then_closed() {
     let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
     let mut first = Subscriber::connect_to(&publisher, dir.socket(), 1);
     let second = Subscriber::connect_to(&publisher, dir.socket(), 2);
+    // The third is told why (after the grace a stats probe would have), then closed.
     let mut third = Subscriber::connect(dir.socket());
+    let refusal = String::from_utf8(third.line()).unwrap();
+    assert!(
+        refusal.starts_with(r#"{"notif":{"error":"#) && refusal.contains(r#""reason":"full""#),
+        "{refusal}"
+    );
     third.expect_eof();
     let stats = publisher.stats();
     assert_eq!(

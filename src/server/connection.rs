@@ -1,47 +1,80 @@
 //! One connected subscriber as the server thread sees it: its socket, what is
-//! waiting for it, how much more it may be given, and what it asked for.
+//! waiting for it, how much more it may be given, what it asked for, and who
+//! it is.
 //!
-//! Messages are never copied per subscriber: a subscriber's queue holds ranges
-//! of shared batches (and the occasional control line of its own), and one
-//! sendmsg() writes many of them at once. A subscriber's limit counts the
-//! kernel's socket buffer in: the kernel gets at most half of it, our queue the rest.
+//! What waits for a subscriber is a queue of spans. A subscriber that takes
+//! every notification holds ranges of the shared message log (usually one,
+//! however many batches it lags behind), so nothing is copied for it and what
+//! it holds is what the log keeps for it. A subscriber with a filter gets its
+//! own copy of the messages it wants: it never keeps the log's unwanted bytes
+//! alive, and its copy is what its limit counts, allocation included. Control
+//! lines are its own too. A subscriber's limit counts the kernel's socket
+//! buffer in: the kernel gets at most half of it, our queue the rest.
 
 use std::collections::VecDeque;
 use std::io;
 use std::mem;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::backlog::Batch;
+use super::filter_set::FilterId;
+use super::message_log::{MessageLog, ENTRY_OVERHEAD, MESSAGE_OVERHEAD};
 use crate::fork_guard::OwnedFd;
 use crate::stats::{bump, Counters};
-use crate::subscription::{lines, Filter, MessageFields, MAX_REQUEST_LINE};
+use crate::subscription::{lines, MAX_REQUEST_LINE};
+
+/// Bytes a private copy grows by at least, so copying a few small messages
+/// does not mean an allocation each.
+const OWN_CHUNK_BYTES: usize = 16 * 1024;
+/// Most of a subscriber's buffer given to the kernel's socket buffer, and the
+/// least. That memory is the kernel's, outside our heap; it is kept near the
+/// kernel's own default, and shrinks as subscribers crowd in (see
+/// `Server::kernel_share`), so that a thousand idle connections cannot tie up
+/// a thousand times half their buffers in the kernel, nor make the server
+/// thread fill each of them with hundreds of writes. A subscriber that lags
+/// is held in the shared log instead, which costs nothing per subscriber.
+pub(crate) const MAX_KERNEL_SHARE: usize = 256 * 1024;
+pub(crate) const MIN_KERNEL_SHARE: usize = 32 * 1024;
+/// Bookkeeping the allocator adds to each allocation we make for a subscriber.
+const ALLOCATION_OVERHEAD: usize = 16;
 
 #[derive(Debug)]
-enum Segment {
-    /// Messages [next_message, end_message) of a batch, of which the bytes
-    /// before `offset` are already written.
-    Messages {
-        batch: Arc<Batch>,
-        next_message: usize,
-        end_message: usize,
+enum Span {
+    /// Messages [next, end) of the shared log, of which the first `offset`
+    /// bytes of message `next` are already written; `mark` is the mark of the
+    /// batch holding `next` (what it pins is counted from there).
+    Log {
+        next: u64,
+        end: u64,
         offset: usize,
+        mark: u64,
     },
+    /// Messages copied for this subscriber alone.
+    Own(OwnChunk),
     /// A control line for this subscriber only.
     Control { line: Vec<u8>, offset: usize },
 }
 
-impl Segment {
-    fn unwritten(&self) -> &[u8] {
-        match self {
-            Segment::Messages {
-                batch,
-                end_message,
-                offset,
-                ..
-            } => &batch.bytes[*offset..batch.ends[*end_message - 1]],
-            Segment::Control { line, offset } => &line[*offset..],
-        }
+#[derive(Debug, Default)]
+struct OwnChunk {
+    /// Each message's line and newline, back to back.
+    bytes: Vec<u8>,
+    /// Offset just past each message's newline.
+    ends: Vec<usize>,
+    /// First message not yet fully written.
+    next_message: usize,
+    /// Bytes written.
+    offset: usize,
+}
+
+impl OwnChunk {
+    fn footprint(&self) -> usize {
+        self.bytes.capacity()
+            + self.ends.capacity() * mem::size_of::<usize>()
+            + 2 * ALLOCATION_OVERHEAD
+    }
+
+    fn unwritten_messages(&self) -> usize {
+        self.ends.len() - self.next_message
     }
 }
 
@@ -87,7 +120,10 @@ pub(crate) enum Offered {
 
 pub(crate) const ONE_REQUEST: &str = "a connection carries one request line; nothing may follow it";
 
-/// Most iovecs per sendmsg: a few dozen segments cover a full socket buffer.
+/// How long a peer may take to finish a request line it started.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most slices per sendmsg: a few dozen cover a full socket buffer.
 const MAX_IOVECS: usize = 64;
 
 #[derive(Debug)]
@@ -98,24 +134,46 @@ enum RequestState {
     Done,
 }
 
+/// Who the peer is, as the kernel saw it at connect (SO_PEERCRED).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Peer {
+    pub(crate) pid: Option<i32>,
+    pub(crate) uid: Option<u32>,
+    pub(crate) gid: Option<u32>,
+}
+
 #[derive(Debug)]
 pub(crate) struct SubscriberConn {
     pub(crate) fd: OwnedFd,
-    queue: VecDeque<Segment>,
-    queued_bytes: usize,
+    pub(crate) peer: Peer,
+    pub(crate) connected_at: SystemTime,
+    queue: VecDeque<Span>,
     queued_messages: usize,
+    /// Heap memory our own spans hold (copies, control lines), allocation included.
+    own_footprint: usize,
     /// Bytes our queue may hold: the subscriber buffer minus the kernel's share.
     queue_capacity: usize,
     /// Whether we watch for input (until the peer shuts its sending side).
     pub(crate) reading: bool,
-    /// Whether we asked epoll for EPOLLOUT.
+    /// Whether the kernel's buffer is full: we wait for EPOLLOUT.
     pub(crate) waiting_for_room: bool,
+    /// The events epoll watches for this socket now.
+    pub(crate) registered: u32,
     request: RequestState,
+    /// When a request line that was started must be finished.
+    pub(crate) request_deadline: Option<Instant>,
+    /// Whether the peer wrote a request: only then may it get control lines
+    /// other than a refusal.
+    pub(crate) spoke: bool,
     /// None: every notification.
-    pub(crate) filter: Option<Filter>,
-    markers: bool,
+    pub(crate) filter: Option<FilterId>,
+    pub(crate) markers: bool,
     /// Drops not yet reported with a marker line.
     unreported_drops: u64,
+    /// It overflowed and has not read since: everything is dropped for it until
+    /// it does, so that it sees one gap, not a scattering of messages that
+    /// happened to fit.
+    behind: bool,
     pub(crate) heartbeat: Option<Duration>,
     /// When we last queued anything for this subscriber.
     pub(crate) last_sent: Instant,
@@ -124,38 +182,65 @@ pub(crate) struct SubscriberConn {
     pub(crate) closing: Option<Closing>,
     /// When a closing subscriber is closed even if its queue is not written.
     pub(crate) closing_deadline: Option<Instant>,
+    /// Accepted while the publisher was full: it may ask for stats until this
+    /// instant, and is refused otherwise. Not a subscriber meanwhile.
+    pub(crate) probe_deadline: Option<Instant>,
+    /// Messages fully written to this subscriber.
+    pub(crate) delivered: u64,
+    /// Messages dropped for this subscriber because it fell behind.
+    pub(crate) dropped_slow: u64,
 }
 
 /// Why a subscriber is being closed once its queue is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Closing {
-    /// Its request was invalid.
+    /// Its request was invalid, or not finished in time.
     BadRequest,
     /// It asked for stats and got them.
     Answered,
     /// It fell behind under the disconnect policy.
     TooSlow,
+    /// It held the most when the memory budget ran out, under the disconnect policy.
+    Memory,
+    /// The publisher was full and it did not ask for stats.
+    Full,
 }
 
 impl SubscriberConn {
-    pub(crate) fn new(fd: OwnedFd, subscriber_buffer: usize) -> SubscriberConn {
-        let kernel_share = limit_kernel_buffer(&fd, subscriber_buffer / 2);
+    /// `kernel_share` is at most what the kernel's socket buffer may hold for
+    /// it (it gets no more than half of `subscriber_buffer` either).
+    pub(crate) fn new(
+        fd: OwnedFd,
+        subscriber_buffer: usize,
+        kernel_share: usize,
+        peer: Peer,
+    ) -> SubscriberConn {
+        let kernel_share = limit_kernel_buffer(&fd, (subscriber_buffer / 2).min(kernel_share));
         SubscriberConn {
             fd,
+            peer,
+            connected_at: SystemTime::now(),
             queue: VecDeque::new(),
-            queued_bytes: 0,
             queued_messages: 0,
+            own_footprint: 0,
             queue_capacity: subscriber_buffer.saturating_sub(kernel_share),
             reading: true,
             waiting_for_room: false,
+            registered: 0,
             request: RequestState::Awaiting(Vec::new()),
+            request_deadline: None,
+            spoke: false,
             filter: None,
             markers: false,
             unreported_drops: 0,
+            behind: false,
             heartbeat: None,
             last_sent: Instant::now(),
             closing: None,
             closing_deadline: None,
+            probe_deadline: None,
+            delivered: 0,
+            dropped_slow: 0,
         }
     }
 
@@ -167,9 +252,115 @@ impl SubscriberConn {
         !self.queue.is_empty()
     }
 
+    /// Whether emitters should count this connection as a subscriber.
+    pub(crate) fn is_subscriber(&self) -> bool {
+        self.closing.is_none() && self.probe_deadline.is_none()
+    }
+
+    /// The oldest log message this subscriber still needs, if any.
+    pub(crate) fn oldest_log_seq(&self) -> Option<u64> {
+        self.queue.iter().find_map(|span| match span {
+            Span::Log { next, .. } => Some(*next),
+            _ => None,
+        })
+    }
+
+    /// Memory held for this subscriber: the log from its oldest message on
+    /// (the log lets go of batches in order, so that is what it keeps alive),
+    /// its own copies and control lines, and the queue's own bookkeeping.
+    pub(crate) fn held(&self, log: &MessageLog) -> usize {
+        self.pinned(log) + self.own_footprint()
+    }
+
+    /// The log memory this subscriber keeps alive: every batch from the one
+    /// holding its oldest message on.
+    pub(crate) fn pinned(&self, log: &MessageLog) -> usize {
+        self.pinned_until(log.end_mark())
+    }
+
+    /// What it keeps alive of the batches before the one with mark `until`.
+    fn pinned_until(&self, until: u64) -> usize {
+        let first = self.queue.iter().find_map(|span| match span {
+            Span::Log { mark, .. } => Some(*mark),
+            _ => None,
+        });
+        first.map_or(0, |mark| until.saturating_sub(mark) as usize)
+    }
+
+    /// Whether it keeps more of the log alive than its own limit allows: it
+    /// stopped taking messages (it overflowed) while others went on. Only a
+    /// subscriber that is behind can: the others take everything up to the
+    /// log's end, within their limit.
+    pub(crate) fn pins_too_much(&self, log: &MessageLog) -> bool {
+        self.behind && self.pinned(log) > self.queue_capacity
+    }
+
+    /// The memory its log ranges would take as its own copy.
+    pub(crate) fn log_ranges_size(&self, log: &MessageLog) -> usize {
+        self.queue
+            .iter()
+            .map(|span| match span {
+                Span::Log {
+                    next, end, offset, ..
+                } => {
+                    log.held_between(*next, *end).saturating_sub(*offset) + 2 * ALLOCATION_OVERHEAD
+                }
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Copies what it still needs from the log into its own spans, so that the
+    /// log can let go of everything newer that the other subscribers are done with.
+    pub(crate) fn detach_from_log(&mut self, log: &MessageLog) {
+        for span in self.queue.iter_mut() {
+            let Span::Log {
+                next, end, offset, ..
+            } = *span
+            else {
+                continue;
+            };
+            let mut slices = Vec::new();
+            log.slices(next, offset, end, usize::MAX, &mut slices);
+            let mut bytes = Vec::with_capacity(slices.iter().map(|s| s.len()).sum());
+            for slice in slices {
+                bytes.extend_from_slice(slice);
+            }
+            let base = log.offset_of(next) + offset as u64;
+            let ends: Vec<usize> = (next + 1..=end)
+                .map(|seq| (log.offset_of(seq) - base) as usize)
+                .collect();
+            let chunk = OwnChunk {
+                bytes,
+                ends,
+                next_message: 0,
+                offset: 0,
+            };
+            self.own_footprint += chunk.footprint();
+            *span = Span::Own(chunk);
+        }
+    }
+
+    /// Memory held for this subscriber alone (not shared through the log).
+    pub(crate) fn own_footprint(&self) -> usize {
+        // An empty queue keeps at most a few dozen slots (advance gives larger
+        // ones back): not worth showing as bytes queued.
+        let bookkeeping = if self.queue.is_empty() {
+            0
+        } else {
+            self.queue.capacity() * mem::size_of::<Span>()
+        };
+        self.own_footprint + bookkeeping
+    }
+
     /// Applies a subscription request and queues the acknowledgement.
-    pub(crate) fn subscribe(&mut self, filter: Filter, markers: bool, heartbeat: Option<Duration>) {
-        self.filter = (!filter.is_everything()).then_some(filter);
+    pub(crate) fn subscribe(
+        &mut self,
+        filter: Option<FilterId>,
+        markers: bool,
+        heartbeat: Option<Duration>,
+    ) {
+        self.filter = filter;
         self.markers = markers;
         self.heartbeat = heartbeat;
         self.queue_control(lines::subscribed());
@@ -178,96 +369,139 @@ impl SubscriberConn {
     /// Queues a control line; it counts against the buffer but is always
     /// accepted (control lines are few and small).
     pub(crate) fn queue_control(&mut self, line: Vec<u8>) {
-        self.queued_bytes += line.len();
-        self.queue.push_back(Segment::Control { line, offset: 0 });
+        self.own_footprint += line.capacity() + ALLOCATION_OVERHEAD;
+        self.queue.push_back(Span::Control { line, offset: 0 });
         self.last_sent = Instant::now();
     }
 
-    /// Queues the wanted messages of a batch, as many as fit, and counts what
-    /// happened to each. `fields` holds each message's filterable fields when
-    /// some subscriber filters (it is empty otherwise). After an overflow
-    /// earlier in the same round, `overflowed` makes every wanted message a drop,
-    /// so a subscriber that falls behind sees one gap, not a scattering.
-    pub(crate) fn offer(
+    fn room(&self, log: &MessageLog) -> usize {
+        self.queue_capacity.saturating_sub(self.held(log))
+    }
+
+    /// Room left before the batch holding `first` (the newest) is counted.
+    fn room_before(&self, log: &MessageLog, first: u64) -> usize {
+        let held = self.pinned_until(log.mark_of_entry(first)) + self.own_footprint();
+        self.queue_capacity.saturating_sub(held)
+    }
+
+    /// Queues log messages [first, end) (one batch, just appended), as many as
+    /// fit, for a subscriber that takes everything. After an overflow earlier
+    /// in the same round, `overflowed` makes every message a drop, so a
+    /// subscriber that falls behind sees one gap, not a scattering.
+    pub(crate) fn offer_all(
         &mut self,
-        batch: &Arc<Batch>,
-        fields: &[MessageFields<'_>],
+        log: &MessageLog,
+        first: u64,
+        end: u64,
         overflowed: bool,
         counters: &Counters,
     ) -> Offered {
-        let messages = batch.message_count();
-        let runs = self.wanted_runs(batch, fields);
-        let wanted: usize = runs.iter().map(|(first, end)| end - first).sum();
-        bump(&counters.filtered, (messages - wanted) as u64);
+        let wanted = (end - first) as usize;
         bump(&counters.fanout, wanted as u64);
-        if overflowed {
+        if overflowed || self.behind {
             self.count_drops(wanted, counters);
             return Offered::Overflowed;
         }
-        for (index, &(run_start, end)) in runs.iter().enumerate() {
-            let mut first = run_start;
-            loop {
-                let fit = self.fitting_end(batch, first, end);
-                if fit > first {
-                    self.report_drops();
-                    self.enqueue(batch, first, fit);
-                    first = fit;
-                }
-                if first == end {
-                    break;
-                }
-                // It does not all fit our queue: let the kernel take what it
-                // can (its share of the subscriber's buffer), then try again.
-                // Only when that makes no room is the subscriber really full.
-                let queued_before = self.queued_bytes;
-                if self.flush(counters) == Flush::PeerGone {
-                    let unqueued = (end - first)
-                        + runs[index + 1..]
-                            .iter()
-                            .map(|(first, end)| end - first)
-                            .sum::<usize>();
-                    bump(&counters.dropped_closed, unqueued as u64);
+        let mut first = first;
+        loop {
+            let fit = self.fitting_log_end(log, first, end);
+            if fit > first {
+                self.report_drops();
+                self.enqueue_log(log, first, fit);
+                first = fit;
+            }
+            if first == end {
+                return Offered::All;
+            }
+            match self.make_room(log, counters) {
+                Some(Offered::PeerGone) => {
+                    bump(&counters.dropped_closed, end - first);
                     return Offered::PeerGone;
                 }
-                if self.queued_bytes == queued_before {
-                    let later: usize = runs[index + 1..]
-                        .iter()
-                        .map(|(first, end)| end - first)
-                        .sum();
-                    self.count_drops(end - first + later, counters);
+                Some(_) => continue,
+                None => {
+                    self.count_drops((end - first) as usize, counters);
                     return Offered::Overflowed;
+                }
+            }
+        }
+    }
+
+    /// Copies the messages of log batch [first, end) that `wanted` marks
+    /// (one verdict per message), as many as fit, for a subscriber with a filter.
+    pub(crate) fn offer_filtered(
+        &mut self,
+        log: &MessageLog,
+        first: u64,
+        wanted: &[bool],
+        overflowed: bool,
+        counters: &Counters,
+    ) -> Offered {
+        let count = wanted.iter().filter(|&&w| w).count();
+        bump(&counters.filtered, (wanted.len() - count) as u64);
+        bump(&counters.fanout, count as u64);
+        if overflowed || self.behind {
+            self.count_drops(count, counters);
+            return Offered::Overflowed;
+        }
+        let (batch, base) = log.locate(first);
+        let mut left = count;
+        for (index, _) in wanted.iter().enumerate().filter(|(_, &w)| w) {
+            let message = &batch.bytes[batch.start_of(base + index)..batch.ends[base + index]];
+            loop {
+                if self.unreported_drops > 0 {
+                    // The marker goes first: it must fit too.
+                    let marker = lines::dropped(self.unreported_drops);
+                    if marker.capacity() + ALLOCATION_OVERHEAD + message.len() <= self.room(log) {
+                        self.report_drops();
+                    }
+                }
+                if self.unreported_drops == 0 && self.enqueue_copy(message, self.room(log)) {
+                    left -= 1;
+                    break;
+                }
+                match self.make_room(log, counters) {
+                    Some(Offered::PeerGone) => {
+                        bump(&counters.dropped_closed, left as u64);
+                        return Offered::PeerGone;
+                    }
+                    Some(_) => continue,
+                    None => {
+                        self.count_drops(left, counters);
+                        return Offered::Overflowed;
+                    }
                 }
             }
         }
         Offered::All
     }
 
-    /// The runs of consecutive messages this subscriber wants, as [first, end) pairs.
-    fn wanted_runs(&self, batch: &Batch, fields: &[MessageFields<'_>]) -> Vec<(usize, usize)> {
-        let messages = batch.message_count();
-        let Some(filter) = &self.filter else {
-            return vec![(0, messages)];
-        };
-        let mut runs = Vec::new();
-        let mut run_start = None;
-        for (index, message_fields) in fields.iter().enumerate().take(messages) {
-            match (filter.matches(message_fields), run_start) {
-                (true, None) => run_start = Some(index),
-                (false, Some(start)) => {
-                    runs.push((start, index));
-                    run_start = None;
-                }
-                _ => {}
+    /// The queue is full: lets the kernel take what it can (its share of the
+    /// buffer), unless it is known to be full. Some(All) when that made room,
+    /// None when it did not.
+    fn make_room(&mut self, log: &MessageLog, counters: &Counters) -> Option<Offered> {
+        if self.waiting_for_room {
+            // The kernel said it is full and has not said otherwise since:
+            // asking again would be a system call per message for nothing.
+            return None;
+        }
+        let held_before = self.held(log);
+        match self.flush(log, counters) {
+            Flush::PeerGone => Some(Offered::PeerGone),
+            Flush::Blocked => {
+                self.waiting_for_room = true;
+                (self.held(log) < held_before).then_some(Offered::All)
             }
+            Flush::Drained => (self.held(log) < held_before).then_some(Offered::All),
         }
-        if let Some(start) = run_start {
-            runs.push((start, messages));
-        }
-        runs
     }
 
     fn count_drops(&mut self, dropped: usize, counters: &Counters) {
+        if dropped > 0 {
+            self.behind = true;
+        }
         bump(&counters.dropped_slow, dropped as u64);
+        self.dropped_slow += dropped as u64;
         if self.markers {
             self.unreported_drops += dropped as u64;
         }
@@ -285,55 +519,192 @@ impl SubscriberConn {
         }
     }
 
-    /// The end of the longest prefix of messages [first, end) that fits.
-    fn fitting_end(&self, batch: &Batch, first: usize, end: usize) -> usize {
-        let available = self.queue_capacity.saturating_sub(self.queued_bytes);
-        let start = batch.start_of(first);
-        first
-            + batch.ends[first..end]
-                .partition_point(|&message_end| message_end - start <= available)
+    /// The end of the longest run of log messages from `first` that fits.
+    fn fitting_log_end(&self, log: &MessageLog, first: u64, end: u64) -> u64 {
+        let available = self.room_before(log, first);
+        // Extending the last range adds only the messages; a new range also
+        // its bookkeeping. The batch of [first, end) is new: its own
+        // bookkeeping is held as soon as one message of it is.
+        let extends =
+            matches!(self.queue.back(), Some(Span::Log { end: last, .. }) if *last == first);
+        let fixed = ENTRY_OVERHEAD + if extends { 0 } else { mem::size_of::<Span>() };
+        let Some(available) = available.checked_sub(fixed) else {
+            return first;
+        };
+        let (batch, index) = log.locate(first);
+        let start = batch.start_of(index);
+        let count = (end - first) as usize;
+        // The longest prefix of k messages whose bytes and bookkeeping fit.
+        let cost = |k: usize| batch.ends[index + k - 1] - start + k * MESSAGE_OVERHEAD;
+        let (mut low, mut high) = (0, count);
+        while low < high {
+            let middle = (low + high).div_ceil(2);
+            if cost(middle) <= available {
+                low = middle;
+            } else {
+                high = middle - 1;
+            }
+        }
+        first + low as u64
     }
 
-    /// Queues messages [first, end) of a batch.
-    fn enqueue(&mut self, batch: &Arc<Batch>, first: usize, end: usize) {
-        if end == first {
-            return;
-        }
-        let start = batch.start_of(first);
-        self.queue.push_back(Segment::Messages {
-            batch: Arc::clone(batch),
-            next_message: first,
-            end_message: end,
-            offset: start,
-        });
-        self.queued_bytes += batch.ends[end - 1] - start;
-        self.queued_messages += end - first;
+    fn enqueue_log(&mut self, log: &MessageLog, first: u64, end: u64) {
+        self.queued_messages += (end - first) as usize;
         self.last_sent = Instant::now();
+        if let Some(Span::Log { end: last, .. }) = self.queue.back_mut() {
+            if *last == first {
+                *last = end;
+                return;
+            }
+        }
+        self.queue.push_back(Span::Log {
+            next: first,
+            end,
+            offset: 0,
+            mark: log.mark_of_entry(first),
+        });
+    }
+
+    /// Copies one message to the end of our own spans if its cost (the bytes,
+    /// or a new chunk's whole allocation) fits in `room`; false if it does not.
+    fn enqueue_copy(&mut self, message: &[u8], room: usize) -> bool {
+        let reusable = matches!(self.queue.back(), Some(Span::Own(chunk))
+            if chunk.bytes.capacity() - chunk.bytes.len() >= message.len()
+                && chunk.ends.len() < chunk.ends.capacity());
+        if reusable {
+            if message.len() > room {
+                return false;
+            }
+        } else {
+            // A chunk as large as the room allows, up to OWN_CHUNK_BYTES, so
+            // that a small buffer still takes copies.
+            let ends = 8;
+            let overhead =
+                ends * mem::size_of::<usize>() + 2 * ALLOCATION_OVERHEAD + mem::size_of::<Span>();
+            let capacity = message
+                .len()
+                .max(OWN_CHUNK_BYTES.min(room.saturating_sub(overhead)));
+            if capacity + overhead > room {
+                return false;
+            }
+            let mut chunk = OwnChunk::default();
+            chunk.bytes.reserve_exact(capacity);
+            chunk.ends.reserve_exact(ends);
+            self.own_footprint += chunk.footprint();
+            self.queue.push_back(Span::Own(chunk));
+        }
+        self.queued_messages += 1;
+        self.last_sent = Instant::now();
+        let Some(Span::Own(chunk)) = self.queue.back_mut() else {
+            unreachable!("an own chunk was just made the last span");
+        };
+        let before = chunk.footprint();
+        chunk.bytes.extend_from_slice(message);
+        chunk.ends.push(chunk.bytes.len());
+        self.own_footprint = self.own_footprint + chunk.footprint() - before;
+        true
+    }
+
+    /// Throws away every queued message but the one being written (its rest
+    /// must still go, or the subscriber would read half a line), counting them
+    /// as dropped; control lines stay. Returns how many were dropped.
+    pub(crate) fn discard_queue(&mut self, log: &MessageLog, counters: &Counters) -> usize {
+        let mut kept = VecDeque::new();
+        let mut dropped = 0;
+        let mut first = true;
+        for span in self.queue.drain(..) {
+            match span {
+                Span::Control { .. } => kept.push_back(span),
+                Span::Log {
+                    next, end, offset, ..
+                } => {
+                    let mut next = next;
+                    if first && offset > 0 {
+                        // Keep the rest of the half-written message, as a copy.
+                        let mut rest = Vec::new();
+                        let mut slices = Vec::new();
+                        log.slices(next, offset, next + 1, 2, &mut slices);
+                        for slice in slices {
+                            rest.extend_from_slice(slice);
+                        }
+                        let ends = vec![rest.len()];
+                        kept.push_back(Span::Own(OwnChunk {
+                            bytes: rest,
+                            ends,
+                            next_message: 0,
+                            offset: 0,
+                        }));
+                        next += 1;
+                    }
+                    dropped += (end - next) as usize;
+                }
+                Span::Own(mut chunk) => {
+                    if first && chunk.offset > 0 {
+                        let end = chunk.ends[chunk.next_message];
+                        dropped += chunk.unwritten_messages() - 1;
+                        chunk.bytes.truncate(end);
+                        chunk.bytes.shrink_to_fit();
+                        chunk.ends.truncate(chunk.next_message + 1);
+                        chunk.ends.shrink_to_fit();
+                        kept.push_back(Span::Own(chunk));
+                    } else {
+                        dropped += chunk.unwritten_messages();
+                    }
+                }
+            }
+            first = false;
+        }
+        self.queue = kept;
+        self.own_footprint = self
+            .queue
+            .iter()
+            .map(|span| match span {
+                Span::Own(chunk) => chunk.footprint(),
+                Span::Control { line, .. } => line.capacity() + ALLOCATION_OVERHEAD,
+                Span::Log { .. } => 0,
+            })
+            .sum();
+        self.queued_messages -= dropped;
+        self.count_drops(dropped, counters);
+        dropped
     }
 
     /// Writes as much of the queue as the socket takes, counting every message
     /// that is now fully written.
-    pub(crate) fn flush(&mut self, counters: &Counters) -> Flush {
+    pub(crate) fn flush(&mut self, log: &MessageLog, counters: &Counters) -> Flush {
         while !self.queue.is_empty() {
+            let mut slices: Vec<&[u8]> = Vec::with_capacity(MAX_IOVECS);
+            for span in &self.queue {
+                let room = MAX_IOVECS - slices.len();
+                if room == 0 {
+                    break;
+                }
+                match span {
+                    Span::Log {
+                        next, end, offset, ..
+                    } => log.slices(*next, *offset, *end, room, &mut slices),
+                    Span::Own(chunk) => slices.push(&chunk.bytes[chunk.offset..]),
+                    Span::Control { line, offset } => slices.push(&line[*offset..]),
+                }
+            }
             let mut iovecs: [libc::iovec; MAX_IOVECS] = [libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
             }; MAX_IOVECS];
-            let mut count = 0;
-            for segment in self.queue.iter().take(MAX_IOVECS) {
-                let bytes = segment.unwritten();
-                iovecs[count] = libc::iovec {
-                    iov_base: bytes.as_ptr() as *mut libc::c_void,
-                    iov_len: bytes.len(),
+            for (iovec, slice) in iovecs.iter_mut().zip(&slices) {
+                *iovec = libc::iovec {
+                    iov_base: slice.as_ptr() as *mut libc::c_void,
+                    iov_len: slice.len(),
                 };
-                count += 1;
             }
             // SAFETY: msghdr is plain data; zeroed means no address and no control data.
             let mut header: libc::msghdr = unsafe { mem::zeroed() };
             header.msg_iov = iovecs.as_mut_ptr();
-            header.msg_iovlen = count as _;
+            header.msg_iovlen = slices.len() as _;
+            drop(slices);
             // MSG_NOSIGNAL: a vanished subscriber must never raise SIGPIPE in the host.
-            // SAFETY: the iovecs point into segments kept alive by self.queue.
+            // SAFETY: the iovecs point into the log and our spans, which
+            // outlive the call.
             let written = unsafe {
                 libc::sendmsg(
                     self.fd.raw(),
@@ -344,94 +715,85 @@ impl SubscriberConn {
             if written < 0 {
                 match io::Error::last_os_error().raw_os_error() {
                     Some(libc::EINTR) => continue,
-                    Some(libc::EAGAIN) => {
-                        self.unpin_sparse_chunks();
-                        return Flush::Blocked;
-                    }
+                    Some(libc::EAGAIN) => return Flush::Blocked,
                     _ => return Flush::PeerGone,
                 }
             }
             let written = written as usize;
+            if written > 0 {
+                // It reads again: it may be given messages again.
+                self.behind = false;
+            }
             bump(&counters.bytes_sent, written as u64);
-            let delivered = self.advance(written);
+            let delivered = self.advance(log, written);
+            self.delivered += delivered as u64;
             bump(&counters.delivered, delivered as u64);
         }
         Flush::Drained
     }
 
-    /// A queued range keeps its whole chunk alive (64 KiB or more, shared with
-    /// the other subscribers until they are done with it). For a subscriber that
-    /// lags, a range much smaller than its chunk (one message taken alone, a
-    /// filtered few, the tail of a half-written chunk) is copied into a
-    /// right-sized batch of its own, so what the subscriber holds is what its
-    /// limit counts. Only lagging subscribers pay for the copy, once per range.
-    fn unpin_sparse_chunks(&mut self) {
-        for segment in self.queue.iter_mut() {
-            let Segment::Messages {
-                batch,
-                next_message,
-                end_message,
-                offset,
-            } = segment
-            else {
-                continue;
-            };
-            // Keep the written part of a half-written message: its boundary
-            // tells a forced close where the line started.
-            let start = batch.start_of(*next_message);
-            let end = batch.ends[*end_message - 1];
-            if batch.bytes.capacity() <= 2 * (end - start) + 4096 {
-                continue;
-            }
-            let own = Batch {
-                bytes: batch.bytes[start..end].to_vec(),
-                ends: batch.ends[*next_message..*end_message]
-                    .iter()
-                    .map(|e| e - start)
-                    .collect(),
-            };
-            *segment = Segment::Messages {
-                batch: Arc::new(own),
-                next_message: 0,
-                end_message: *end_message - *next_message,
-                offset: *offset - start,
-            };
-        }
-    }
-
     /// Moves the queue past `written` bytes; returns how many messages that completed.
-    fn advance(&mut self, mut written: usize) -> usize {
+    fn advance(&mut self, log: &MessageLog, mut written: usize) -> usize {
         let mut completed = 0;
-        self.queued_bytes -= written;
         while written > 0 {
-            let segment = self
+            let span = self
                 .queue
                 .front_mut()
                 .expect("the kernel took no more than we gave it");
-            let step = written.min(segment.unwritten().len());
-            written -= step;
-            let done = match segment {
-                Segment::Messages {
-                    batch,
-                    next_message,
-                    end_message,
+            let done = match span {
+                Span::Log {
+                    next,
+                    end,
                     offset,
+                    mark,
                 } => {
-                    *offset += step;
-                    while *next_message < *end_message && batch.ends[*next_message] <= *offset {
-                        *next_message += 1;
+                    let left = log.bytes_between(*next, *end) as usize - *offset;
+                    if written >= left {
+                        written -= left;
+                        completed += (*end - *next) as usize;
+                        true
+                    } else {
+                        let (to, within) = log.advance(*next, *offset, written);
+                        completed += (to - *next) as usize;
+                        *next = to;
+                        *offset = within;
+                        *mark = log.mark_of_entry(to);
+                        written = 0;
+                        false
+                    }
+                }
+                Span::Own(chunk) => {
+                    let step = written.min(chunk.bytes.len() - chunk.offset);
+                    written -= step;
+                    chunk.offset += step;
+                    while chunk.next_message < chunk.ends.len()
+                        && chunk.ends[chunk.next_message] <= chunk.offset
+                    {
+                        chunk.next_message += 1;
                         completed += 1;
                     }
-                    *next_message == *end_message
+                    chunk.offset == chunk.bytes.len()
                 }
-                Segment::Control { line, offset } => {
+                Span::Control { line, offset } => {
+                    let step = written.min(line.len() - *offset);
+                    written -= step;
                     *offset += step;
                     *offset == line.len()
                 }
             };
             if done {
-                self.queue.pop_front();
+                match self.queue.pop_front() {
+                    Some(Span::Own(chunk)) => self.own_footprint -= chunk.footprint(),
+                    Some(Span::Control { line, .. }) => {
+                        self.own_footprint -= line.capacity() + ALLOCATION_OVERHEAD
+                    }
+                    _ => {}
+                }
             }
+        }
+        if self.queue.is_empty() && self.queue.capacity() > 64 {
+            // A long queue's bookkeeping goes back once it is written.
+            self.queue = VecDeque::new();
         }
         self.queued_messages -= completed;
         completed
@@ -481,6 +843,7 @@ impl SubscriberConn {
                     if !buffer.is_empty() {
                         let line = mem::take(buffer);
                         self.request = RequestState::Done;
+                        self.request_deadline = None;
                         return Input::Request {
                             line,
                             followed_by_more: false,
@@ -489,6 +852,7 @@ impl SubscriberConn {
                 }
                 return Input::PeerStoppedSending;
             }
+            self.spoke = true;
             let received = &scratch[..n as usize];
             let RequestState::Awaiting(buffer) = &mut self.request else {
                 return Input::Invalid(ONE_REQUEST.into());
@@ -504,10 +868,14 @@ impl SubscriberConn {
             if let Some(newline) = newline {
                 let line = mem::take(buffer);
                 self.request = RequestState::Done;
+                self.request_deadline = None;
                 return Input::Request {
                     line,
                     followed_by_more: newline + 1 < received.len(),
                 };
+            }
+            if self.request_deadline.is_none() {
+                self.request_deadline = Some(Instant::now() + REQUEST_TIMEOUT);
             }
         }
     }

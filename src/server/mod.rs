@@ -1,6 +1,14 @@
 //! The thread that serves one publisher: it owns the listening socket and every
 //! subscriber socket, all non-blocking under one epoll instance, takes batches
-//! of messages from the backlog and writes them to each subscriber.
+//! of messages from the backlog into the shared message log and writes them to
+//! each subscriber.
+//!
+//! Bounds a hostile peer cannot lift: each subscriber holds at most its buffer
+//! (allocation included), all of them together at most the memory limit (the
+//! ones holding the most lose their queue first), a filter costs one cached
+//! verdict per notification (filter_set), a request line must be finished in
+//! REQUEST_TIMEOUT, and the work per message is proportional to the number of
+//! subscribers, never to what they have queued.
 
 use std::collections::HashMap;
 use std::io;
@@ -11,15 +19,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 mod connection;
+mod filter_set;
+mod message_log;
 mod peer_credentials;
 
 use crate::backlog::{Backlog, Batch};
 use crate::fork_guard::OwnedFd;
 use crate::options::{Options, SlowPolicy};
 use crate::stats::{bump, Counters};
-use crate::subscription::{lines, message_fields, MessageFields, Request};
-use connection::{Closing, Flush, Input, Offered, SubscriberConn, ONE_REQUEST};
-use peer_credentials::peer_allowed;
+use crate::subscription::{lines, message_fields, Filter, MessageFields, Request};
+use connection::{Closing, Flush, Input, Offered, Peer, SubscriberConn, ONE_REQUEST};
+use filter_set::FilterSet;
+use message_log::MessageLog;
+use peer_credentials::{peer_allowed, peer_credentials};
 
 /// What emitting threads and the server thread share.
 #[derive(Debug)]
@@ -35,6 +47,15 @@ const WAKE_TOKEN: u64 = u64::MAX - 1;
 /// After accept() fails for lack of descriptors or memory, stop watching the
 /// listener this long: retrying at once would spin at 100% CPU.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// A connection accepted while max_subscribers are connected may ask for
+/// stats within this time (a monitor must see a full publisher); otherwise it
+/// is told the publisher is full and closed.
+const PROBE_GRACE: Duration = Duration::from_secs(1);
+/// Connections waiting like that at once; past it, "full" is said at once.
+const MAX_PROBES: usize = 64;
+/// A taken batch whose buffer is more than this much larger than what it
+/// holds is copied to a right-sized one, so that the log holds what it counts.
+const RIGHT_SIZE_SLACK: usize = 4096;
 
 struct Server {
     shared: Arc<Shared>,
@@ -43,16 +64,21 @@ struct Server {
     listener: Option<OwnedFd>,
     listener_paused_until: Option<Instant>,
     subscribers: HashMap<RawFd, SubscriberConn>,
-    /// Subscribers with a filter: while there are none, no message is looked at.
-    filtering: usize,
+    log: MessageLog,
+    filters: FilterSet,
     /// Subscribers that asked for heartbeats.
     heartbeating: usize,
     /// Subscribers being closed (see begin_closing).
     closing: usize,
+    /// Connections accepted while full, waiting for a stats request.
+    probing: usize,
     /// The socket's address as people write it, for the stats answer.
     address: String,
     /// Where chunks taken from the backlog land (kept to reuse its allocation).
     taken: Vec<Batch>,
+    /// Who the publisher runs as: that user (and root) see every subscriber's
+    /// credentials in the stats answer.
+    own_uid: u32,
 }
 
 /// Starts the server thread for a listening socket.
@@ -99,11 +125,15 @@ pub(crate) fn spawn(
                     listener,
                     listener_paused_until: None,
                     subscribers: HashMap::new(),
-                    filtering: 0,
+                    log: MessageLog::default(),
+                    filters: FilterSet::default(),
                     heartbeating: 0,
                     closing: 0,
+                    probing: 0,
                     address,
                     taken: Vec::new(),
+                    // SAFETY: geteuid never fails.
+                    own_uid: unsafe { libc::geteuid() },
                 };
                 let shared = Arc::clone(&server.shared);
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || server.run()))
@@ -191,6 +221,7 @@ impl Server {
             self.resume_listener_if_due();
             self.send_due_heartbeats();
             self.close_overdue();
+            self.trim_log();
         }
         self.shut_down(&mut events);
     }
@@ -213,7 +244,7 @@ impl Server {
         let wake_at = [
             self.listener_paused_until,
             self.next_heartbeat(),
-            self.next_closing_deadline(),
+            self.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -229,13 +260,13 @@ impl Server {
         }
     }
 
-    fn next_closing_deadline(&self) -> Option<Instant> {
-        if self.closing == 0 {
-            return None;
-        }
+    /// The earliest instant a connection must be acted on: a closing one's
+    /// linger, a probe's grace, a started request's timeout.
+    fn next_deadline(&self) -> Option<Instant> {
         self.subscribers
             .values()
-            .filter_map(|s| s.closing_deadline)
+            .flat_map(|s| [s.closing_deadline, s.probe_deadline, s.request_deadline])
+            .flatten()
             .min()
     }
 
@@ -272,9 +303,7 @@ impl Server {
                 subscriber.last_sent = now;
                 continue;
             }
-            let unix_seconds = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
+            let unix_seconds = unix_now();
             subscriber.queue_control(lines::heartbeat((unix_seconds * 1000.0).round() / 1000.0));
             self.write_to(fd);
         }
@@ -305,10 +334,15 @@ impl Server {
                     line,
                     followed_by_more,
                 } => self.handle_request(fd, &line, followed_by_more),
-                Input::Invalid(why) => self.refuse_request(fd, &why),
+                Input::Invalid(why) => self.refuse_request(fd, &why, "bad_request"),
                 Input::PeerStoppedSending => {
                     subscriber.reading = false;
-                    self.update_interest(fd);
+                    if subscriber.probe_deadline.is_some() {
+                        // A probe that asked for nothing gets the refusal now.
+                        self.refuse_full(fd);
+                    } else {
+                        self.update_interest(fd);
+                    }
                 }
                 Input::PeerGone => {
                     self.remove_subscriber(fd);
@@ -318,6 +352,8 @@ impl Server {
         }
         if ready & libc::EPOLLOUT as u32 != 0 {
             if let Some(subscriber) = self.subscribers.get_mut(&fd) {
+                // The kernel has room again.
+                subscriber.waiting_for_room = false;
                 // Room again: a subscriber with markers hears about its drops first.
                 if subscriber.closing.is_none() {
                     subscriber.report_drops();
@@ -333,7 +369,8 @@ impl Server {
         let Some(subscriber) = self.subscribers.get_mut(&fd) else {
             return;
         };
-        let mut outcome = subscriber.flush(&self.shared.counters);
+        let counters = &self.shared.counters;
+        let mut outcome = subscriber.flush(&self.log, counters);
         // Drained means it has room again: a subscriber with markers hears
         // about its drops now, not only when the next notification comes.
         if outcome == Flush::Drained
@@ -341,65 +378,101 @@ impl Server {
             && subscriber.has_unreported_drops()
         {
             subscriber.report_drops();
-            outcome = subscriber.flush(&self.shared.counters);
+            outcome = subscriber.flush(&self.log, counters);
         }
         match outcome {
             Flush::Drained => {
+                subscriber.waiting_for_room = false;
                 if subscriber.closing.is_some() {
                     subscriber.discard_pending_input();
                     self.remove_subscriber(fd);
-                } else if subscriber.waiting_for_room {
-                    subscriber.waiting_for_room = false;
-                    self.update_interest(fd);
+                    return;
                 }
             }
-            Flush::Blocked => {
-                if !subscriber.waiting_for_room {
-                    subscriber.waiting_for_room = true;
-                    self.update_interest(fd);
-                }
-            }
-            Flush::PeerGone => self.remove_subscriber(fd),
+            Flush::Blocked => subscriber.waiting_for_room = true,
+            Flush::PeerGone => return self.remove_subscriber(fd),
         }
+        self.update_interest_if_changed(fd);
     }
 
     fn handle_request(&mut self, fd: RawFd, line: &[u8], followed_by_more: bool) {
         let request = match Request::parse(line) {
-            Ok(_) if followed_by_more => return self.refuse_request(fd, ONE_REQUEST),
+            Ok(_) if followed_by_more => {
+                return self.refuse_request(fd, ONE_REQUEST, "bad_request")
+            }
             Ok(request) => request,
-            Err(why) => return self.refuse_request(fd, &why),
+            Err(why) => return self.refuse_request(fd, &why, "bad_request"),
         };
-        let stats_line = matches!(request, Request::Stats).then(|| self.stats_line());
-        let Some(subscriber) = self.subscribers.get_mut(&fd) else {
-            return;
-        };
+        let probing = self
+            .subscribers
+            .get(&fd)
+            .is_some_and(|s| s.probe_deadline.is_some());
         match request {
             Request::Stats => {
+                let stats_line = self.stats_line(fd);
+                let Some(subscriber) = self.subscribers.get_mut(&fd) else {
+                    return;
+                };
+                if probing {
+                    subscriber.probe_deadline = None;
+                    self.probing -= 1;
+                }
                 bump(&self.shared.counters.stats_requests, 1);
-                subscriber.queue_control(stats_line.expect("built above"));
-                return self.begin_closing(fd, Closing::Answered);
+                subscriber.queue_control(stats_line);
+                self.begin_closing(fd, Closing::Answered);
             }
+            Request::Subscribe { .. } if probing => self.refuse_full(fd),
             Request::Subscribe {
                 filter,
                 markers,
                 heartbeat,
             } => {
+                let filter = (!filter.is_everything()).then(|| self.filters.add(filter));
+                let Some(subscriber) = self.subscribers.get_mut(&fd) else {
+                    return;
+                };
                 subscriber.subscribe(filter, markers, heartbeat);
-                self.filtering += usize::from(subscriber.filter.is_some());
-                self.heartbeating += usize::from(subscriber.heartbeat.is_some());
+                self.heartbeating += usize::from(heartbeat.is_some());
+                self.write_to(fd);
             }
         }
-        self.write_to(fd);
     }
 
     /// Answers a bad request with an error line, then closes the connection.
-    fn refuse_request(&mut self, fd: RawFd, why: &str) {
+    fn refuse_request(&mut self, fd: RawFd, why: &str, reason: &str) {
         let Some(subscriber) = self.subscribers.get_mut(&fd) else {
             return;
         };
+        if subscriber.closing.is_some() {
+            return;
+        }
         bump(&self.shared.counters.bad_requests, 1);
-        subscriber.queue_control(lines::error(why));
+        if subscriber.probe_deadline.take().is_some() {
+            self.probing -= 1;
+        }
+        subscriber.queue_control(lines::error(why, reason));
         self.begin_closing(fd, Closing::BadRequest);
+    }
+
+    /// Tells a connection accepted while full that it cannot subscribe.
+    fn refuse_full(&mut self, fd: RawFd) {
+        let message = self.full_message();
+        let Some(subscriber) = self.subscribers.get_mut(&fd) else {
+            return;
+        };
+        if subscriber.probe_deadline.take().is_some() {
+            self.probing -= 1;
+        }
+        bump(&self.shared.counters.refused, 1);
+        subscriber.queue_control(lines::error(&message, "full"));
+        self.begin_closing(fd, Closing::Full);
+    }
+
+    fn full_message(&self) -> String {
+        format!(
+            "the publisher already serves its maximum of {} subscribers (max_subscribers); try again later",
+            self.options.max_subscribers
+        )
     }
 
     /// Stops giving a subscriber notifications and closes it once what is
@@ -418,6 +491,26 @@ impl Server {
         if why != Closing::Answered {
             bump(&counters.disconnected, 1);
         }
+        if subscriber.probe_deadline.take().is_some() {
+            self.probing -= 1;
+        }
+        // A subscriber that speaks the protocol hears why it is being let go.
+        let reason = match why {
+            Closing::TooSlow => Some((
+                "too_slow",
+                "disconnected: this subscriber fell behind and the publisher's slow policy is disconnect",
+            )),
+            Closing::Memory => Some((
+                "memory",
+                "disconnected: the publisher's memory limit for all subscribers was reached and this subscriber held the most",
+            )),
+            _ => None,
+        };
+        if let Some((reason, message)) = reason {
+            if subscriber.spoke {
+                subscriber.queue_control(lines::error(message, reason));
+            }
+        }
         subscriber.closing = Some(why);
         subscriber.closing_deadline = Some(Instant::now() + self.options.linger);
         subscriber.reading = false;
@@ -428,48 +521,105 @@ impl Server {
     }
 
     /// Tells emitters how many subscribers would receive a message now: the
-    /// ones being closed get nothing more, so they do not count.
+    /// ones being closed and the ones only probing get nothing, so they do not count.
     fn publish_subscriber_count(&self) {
-        self.shared
-            .subscribers
-            .store(self.subscribers.len() - self.closing, Ordering::Release);
+        self.shared.subscribers.store(
+            self.subscribers.len() - self.closing - self.probing,
+            Ordering::Release,
+        );
     }
 
-    /// Closes subscribers whose closing took longer than linger allows.
+    /// Acts on every deadline that has passed: closes subscribers whose
+    /// closing outlasted linger, refuses probes whose grace is over and
+    /// requests not finished in time.
     fn close_overdue(&mut self) {
-        if self.closing == 0 {
-            return;
-        }
         let now = Instant::now();
-        let overdue: Vec<RawFd> = self
-            .subscribers
-            .iter()
-            .filter(|(_, s)| s.closing_deadline.is_some_and(|deadline| now >= deadline))
-            .map(|(&fd, _)| fd)
-            .collect();
+        let due = |deadline: Option<Instant>| deadline.is_some_and(|at| now >= at);
+        let mut overdue = Vec::new();
+        let mut probes = Vec::new();
+        let mut slow_requests = Vec::new();
+        for (&fd, s) in &self.subscribers {
+            if due(s.closing_deadline) {
+                overdue.push(fd);
+            } else if s.closing.is_none() && due(s.probe_deadline) {
+                probes.push(fd);
+            } else if s.closing.is_none() && due(s.request_deadline) {
+                slow_requests.push(fd);
+            }
+        }
         for fd in overdue {
             self.remove_subscriber(fd);
         }
+        for fd in probes {
+            self.refuse_full(fd);
+        }
+        for fd in slow_requests {
+            let why = format!(
+                "the request line was not finished within {} s",
+                connection::REQUEST_TIMEOUT.as_secs()
+            );
+            self.refuse_request(fd, &why, "request_timeout");
+        }
     }
 
-    fn stats_line(&self) -> Vec<u8> {
-        let mut stats = self.shared.counters.snapshot(self.subscribers.len() as u64);
+    /// The stats answer for the connection `asker`: every counter, and one
+    /// entry per subscriber. Credentials (pid, uid, gid) of a subscriber are
+    /// shown to root, to the publisher's own user and to the subscriber's own
+    /// user; to anyone else they are null (any subscriber sees every
+    /// notification, but not who else is listening).
+    fn stats_line(&self, asker: RawFd) -> Vec<u8> {
+        // The asker is a stats probe, not a subscriber, even while it still counts.
+        let asker_counted = self
+            .subscribers
+            .get(&asker)
+            .is_some_and(|s| s.is_subscriber());
+        let subscribers =
+            self.subscribers.len() - self.closing - self.probing - usize::from(asker_counted);
+        let mut stats = self.shared.counters.snapshot(subscribers as u64);
         stats.emitted += self.shared.backlog.pending_messages() as u64;
-        lines::stats(&stats.fields(), crate::VERSION, &self.address)
+        let asker_uid = self.subscribers.get(&asker).and_then(|s| s.peer.uid);
+        let sees_all = asker_uid.is_some_and(|uid| uid == 0 || uid == self.own_uid);
+        let list: Vec<serde_json::Value> = self
+            .subscribers
+            .iter()
+            .filter(|(&fd, s)| s.is_subscriber() && fd != asker)
+            .map(|(_, s)| {
+                // Anyone may see its own user's processes.
+                let visible = sees_all || (s.peer.uid.is_some() && s.peer.uid == asker_uid);
+                let shown = |v: Option<u32>| v.filter(|_| visible);
+                serde_json::json!({
+                    "pid": s.peer.pid.filter(|_| visible),
+                    "uid": shown(s.peer.uid),
+                    "gid": shown(s.peer.gid),
+                    "connected_at": unix_seconds(s.connected_at),
+                    "filter": s.filter.map(|id| filter_json(self.filters.filter(id))),
+                    "markers": s.markers,
+                    "heartbeat_s": s.heartbeat.map(|d| d.as_secs_f64()),
+                    "queued_bytes": s.held(&self.log),
+                    "delivered": s.delivered,
+                    "dropped_slow": s.dropped_slow,
+                })
+            })
+            .collect();
+        lines::stats(&stats.fields(), crate::VERSION, &self.address, &list)
     }
 
     fn update_interest(&mut self, fd: RawFd) {
-        if let Some(subscriber) = self.subscribers.get(&fd) {
-            if epoll_control(
-                &self.epoll,
-                libc::EPOLL_CTL_MOD,
-                fd,
-                interest(subscriber),
-                fd as u64,
-            )
-            .is_err()
-            {
+        if let Some(subscriber) = self.subscribers.get_mut(&fd) {
+            let events = interest(subscriber);
+            if epoll_control(&self.epoll, libc::EPOLL_CTL_MOD, fd, events, fd as u64).is_err() {
                 self.remove_subscriber(fd);
+            } else {
+                subscriber.registered = events;
+            }
+        }
+    }
+
+    /// Tells epoll what the subscriber waits for now, if that changed.
+    fn update_interest_if_changed(&mut self, fd: RawFd) {
+        if let Some(subscriber) = self.subscribers.get(&fd) {
+            if interest(subscriber) != subscriber.registered {
+                self.update_interest(fd);
             }
         }
     }
@@ -504,25 +654,70 @@ impl Server {
             let fd = OwnedFd::register(fd);
             let counters = &self.shared.counters;
             bump(&counters.accepted, 1);
-            if !peer_allowed(fd.raw(), &self.options.allow_uids, &self.options.allow_gids) {
+            let credentials = peer_credentials(fd.raw());
+            let peer = Peer {
+                pid: credentials.map(|c| c.pid),
+                uid: credentials.map(|c| c.uid),
+                gid: credentials.map(|c| c.gid),
+            };
+            if !peer_allowed(
+                fd.raw(),
+                credentials,
+                &self.options.allow_uids,
+                &self.options.allow_gids,
+            ) {
                 bump(&counters.denied, 1);
                 bump(&counters.disconnected, 1);
-                continue; // dropping fd closes it at once
+                let who = match (peer.uid, peer.gid) {
+                    (Some(uid), Some(gid)) => format!("uid {uid} (gid {gid})"),
+                    _ => "this peer (its credentials are unknown)".into(),
+                };
+                refuse_at_accept(
+                    &fd,
+                    &format!("permission denied: the publisher's allow-lists do not include {who}"),
+                    "denied",
+                );
+                continue; // dropping fd closes it
             }
-            if self.subscribers.len() >= self.options.max_subscribers {
+            let active = self.subscribers.len() - self.closing - self.probing;
+            let full = active >= self.options.max_subscribers;
+            if full && self.probing >= MAX_PROBES {
                 bump(&counters.refused, 1);
                 bump(&counters.disconnected, 1);
-                continue; // dropping fd closes it at once
+                refuse_at_accept(&fd, &self.full_message(), "full");
+                continue;
             }
-            let subscriber = SubscriberConn::new(fd, self.options.subscriber_buffer);
+            let mut subscriber = SubscriberConn::new(
+                fd,
+                self.options.subscriber_buffer,
+                self.kernel_share(active),
+                peer,
+            );
+            if full {
+                subscriber.probe_deadline = Some(Instant::now() + PROBE_GRACE);
+                self.probing += 1;
+            }
             let raw = subscriber.fd.raw();
-            if watch(&self.epoll, raw, interest(&subscriber), raw as u64).is_err() {
+            subscriber.registered = interest(&subscriber);
+            if watch(&self.epoll, raw, subscriber.registered, raw as u64).is_err() {
                 bump(&counters.disconnected, 1);
+                self.probing -= usize::from(full);
                 continue;
             }
             self.subscribers.insert(raw, subscriber);
+            // A request already sent (a stats probe writes it at once) is read
+            // before the connection counts, so such probes are never counted.
+            self.serve_subscriber(raw, libc::EPOLLIN as u32);
             self.publish_subscriber_count();
         }
+    }
+
+    /// The kernel buffer a new subscriber gets when `active` are connected:
+    /// together the kernel's buffers stay near a quarter of the memory limit
+    /// (the first subscribers get the most, up to MAX_KERNEL_SHARE).
+    fn kernel_share(&self, active: usize) -> usize {
+        (self.options.memory_limit / 4 / (active + 1))
+            .clamp(connection::MIN_KERNEL_SHARE, connection::MAX_KERNEL_SHARE)
     }
 
     fn pause_listener(&mut self) {
@@ -564,7 +759,10 @@ impl Server {
     fn remove_subscriber(&mut self, fd: RawFd) {
         if let Some(subscriber) = self.subscribers.remove(&fd) {
             self.closing -= usize::from(subscriber.closing.is_some());
-            self.filtering -= usize::from(subscriber.filter.is_some());
+            self.probing -= usize::from(subscriber.probe_deadline.is_some());
+            if let Some(filter) = subscriber.filter {
+                self.filters.remove(filter);
+            }
             self.heartbeating -= usize::from(subscriber.heartbeat.is_some());
             let counters = &self.shared.counters;
             bump(
@@ -577,7 +775,7 @@ impl Server {
         }
     }
 
-    /// Takes what emitters queued and hands it to every subscriber.
+    /// Takes what emitters queued into the log and offers it to every subscriber.
     fn take_and_distribute(&mut self) {
         let mut taken = std::mem::take(&mut self.taken);
         self.shared.backlog.take(&mut taken);
@@ -588,84 +786,187 @@ impl Server {
         let messages: usize = taken.iter().map(Batch::message_count).sum();
         let counters = &self.shared.counters;
         bump(&counters.emitted, messages as u64);
-        if self.subscribers.is_empty() {
+        let receivers = self
+            .subscribers
+            .values()
+            .filter(|s| s.is_subscriber())
+            .count();
+        if receivers == 0 {
             bump(&counters.dropped_no_subscriber, messages as u64);
             self.shared.backlog.recycle(taken.drain(..));
             self.taken = taken;
             return;
         }
-        let chunks: Vec<Arc<Batch>> = taken.drain(..).map(Arc::new).collect();
-        self.taken = taken;
-        // Each message's fields are read once, for all filtering subscribers.
-        let fields: Vec<Vec<MessageFields<'_>>> = if self.filtering > 0 {
-            chunks
-                .iter()
-                .map(|chunk| {
-                    chunk
-                        .ends
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &end)| message_fields(&chunk.bytes[chunk.start_of(i)..end - 1]))
-                        .collect()
-                })
-                .collect()
-        } else {
-            vec![Vec::new(); chunks.len()]
-        };
-        let counters = &self.shared.counters;
-        let mut to_remove = Vec::new();
-        let mut to_close = Vec::new();
-        let mut to_write = Vec::new();
-        let mut receivers = 0;
-        for (&fd, subscriber) in self.subscribers.iter_mut() {
-            if subscriber.closing.is_some() {
-                continue;
+        let mut spare = Vec::new();
+        let mut overflowed: HashMap<RawFd, ()> = HashMap::new();
+        let mut gone = Vec::new();
+        for batch in taken.drain(..) {
+            let batch = right_sized(batch, &mut spare);
+            let count = batch.message_count() as u64;
+            let first = self.log.append(batch);
+            let (batch, _) = self.log.locate(first);
+            // Each message's fields are read once, for every filter at once.
+            if !self.filters.is_empty() {
+                let fields: Vec<MessageFields<'_>> = (0..batch.message_count())
+                    .map(|i| message_fields(&batch.bytes[batch.start_of(i)..batch.ends[i] - 1]))
+                    .collect();
+                self.filters.evaluate(&fields);
             }
-            receivers += 1;
-            let mut overflowed = false;
-            let mut gone = false;
-            for (chunk, chunk_fields) in chunks.iter().zip(&fields) {
-                match subscriber.offer(chunk, chunk_fields, overflowed, counters) {
+            for (&fd, subscriber) in self.subscribers.iter_mut() {
+                if !subscriber.is_subscriber() {
+                    continue;
+                }
+                let behind = overflowed.contains_key(&fd);
+                let offered = match subscriber.filter {
+                    None => subscriber.offer_all(&self.log, first, first + count, behind, counters),
+                    Some(id) => subscriber.offer_filtered(
+                        &self.log,
+                        first,
+                        self.filters.matches(id),
+                        behind,
+                        counters,
+                    ),
+                };
+                match offered {
                     Offered::All => {}
-                    Offered::Overflowed => overflowed = true,
-                    Offered::PeerGone => {
-                        gone = true;
-                        break;
+                    Offered::Overflowed => {
+                        overflowed.insert(fd, ());
                     }
+                    Offered::PeerGone => gone.push(fd),
                 }
             }
-            if gone {
-                to_remove.push(fd);
-            } else if overflowed && self.options.slow_policy == SlowPolicy::Disconnect {
-                to_close.push(fd);
-            } else {
-                to_write.push(fd);
-            }
         }
-        drop(fields);
-        if receivers == 0 {
-            // Only subscribers on their way out: nobody gets these.
-            bump(&counters.dropped_no_subscriber, messages as u64);
+        self.taken = taken;
+        self.shared.backlog.recycle(spare);
+        for fd in gone {
+            self.remove_subscriber(fd);
         }
+        let to_write: Vec<RawFd> = self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| s.has_queue() && !s.waiting_for_room)
+            .map(|(&fd, _)| fd)
+            .collect();
         for fd in to_write {
             self.write_to(fd);
         }
-        for fd in to_close {
-            self.begin_closing(fd, Closing::TooSlow);
+        // Offers that found the kernel full made those subscribers wait for room.
+        let changed: Vec<RawFd> = self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| interest(s) != s.registered)
+            .map(|(&fd, _)| fd)
+            .collect();
+        for fd in changed {
+            self.update_interest(fd);
         }
-        for fd in to_remove {
-            self.remove_subscriber(fd);
+        if self.options.slow_policy == SlowPolicy::Disconnect {
+            for &fd in overflowed.keys() {
+                self.begin_closing(fd, Closing::TooSlow);
+            }
         }
-        // Usually every subscriber wrote everything at once: reuse the chunks.
-        self.shared.backlog.recycle(
-            chunks
-                .into_iter()
-                .filter_map(|chunk| Arc::try_unwrap(chunk).ok()),
-        );
+        self.trim_log();
+        self.enforce_memory_limit(0, None);
     }
 
-    /// Close: no new subscribers; flush what is queued for up to the linger time.
+    /// Lets go of the log batches no subscriber needs any more. A subscriber
+    /// that stopped taking messages while the others went on would keep
+    /// everything newer alive: it gets its own copy of what it still needs
+    /// (within the memory limit; past it, it loses its queue instead).
+    fn trim_log(&mut self) {
+        if self.log.is_empty() {
+            return;
+        }
+        let stalled: Vec<RawFd> = self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| s.pins_too_much(&self.log))
+            .map(|(&fd, _)| fd)
+            .collect();
+        for fd in stalled {
+            let needed = match self.subscribers.get(&fd) {
+                Some(s) => s.log_ranges_size(&self.log),
+                None => continue,
+            };
+            self.enforce_memory_limit(needed, Some(fd));
+            let fits = self.held_total() + needed <= self.options.memory_limit;
+            let Some(subscriber) = self.subscribers.get_mut(&fd) else {
+                continue;
+            };
+            if fits {
+                subscriber.detach_from_log(&self.log);
+            } else {
+                subscriber.discard_queue(&self.log, &self.shared.counters);
+                if self.options.slow_policy == SlowPolicy::Disconnect {
+                    self.begin_closing(fd, Closing::Memory);
+                }
+            }
+        }
+        self.release_log();
+    }
+
+    fn release_log(&mut self) {
+        let keep_from = self
+            .subscribers
+            .values()
+            .filter_map(SubscriberConn::oldest_log_seq)
+            .min()
+            .unwrap_or(self.log.next_seq());
+        let mut recycled = Vec::new();
+        self.log.trim(keep_from, |batch| recycled.push(batch));
+        if !recycled.is_empty() {
+            self.shared.backlog.recycle(recycled);
+        }
+    }
+
+    /// Memory held for subscribers now: the log and every subscriber's own copies.
+    fn held_total(&self) -> usize {
+        self.log.footprint()
+            + self
+                .subscribers
+                .values()
+                .map(SubscriberConn::own_footprint)
+                .sum::<usize>()
+    }
+
+    /// Makes room for `extra` more bytes under the memory limit: the
+    /// subscribers holding the most (but `spare`) lose what is queued for them
+    /// (counted in dropped_slow, reported by markers), and under the disconnect
+    /// policy are closed too, until the total fits again.
+    fn enforce_memory_limit(&mut self, extra: usize, spare: Option<RawFd>) {
+        let limit = self.options.memory_limit;
+        let mut total = self.held_total() + extra;
+        if total <= limit {
+            return;
+        }
+        let mut holders: Vec<(usize, RawFd)> = self
+            .subscribers
+            .iter()
+            .filter(|(&fd, s)| Some(fd) != spare && s.closing.is_none() && s.has_queue())
+            .map(|(&fd, s)| (s.held(&self.log), fd))
+            .collect();
+        holders.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
+        for (_, fd) in holders {
+            if total <= limit {
+                break;
+            }
+            let Some(subscriber) = self.subscribers.get_mut(&fd) else {
+                continue;
+            };
+            subscriber.discard_queue(&self.log, &self.shared.counters);
+            if self.options.slow_policy == SlowPolicy::Disconnect {
+                self.begin_closing(fd, Closing::Memory);
+            }
+            self.release_log();
+            total = self.held_total() + extra;
+        }
+    }
+
+    /// Close: no new subscribers; flush what is queued for up to the linger
+    /// time, counted from now: whatever is still unwritten then is dropped and
+    /// counted, however much was queued or however costly the filters.
     fn shut_down(mut self, events: &mut [libc::epoll_event]) {
+        let deadline = Instant::now() + self.options.linger;
         if let Some(listener) = self.listener.take() {
             let _ = epoll_control(
                 &self.epoll,
@@ -676,7 +977,6 @@ impl Server {
             );
         }
         self.take_and_distribute();
-        let deadline = Instant::now() + self.options.linger;
         while self.subscribers.values().any(SubscriberConn::has_queue) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -691,10 +991,79 @@ impl Server {
                     self.serve_subscriber(event.u64 as RawFd, event.events);
                 }
             }
+            self.trim_log();
         }
         let remaining: Vec<RawFd> = self.subscribers.keys().copied().collect();
         for fd in remaining {
             self.remove_subscriber(fd);
         }
     }
+}
+
+/// A batch taken while the backlog's chunk was mostly empty (a quiet moment)
+/// is copied into a buffer of its size, and the big one goes back to the pool:
+/// the log must not keep 64 KiB alive for one small message.
+fn right_sized(batch: Batch, spare: &mut Vec<Batch>) -> Batch {
+    if batch.bytes.capacity() - batch.bytes.len() <= RIGHT_SIZE_SLACK
+        && batch.ends.capacity() - batch.ends.len() <= RIGHT_SIZE_SLACK / 8
+    {
+        return batch;
+    }
+    let small = Batch {
+        bytes: batch.bytes.clone(),
+        ends: batch.ends.clone(),
+    };
+    spare.push(batch);
+    small
+}
+
+/// Says why to a connection refused at accept, then closes it. The line is
+/// tiny and the socket new, so one non-blocking send takes it; input the peer
+/// already wrote is read first, so that the close is a clean end of stream.
+fn refuse_at_accept(fd: &OwnedFd, message: &str, reason: &str) {
+    let line = lines::error(message, reason);
+    let mut scratch = [0u8; 4096];
+    // SAFETY: reads into a live buffer of the given size; non-blocking.
+    while unsafe {
+        libc::recv(
+            fd.raw(),
+            scratch.as_mut_ptr().cast(),
+            scratch.len(),
+            libc::MSG_DONTWAIT,
+        )
+    } > 0
+    {}
+    // SAFETY: writes from a live buffer; MSG_NOSIGNAL: never SIGPIPE in the host.
+    unsafe {
+        libc::send(
+            fd.raw(),
+            line.as_ptr().cast(),
+            line.len(),
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    };
+}
+
+fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn unix_now() -> f64 {
+    unix_seconds(SystemTime::now())
+}
+
+/// A filter as the request wrote it.
+fn filter_json(filter: &Filter) -> serde_json::Value {
+    let mut object = serde_json::Map::new();
+    for (key, list) in [
+        ("event_types", &filter.event_types),
+        ("priorities", &filter.priorities),
+        ("publishers", &filter.publishers),
+    ] {
+        if !list.is_empty() {
+            object.insert(key.into(), list.clone().into());
+        }
+    }
+    serde_json::Value::Object(object)
 }

@@ -9,11 +9,16 @@ use std::os::fd::RawFd;
 /// Whether the peer of `fd` may subscribe: its uid is in `uids`, or its
 /// primary or one of its supplementary groups is in `gids`. Empty lists allow
 /// everyone who could open the socket. Unknown credentials are refused.
-pub(crate) fn peer_allowed(fd: RawFd, uids: &[u32], gids: &[u32]) -> bool {
+pub(crate) fn peer_allowed(
+    fd: RawFd,
+    credentials: Option<libc::ucred>,
+    uids: &[u32],
+    gids: &[u32],
+) -> bool {
     if uids.is_empty() && gids.is_empty() {
         return true;
     }
-    let Some(credentials) = peer_credentials(fd) else {
+    let Some(credentials) = credentials else {
         return false;
     };
     if uids.contains(&credentials.uid) || gids.contains(&credentials.gid) {
@@ -22,7 +27,8 @@ pub(crate) fn peer_allowed(fd: RawFd, uids: &[u32], gids: &[u32]) -> bool {
     !gids.is_empty() && peer_groups(fd).iter().any(|gid| gids.contains(gid))
 }
 
-fn peer_credentials(fd: RawFd) -> Option<libc::ucred> {
+/// The peer's pid, uid and gid as they were when it connected.
+pub(crate) fn peer_credentials(fd: RawFd) -> Option<libc::ucred> {
     // SAFETY: ucred is plain data; getsockopt fills at most `len` bytes.
     let mut credentials: libc::ucred = unsafe { mem::zeroed() };
     let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;

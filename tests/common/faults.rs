@@ -823,6 +823,27 @@ fn publisher_main() -> i32 {
         options.max_message = options.max_message.min(options.subscriber_buffer / 2);
     }
     options.linger = Duration::from_millis(500);
+    if let Some(bytes) = env_number("NOTIF_FAULT_MEMORY_LIMIT") {
+        options.memory_limit = bytes as usize;
+    }
+    if let Some(count) = env_number("NOTIF_FAULT_MAX_SUBSCRIBERS") {
+        options.max_subscribers = count as usize;
+    }
+    if let Some(bytes) = env_number("NOTIF_FAULT_RLIMIT_AS") {
+        let limit = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: bytes,
+        };
+        // SAFETY: limit is a live rlimit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
+            say(&format!(
+                "setrlimit-error {}",
+                std::io::Error::last_os_error()
+            ));
+            return 11;
+        }
+    }
+    raise_descriptor_limit();
     let publisher = match Publisher::open_with(&path, &options) {
         Ok(publisher) => publisher,
         Err(e) => {
@@ -870,6 +891,25 @@ fn publisher_main() -> i32 {
                 Err(e) => say(&format!("emit-error {}", e.errno())),
             },
             "stats" => say(&format!("stats {}", stats_text(&publisher.stats()))),
+            // stream RATE SECONDS PAD: numbered notifications of stream 0,
+            // RATE a second for SECONDS, each padded with PAD bytes.
+            "stream" => {
+                let numbers: Vec<u64> = argument
+                    .split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect();
+                let [rate, seconds, pad] = numbers[..] else {
+                    say("stream-error usage: stream RATE SECONDS PAD");
+                    continue;
+                };
+                let (sent, failed) = stream_paced(&publisher, rate, seconds, pad as usize);
+                say(&format!("streamed {sent} failed={failed}"));
+            }
+            "memory" => say(&format!(
+                "memory rss={} hwm={}",
+                status_bytes("VmRSS:"),
+                status_bytes("VmHWM:")
+            )),
             "fds" => match std::fs::read_dir("/proc/self/fd") {
                 Ok(dir) => say(&format!("fds {}", dir.count())),
                 Err(e) => say(&format!("fds-error {e}")),
@@ -883,6 +923,70 @@ fn publisher_main() -> i32 {
         }
     }
     0
+}
+
+/// Emits numbered notifications at `rate` a second for `seconds`; returns
+/// how many were emitted and how many emit refused.
+fn stream_paced(publisher: &Publisher, rate: u64, seconds: u64, pad: usize) -> (u64, u64) {
+    let started = Instant::now();
+    let total = rate * seconds;
+    let (mut sent, mut failed) = (0, 0);
+    for seq in 0..total {
+        let due = started + Duration::from_secs_f64(seq as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        match publisher.emit(&crate::common::numbered(0, seq, pad)) {
+            Ok(_) => sent += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    (sent, failed)
+}
+
+/// A VmRSS-style line of /proc/self/status, in bytes.
+pub fn status_bytes(key: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Lifts the soft RLIMIT_NOFILE to the hard one: scenarios with a thousand
+/// connections need more than the usual 1,024.
+pub fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: limit is a live rlimit.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}
+
+/// CPU time (user + system) of the thread named `name` in process `pid`.
+pub fn thread_cpu_time(pid: libc::pid_t, name: &str) -> Option<Duration> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let task = task.ok()?.path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?;
+        // SAFETY: plain sysconf call.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        return Some(Duration::from_millis(ticks * 1000 / per_second));
+    }
+    None
 }
 
 /// Whether a path exists as a socket file.

@@ -1,0 +1,188 @@
+//! The distinct filters subscribers asked for, each evaluated once per
+//! notification however many subscribers share it.
+//!
+//! A peer chooses its filter, so the cost of matching must not be its to
+//! choose: requests are limited to `MAX_PATTERNS` patterns of at most
+//! `MAX_PATTERN_BYTES` per list, subscribers with equal filters share one
+//! evaluation, and each filter remembers its verdict per distinct field value
+//! (a daemon emits a handful of event types and publisher ids, over and over),
+//! so the patterns run once per new value, not once per notification.
+
+use std::collections::HashMap;
+
+use crate::subscription::{glob_matches, Filter, MessageFields};
+
+/// Verdicts remembered per filter and field; past it the memory starts over.
+const CACHE_ENTRIES: usize = 4096;
+
+/// Names one filter in the set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FilterId(usize);
+
+#[derive(Debug)]
+struct Slot {
+    filter: Filter,
+    users: usize,
+    event_types: Verdicts,
+    publishers: Verdicts,
+    /// The verdict for each message of the batch being distributed.
+    matches: Vec<bool>,
+}
+
+/// The verdicts of one list of globs, per field value.
+#[derive(Debug, Default)]
+struct Verdicts {
+    known: HashMap<Box<str>, bool>,
+}
+
+impl Verdicts {
+    fn check(&mut self, patterns: &[String], value: Option<&str>) -> bool {
+        if patterns.is_empty() {
+            return true;
+        }
+        let Some(value) = value else {
+            return false;
+        };
+        if let Some(&verdict) = self.known.get(value) {
+            return verdict;
+        }
+        let verdict = patterns.iter().any(|p| glob_matches(p, value));
+        if self.known.len() >= CACHE_ENTRIES {
+            self.known.clear();
+        }
+        self.known.insert(value.into(), verdict);
+        verdict
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct FilterSet {
+    slots: Vec<Option<Slot>>,
+    by_filter: HashMap<Filter, usize>,
+    free: Vec<usize>,
+}
+
+impl FilterSet {
+    /// Registers one more user of `filter`.
+    pub(crate) fn add(&mut self, filter: Filter) -> FilterId {
+        if let Some(&index) = self.by_filter.get(&filter) {
+            self.slots[index].as_mut().expect("indexed slot").users += 1;
+            return FilterId(index);
+        }
+        let slot = Slot {
+            filter: filter.clone(),
+            users: 1,
+            event_types: Verdicts::default(),
+            publishers: Verdicts::default(),
+            matches: Vec::new(),
+        };
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.slots[index] = Some(slot);
+                index
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        };
+        self.by_filter.insert(filter, index);
+        FilterId(index)
+    }
+
+    /// One user of the filter is gone.
+    pub(crate) fn remove(&mut self, id: FilterId) {
+        let slot = self.slots[id.0].as_mut().expect("a live filter");
+        slot.users -= 1;
+        if slot.users == 0 {
+            let slot = self.slots[id.0].take().expect("checked above");
+            self.by_filter.remove(&slot.filter);
+            self.free.push(id.0);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_filter.is_empty()
+    }
+
+    /// Decides, for every live filter, which of a batch's messages it lets through.
+    pub(crate) fn evaluate(&mut self, fields: &[MessageFields<'_>]) {
+        for slot in self.slots.iter_mut().flatten() {
+            slot.matches.clear();
+            let filter = &slot.filter;
+            for message in fields {
+                let priority_ok = filter.priorities.is_empty()
+                    || message.priority.as_deref().is_some_and(|v| {
+                        filter.priorities.iter().any(|p| p.eq_ignore_ascii_case(v))
+                    });
+                let verdict = priority_ok
+                    && slot
+                        .event_types
+                        .check(&filter.event_types, message.event_type.as_deref())
+                    && slot
+                        .publishers
+                        .check(&filter.publishers, message.publisher_id.as_deref());
+                slot.matches.push(verdict);
+            }
+        }
+    }
+
+    /// The verdicts of the last `evaluate` for one filter.
+    pub(crate) fn matches(&self, id: FilterId) -> &[bool] {
+        &self.slots[id.0].as_ref().expect("a live filter").matches
+    }
+
+    pub(crate) fn filter(&self, id: FilterId) -> &Filter {
+        &self.slots[id.0].as_ref().expect("a live filter").filter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn fields(event_type: &str) -> MessageFields<'static> {
+        MessageFields {
+            event_type: Some(Cow::Owned(event_type.to_string())),
+            priority: Some(Cow::Borrowed("INFO")),
+            publisher_id: None,
+        }
+    }
+
+    #[test]
+    fn equal_filters_share_a_slot_and_verdicts_agree_with_the_filter() {
+        let mut set = FilterSet::default();
+        let filter = Filter {
+            event_types: vec!["compute.*".into()],
+            priorities: vec!["info".into()],
+            publishers: vec![],
+        };
+        let a = set.add(filter.clone());
+        let b = set.add(filter.clone());
+        assert_eq!(a, b);
+        let other = set.add(Filter {
+            publishers: vec!["x".into()],
+            ..Filter::default()
+        });
+        assert_ne!(a, other);
+        let batch = [
+            fields("compute.start"),
+            fields("image.x"),
+            fields("compute.end"),
+        ];
+        set.evaluate(&batch);
+        assert_eq!(set.matches(a), &[true, false, true]);
+        assert_eq!(set.matches(other), &[false, false, false]);
+        for message in &batch {
+            assert_eq!(
+                filter.matches(message),
+                set.matches(a)[batch.iter().position(|m| m == message).unwrap()]
+            );
+        }
+        set.remove(a);
+        set.remove(b);
+        set.remove(other);
+        assert!(set.is_empty());
+    }
+}
