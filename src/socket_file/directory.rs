@@ -69,27 +69,112 @@ pub(crate) fn stat_at(dir: libc::c_int, name: &CStr) -> io::Result<FileStatus> {
     Ok(FileStatus::from(&st))
 }
 
-/// The name of the file a descriptor refers to, through /proc: a path of at
-/// most 40 bytes whatever the file's real path, which reaches exactly that
-/// file (the kernel follows the descriptor, not a name).
-pub(crate) fn proc_path(fd: libc::c_int, below: &str) -> CString {
-    let path = if below.is_empty() {
-        format!("/proc/self/fd/{fd}")
-    } else {
-        format!("/proc/self/fd/{fd}/{below}")
-    };
+/// The name of the file a descriptor refers to (or of `below` in that
+/// directory), through /proc: at most 40 bytes plus `below`, whatever the
+/// file's real path, and it reaches exactly that file (the kernel follows the
+/// descriptor, not a name).
+pub(crate) fn proc_path(fd: libc::c_int, below: &[u8]) -> CString {
+    let mut path = format!("/proc/self/fd/{fd}").into_bytes();
+    if !below.is_empty() {
+        path.push(b'/');
+        path.extend_from_slice(below);
+    }
     CString::new(path).expect("no NUL in a /proc path")
 }
 
-/// The message for a failure that means /proc is missing.
+/// Whether /proc is missing (not mounted in this mount namespace or chroot).
+pub(crate) fn proc_missing() -> bool {
+    std::fs::metadata("/proc/self/fd").is_err()
+}
+
+/// The message for a failure, saying so when /proc is missing.
 pub(crate) fn without_proc(err: io::Error, what: &str) -> Error {
-    if err.raw_os_error() == Some(libc::ENOENT) && std::fs::metadata("/proc/self/fd").is_err() {
+    if err.raw_os_error() == Some(libc::ENOENT) && proc_missing() {
         return Error::new(
             libc::ENOENT,
-            format!("cannot {what}: /proc is not mounted, and notif reaches its private directory through /proc/self/fd (mount /proc, or pass a socket you bound yourself to notif_open_fd)"),
+            format!("cannot {what}: /proc is not mounted (notif reaches its private directory through /proc/self/fd): mount /proc, or pass a socket you bound yourself to notif_open_fd"),
         );
     }
     Error::os(format!("cannot {what}"), err)
+}
+
+/// bind(2) or connect(2).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SocketCall {
+    Bind,
+    Connect,
+}
+
+/// Binds or connects `socket` to the file path `path` (at most 107 bytes).
+pub(crate) fn socket_call(socket: libc::c_int, call: SocketCall, path: &CStr) -> io::Result<()> {
+    // SAFETY: sockaddr_un is plain data; all zeroes is valid.
+    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.to_bytes();
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    let len = (mem::size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    let addr = (&addr as *const libc::sockaddr_un).cast();
+    // SAFETY: addr is a valid sockaddr_un of length len.
+    let rc = unsafe {
+        match call {
+            SocketCall::Bind => libc::bind(socket, addr, len),
+            SocketCall::Connect => libc::connect(socket, addr, len),
+        }
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Binds or connects `socket` to `name` in the directory `dir`: through
+/// /proc/self/fd, or, where /proc is not mounted, from a thread of our own
+/// whose current directory (unshared from the process's, which stays as it
+/// is) is that directory.
+pub(crate) fn socket_call_at(
+    socket: libc::c_int,
+    call: SocketCall,
+    dir: libc::c_int,
+    name: &CStr,
+) -> io::Result<()> {
+    match socket_call(socket, call, &proc_path(dir, name.to_bytes())) {
+        Err(err) if err.raw_os_error() == Some(libc::ENOENT) && proc_missing() => {
+            in_directory(dir, || socket_call(socket, call, name))
+        }
+        other => other,
+    }
+}
+
+/// Runs `f` in a new thread whose current directory is `dir`. The thread
+/// unshares its file-system attributes first (CLONE_FS), so the process's
+/// current directory never changes, not even for an instant.
+pub(crate) fn in_directory<T: Send>(
+    dir: libc::c_int,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("notif-open".into())
+            .spawn_scoped(scope, move || {
+                // SAFETY: unshare(CLONE_FS) and fchdir affect this thread only.
+                if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: as above.
+                if unsafe { libc::fchdir(dir) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                f()
+            })?;
+        helper
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("notif's helper thread panicked")))
+    })
 }
 
 /// The socket's directory, opened once.

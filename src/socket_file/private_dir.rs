@@ -14,7 +14,7 @@
 use std::ffi::{CStr, CString};
 use std::io;
 
-use super::directory::{self, Directory, FileIdentity, FileStatus};
+use super::directory::{self, Directory, FileIdentity, FileStatus, SocketCall};
 use crate::error::Error;
 use crate::fork_guard::OwnedFd;
 use crate::options::Options;
@@ -112,7 +112,7 @@ impl PrivateDir {
         if status.mode & 0o700 != 0o700 {
             // A umask that takes our own bits away: give them back, on the
             // very directory we checked.
-            let own = directory::proc_path(private.fd.raw(), "");
+            let own = directory::proc_path(private.fd.raw(), b"");
             // SAFETY: own is NUL-terminated; it names our directory's inode.
             if unsafe { libc::chmod(own.as_ptr(), 0o700) } != 0 {
                 let err = io::Error::last_os_error();
@@ -123,22 +123,29 @@ impl PrivateDir {
                 )));
             }
         }
-        let path = directory::proc_path(private.fd.raw(), "s");
-        match bind_to(socket, &path) {
+        let bound = directory::socket_call_at(
+            socket.raw(),
+            SocketCall::Bind,
+            private.fd.raw(),
+            SOCKET_NAME,
+        );
+        match bound {
             Ok(()) => {
                 private.bound = true;
                 Ok(private)
             }
             Err(err) => {
                 private.remove(dir);
-                if err.raw_os_error() == Some(libc::EADDRINUSE) {
-                    // Not a fresh directory after all (someone else's of ours).
-                    return Err(Attempt::Again);
+                match err.raw_os_error() {
+                    // Not a fresh directory after all (someone else's of ours),
+                    // or removed by another user meanwhile: try another.
+                    Some(libc::EADDRINUSE) => Err(Attempt::Again),
+                    Some(libc::ENOENT) if !directory::proc_missing() => Err(Attempt::Again),
+                    _ => Err(Attempt::Failed(directory::without_proc(
+                        err,
+                        &format!("create a socket in {}", dir.shown().display()),
+                    ))),
                 }
-                Err(Attempt::Failed(directory::without_proc(
-                    err,
-                    &format!("create a socket in {}", dir.shown().display()),
-                )))
             }
         }
     }
@@ -232,30 +239,6 @@ fn is_ours(status: &FileStatus) -> bool {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     status.file_type() == libc::S_IFDIR && status.uid == euid && status.mode & 0o077 == 0
-}
-
-fn bind_to(socket: &OwnedFd, path: &CStr) -> io::Result<()> {
-    // SAFETY: sockaddr_un is plain data; all zeroes is valid.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let bytes = path.to_bytes();
-    debug_assert!(bytes.len() < addr.sun_path.len());
-    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
-        *dst = src as libc::c_char;
-    }
-    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    // SAFETY: addr is a valid sockaddr_un of length len.
-    if unsafe {
-        libc::bind(
-            socket.raw(),
-            (&addr as *const libc::sockaddr_un).cast(),
-            len as libc::socklen_t,
-        )
-    } != 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// A name nobody can guess in advance (so it cannot be prepared for us).

@@ -10,9 +10,9 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::directory::{self, Directory, FileIdentity};
+use super::directory::{self, Directory, FileIdentity, SocketCall};
 use super::private_dir::PrivateDir;
 use super::{listen, new_socket, Listener, SocketAddress};
 use crate::error::Error;
@@ -155,21 +155,24 @@ fn take_over_if_stale(dir: &Directory, name: &CStr, path: &Path) -> Result<(), E
         return Ok(()); // replaced meanwhile: look again
     }
     let probe = new_socket().map_err(|e| Error::os("cannot create a Unix socket", e))?;
-    let (addr, len) = {
-        let through = directory::proc_path(held.raw(), "");
-        SocketAddress::File(PathBuf::from(std::ffi::OsStr::new(
-            through.to_str().expect("a /proc path is ASCII"),
-        )))
-        .sockaddr()
+    // The probe is non-blocking: a live listener with a full backlog answers
+    // EAGAIN, which also means "alive".
+    let answered = match directory::socket_call(
+        probe.raw(),
+        SocketCall::Connect,
+        &directory::proc_path(held.raw(), b""),
+    ) {
+        Err(err) if err.raw_os_error() == Some(libc::ENOENT) && directory::proc_missing() => {
+            directory::in_directory(dir.raw(), || {
+                directory::socket_call(probe.raw(), SocketCall::Connect, name)
+            })
+        }
+        other => other,
     };
-    // SAFETY: addr is a valid sockaddr_un. The probe is non-blocking: a live
-    // listener with a full backlog answers EAGAIN, which also means "alive".
-    let rc = unsafe { libc::connect(probe.raw(), (&addr as *const libc::sockaddr_un).cast(), len) };
-    let err = io::Error::last_os_error();
     drop(probe);
     drop(held);
-    match (rc, err.raw_os_error()) {
-        (_, Some(libc::ECONNREFUSED)) if rc != 0 => {
+    match answered.as_ref().map_err(io::Error::raw_os_error) {
+        Err(Some(libc::ECONNREFUSED)) => {
             // Remove only the very file that did not answer: if another
             // process replaced it meanwhile, go back and try again.
             dir.remove_if(name, probed.identity, 0).map_err(|e| {
@@ -177,16 +180,16 @@ fn take_over_if_stale(dir: &Directory, name: &CStr, path: &Path) -> Result<(), E
             })?;
             Ok(())
         }
-        (0, _) | (_, Some(libc::EAGAIN)) | (_, Some(libc::EINPROGRESS)) => Err(Error::new(
+        Ok(()) | Err(Some(libc::EAGAIN)) | Err(Some(libc::EINPROGRESS)) => Err(Error::new(
             libc::EADDRINUSE,
             format!(
                 "another process is already publishing on {}; notif leaves it untouched",
                 path.display()
             ),
         )),
-        _ => Err(directory::without_proc(
-            err,
-            &format!("probe {}, which exists", path.display()),
+        Err(_) => Err(Error::os(
+            format!("{} exists and cannot be probed", path.display()),
+            answered.unwrap_err(),
         )),
     }
 }
