@@ -70,7 +70,7 @@ impl PrivateDir {
                 return Err(Attempt::Again);
             }
             return Err(Attempt::Failed(Error::os(
-                format!("cannot create a directory in {}", dir.shown().display()),
+                format!("cannot create a socket in {}", dir.shown().display()),
                 err,
             )));
         }
