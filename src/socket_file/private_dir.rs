@@ -10,6 +10,13 @@
 //! to remove it (only if the name still names that very directory). The
 //! socket is bound through `/proc/self/fd/<descriptor>/s`, a path of at most
 //! 40 bytes, so how long the shared directory's path is does not matter.
+//!
+//! The check cannot tell our new directory from another directory of our own
+//! user that nobody else can write either and that another user renamed over
+//! its name (they may rename within the shared directory without owning
+//! what they move). Nothing is lost then: nobody else can change anything in
+//! it, and we only create our socket there and remove it again; binding fails
+//! (and we try another name) if ours would collide with a file in it.
 
 use std::ffi::{CStr, CString};
 use std::io;
