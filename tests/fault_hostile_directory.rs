@@ -200,7 +200,8 @@ fn restore(path: &Path, was: &Status) {
 fn serves_its_own_notification(publisher: &Publisher, path: &Path, n: usize) -> Result<(), String> {
     let stream = UnixStream::connect(path).map_err(|e| format!("connect: {e}"))?;
     let mut subscriber = Subscriber::from_stream(stream);
-    subscriber.set_read_timeout(Duration::from_millis(50));
+    // Short: until the server accepts us, emit reaches nobody and is repeated.
+    subscriber.set_read_timeout(Duration::from_millis(5));
     let expected = format!("{{\"open\":{n}}}");
     let mut got: Option<Option<Vec<u8>>> = None;
     wait_for(
@@ -232,7 +233,7 @@ fn an_attacker_swapping_every_new_name_changes_no_file_and_serves_no_socket() {
     if !running_as_root() {
         return;
     }
-    let opens_per_mode: usize = scaled(150, 2000);
+    let opens_per_mode: usize = scaled(500, 2000);
     let shared = TempDir::new("hostile");
     std::fs::set_permissions(shared.path(), PermissionsExt::from_mode(0o777)).unwrap();
     let victims = TempDir::new("victims");
@@ -326,10 +327,12 @@ fn an_attacker_swapping_every_new_name_changes_no_file_and_serves_no_socket() {
                 if &now != was {
                     files_changed += 1;
                     first_change_at.get_or_insert(tried);
-                    eprintln!(
-                        "open {tried}: {} changed from {was:?} to {now:?}",
-                        victim.display()
-                    );
+                    if files_changed <= 5 {
+                        eprintln!(
+                            "open {tried}: {} changed from {was:?} to {now:?}",
+                            victim.display()
+                        );
+                    }
                     restore(victim, was);
                 }
             }
@@ -376,19 +379,24 @@ fn an_attacker_swapping_every_new_name_changes_no_file_and_serves_no_socket() {
             ));
         }
     }
+    let victims_changed = files_changed;
     files_changed += changed_entries.len();
 
     eprintln!(
         "hostile directory: {tried} opens tried in {elapsed:.1?}, {succeeded} succeeded, {} failed {:?}; \
-         files changed: {files_changed} (first after open {first_change_at:?}); \
+         files changed: {files_changed} (victims {victims_changed}, first after open {first_change_at:?}; \
+         entries in the directory not as the attacker made them {}); \
          foreign or missing notifications: {}; attacker: {counts}",
         tried - succeeded,
         failed,
+        changed_entries.len(),
         foreign.len()
     );
     assert!(
         changed_entries.is_empty(),
-        "entries in the directory that are not as the attacker made them: {changed_entries:?}"
+        "{} entries in the directory are not as the attacker made them, e.g. {:?}",
+        changed_entries.len(),
+        &changed_entries[..changed_entries.len().min(10)]
     );
     assert_eq!(files_changed, 0, "an open changed a victim's mode or owner");
     assert!(
