@@ -2,7 +2,8 @@
 //! bit) who watches it with inotify and, for every new name notif creates in
 //! it except the final socket name, atomically exchanges that name with one of
 //! its own: a symlink to a root-owned 0600 file, a link to its own listening
-//! socket, a symlink to a root-owned 0700 directory, or a directory of its own.
+//! socket, a symlink to a root-owned 0700 directory, or a directory of its own
+//! (or moves it away and puts nothing there).
 //! Meanwhile this process opens and closes publishers there, with mode 0660
 //! and a group and with mode 0666. No open may change any file's mode or owner,
 //! and after every successful open a subscriber of the path must receive the
@@ -53,7 +54,14 @@ fn c(path: &Path) -> CString {
 // ------------------------------------------------------------------ attacker
 
 /// What the attacker puts in place of a name notif created.
-const REPLACEMENTS: [&str; 4] = ["symlink-to-file", "own-socket", "symlink-to-dir", "own-dir"];
+/// ("moved-away" puts nothing in its place: the name just disappears.)
+const REPLACEMENTS: [&str; 5] = [
+    "symlink-to-file",
+    "own-socket",
+    "symlink-to-dir",
+    "own-dir",
+    "moved-away",
+];
 
 /// Runs as uid 65534: swaps every new name in `dir` until stdin closes, then
 /// prints its counts.
@@ -122,10 +130,18 @@ fn attacker_main() -> i32 {
                     0 => std::os::unix::fs::symlink(&victim_file, &mine),
                     1 => std::fs::hard_link(&socket_path, &mine),
                     2 => std::os::unix::fs::symlink(&victim_dir, &mine),
-                    _ => std::fs::create_dir(&mine),
+                    3 => std::fs::create_dir(&mine),
+                    _ => Ok(()),
                 };
                 made.expect("make a replacement");
                 let target = dir.join(std::ffi::OsStr::from_bytes(name));
+                if kind == 4 {
+                    match std::fs::rename(&target, &mine) {
+                        Ok(()) => swapped += 1,
+                        Err(_) => missed += 1,
+                    }
+                    continue;
+                }
                 // An atomic exchange: whatever notif made there (socket,
                 // directory) moves to our name, ours takes its place.
                 // SAFETY: two NUL-terminated paths.
