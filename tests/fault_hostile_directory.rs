@@ -263,23 +263,36 @@ fn an_attacker_swapping_every_new_name_changes_no_file_and_serves_no_socket() {
     let victim_file_was = status(&victim_file);
     let victim_dir_was = status(&victim_dir);
 
-    let mut attacker = Command::new(std::env::current_exe().unwrap())
-        .args([
-            TEST_NAME,
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(ATTACKER_ENV, shared.path())
-        .env("NOTIF_VICTIM_FILE", &victim_file)
-        .env("NOTIF_VICTIM_DIR", &victim_dir)
-        .env_remove("RUST_TEST_THREADS")
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
+    // uid 65534 may not be able to reach the test binary where it was built
+    // (a checkout under /root): run a copy from a directory it can read.
+    let exe = std::env::current_exe().unwrap();
+    let binaries = TempDir::new("attacker_exe");
+    std::fs::set_permissions(binaries.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let copy = binaries.join("attacker");
+    std::fs::copy(&exe, &copy).unwrap();
+    std::fs::set_permissions(&copy, PermissionsExt::from_mode(0o755)).unwrap();
+    let spawn = |program: &Path| {
+        Command::new(program)
+            .args([
+                TEST_NAME,
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
+            .env(ATTACKER_ENV, shared.path())
+            .env("NOTIF_VICTIM_FILE", &victim_file)
+            .env("NOTIF_VICTIM_DIR", &victim_dir)
+            .env_remove("RUST_TEST_THREADS")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+    };
+    // The original where the copy cannot run (a noexec /tmp).
+    let mut attacker = spawn(&copy)
+        .or_else(|_| spawn(&exe))
         .expect("start the attacker");
     let (tx, lines) = mpsc::channel();
     let stdout = attacker.stdout.take().unwrap();
