@@ -94,13 +94,20 @@ impl PrivateDir {
             return match err.raw_os_error() {
                 // Something that is not our directory is at the name now.
                 Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::ENOENT) => Err(Attempt::Again),
-                _ => Err(Attempt::Failed(Error::os(
-                    format!(
-                        "cannot open the directory notif made in {}",
-                        dir.shown().display()
-                    ),
-                    err,
-                ))),
+                _ => {
+                    // E.g. out of descriptors: remove the (empty) directory by
+                    // name, unchecked. Only another user who could remove an
+                    // empty directory there themselves can have swapped it.
+                    // SAFETY: name is NUL-terminated.
+                    unsafe { libc::unlinkat(dir.raw(), name.as_ptr(), libc::AT_REMOVEDIR) };
+                    Err(Attempt::Failed(Error::os(
+                        format!(
+                            "cannot open the directory notif made in {}",
+                            dir.shown().display()
+                        ),
+                        err,
+                    )))
+                }
             };
         }
         let fd = OwnedFd::register(fd);
