@@ -363,6 +363,12 @@ impl Subscriber {
         self.last_heartbeat
     }
 
+    /// Whether the subscriber failed for good: every later recv returns the
+    /// same error (a refusal, or any lost connection without `reconnect`).
+    pub fn is_failed(&self) -> bool {
+        matches!(self.state, State::Failed(_))
+    }
+
     /// Whether a connection is established now.
     pub fn is_connected(&self) -> bool {
         matches!(self.state, State::Connected(_))
