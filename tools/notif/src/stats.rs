@@ -103,9 +103,14 @@ fn query(path: &str) -> Result<Vec<u8>, Failure> {
     stream
         .set_write_timeout(Some(ANSWER_WITHIN))
         .and_then(|()| stream.write_all(b"{\"stats\":true}\n"))
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
-            _ => not_notif(path, format!("cannot send the stats request ({e})")),
+        .or_else(|e| match e.kind() {
+            // It hung up already, maybe after saying why (denied, full): read that.
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Ok(()),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Err(timed_out()),
+            _ => Err(not_notif(
+                path,
+                format!("cannot send the stats request ({e})"),
+            )),
         })?;
     let mut buf: Vec<u8> = Vec::new();
     let mut scanned = 0;
@@ -148,6 +153,13 @@ fn query(path: &str) -> Result<Vec<u8>, Failure> {
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // What it sent before the reset was read already.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                return Err(not_notif(
+                    path,
+                    "closed the connection without answering the stats request",
+                ))
+            }
             Err(e)
                 if matches!(
                     e.kind(),

@@ -1087,3 +1087,28 @@ fn emit_from_an_endless_line_holds_a_bounded_number_of_bytes() {
     let tailed = tail.finish(PATIENCE);
     assert_eq!(lines(&tailed.stdout), [r#"{"ok":1}"#], "{}", tailed.stderr);
 }
+
+#[test]
+fn tail_with_path_says_which_socket_each_line_came_from() {
+    let dir = TempDir::new("withpath");
+    let (a, b) = (dir.str("w-a.sock"), dir.str("w-b.sock"));
+    let pa = Publisher::open(&a).unwrap();
+    let pb = Publisher::open(&b).unwrap();
+    let pattern = dir.str("w-*.sock");
+    let tail = spawn(&["tail", "--with-path", &pattern, "--count", "2"], false);
+    wait_for_subscribers(&pa, 1);
+    wait_for_subscribers(&pb, 1);
+    pa.emit(br#"{"from":"a"}"#).unwrap();
+    pb.emit(br#"{"from":"b"}"#).unwrap();
+    let r = tail.finish(PATIENCE);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let mut got: Vec<String> = lines(&r.stdout).iter().map(|l| l.to_string()).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            format!("{{\"path\":{a:?},\"notification\":{{\"from\":\"a\"}}}}"),
+            format!("{{\"path\":{b:?},\"notification\":{{\"from\":\"b\"}}}}"),
+        ]
+    );
+}
