@@ -21,7 +21,8 @@ use crate::{json, note, paths, untrusted, TailArgs};
 /// for us, which the drop markers then report. A line longer than this goes
 /// alone, so tail holds at most max(IN_FLIGHT, one line) for stdout plus, per
 /// socket, the subscriber's read buffer (one line of at most 64 MiB plus a
-/// 256 KiB read): under 130 MiB with one socket, whatever stdout does.
+/// 256 KiB read): about twice the longest line plus a few MiB (~140 MiB at
+/// most with one socket), whatever stdout does.
 const IN_FLIGHT: usize = 8 << 20;
 /// What a message costs beyond its text (its allocation, the queue's slot).
 const OVERHEAD: usize = 64;
