@@ -174,11 +174,13 @@ fn query(path: &str) -> Result<Vec<u8>, Failure> {
 }
 
 /// A value for the table: strings without their quotes, the rest as sent.
+/// Control characters in it are escaped: the publisher wrote it.
 fn cell(value: &[u8]) -> String {
-    match serde_json::from_slice::<String>(value) {
+    let text = match serde_json::from_slice::<String>(value) {
         Ok(text) => text,
         Err(_) => String::from_utf8_lossy(value).into_owned(),
-    }
+    };
+    untrusted::harmless(&text).into_owned()
 }
 
 fn table(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<()> {
@@ -188,7 +190,7 @@ fn table(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<()> {
         let members: Vec<(String, String)> = json::members(stats)
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| (k, cell(v)))
+            .map(|(k, v)| (untrusted::harmless(&k).into_owned(), cell(v)))
             .collect();
         for (key, _) in &members {
             if !fields.contains(key) {
@@ -235,7 +237,13 @@ fn json_lines(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<(
         out.write_all(b"{\"path\":")?;
         out.write_all(path.as_bytes())?;
         out.write_all(b",\"stats\":")?;
-        out.write_all(stats)?;
+        // On a terminal, DEL and C1 controls inside strings are escaped.
+        // SAFETY: isatty only inspects the descriptor.
+        let terminal = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+        match untrusted::printable(stats, terminal) {
+            Ok(text) => out.write_all(&text)?,
+            Err(_) => out.write_all(untrusted::excerpt(stats, usize::MAX).as_bytes())?,
+        }
         out.write_all(b"}\n")?;
     }
     Ok(())

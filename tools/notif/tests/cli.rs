@@ -1112,3 +1112,27 @@ fn tail_with_path_says_which_socket_each_line_came_from() {
         ]
     );
 }
+
+#[test]
+fn stats_never_prints_a_control_character_the_publisher_sent() {
+    let dir = TempDir::new("statesc");
+    let path = dir.path("s.sock");
+    let server = scripted(
+        &path,
+        br#"{"notif":{"stats":{"subscribers":1,"path":"\u001b[2J\u0007","k\u001b":2}}}"#
+            .iter()
+            .chain(b"\n")
+            .copied()
+            .collect(),
+    );
+    let r = run(&["stats", path.to_str().unwrap()]);
+    server.join().unwrap();
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert!(r.stdout.contains("subscribers"), "{}", r.stdout);
+    assert!(
+        !r.stdout.bytes().any(|b| b < 0x20 && b != b'\n'),
+        "{:?}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("\\u{1b}[2J"), "{}", r.stdout);
+}
