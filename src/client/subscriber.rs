@@ -248,8 +248,8 @@ impl Subscriber {
     /// refuse this peer (reason `denied`), EUSERS when it has max_subscribers
     /// already (reason `full`). A publisher that disconnects us because we
     /// were too slow or its memory budget ran out (`too_slow`, `memory`) is
-    /// a lost connection like any other. EMSGSIZE for a line over 64 MiB (the connection is
-    /// dropped). Without `reconnect`: EPIPE or ECONNRESET ("publisher closed
+    /// a lost connection like any other. EMSGSIZE for a line over 64 MiB
+    /// (the connection is dropped). Without `reconnect`: EPIPE or ECONNRESET ("publisher closed
     /// the connection") and ETIMEDOUT (heartbeats stopped), and later calls
     /// return the same error. With `reconnect`, an unexpected error of a
     /// reconnection attempt (EACCES, EMFILE...) is returned and the next call
