@@ -56,6 +56,11 @@
 #define NOTIF_RECV_DROPPED 3
 
 /**
+ * The default largest message.
+ */
+#define DEFAULT_MAX_MESSAGE (1024 * 1024)
+
+/**
  * The default total budget for subscriber queues: 16 subscribers at the
  * default 4 MiB each. Enough for a few slow consumers of a busy daemon, small
  * beside any host that runs one, and a hard ceiling on what 1,000 hostile
@@ -236,7 +241,9 @@ struct notif_handle *notif_open_fd(int fd, const struct notif_options *opts);
  *
  * Returns the number of subscribers connected (0: nobody, the message is
  * dropped without being looked at), or a negative errno: -EINVAL (NULL json,
- * not exactly one JSON object, invalid UTF-8), -EMSGSIZE (over max_message),
+ * not exactly one JSON object, invalid UTF-8, or an object whose first
+ * member is named "notif" in any spelling: that name is reserved for the
+ * protocol's control lines; counted in rejected), -EMSGSIZE (over max_message),
  * -EBADF (NULL handle, or a handle used in a child after fork()), -EAGAIN
  * (backlog full: dropped and counted). Never blocks, never raises SIGPIPE.
  * Thread-safe: any number of threads may emit on one handle at once.
@@ -269,8 +276,10 @@ int notif_skip(struct notif_handle *handle);
 /**
  * Copies the handle's counters into `out`. Pass `sizeof(notif_stats)` as
  * `out_size`: a program built against an older, smaller notif_stats gets the
- * fields it knows. Returns 0, -EBADF (NULL handle) or -EINVAL (NULL out, or
- * out_size smaller than the first version of the struct). Thread-safe.
+ * fields it knows. Returns 0, -EBADF (NULL handle, or a handle used in a
+ * child after fork(): its counters are the parent's, frozen at the fork) or
+ * -EINVAL (NULL out, or out_size smaller than the first version of the
+ * struct). Thread-safe.
  */
 int notif_get_stats(struct notif_handle *handle, struct notif_stats *out, size_t out_size);
 
@@ -308,14 +317,20 @@ int notif_options_set_mode(struct notif_options *opts, unsigned int mode);
 
 /**
  * Group owning the socket file, by name or decimal id, resolved now.
- * Returns 0, -EINVAL (NULL or empty), -ENOENT (no such group). The calling
+ * Returns 0, -EINVAL (NULL or empty, or an id over 4294967294: (gid_t)-1
+ * means "no change" to chown and is not a group), -ENOENT (no such group). The calling
  * process must be allowed to give the file to that group (EPERM at open otherwise).
  */
 int notif_options_set_group(struct notif_options *opts, const char *group);
 
 /**
  * Bytes one subscriber may have waiting, the kernel's socket buffer counted
- * in (default 4 MiB, at least 16 KiB). Returns 0 or -EINVAL.
+ * in (default 4 MiB, at least 16 KiB). It must be at least twice max_message:
+ * when max_message was set (notif_options_set_max_message) and is more than
+ * half of `bytes`, this returns -EINVAL and changes nothing; when max_message
+ * was not set, its default (1 MiB) is lowered to half of `bytes` if that is
+ * less. Returns 0 or -EINVAL (under 16 KiB, under twice a max_message set,
+ * NULL opts).
  */
 int notif_options_set_subscriber_buffer(struct notif_options *opts, size_t bytes);
 
@@ -330,8 +345,12 @@ int notif_options_set_memory_limit(struct notif_options *opts, size_t bytes);
 
 /**
  * Largest message, in bytes of its compact form (default 1 MiB; 1 to 64 MiB).
- * At open it must be at most half the subscriber buffer and half the backlog.
- * Returns 0 or -EINVAL.
+ * It must be at most half the subscriber buffer and half the backlog: when
+ * either was set and is less than twice `bytes`, this returns -EINVAL and
+ * changes nothing; against a buffer left at its default (4 MiB subscriber
+ * buffer, 16 MiB backlog) it is checked at notif_open_with (-EINVAL there),
+ * so the buffers may be raised after it. Returns 0 or -EINVAL (0, over
+ * 64 MiB, over half a buffer set, NULL opts).
  */
 int notif_options_set_max_message(struct notif_options *opts, size_t bytes);
 
@@ -354,7 +373,9 @@ int notif_options_set_slow_policy(struct notif_options *opts, int policy);
 
 /**
  * Bytes of emitted messages the server thread has not yet taken (default
- * 16 MiB, at least 16 KiB); beyond it notif_emit returns -EAGAIN.
+ * 16 MiB, at least 16 KiB); beyond it notif_emit returns -EAGAIN. Like the
+ * subscriber buffer, it must be at least twice max_message (see
+ * notif_options_set_subscriber_buffer: the same rules apply).
  * Returns 0 or -EINVAL.
  */
 int notif_options_set_backlog(struct notif_options *opts, size_t bytes);
@@ -407,12 +428,21 @@ struct notif_subscriber *notif_subscribe(const char *path, const char *request_j
  * NOTIF_RECV_TIMEOUT (0), NOTIF_RECV_RECONNECTED (2: the connection was lost
  * and re-established, notifications were missed), NOTIF_RECV_DROPPED (3: the
  * publisher reported drops, see notif_subscriber_dropped), or a negative
- * errno: -EBADF (NULL s), -EINVAL (NULL msg or len), -EPROTO (the publisher
- * refused the request; permanent: every later call returns it),
- * -EMSGSIZE (a line over 64 MiB; the subscriber reconnects), or an error of a
- * reconnection attempt such as -EACCES (the next call tries again).
- * Control lines of the protocol are never returned as messages. Never raises
- * SIGPIPE. Not thread-safe for one `s`: one thread at a time.
+ * errno: -EBADF (NULL s), -EINVAL (NULL msg or len); permanent failures,
+ * after which every later call returns the same error and
+ * notif_subscriber_fd() returns -ENOTCONN: -EPROTO (the publisher refused
+ * the request), -EACCES (the publisher's allow-lists refuse this process:
+ * error reason "denied"), -EUSERS (the publisher has max_subscribers
+ * already: reason "full"; try again later with a new subscriber);
+ * -EMSGSIZE (a line over 64 MiB; the subscriber reconnects), or an error of
+ * a reconnection attempt such as -EACCES from connect(2) on the socket file
+ * (the next call tries again; notif_subscriber_fd() stays >= 0). A
+ * publisher that disconnects a subscriber for being too slow or for its
+ * memory budget (reasons "too_slow", "memory") is a lost connection: the
+ * subscriber reconnects and returns NOTIF_RECV_RECONNECTED.
+ * Control lines of the protocol (lines starting `{"notif":`) are never
+ * returned as messages. Never raises SIGPIPE. Not thread-safe for one `s`:
+ * one thread at a time.
  */
 int notif_recv(struct notif_subscriber *s, const char **msg, size_t *len, int timeout_ms);
 

@@ -12,6 +12,7 @@ mod fork_guard;
 pub mod json_line;
 mod options;
 mod publisher;
+pub mod reserved_member;
 mod server;
 mod socket_file;
 mod stats;

@@ -23,6 +23,8 @@ pub const MIN_SUBSCRIBER_BUFFER: usize = 16 * 1024;
 pub const MAX_MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// Hard ceiling on subscribers per publisher, to bound descriptors and memory.
 pub const MAX_MAX_SUBSCRIBERS: usize = 1 << 20;
+/// The default largest message.
+pub const DEFAULT_MAX_MESSAGE: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -65,7 +67,7 @@ impl Default for Options {
             mode: 0o600,
             group: None,
             subscriber_buffer: 4 * 1024 * 1024,
-            max_message: 1024 * 1024,
+            max_message: DEFAULT_MAX_MESSAGE,
             max_subscribers: 1024,
             linger: Duration::from_millis(1000),
             slow_policy: SlowPolicy::Drop,
@@ -199,13 +201,17 @@ pub fn resolve_group(group: &[u8]) -> Result<u32, Error> {
         return Err(invalid("empty group name".into()));
     }
     if group.iter().all(u8::is_ascii_digit) {
+        // (gid_t)-1 is not a group: chown(2) reads it as "leave the group
+        // unchanged", so accepting it would silently ignore the option.
         return std::str::from_utf8(group)
             .ok()
             .and_then(|digits| digits.parse::<u32>().ok())
+            .filter(|&gid| gid != u32::MAX)
             .ok_or_else(|| {
                 invalid(format!(
-                    "group id {} is out of range",
-                    String::from_utf8_lossy(group)
+                    "group id {} is out of range (0 to {})",
+                    String::from_utf8_lossy(group),
+                    u32::MAX - 1
                 ))
             });
     }

@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::fork_guard;
 use crate::json_line::{self, Layout};
 use crate::options::Options;
+use crate::reserved_member;
 use crate::server::{self, Shared};
 use crate::socket_file::{CreatedFile, Listener, SocketAddress};
 use crate::stats::{bump, Counters, Stats};
@@ -132,7 +133,8 @@ impl Publisher {
     /// looking at `json`. Otherwise `json` must be exactly one JSON object in
     /// UTF-8; it is sent as one compact line.
     ///
-    /// Errors: EINVAL (not one JSON object), EMSGSIZE (compact line larger than
+    /// Errors: EINVAL (not one JSON object, or its first member is named
+    /// `notif`, which is reserved for the protocol's control lines), EMSGSIZE (compact line larger than
     /// max_message), EAGAIN (backlog full; dropped and counted), EBADF (used in
     /// a child process after fork()).
     #[inline]
@@ -184,6 +186,10 @@ impl Publisher {
             bump(&counters.rejected, 1);
             Error::new(libc::EINVAL, format!("notification rejected: {e}"))
         })?;
+        if reserved_member::first_member_is_reserved(json) {
+            bump(&counters.rejected, 1);
+            return Err(reserved_member::refusal());
+        }
         let pushed = match layout {
             Layout::Compact => {
                 if json.len() > self.max_message {

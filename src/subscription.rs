@@ -57,8 +57,75 @@ pub enum ControlLine {
     Subscribed,
     Dropped(u64),
     Heartbeat(f64),
-    Error(String),
+    /// `{"notif":{"error":"<message>","reason":"<reason>"}}`: the publisher
+    /// refused the request or is closing the connection, and says why.
+    Error {
+        message: String,
+        reason: Reason,
+    },
     Stats(Map<String, Value>),
+    /// A control line this version does not understand (from a newer
+    /// publisher, or malformed): never a notification, so skipped.
+    Unknown,
+}
+
+/// The byte prefix of every control line: its first member is named `notif`,
+/// and the publisher never sends a notification that starts so (emit refuses
+/// them, see `reserved_member`).
+pub const CONTROL_PREFIX: &[u8] = b"{\"notif\":";
+
+/// Why the publisher sent an error line (its `reason`). Clients act on the
+/// reason, never on the human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The request line was invalid (also an error line without a reason,
+    /// from an older publisher). Permanent: retrying sends the same request.
+    BadRequest,
+    /// A partial request line was not completed in time. Like BadRequest.
+    RequestTimeout,
+    /// The publisher's allow-lists refuse this peer. Permanent.
+    Denied,
+    /// The publisher has max_subscribers already. Not retried in a loop.
+    Full,
+    /// Disconnected by the slow-subscriber policy: transient, reconnect.
+    TooSlow,
+    /// Disconnected because the publisher's memory budget was reached:
+    /// transient, reconnect.
+    Memory,
+    /// A reason this version does not know: treated as BadRequest.
+    Other(String),
+}
+
+impl Reason {
+    pub fn parse(reason: Option<&str>) -> Reason {
+        match reason {
+            None | Some("bad_request") => Reason::BadRequest,
+            Some("request_timeout") => Reason::RequestTimeout,
+            Some("denied") => Reason::Denied,
+            Some("full") => Reason::Full,
+            Some("too_slow") => Reason::TooSlow,
+            Some("memory") => Reason::Memory,
+            Some(other) => Reason::Other(other.to_string()),
+        }
+    }
+
+    /// The word on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Reason::BadRequest => "bad_request",
+            Reason::RequestTimeout => "request_timeout",
+            Reason::Denied => "denied",
+            Reason::Full => "full",
+            Reason::TooSlow => "too_slow",
+            Reason::Memory => "memory",
+            Reason::Other(other) => other,
+        }
+    }
+
+    /// Whether a client should reconnect after it (as after any lost connection).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Reason::TooSlow | Reason::Memory)
+    }
 }
 
 /// `*` matches any run of characters (the empty run too); everything else
@@ -411,21 +478,26 @@ impl<'a> TopLevel<'a> {
     }
 }
 
-/// Recognises a control line: a JSON object whose only top-level key is "notif".
+/// Whether a line from the publisher is a control line: one whose first
+/// member is named `notif`, which emit never lets a notification have.
+pub fn is_control_line(line: &[u8]) -> bool {
+    line.starts_with(CONTROL_PREFIX)
+}
+
+/// Recognises a control line: None for a notification (a line that does not
+/// start with `{"notif":`), else which control line it is
+/// ([`ControlLine::Unknown`] when it cannot be read).
 pub fn parse_control_line(line: &[u8]) -> Option<ControlLine> {
     // Cheap test first: notifications are far more common than control lines.
     let trimmed = line.strip_suffix(b"\n").unwrap_or(line);
-    if !trimmed.starts_with(b"{\"notif\":") {
+    if !is_control_line(trimmed) {
         return None;
     }
     let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(trimmed) else {
-        return None;
+        return Some(ControlLine::Unknown);
     };
-    if object.len() != 1 {
-        return None;
-    }
     let Some(Value::Object(body)) = object.get("notif") else {
-        return None;
+        return Some(ControlLine::Unknown);
     };
     if body.get("subscribed") == Some(&Value::Bool(true)) {
         return Some(ControlLine::Subscribed);
@@ -437,12 +509,15 @@ pub fn parse_control_line(line: &[u8]) -> Option<ControlLine> {
         return Some(ControlLine::Heartbeat(t));
     }
     if let Some(message) = body.get("error").and_then(Value::as_str) {
-        return Some(ControlLine::Error(message.to_string()));
+        return Some(ControlLine::Error {
+            message: message.to_string(),
+            reason: Reason::parse(body.get("reason").and_then(Value::as_str)),
+        });
     }
     if let Some(Value::Object(stats)) = body.get("stats") {
         return Some(ControlLine::Stats(stats.clone()));
     }
-    None
+    Some(ControlLine::Unknown)
 }
 
 /// Control lines the publisher writes.
@@ -471,6 +546,13 @@ pub(crate) mod lines {
     /// denied, full, too_slow, memory.
     pub(crate) fn error(message: &str, reason: &str) -> Vec<u8> {
         line(json!({"notif": {"error": message, "reason": reason}}))
+    }
+
+    /// An error line with its reason, e.g. `denied` or `full` before closing.
+    /// (For the server thread; the clients' tests use it meanwhile.)
+    #[allow(dead_code)]
+    pub(crate) fn error_because(reason: &super::Reason, message: &str) -> Vec<u8> {
+        line(json!({"notif": {"error": message, "reason": reason.as_str()}}))
     }
 
     /// Written by hand rather than through a serde_json map, which would sort
@@ -649,12 +731,47 @@ mod tests {
         );
         assert_eq!(
             parse_control_line(&lines::error("bad", "bad_request")),
-            Some(ControlLine::Error("bad".into()))
+            Some(ControlLine::Error {
+                message: "bad".into(),
+                reason: Reason::BadRequest
+            })
         );
+        for reason in [
+            Reason::BadRequest,
+            Reason::RequestTimeout,
+            Reason::Denied,
+            Reason::Full,
+            Reason::TooSlow,
+            Reason::Memory,
+            Reason::Other("newer".into()),
+        ] {
+            assert_eq!(Reason::parse(Some(reason.as_str())), reason);
+            assert_eq!(
+                parse_control_line(&lines::error_because(&reason, "why")),
+                Some(ControlLine::Error {
+                    message: "why".into(),
+                    reason
+                })
+            );
+        }
+        // The first member decides: more members do not make it a notification.
         assert_eq!(
             parse_control_line(br#"{"notif":{"dropped":1},"x":1}"#),
+            Some(ControlLine::Dropped(1))
+        );
+        for unknown in [
+            &br#"{"notif":{"newer":1}}"#[..],
+            br#"{"notif":1}"#,
+            br#"{"notif":{"dropped":"#,
+            b"{\"notif\":\x1b[2J\x07",
+        ] {
+            assert_eq!(parse_control_line(unknown), Some(ControlLine::Unknown));
+        }
+        assert_eq!(parse_control_line(br#"{"event_type":"x"}"#), None);
+        assert_eq!(
+            parse_control_line(br#"{"event_type":"x","notif":{"dropped":1}}"#),
             None
         );
-        assert_eq!(parse_control_line(br#"{"event_type":"x"}"#), None);
+        assert_eq!(parse_control_line(br#" {"notif":{"dropped":1}}"#), None);
     }
 }

@@ -70,6 +70,37 @@ fn each_invalid_fixture_is_rejected_with_einval_while_a_subscriber_listens() {
 }
 
 #[test]
+fn a_notification_whose_first_member_is_named_notif_is_rejected_and_counted() {
+    let dir = TempDir::new("reserved");
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    let mut subscriber = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    let posing = [
+        &br#"{"notif":{"dropped":1000000}}"#[..],
+        br#"{"notif":{"error":"refused","reason":"denied"}}"#,
+        b" {\n \"notif\" : {\"dropped\":1}}",
+        br#"{"\u006eotif":{"dropped":1}}"#,
+        br#"{"notif":1,"event_type":"x"}"#,
+    ];
+    for input in posing {
+        let err = publisher
+            .emit(input)
+            .expect_err(&format!("{} was accepted", input.escape_ascii()));
+        assert_error(&err, libc::EINVAL, &["rejected", "\"notif\"", "reserved"]);
+    }
+    // Anywhere but first, the name is an ordinary member.
+    publisher
+        .emit(br#"{"event_type":"x","notif":{"dropped":1}}"#)
+        .unwrap();
+    assert_eq!(
+        subscriber.line(),
+        br#"{"event_type":"x","notif":{"dropped":1}}"#
+    );
+    let stats = wait_for_quiet(&publisher);
+    assert_eq!(stats.rejected, posing.len() as u64);
+    assert_eq!(stats.emitted, 1);
+}
+
+#[test]
 fn a_message_over_max_message_is_rejected_with_emsgsize_naming_the_limit() {
     let dir = TempDir::new("emsgsize");
     let options = Options {
@@ -463,6 +494,12 @@ fn option_setters_reject_what_cannot_work_with_einval() {
         &options.set_group(b"99999999999").unwrap_err(),
         libc::EINVAL,
         &["range"],
+    );
+    // (gid_t)-1 is chown's "no change": accepting it would ignore the option.
+    assert_error(
+        &options.set_group(b"4294967295").unwrap_err(),
+        libc::EINVAL,
+        &["range", "4294967294"],
     );
     assert_eq!(options, before, "a rejected setting changed the options");
     // And the edges that are allowed.

@@ -534,13 +534,14 @@ fn control_lines_from_a_fake_publisher() {
 }
 
 #[test]
-fn a_plain_subscriber_writes_nothing_and_sees_every_line() {
+fn a_plain_subscriber_writes_nothing_and_never_takes_a_control_line_for_a_notification() {
     let dir = TempDir::new("fakeplain");
     let (listener, path) = fake(&dir);
     let server = serve(listener, |listener| {
         let mut stream = accept(&listener);
+        // Markers were not asked for: a drop marker is not for us either.
         stream
-            .write_all(b"{\"notif\":{\"dropped\":3}}\n{\"a\":1}\n")
+            .write_all(b"{\"notif\":{\"dropped\":3}}\n{\"notif\":{\"x\":1},\"a\":0}\n{\"a\":1,\"notif\":2}\n")
             .unwrap();
         // Nothing was written by the client: it closes without a byte.
         let mut received = Vec::new();
@@ -550,11 +551,157 @@ fn a_plain_subscriber_writes_nothing_and_sees_every_line() {
     let mut subscriber = Subscriber::connect(&path, plain()).unwrap();
     assert_eq!(
         next(&mut subscriber),
-        Got::Line(r#"{"notif":{"dropped":3}}"#.into())
+        Got::Line(r#"{"a":1,"notif":2}"#.into())
     );
-    assert_eq!(next(&mut subscriber), Got::Line(r#"{"a":1}"#.into()));
     assert_eq!(subscriber.dropped_total(), 0);
     drop(subscriber);
+    server.join().unwrap();
+}
+
+/// A fake publisher that answers every connection with `line` and closes;
+/// returns how many connections it saw within `watch` after the first.
+fn refuse_all(
+    listener: UnixListener,
+    line: &'static str,
+    watch: Duration,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut stream = accept(&listener);
+        stream.write_all(line.as_bytes()).unwrap();
+        drop(stream);
+        let mut connections = 1;
+        let until = Instant::now() + watch;
+        listener.set_nonblocking(true).unwrap();
+        while Instant::now() < until {
+            match listener.accept() {
+                Ok((mut again, _)) => {
+                    connections += 1;
+                    let _ = again.write_all(line.as_bytes());
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        connections
+    })
+}
+
+#[test]
+fn denied_and_full_are_permanent_errors_without_reconnecting() {
+    for (line, errno, words) in [
+        (
+            "{\"notif\":{\"error\":\"uid 1000 is not allowed\",\"reason\":\"denied\"}}\n",
+            libc::EACCES,
+            &["allow-lists", "uid 1000 is not allowed"][..],
+        ),
+        (
+            "{\"notif\":{\"error\":\"1024 subscribers already\",\"reason\":\"full\"}}\n",
+            libc::EUSERS,
+            &["max_subscribers", "1024 subscribers already"][..],
+        ),
+    ] {
+        for options in [plain(), no_reconnect(), markers()] {
+            let dir = TempDir::new("fakerefuse");
+            let (listener, path) = fake(&dir);
+            // The back-off starts at 100 ms: a second connection would come well within 1.5 s.
+            let server = refuse_all(listener, line, Duration::from_millis(1500));
+            let mut subscriber = Subscriber::connect(&path, options.clone()).unwrap();
+            let err = subscriber.recv(Some(PATIENCE)).unwrap_err();
+            assert_eq!(err.errno(), errno, "{err} ({options:?})");
+            for word in words {
+                assert!(err.message().contains(word), "{err}");
+            }
+            assert!(err.message().contains(&*path.to_string_lossy()), "{err}");
+            assert_eq!(subscriber.recv(Some(Duration::ZERO)).unwrap_err(), err);
+            assert_eq!(
+                subscriber
+                    .recv(Some(Duration::from_millis(300)))
+                    .unwrap_err(),
+                err
+            );
+            assert_eq!(subscriber.as_raw_fd(), -1);
+            assert_eq!(
+                server.join().unwrap(),
+                1,
+                "the client reconnected after {line}"
+            );
+        }
+    }
+}
+
+fn markers() -> SubscribeOptions {
+    SubscribeOptions {
+        markers: true,
+        ..SubscribeOptions::default()
+    }
+}
+
+#[test]
+fn too_slow_and_memory_are_lost_connections_the_client_reconnects_after() {
+    for reason in ["too_slow", "memory"] {
+        let dir = TempDir::new("faketransient");
+        let (listener, path) = fake(&dir);
+        let line =
+            format!("{{\"n\":1}}\n{{\"notif\":{{\"error\":\"bye\",\"reason\":\"{reason}\"}}}}\n");
+        let server = serve(listener, move |listener| {
+            let mut first = accept(&listener);
+            first.write_all(line.as_bytes()).unwrap();
+            drop(first);
+            let mut second = accept(&listener);
+            second.write_all(b"{\"n\":2}\n").unwrap();
+            let mut rest = Vec::new();
+            let _ = second.read_to_end(&mut rest);
+        });
+        let mut subscriber = Subscriber::connect(&path, markers()).unwrap();
+        assert_eq!(next(&mut subscriber), Got::Line(r#"{"n":1}"#.into()));
+        assert_eq!(next(&mut subscriber), Got::Reconnected, "{reason}");
+        assert_eq!(next(&mut subscriber), Got::Line(r#"{"n":2}"#.into()));
+        drop(subscriber);
+        server.join().unwrap();
+
+        // Without reconnection, it ends the stream as a closed connection
+        // does, saying why.
+        let dir = TempDir::new("faketransient1");
+        let (listener, path) = fake(&dir);
+        let line: &'static str = if reason == "too_slow" {
+            "{\"notif\":{\"error\":\"bye\",\"reason\":\"too_slow\"}}\n"
+        } else {
+            "{\"notif\":{\"error\":\"bye\",\"reason\":\"memory\"}}\n"
+        };
+        let server = refuse_all(listener, line, Duration::ZERO);
+        let mut subscriber = Subscriber::connect(&path, no_reconnect()).unwrap();
+        let err = subscriber.recv(Some(PATIENCE)).unwrap_err();
+        assert_eq!(err.errno(), libc::EPIPE, "{err}");
+        assert!(err.message().contains(reason), "{err}");
+        server.join().unwrap();
+    }
+}
+
+#[test]
+fn a_publisher_that_closes_without_a_line_is_a_lost_connection_as_before() {
+    let dir = TempDir::new("fakebare");
+    let (listener, path) = fake(&dir);
+    let server = serve(listener, |listener| {
+        drop(accept(&listener));
+        let mut second = accept(&listener);
+        second.write_all(b"{\"n\":2}\n").unwrap();
+        let mut rest = Vec::new();
+        let _ = second.read_to_end(&mut rest);
+    });
+    let mut subscriber = Subscriber::connect(&path, plain()).unwrap();
+    assert_eq!(next(&mut subscriber), Got::Reconnected);
+    assert_eq!(next(&mut subscriber), Got::Line(r#"{"n":2}"#.into()));
+    drop(subscriber);
+    server.join().unwrap();
+
+    let dir = TempDir::new("fakebare1");
+    let (listener, path) = fake(&dir);
+    let server = serve(listener, |listener| drop(accept(&listener)));
+    let mut subscriber = Subscriber::connect(&path, no_reconnect()).unwrap();
+    let err = subscriber.recv(Some(PATIENCE)).unwrap_err();
+    assert!(
+        matches!(err.errno(), libc::EPIPE | libc::ECONNRESET),
+        "{err}"
+    );
     server.join().unwrap();
 }
 
@@ -748,7 +895,7 @@ fn a_refused_request_is_an_error_from_the_real_publisher() {
     assert!(
         matches!(
             notif::subscription::parse_control_line(&line),
-            Some(notif::subscription::ControlLine::Error(_))
+            Some(notif::subscription::ControlLine::Error { .. })
         ),
         "{}",
         String::from_utf8_lossy(&line)

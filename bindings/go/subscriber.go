@@ -136,6 +136,7 @@ type Subscription struct {
 	filter    *requestFilter
 	heartbeat time.Duration
 	reconnect bool
+	markers   bool // drop markers were asked for
 
 	events chan Event
 	done   chan struct{} // closed by Close or by the context: stop
@@ -180,6 +181,7 @@ func Subscribe(ctx context.Context, path string, opts ...SubscribeOption) (*Subs
 		filter:    &requestFilter{cfg.eventTypes, cfg.priorities, cfg.publishers},
 		heartbeat: cfg.heartbeat,
 		reconnect: !cfg.noReconnect,
+		markers:   cfg.markers,
 		events:    make(chan Event, eventBuffer),
 		done:      make(chan struct{}),
 		exited:    make(chan struct{}),
@@ -225,13 +227,17 @@ func Subscribe(ctx context.Context, path string, opts ...SubscribeOption) (*Subs
 
 // Events is the channel notifications and other events arrive on. It is
 // closed when the subscription ends: after Close, when the context is done,
-// when the publisher refused the request, or (WithoutReconnect) when the
-// connection is lost. Err then says why.
+// when the publisher refused the request or this subscriber (denied, full),
+// or (WithoutReconnect) when the connection is lost. Err then says why.
 func (s *Subscription) Events() <-chan Event { return s.events }
 
 // Err is why the subscription ended, once Events is closed: nil after Close,
 // the context's error after cancellation, an *Error wrapping EPROTO when the
-// publisher refused the request, and with WithoutReconnect the error that
+// publisher refused the request, EACCES when its allow-lists refuse this
+// process (error reason "denied"), EUSERS when it has max_subscribers already
+// (reason "full"): none of these is retried. A publisher that disconnects us
+// for being too slow or for its memory budget ("too_slow", "memory") is a lost
+// connection: the subscription reconnects. With WithoutReconnect, the error that
 // ended the connection (EPIPE: the publisher closed it, ETIMEDOUT: no
 // heartbeat, EMSGSIZE: a line over 64 MiB). Before the channel is closed it
 // returns nil.
@@ -471,33 +477,59 @@ func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
 		if err != nil {
 			return ac.worked, s.connectionError(err)
 		}
-		if s.request != nil {
-			if body, ok := controlLine(line); ok {
-				switch {
-				case body.Subscribed:
-					acknowledged = true
-				case body.Dropped != nil:
-					s.dropped.Add(*body.Dropped)
-					if !s.send(Event{Kind: Dropped, Dropped: *body.Dropped}) {
-						return ac.worked, nil
-					}
-				case body.Error != nil:
-					return ac.worked, &permanentError{newError("subscribe", syscall.EPROTO, fmt.Sprintf(
-						"the publisher at %s refused the subscription request: %s", s.path, *body.Error))}
+		// Every line starting {"notif": is a control line (the publisher
+		// refuses notifications that start so), on the plain stream too: a
+		// publisher that refuses us (denied, full) says so on one.
+		if body, ok := controlLine(line); ok {
+			switch {
+			case body.Subscribed:
+				acknowledged = true
+			case body.Dropped != nil && s.markers:
+				s.dropped.Add(*body.Dropped)
+				if !s.send(Event{Kind: Dropped, Dropped: *body.Dropped}) {
+					return ac.worked, nil
 				}
-				// Heartbeats (the deadline moved already), stats answers and
-				// control lines of newer publishers: nothing to deliver.
-				continue
+			case body.Error != nil:
+				return ac.worked, s.refusal(*body.Error, body.Reason)
 			}
-			// Before the acknowledgement the stream is unfiltered: filter here.
-			if !acknowledged && !s.filter.empty() && !s.filter.matches(line) {
-				continue
-			}
+			// Heartbeats (the deadline moved already), stats answers, markers
+			// not asked for and control lines of newer publishers: nothing to
+			// deliver.
+			continue
+		}
+		// Before the acknowledgement the stream is unfiltered: filter here.
+		if s.request != nil && !acknowledged && !s.filter.empty() && !s.filter.matches(line) {
+			continue
 		}
 		if !s.send(Event{Kind: Notification, Data: line}) {
 			return ac.worked, nil
 		}
 	}
+}
+
+// refusal is what an error line from the publisher means, by its reason:
+// too_slow and memory end this connection like any lost connection (the
+// subscription reconnects); denied (EACCES), full (EUSERS) and a refused
+// request (EPROTO: bad_request, request_timeout, no or an unknown reason)
+// end the subscription.
+func (s *Subscription) refusal(message, reason string) error {
+	switch reason {
+	case "too_slow", "memory":
+		why := "this subscriber was too slow"
+		if reason == "memory" {
+			why = "its memory budget for subscribers ran out"
+		}
+		return newError("subscribe", syscall.EPIPE, fmt.Sprintf(
+			"the publisher at %s closed the connection because %s (%s: %s)", s.path, why, reason, message))
+	case "denied":
+		return &permanentError{newError("subscribe", syscall.EACCES, fmt.Sprintf(
+			"the publisher at %s does not let this user subscribe (its allow-lists; denied: %s)", s.path, message))}
+	case "full":
+		return &permanentError{newError("subscribe", syscall.EUSERS, fmt.Sprintf(
+			"the publisher at %s has as many subscribers as it accepts (its max_subscribers; full: %s)", s.path, message))}
+	}
+	return &permanentError{newError("subscribe", syscall.EPROTO, fmt.Sprintf(
+		"the publisher at %s refused the subscription request: %s", s.path, message))}
 }
 
 // connectionError turns a read error into the error that ends a connection.
@@ -556,21 +588,24 @@ type controlBody struct {
 	Subscribed bool    `json:"subscribed"`
 	Dropped    *uint64 `json:"dropped"`
 	Error      *string `json:"error"`
+	Reason     string  `json:"reason"` // of an error line; "" from older publishers
 }
 
-// controlLine recognises a control line: an object whose only key is "notif".
-// ok is true for every such line, known or not (none is a notification).
+// controlLine recognises a control line: one whose first member is named
+// "notif", i.e. that starts with {"notif": (the publisher compacts every
+// line and refuses notifications that start so). ok is true for every such
+// line, known, unknown or malformed (none is a notification).
 func controlLine(line []byte) (body controlBody, ok bool) {
 	if !bytes.HasPrefix(line, []byte(`{"notif":`)) {
 		return body, false
 	}
 	var object map[string]json.RawMessage
-	if json.Unmarshal(line, &object) != nil || len(object) != 1 {
-		return body, false
+	if json.Unmarshal(line, &object) != nil {
+		return body, true
 	}
-	raw, ok := object["notif"]
-	if !ok {
-		return body, false
+	raw, found := object["notif"]
+	if !found {
+		return body, true
 	}
 	// Read each known field on its own, so one of an unexpected type does not
 	// hide the others (encoding/json matches keys case-insensitively: check
@@ -593,6 +628,9 @@ func controlLine(line []byte) (body controlBody, ok bool) {
 		if json.Unmarshal(v, &msg) == nil {
 			body.Error = &msg
 		}
+	}
+	if v, found := fields["reason"]; found {
+		_ = json.Unmarshal(v, &body.Reason)
 	}
 	return body, true
 }

@@ -101,14 +101,18 @@ func TestPlainStreamWritesNothing(t *testing.T) {
 	}
 	defer s.Close()
 	c := fake.accept(t)
-	// Without a request, even a line that looks like a control line is a
-	// notification (a publisher never sends one to a plain subscriber).
-	write(t, c, `{"a":1}`+"\n"+`{"notif":{"dropped":3}}`+"\n")
+	// A line whose first member is "notif" is a control line, never a
+	// notification, even on the plain stream; a drop marker nobody asked for
+	// is not reported either.
+	write(t, c, `{"a":1}`+"\n"+`{"notif":{"dropped":3}}`+"\n"+`{"notif":{"x":1},"b":0}`+"\n"+`{"b":2,"notif":1}`+"\n")
 	if got := nextNotification(t, s); string(got) != `{"a":1}` {
 		t.Fatalf("got %q", got)
 	}
-	if got := nextNotification(t, s); string(got) != `{"notif":{"dropped":3}}` {
-		t.Fatalf("got %q", got)
+	if got := next(t, s); got.Kind != Notification || string(got.Data) != `{"b":2,"notif":1}` {
+		t.Fatalf("got %v %q", got.Kind, got.Data)
+	}
+	if s.DroppedTotal() != 0 {
+		t.Fatalf("DroppedTotal %d", s.DroppedTotal())
 	}
 	c.SetReadDeadline(time.Now().Add(quiet))
 	if n, err := c.Read(make([]byte, 1)); n != 0 || !errors.Is(err, syscall.ETIMEDOUT) && !isTimeout(err) {
@@ -153,7 +157,7 @@ func TestRequestLineAndControlLines(t *testing.T) {
 	write(t, c, `{"notif":{"future":{"x":1}}}`+"\n") // a newer publisher's control line
 	write(t, c, `{"notif":42}`+"\n")
 	write(t, c, `{"notif":{"stats":{"subscribers":1}}}`+"\n")
-	write(t, c, `{"notif":{"dropped":1},"n":6}`+"\n") // two keys: a notification
+	write(t, c, `{"notif":{"dropped":1},"n":6}`+"\n") // first member notif: a control line
 	write(t, c, `{"n":7}`+"\n")
 
 	wantEvents := []Event{
@@ -161,7 +165,7 @@ func TestRequestLineAndControlLines(t *testing.T) {
 		{Kind: Notification, Data: []byte(`{"event_type":"compute.x","priority":"ERROR","n":4}`)},
 		{Kind: Notification, Data: []byte(`{"event_type":"after.ack","n":5}`)},
 		{Kind: Dropped, Dropped: 7},
-		{Kind: Notification, Data: []byte(`{"notif":{"dropped":1},"n":6}`)},
+		{Kind: Dropped, Dropped: 1},
 		{Kind: Notification, Data: []byte(`{"n":7}`)},
 	}
 	for i, w := range wantEvents {
@@ -170,7 +174,7 @@ func TestRequestLineAndControlLines(t *testing.T) {
 			t.Fatalf("event %d: got %v %q %d, want %v %q %d", i, got.Kind, got.Data, got.Dropped, w.Kind, w.Data, w.Dropped)
 		}
 	}
-	if s.DroppedTotal() != 7 {
+	if s.DroppedTotal() != 8 {
 		t.Errorf("DroppedTotal %d", s.DroppedTotal())
 	}
 	expectNothing(t, s)
@@ -199,6 +203,102 @@ func TestRefusedRequestIsPermanent(t *testing.T) {
 		t.Fatalf("reconnected after a refusal: %v", c.RemoteAddr())
 	case <-time.After(quiet):
 	}
+}
+
+// A publisher that refuses a subscriber for its allow-lists or its
+// max_subscribers says so on one error line, then closes: the subscription
+// ends with EACCES or EUSERS and does not connect again.
+func TestDeniedAndFullArePermanent(t *testing.T) {
+	for _, tc := range []struct {
+		line  string
+		errno syscall.Errno
+		words string
+	}{
+		{`{"notif":{"error":"uid 1000 may not subscribe","reason":"denied"}}`, syscall.EACCES, "allow-lists"},
+		{`{"notif":{"error":"1 subscriber already","reason":"full"}}`, syscall.EUSERS, "max_subscribers"},
+	} {
+		for _, opts := range [][]SubscribeOption{nil, {WithMarkers()}, {WithoutReconnect()}} {
+			path := sockPath(t)
+			fake := newFakePublisher(t, path)
+			s, err := Subscribe(context.Background(), path, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := fake.accept(t)
+			write(t, c, tc.line+"\n")
+			c.Close()
+			err = expectClosed(t, s, waitLong)
+			e := expectErrno(t, err, tc.errno)
+			if !strings.Contains(e.Message, tc.words) || !strings.Contains(e.Message, path) {
+				t.Errorf("message %q", e.Message)
+			}
+			select {
+			case c := <-fake.conns:
+				t.Fatalf("reconnected after %s: %v", tc.line, c.RemoteAddr())
+			case <-time.After(quiet):
+			}
+			s.Close()
+			fake.close()
+		}
+	}
+}
+
+// too_slow and memory end a connection like any lost connection: the
+// subscription reconnects.
+func TestTooSlowAndMemoryReconnect(t *testing.T) {
+	for _, reason := range []string{"too_slow", "memory"} {
+		path := sockPath(t)
+		fake := newFakePublisher(t, path)
+		s, err := Subscribe(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := fake.accept(t)
+		write(t, c, `{"n":1}`+"\n"+`{"notif":{"error":"bye","reason":"`+reason+`"}}`+"\n")
+		c.Close()
+		if got := nextNotification(t, s); string(got) != `{"n":1}` {
+			t.Fatalf("got %q", got)
+		}
+		c2 := fake.accept(t)
+		if got := next(t, s); got.Kind != Reconnected {
+			t.Fatalf("%s: got %v, want Reconnected", reason, got.Kind)
+		}
+		write(t, c2, `{"n":2}`+"\n")
+		if got := nextNotification(t, s); string(got) != `{"n":2}` {
+			t.Fatalf("got %q", got)
+		}
+		s.Close()
+		fake.close()
+
+		// Without reconnection: EPIPE, saying why.
+		path = sockPath(t)
+		fake = newFakePublisher(t, path)
+		s, err = Subscribe(context.Background(), path, WithoutReconnect())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c = fake.accept(t)
+		write(t, c, `{"notif":{"error":"bye","reason":"`+reason+`"}}`+"\n")
+		c.Close()
+		e := expectErrno(t, expectClosed(t, s, waitLong), syscall.EPIPE)
+		if !strings.Contains(e.Message, reason) {
+			t.Errorf("message %q", e.Message)
+		}
+		fake.close()
+	}
+}
+
+// A publisher that closes without a line is a lost connection, as before.
+func TestBareCloseIsALostConnection(t *testing.T) {
+	path := sockPath(t)
+	fake := newFakePublisher(t, path)
+	s, err := Subscribe(context.Background(), path, WithoutReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := fake.accept(t)
+	c.Close()
+	expectErrno(t, expectClosed(t, s, waitLong), syscall.EPIPE)
 }
 
 func TestLongLines(t *testing.T) {

@@ -1,23 +1,36 @@
-//! `parse_control_line` never panics, and only recognises a line that is one JSON object
-//! whose only key is "notif" (a trailing newline allowed).
+//! `parse_control_line` never panics, and recognises exactly the lines whose first
+//! member is named "notif" (the byte prefix `{"notif":`, a trailing newline allowed);
+//! what it reads from them is what the JSON says.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use notif::subscription::{parse_control_line, ControlLine};
+use notif::subscription::{parse_control_line, ControlLine, Reason, CONTROL_PREFIX};
 use serde_json::Value;
 
 fuzz_target!(|input: &[u8]| {
+    let trimmed = input.strip_suffix(b"\n").unwrap_or(input);
     let Some(control) = parse_control_line(input) else {
+        assert!(
+            !trimmed.starts_with(CONTROL_PREFIX),
+            "a control line taken for a notification: {}",
+            input.escape_ascii()
+        );
         return;
     };
-    let trimmed = input.strip_suffix(b"\n").unwrap_or(input);
+    assert!(
+        trimmed.starts_with(CONTROL_PREFIX),
+        "{control:?} from a line that does not start with the prefix: {}",
+        input.escape_ascii()
+    );
+    if control == ControlLine::Unknown {
+        return;
+    }
     let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(trimmed) else {
         panic!(
             "{control:?} from a line that is not an object: {}",
             input.escape_ascii()
         );
     };
-    assert_eq!(object.len(), 1, "{}", input.escape_ascii());
     let Some(Value::Object(body)) = object.get("notif") else {
         panic!(
             "{control:?} without a \"notif\" object: {}",
@@ -34,12 +47,17 @@ fuzz_target!(|input: &[u8]| {
                 "{t} vs {got:?}"
             );
         }
-        ControlLine::Error(message) => {
+        ControlLine::Error { message, reason } => {
             assert_eq!(
                 body.get("error").and_then(Value::as_str),
                 Some(message.as_str())
-            )
+            );
+            assert_eq!(
+                Reason::parse(body.get("reason").and_then(Value::as_str)),
+                reason
+            );
         }
         ControlLine::Stats(stats) => assert_eq!(body.get("stats"), Some(&Value::Object(stats))),
+        ControlLine::Unknown => unreachable!(),
     }
 });

@@ -111,7 +111,9 @@ fn bad_handle() -> c_int {
 ///
 /// Returns the number of subscribers connected (0: nobody, the message is
 /// dropped without being looked at), or a negative errno: -EINVAL (NULL json,
-/// not exactly one JSON object, invalid UTF-8), -EMSGSIZE (over max_message),
+/// not exactly one JSON object, invalid UTF-8, or an object whose first
+/// member is named "notif" in any spelling: that name is reserved for the
+/// protocol's control lines; counted in rejected), -EMSGSIZE (over max_message),
 /// -EBADF (NULL handle, or a handle used in a child after fork()), -EAGAIN
 /// (backlog full: dropped and counted). Never blocks, never raises SIGPIPE.
 /// Thread-safe: any number of threads may emit on one handle at once.
@@ -192,8 +194,10 @@ pub unsafe extern "C" fn notif_skip(handle: *mut notif_handle) -> c_int {
 
 /// Copies the handle's counters into `out`. Pass `sizeof(notif_stats)` as
 /// `out_size`: a program built against an older, smaller notif_stats gets the
-/// fields it knows. Returns 0, -EBADF (NULL handle) or -EINVAL (NULL out, or
-/// out_size smaller than the first version of the struct). Thread-safe.
+/// fields it knows. Returns 0, -EBADF (NULL handle, or a handle used in a
+/// child after fork(): its counters are the parent's, frozen at the fork) or
+/// -EINVAL (NULL out, or out_size smaller than the first version of the
+/// struct). Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn notif_get_stats(
     handle: *mut notif_handle,
@@ -214,7 +218,14 @@ pub unsafe extern "C" fn notif_get_stats(
             ));
         }
         // SAFETY: handle is live until notif_close (documented).
-        let stats = notif_stats::from(unsafe { &*handle }.publisher.stats());
+        let publisher = &unsafe { &*handle }.publisher;
+        if !publisher.is_current_process() {
+            return remember(&Error::new(
+                libc::EBADF,
+                "this notif handle belongs to the parent process: after fork(), its counters are the parent's at the fork; open a new publisher in the child",
+            ));
+        }
+        let stats = notif_stats::from(publisher.stats());
         let size = out_size.min(std::mem::size_of::<notif_stats>()) / 8 * 8;
         // SAFETY: out has out_size writable bytes (documented) and size <= out_size.
         unsafe {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::error::{null_argument, remember};
 use super::panic_guard::guard;
+use crate::options::DEFAULT_MAX_MESSAGE;
 use crate::{Error, Options, SlowPolicy};
 
 /// Drop new messages for a subscriber while its buffer is full (the default).
@@ -19,11 +20,85 @@ pub const NOTIF_SLOW_DISCONNECT: c_int = 1;
 #[allow(non_camel_case_types)]
 pub struct notif_options {
     options: Options,
+    /// Which of the three sizes that constrain each other the caller set: a
+    /// pair the caller chose is checked by the second setter, and a
+    /// max_message left at its default follows the buffers down.
+    set_max_message: bool,
+    set_subscriber_buffer: bool,
+    set_backlog: bool,
 }
 
 impl notif_options {
     pub(crate) fn get(&self) -> &Options {
         &self.options
+    }
+}
+
+/// Runs a setter on one of the sizes that constrain each other
+/// (max_message at most half the subscriber buffer and half the backlog).
+fn set_size(
+    opts: *mut notif_options,
+    apply: impl FnOnce(&mut notif_options) -> Result<(), Error>,
+) -> c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: opts is NULL or a live notif_options (documented).
+        let Some(opts) = (unsafe { opts.as_mut() }) else {
+            return remember(&null_argument("opts"));
+        };
+        let before = (
+            opts.options.clone(),
+            opts.set_max_message,
+            opts.set_subscriber_buffer,
+            opts.set_backlog,
+        );
+        let result = apply(opts).and_then(|()| opts.check_sizes());
+        match result {
+            Ok(()) => 0,
+            Err(err) => {
+                // A refused value leaves the object as it was.
+                (
+                    opts.options,
+                    opts.set_max_message,
+                    opts.set_subscriber_buffer,
+                    opts.set_backlog,
+                ) = before;
+                remember(&err)
+            }
+        }
+    })
+}
+
+impl notif_options {
+    /// Checks max_message against the buffers the caller set, and lowers a
+    /// default max_message to what the buffers can carry.
+    fn check_sizes(&mut self) -> Result<(), Error> {
+        let o = &mut self.options;
+        if !self.set_max_message {
+            o.max_message = DEFAULT_MAX_MESSAGE
+                .min(o.subscriber_buffer / 2)
+                .min(o.backlog / 2)
+                .max(1);
+            return Ok(());
+        }
+        for (chosen, name, bytes) in [
+            (
+                self.set_subscriber_buffer,
+                "subscriber buffer",
+                o.subscriber_buffer,
+            ),
+            (self.set_backlog, "backlog", o.backlog),
+        ] {
+            if chosen && o.max_message > bytes / 2 {
+                return Err(Error::new(
+                    libc::EINVAL,
+                    format!(
+                        "max_message ({} bytes) is more than half the {name} ({bytes} bytes): such a message could never be delivered; the {name} must be at least twice max_message",
+                        o.max_message
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -50,6 +125,9 @@ pub extern "C" fn notif_options_new() -> *mut notif_options {
     guard(std::ptr::null_mut(), || {
         Box::into_raw(Box::new(notif_options {
             options: Options::default(),
+            set_max_message: false,
+            set_subscriber_buffer: false,
+            set_backlog: false,
         }))
     })
 }
@@ -74,7 +152,8 @@ pub unsafe extern "C" fn notif_options_set_mode(opts: *mut notif_options, mode: 
 }
 
 /// Group owning the socket file, by name or decimal id, resolved now.
-/// Returns 0, -EINVAL (NULL or empty), -ENOENT (no such group). The calling
+/// Returns 0, -EINVAL (NULL or empty, or an id over 4294967294: (gid_t)-1
+/// means "no change" to chown and is not a group), -ENOENT (no such group). The calling
 /// process must be allowed to give the file to that group (EPERM at open otherwise).
 #[no_mangle]
 pub unsafe extern "C" fn notif_options_set_group(
@@ -90,13 +169,22 @@ pub unsafe extern "C" fn notif_options_set_group(
 }
 
 /// Bytes one subscriber may have waiting, the kernel's socket buffer counted
-/// in (default 4 MiB, at least 16 KiB). Returns 0 or -EINVAL.
+/// in (default 4 MiB, at least 16 KiB). It must be at least twice max_message:
+/// when max_message was set (notif_options_set_max_message) and is more than
+/// half of `bytes`, this returns -EINVAL and changes nothing; when max_message
+/// was not set, its default (1 MiB) is lowered to half of `bytes` if that is
+/// less. Returns 0 or -EINVAL (under 16 KiB, under twice a max_message set,
+/// NULL opts).
 #[no_mangle]
 pub unsafe extern "C" fn notif_options_set_subscriber_buffer(
     opts: *mut notif_options,
     bytes: usize,
 ) -> c_int {
-    set(opts, |o| o.set_subscriber_buffer(bytes))
+    set_size(opts, |o| {
+        o.options.set_subscriber_buffer(bytes)?;
+        o.set_subscriber_buffer = true;
+        Ok(())
+    })
 }
 
 /// Total memory, in bytes, that every subscriber's queue together may hold
@@ -113,14 +201,22 @@ pub unsafe extern "C" fn notif_options_set_memory_limit(
 }
 
 /// Largest message, in bytes of its compact form (default 1 MiB; 1 to 64 MiB).
-/// At open it must be at most half the subscriber buffer and half the backlog.
-/// Returns 0 or -EINVAL.
+/// It must be at most half the subscriber buffer and half the backlog: when
+/// either was set and is less than twice `bytes`, this returns -EINVAL and
+/// changes nothing; against a buffer left at its default (4 MiB subscriber
+/// buffer, 16 MiB backlog) it is checked at notif_open_with (-EINVAL there),
+/// so the buffers may be raised after it. Returns 0 or -EINVAL (0, over
+/// 64 MiB, over half a buffer set, NULL opts).
 #[no_mangle]
 pub unsafe extern "C" fn notif_options_set_max_message(
     opts: *mut notif_options,
     bytes: usize,
 ) -> c_int {
-    set(opts, |o| o.set_max_message(bytes))
+    set_size(opts, |o| {
+        o.options.set_max_message(bytes)?;
+        o.set_max_message = true;
+        Ok(())
+    })
 }
 
 /// Most subscribers at once (default 1024); further connections are accepted
@@ -169,14 +265,20 @@ pub unsafe extern "C" fn notif_options_set_slow_policy(
 }
 
 /// Bytes of emitted messages the server thread has not yet taken (default
-/// 16 MiB, at least 16 KiB); beyond it notif_emit returns -EAGAIN.
+/// 16 MiB, at least 16 KiB); beyond it notif_emit returns -EAGAIN. Like the
+/// subscriber buffer, it must be at least twice max_message (see
+/// notif_options_set_subscriber_buffer: the same rules apply).
 /// Returns 0 or -EINVAL.
 #[no_mangle]
 pub unsafe extern "C" fn notif_options_set_backlog(
     opts: *mut notif_options,
     bytes: usize,
 ) -> c_int {
-    set(opts, |o| o.set_backlog(bytes))
+    set_size(opts, |o| {
+        o.options.set_backlog(bytes)?;
+        o.set_backlog = true;
+        Ok(())
+    })
 }
 
 /// Lets processes running as `uid` subscribe. Repeatable. With no uid and no

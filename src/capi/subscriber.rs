@@ -109,12 +109,21 @@ pub unsafe extern "C" fn notif_subscribe(
 /// NOTIF_RECV_TIMEOUT (0), NOTIF_RECV_RECONNECTED (2: the connection was lost
 /// and re-established, notifications were missed), NOTIF_RECV_DROPPED (3: the
 /// publisher reported drops, see notif_subscriber_dropped), or a negative
-/// errno: -EBADF (NULL s), -EINVAL (NULL msg or len), -EPROTO (the publisher
-/// refused the request; permanent: every later call returns it),
-/// -EMSGSIZE (a line over 64 MiB; the subscriber reconnects), or an error of a
-/// reconnection attempt such as -EACCES (the next call tries again).
-/// Control lines of the protocol are never returned as messages. Never raises
-/// SIGPIPE. Not thread-safe for one `s`: one thread at a time.
+/// errno: -EBADF (NULL s), -EINVAL (NULL msg or len); permanent failures,
+/// after which every later call returns the same error and
+/// notif_subscriber_fd() returns -ENOTCONN: -EPROTO (the publisher refused
+/// the request), -EACCES (the publisher's allow-lists refuse this process:
+/// error reason "denied"), -EUSERS (the publisher has max_subscribers
+/// already: reason "full"; try again later with a new subscriber);
+/// -EMSGSIZE (a line over 64 MiB; the subscriber reconnects), or an error of
+/// a reconnection attempt such as -EACCES from connect(2) on the socket file
+/// (the next call tries again; notif_subscriber_fd() stays >= 0). A
+/// publisher that disconnects a subscriber for being too slow or for its
+/// memory budget (reasons "too_slow", "memory") is a lost connection: the
+/// subscriber reconnects and returns NOTIF_RECV_RECONNECTED.
+/// Control lines of the protocol (lines starting `{"notif":`) are never
+/// returned as messages. Never raises SIGPIPE. Not thread-safe for one `s`:
+/// one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn notif_recv(
     s: *mut notif_subscriber,

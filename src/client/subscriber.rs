@@ -11,9 +11,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::Value;
-
-use crate::subscription::{parse_control_line, ControlLine, Filter, Request, MAX_REQUEST_LINE};
+use crate::subscription::{
+    parse_control_line, ControlLine, Filter, Reason, Request, MAX_REQUEST_LINE,
+};
 use crate::{Error, SocketAddress};
 
 /// Longest line accepted from the publisher (its own limit is 64 MiB at most).
@@ -128,6 +128,7 @@ pub struct Subscriber {
     address: SocketAddress,
     request: Option<Vec<u8>>,
     filter: Filter,
+    markers: bool,
     heartbeat: Option<Duration>,
     reconnect: bool,
     state: State,
@@ -206,6 +207,7 @@ impl Subscriber {
             address,
             request,
             filter: options.filter,
+            markers: options.markers,
             heartbeat: options.heartbeat,
             reconnect: options.reconnect,
             state: State::Waiting(now),
@@ -240,10 +242,14 @@ impl Subscriber {
     /// acknowledges a filtered subscription, lines that do not pass the filter
     /// are dropped here, so only matching notifications are ever returned.
     ///
-    /// Errors: EPROTO when the publisher refused the request (its message is
-    /// kept; the subscriber does not reconnect, and every later call returns
-    /// the same error); EMSGSIZE for a line over 64 MiB (the connection is
-    /// dropped). Without `reconnect`: EPIPE or ECONNRESET ("publisher closed
+    /// Errors, permanent (the subscriber does not reconnect, and every later
+    /// call returns the same error; the publisher's message is kept): EPROTO
+    /// when the publisher refused the request, EACCES when its allow-lists
+    /// refuse this peer (reason `denied`), EUSERS when it has max_subscribers
+    /// already (reason `full`). A publisher that disconnects us because we
+    /// were too slow or its memory budget ran out (`too_slow`, `memory`) is
+    /// a lost connection like any other. EMSGSIZE for a line over 64 MiB
+    /// (the connection is dropped). Without `reconnect`: EPIPE or ECONNRESET ("publisher closed
     /// the connection") and ETIMEDOUT (heartbeats stopped), and later calls
     /// return the same error. With `reconnect`, an unexpected error of a
     /// reconnection attempt (EACCES, EMFILE...) is returned and the next call
@@ -265,38 +271,32 @@ impl Subscriber {
                 return Ok(Event::Timeout);
             };
             let line = &self.buf[start..end];
-            if self.request.is_some() {
-                if let Some(control) = parse_control_line(line) {
-                    match control {
-                        ControlLine::Subscribed => {
-                            if let State::Connected(c) = &mut self.state {
-                                c.acknowledged = true;
-                            }
+            // Every line starting {"notif": is a control line (emit refuses
+            // notifications that start so), on the plain stream too: a
+            // publisher that refuses us (denied, full) says so on one.
+            if let Some(control) = parse_control_line(line) {
+                match control {
+                    ControlLine::Subscribed => {
+                        if let State::Connected(c) = &mut self.state {
+                            c.acknowledged = true;
                         }
-                        ControlLine::Dropped(n) => {
-                            self.dropped_total = self.dropped_total.saturating_add(n);
-                            return Ok(Event::Dropped(n));
-                        }
-                        ControlLine::Heartbeat(_) => self.last_heartbeat = Some(SystemTime::now()),
-                        ControlLine::Error(message) => {
-                            let err = Error::new(
-                                libc::EPROTO,
-                                format!(
-                                    "the publisher at {} refused the subscription request: {message}",
-                                    self.address
-                                ),
-                            );
-                            self.fail(err.clone());
+                    }
+                    ControlLine::Dropped(n) if self.markers => {
+                        self.dropped_total = self.dropped_total.saturating_add(n);
+                        return Ok(Event::Dropped(n));
+                    }
+                    ControlLine::Heartbeat(_) => self.last_heartbeat = Some(SystemTime::now()),
+                    ControlLine::Error { message, reason } => {
+                        if let Some(err) = self.refused(&message, &reason)? {
                             return Err(err);
                         }
-                        // Not asked for; nothing to do with it.
-                        ControlLine::Stats(_) => {}
                     }
-                    continue;
+                    // Not asked for, or not understood: nothing to do with it.
+                    ControlLine::Dropped(_) | ControlLine::Stats(_) | ControlLine::Unknown => {}
                 }
-                if is_unknown_control_line(line) {
-                    continue; // from a newer publisher: never a notification
-                }
+                continue;
+            }
+            if self.request.is_some() {
                 let acknowledged = matches!(&self.state, State::Connected(c) if c.acknowledged);
                 if !acknowledged && !self.filter.matches_line(line) {
                     continue;
@@ -363,9 +363,61 @@ impl Subscriber {
         self.last_heartbeat
     }
 
+    /// Whether the subscriber failed for good: every later recv returns the
+    /// same error (a refusal, or any lost connection without `reconnect`).
+    pub fn is_failed(&self) -> bool {
+        matches!(self.state, State::Failed(_))
+    }
+
     /// Whether a connection is established now.
     pub fn is_connected(&self) -> bool {
         matches!(self.state, State::Connected(_))
+    }
+
+    /// An error line from the publisher. A transient reason (too_slow,
+    /// memory) is a lost connection: with `reconnect`, Ok(None) and the next
+    /// attempt follows; a permanent one fails the subscriber for good:
+    /// EACCES (denied by the allow-lists), EUSERS (the publisher is full),
+    /// EPROTO (the request was refused).
+    fn refused(&mut self, message: &str, reason: &Reason) -> Result<Option<Error>, Error> {
+        let address = &self.address;
+        if reason.is_transient() {
+            let why = match reason {
+                Reason::TooSlow => "this subscriber was too slow",
+                _ => "its memory budget for subscribers ran out",
+            };
+            let cause = Error::new(
+                libc::EPIPE,
+                format!(
+                    "the publisher at {address} closed the connection because {why} ({}: {message})",
+                    reason.as_str()
+                ),
+            );
+            self.lose(cause)?;
+            return Ok(None);
+        }
+        let err = match reason {
+            Reason::Denied => Error::new(
+                libc::EACCES,
+                format!(
+                    "the publisher at {address} does not let this user subscribe (its allow-lists; denied: {message})"
+                ),
+            ),
+            Reason::Full => Error::new(
+                libc::EUSERS,
+                format!(
+                    "the publisher at {address} has as many subscribers as it accepts (its max_subscribers; full: {message})"
+                ),
+            ),
+            _ => Error::new(
+                libc::EPROTO,
+                format!(
+                    "the publisher at {address} refused the subscription request: {message}"
+                ),
+            ),
+        };
+        self.fail(err.clone());
+        Ok(Some(err))
     }
 
     /// The next complete line in the buffer, as (start, end of line) with
@@ -709,12 +761,4 @@ fn flush(c: &mut Connection) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// A control line of a kind this version does not know: an object whose only
-/// key is "notif".
-fn is_unknown_control_line(line: &[u8]) -> bool {
-    line.starts_with(b"{\"notif\":")
-        && matches!(serde_json::from_slice::<Value>(line),
-            Ok(Value::Object(o)) if o.len() == 1 && o.contains_key("notif"))
 }

@@ -317,6 +317,10 @@ static void test_options(void)
     CHECK_RC(notif_options_set_group(opts, "no-such-group-notif-test"), -ENOENT);
     CHECK_LAST_ERROR("no-such-group-notif-test");
     CHECK_RC(notif_options_set_group(opts, "99999999999999999999"), -EINVAL);
+    /* (gid_t)-1 means "leave the group alone" to chown: not a group to give the file. */
+    CHECK_RC(notif_options_set_group(opts, "4294967295"), -EINVAL);
+    CHECK_LAST_ERROR("out of range");
+    CHECK_RC(notif_options_set_group(opts, "4294967296"), -EINVAL);
     snprintf(gid, sizeof gid, "%ld", (long)getgid());
     CHECK_RC(notif_options_set_group(opts, gid), 0);
 
@@ -330,8 +334,19 @@ static void test_options(void)
     CHECK_LAST_ERROR("max message");
     CHECK_RC(notif_options_set_max_message(opts, (64 << 20) + 1), -EINVAL);
     CHECK_RC(notif_options_set_max_message(opts, (size_t)-1), -EINVAL);
-    CHECK_RC(notif_options_set_max_message(opts, 64 << 20), 0);
+    /* 64 MiB is in range, but not with the 4 MiB subscriber buffer set above. */
+    CHECK_RC(notif_options_set_max_message(opts, 64 << 20), -EINVAL);
+    CHECK_LAST_ERROR("subscriber buffer");
+    CHECK_RC(notif_options_set_max_message(opts, 2 << 20), 0);
     CHECK_RC(notif_options_set_max_message(opts, 1), 0);
+    {
+        notif_options *fresh = notif_options_new();
+        /* Against default buffers it is only checked at open: they may be raised after. */
+        CHECK_RC(notif_options_set_max_message(fresh, 64 << 20), 0);
+        CHECK_RC(notif_options_set_subscriber_buffer(fresh, 128 << 20), 0);
+        CHECK_RC(notif_options_set_backlog(fresh, 128 << 20), 0);
+        notif_options_free(fresh);
+    }
 
     CHECK_RC(notif_options_set_max_subscribers(opts, 0), -EINVAL);
     CHECK_LAST_ERROR("max subscribers");
@@ -355,13 +370,66 @@ static void test_options(void)
 
     notif_options_free(opts);
 
-    /* Options that are fine alone but not together fail at open, leaving nothing behind. */
+    /* A max_message and a subscriber buffer both set are checked against each
+     * other by the second setter, in either order, which then changes nothing. */
+    {
+        char path[512];
+        notif_handle *handle;
+        notif_stats stats;
+        opts = notif_options_new();
+        CHECK_RC(notif_options_set_subscriber_buffer(opts, 64 * 1024), 0);
+        CHECK_RC(notif_options_set_max_message(opts, 32 * 1024 + 1), -EINVAL);
+        CHECK_LAST_ERROR("half the subscriber buffer");
+        CHECK_RC(notif_options_set_max_message(opts, 32 * 1024), 0);
+        CHECK_RC(notif_options_set_subscriber_buffer(opts, 64 * 1024 - 1), -EINVAL);
+        CHECK_RC(notif_options_set_backlog(opts, 64 * 1024 - 1), -EINVAL);
+        CHECK_LAST_ERROR("backlog");
+        /* The refused values changed nothing: this opens with a 64 KiB buffer. */
+        path_in_dir(path, sizeof path, "pair.sock");
+        handle = open_or_die(path, opts);
+        notif_close(handle);
+        notif_options_free(opts);
+
+        /* With max_message left at its default (1 MiB), any buffer of at least
+         * 16 KiB opens: the default max_message follows it down to half. */
+        opts = notif_options_new();
+        CHECK_RC(notif_options_set_subscriber_buffer(opts, 64 * 1024), 0);
+        path_in_dir(path, sizeof path, "small-buffer.sock");
+        handle = open_or_die(path, opts);
+        {
+            int fd = tl_connect(path);
+            char message[40 * 1024];
+            if (fd < 0)
+                FATAL("connect");
+            CHECK(tl_wait_subscribers(handle, 1) == 0, "subscriber not counted");
+            memset(message, 'x', sizeof message);
+            memcpy(message, "{\"k\":\"", 6);
+            strcpy(message + 32 * 1024 - 2, "\"}");
+            CHECK_RC(notif_emit(handle, message), 1);
+            message[32 * 1024 - 2] = 'x';
+            strcpy(message + 32 * 1024 - 1, "\"}");
+            CHECK_RC(notif_emit(handle, message), -EMSGSIZE);
+            close(fd);
+        }
+        stats = tl_stats(handle);
+        CHECK(stats.rejected == 1, "rejected=%llu", (unsigned long long)stats.rejected);
+        notif_close(handle);
+        notif_options_free(opts);
+        opts = notif_options_new();
+        CHECK_RC(notif_options_set_backlog(opts, 16 * 1024), 0);
+        path_in_dir(path, sizeof path, "small-backlog.sock");
+        handle = open_or_die(path, opts);
+        notif_close(handle);
+        notif_options_free(opts);
+    }
+
+    /* Options that can only be checked together at open (a max_message over
+     * half the default buffer) fail there, leaving nothing behind. */
     {
         char path[512];
         opts = notif_options_new();
         path_in_dir(path, sizeof path, "inconsistent.sock");
-        notif_options_set_subscriber_buffer(opts, 64 * 1024);
-        notif_options_set_max_message(opts, 64 * 1024);
+        CHECK_RC(notif_options_set_max_message(opts, 2 * 1024 * 1024 + 1), 0);
         errno = 0;
         CHECK(notif_open_with(path, opts) == NULL,
               "max_message over half the subscriber buffer should fail at open");
@@ -499,6 +567,15 @@ static void test_emit_errors(void)
     }
     /* A NUL byte inside the given length is invalid JSON. */
     CHECK_RC(notif_emit_len(handle, "{\"a\":\"b\0c\"}", 11), -EINVAL);
+    rejected++;
+    /* The name "notif" is reserved as the first member, in every spelling:
+     * such a line would pose as a control line of the protocol. */
+    CHECK_RC(notif_emit(handle, "{\"notif\":{\"dropped\":1000000}}"), -EINVAL);
+    CHECK_LAST_ERROR("reserved");
+    rejected++;
+    CHECK_RC(notif_emit(handle, " { \"notif\" : {\"error\":\"x\"}}"), -EINVAL);
+    rejected++;
+    CHECK_RC(notif_emit(handle, "{\"\\u006eotif\":{\"dropped\":1}}"), -EINVAL);
     rejected++;
     /* The length is honoured: the bytes after it are not read. */
     CHECK_RC(notif_emit_len(handle, "{\"len\":1}garbage", 9), 1);
@@ -1065,10 +1142,15 @@ static void test_fork(void)
     if (child < 0)
         FATAL("fork");
     if (child == 0) {
+        notif_stats stale;
         int rc = notif_emit(handle, "{\"from\":\"child\"}");
+        /* The counters are the parent's, frozen at fork(): not this process's. */
+        int stats_rc = notif_get_stats(handle, &stale, sizeof stale);
         notif_close(handle);
         if (rc != -EBADF)
             _exit(10 + (rc < 0 ? -rc : rc) % 100);
+        if (stats_rc != -EBADF)
+            _exit(8);
         /* Exec, as a daemon's child would: what the parent's server thread had
          * allocated stays in the child until exec (documented), which valgrind
          * would report as lost if the child exited instead. */
@@ -1077,7 +1159,7 @@ static void test_fork(void)
     }
     waitpid(child, &status, 0);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-          "in the child, emit should return -EBADF (child exit status %d)",
+          "in the child, emit and get_stats should return -EBADF (child exit status %d)",
           WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     CHECK(path_exists(path), "the child's notif_close removed the parent's socket file");
     CHECK_RC(notif_emit(handle, "{\"from\":\"parent\"}"), 1);

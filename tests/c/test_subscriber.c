@@ -376,6 +376,67 @@ static void test_reconnect_and_poll(void)
     notif_close(h);
 }
 
+/* ------------------------------------------------------- refusals (fake) */
+
+/* A fake publisher refuses with `line` and closes: notif_recv maps its reason
+ * to `expected`, permanently, and the subscriber does not connect again. */
+static void expect_refusal(const char *name, const char *line, int expected)
+{
+    char path[512];
+    struct sockaddr_un addr;
+    socklen_t addr_len;
+    notif_subscriber *s;
+    const char *msg;
+    size_t len;
+    int listener, conn, rc, again;
+    long long give_up;
+
+    path_in_dir(path, sizeof path, name);
+    addr_len = tl_address(path, &addr);
+    listener = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (listener < 0 || bind(listener, (struct sockaddr *)&addr, addr_len) != 0 ||
+        listen(listener, 8) != 0)
+        FATAL("fake publisher at %s", path);
+    s = subscribe_or_die(path, NULL);
+    give_up = tl_now_ms() + tl_timeout(5000);
+    while ((conn = accept(listener, NULL, NULL)) < 0) {
+        if (tl_now_ms() > give_up)
+            FATAL("the subscriber never connected to %s", path);
+        tl_sleep_ms(2);
+    }
+    if (write(conn, line, strlen(line)) != (ssize_t)strlen(line))
+        FATAL("write");
+    close(conn);
+    rc = next_event(s, &msg, &len, 5000);
+    CHECK(rc == -expected, "%s: notif_recv returned %d (%s), expected %d", name, rc,
+          notif_strerror(rc), -expected);
+    CHECK(msg == NULL && len == 0, "%s: msg set on an error", name);
+    CHECK_RC(notif_recv(s, &msg, &len, 300), -expected);
+    CHECK_RC(notif_subscriber_fd(s), -ENOTCONN);
+    /* The back-off starts at 100 ms: a reconnection would have come by now. */
+    again = accept(listener, NULL, NULL);
+    CHECK(again < 0, "%s: the subscriber connected again after the refusal", name);
+    if (again >= 0)
+        close(again);
+    notif_unsubscribe(s);
+    close(listener);
+    unlink(path);
+}
+
+static void test_refusals(void)
+{
+    expect_refusal("denied.sock",
+                   "{\"notif\":{\"error\":\"uid 1 is not allowed\",\"reason\":\"denied\"}}\n",
+                   EACCES);
+    CHECK(strstr(notif_last_error(), "allow-lists") != NULL, "message: %s", notif_last_error());
+    expect_refusal("full.sock",
+                   "{\"notif\":{\"error\":\"1 subscriber already\",\"reason\":\"full\"}}\n",
+                   EUSERS);
+    CHECK(strstr(notif_last_error(), "max_subscribers") != NULL, "message: %s",
+          notif_last_error());
+    expect_refusal("bad.sock", "{\"notif\":{\"error\":\"bad request\"}}\n", EPROTO);
+}
+
 int main(void)
 {
     /* The library must never raise SIGPIPE; keep the default to prove it. */
@@ -388,6 +449,7 @@ int main(void)
     test_filter();
     test_drop_markers();
     test_reconnect_and_poll();
+    test_refusals();
 
     tl_remove_dir(dir);
     return tl_finish("test_subscriber");

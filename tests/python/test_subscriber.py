@@ -84,10 +84,12 @@ def test_no_request_when_nothing_asked_and_raw_lines(sockdir):
     conn.settimeout(0.3)
     with pytest.raises(socket.timeout):
         conn.recv(1)  # the plain stream: the subscriber writes nothing
-    # Without a request there are no control lines: everything is a notification.
-    conn.sendall(b'{"a":1}\n{"notif":{"dropped":1}}\n{"b": 2}\n')
+    # A line whose first member is "notif" is a control line, never a
+    # notification, on the plain stream too; markers were not asked for.
+    conn.sendall(b'{"a":1}\n{"notif":{"dropped":1}}\n{"notif":{"x":1},"c":3}\n'
+                 b'{"b": 2,"notif":1}\n')
     conn.close()
-    assert list(sub.lines()) == [b'{"a":1}', b'{"notif":{"dropped":1}}', b'{"b": 2}']
+    assert list(sub.lines()) == [b'{"a":1}', b'{"b": 2,"notif":1}']
     assert sub.dropped == 0
     fake.close()
 
@@ -216,3 +218,108 @@ def test_context_manager_and_close(sockdir):
             wait_subscribers(pub, 1)
         assert sub.closed and not sub.connected
         assert sub.recv(0.1) is None
+
+
+class RefusingPublisher(FakePublisher):
+    """Answers every connection with one line (if any) and closes it; counts them."""
+
+    def __init__(self, path, line):
+        super().__init__(path)
+        self.line = line
+        self.connections = 0
+        self.srv.settimeout(0.05)
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            try:
+                conn.sendall(self.line)
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self):
+        self._stop = True
+        self._thread.join()
+        super().close()
+
+
+DENIED = b'{"notif":{"error":"uid 1000 may not subscribe","reason":"denied"}}\n'
+FULL = b'{"notif":{"error":"1 subscriber already","reason":"full"}}\n'
+
+
+@pytest.mark.parametrize("line,exc,code,words", [
+    (DENIED, notif.SubscriptionDenied, errno.EACCES, "allow-lists"),
+    (FULL, notif.PublisherFull, errno.EUSERS, "max_subscribers"),
+])
+@pytest.mark.parametrize("kwargs", [{}, {"markers": True}, {"reconnect": False}])
+def test_denied_and_full_are_permanent_errors(sockdir, line, exc, code, words, kwargs):
+    path = os.path.join(sockdir, "refuse.sock")
+    fake = RefusingPublisher(path, line)
+    try:
+        sub = notif.Subscriber(path, timeout=10, **kwargs)
+        with pytest.raises(exc) as info:
+            sub.recv(10)
+        assert info.value.errno == code and words in str(info.value)
+        assert isinstance(info.value, notif.SubscriptionError)
+        with pytest.raises(exc):
+            sub.recv(0.5)  # permanent
+        time.sleep(0.5)  # the back-off starts at 100 ms: a reconnection would show
+        assert fake.connections == 1
+        if exc is notif.SubscriptionDenied:
+            assert isinstance(info.value, PermissionError)
+    finally:
+        fake.close()
+
+
+@pytest.mark.parametrize("reason", ["too_slow", "memory"])
+def test_too_slow_and_memory_are_lost_connections(sockdir, reason):
+    path = os.path.join(sockdir, "slow.sock")
+    fake = FakePublisher(path)
+    sub = notif.Subscriber(path, timeout=10)
+    conn = fake.accept()
+    conn.sendall(b'{"n":1}\n{"notif":{"error":"bye","reason":"%s"}}\n' % reason.encode())
+    conn.close()
+    assert sub.recv(10) == {"n": 1}
+    # The subscriber reconnects inside recv: receive in a thread meanwhile.
+    got = []
+    receiver = threading.Thread(target=lambda: got.append(sub.recv(10)))
+    receiver.start()
+    conn = fake.accept()
+    conn.sendall(b'{"n":2}\n')
+    receiver.join()
+    assert got == [{"n": 2}]
+    assert sub.reconnects == 1
+    sub.close()
+    conn.close()
+    fake.close()
+
+
+def test_request_stats_maps_denied_full_and_a_bare_close(sockdir):
+    path = os.path.join(sockdir, "stats.sock")
+    for line, exc, code in [(DENIED, notif.SubscriptionDenied, errno.EACCES),
+                            (FULL, notif.PublisherFull, errno.EUSERS),
+                            (b'{"notif":{"error":"bad"}}\n', notif.SubscriptionError, errno.EPROTO)]:
+        fake = RefusingPublisher(path, line)
+        try:
+            with pytest.raises(exc) as info:
+                notif.request_stats(path)
+            assert info.value.errno == code
+        finally:
+            fake.close()
+            os.unlink(path)
+    # A publisher that closes without a line: not a notif publisher, as before.
+    fake = RefusingPublisher(path, b"")
+    try:
+        with pytest.raises(notif.NotifError) as info:
+            notif.request_stats(path)
+        assert info.value.errno == errno.EPROTO and "not a notif publisher" in str(info.value)
+    finally:
+        fake.close()

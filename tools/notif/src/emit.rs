@@ -65,12 +65,81 @@ fn open_failure(path: &str, err: &notif::Error) -> Failure {
 fn check(line: &[u8], options: &Options) -> Option<String> {
     match json_line::to_compact_line(line) {
         Err(err) => Some(format!("notification rejected: {err}")),
+        Ok(_) if notif::reserved_member::first_member_is_reserved(line) => {
+            Some(notif::reserved_member::refusal().message().to_string())
+        }
         Ok(compact) if compact.len() > options.max_message => Some(format!(
             "notification rejected: {} bytes once compact, over the max_message limit of {}",
             compact.len(),
             options.max_message
         )),
         Ok(_) => None,
+    }
+}
+
+enum Line {
+    /// A line (its newline, if any, included) is in the buffer.
+    Whole,
+    /// The line has more than `limit` bytes before its newline; the buffer
+    /// holds its first bytes, and the rest is still to be read.
+    TooLong,
+    /// End of input.
+    End,
+}
+
+/// Reads one line into `line`, keeping at most `limit` bytes of it (plus the
+/// newline).
+fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>, limit: usize) -> io::Result<Line> {
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        if chunk.is_empty() {
+            return Ok(if line.is_empty() {
+                Line::End
+            } else {
+                Line::Whole
+            });
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let text = take - usize::from(done);
+        if line.len() + text > limit {
+            return Ok(Line::TooLong);
+        }
+        line.extend_from_slice(&chunk[..take]);
+        input.consume(take);
+        if done {
+            return Ok(Line::Whole);
+        }
+    }
+}
+
+/// Discards input up to and including the next newline (or the end).
+fn skip_line(input: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                input.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = chunk.len();
+                input.consume(n);
+            }
+        }
     }
 }
 
@@ -122,6 +191,9 @@ pub fn run(args: EmitArgs) -> Result<u8, Failure> {
     }
 
     let mut stdin = io::stdin().lock();
+    // A line longer than this is not even kept: `notif emit < /dev/zero`
+    // holds max_message bytes at most, never the endless line.
+    let limit = options.max_message;
     let mut line = Vec::new();
     let (mut number, mut skipped, mut backlog_waits) = (0u64, 0u64, 0u64);
     // Bad lines emitted while nobody listened: the publisher counted them as
@@ -130,16 +202,28 @@ pub fn run(args: EmitArgs) -> Result<u8, Failure> {
     let mut read_error = None;
     loop {
         line.clear();
-        match stdin.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+        match read_line(&mut stdin, &mut line, limit) {
+            Ok(Line::End) => break,
+            Ok(Line::Whole) => number += 1,
+            Ok(Line::TooLong) => {
+                number += 1;
+                skipped += 1;
+                note(&format!(
+                    "stdin line {number}: longer than the max_message limit of {limit} bytes; skipping to the next newline"
+                ));
+                match skip_line(&mut stdin) {
+                    Ok(()) => continue,
+                    Err(err) => {
+                        read_error = Some(err);
+                        break;
+                    }
+                }
+            }
             Err(err) => {
                 read_error = Some(err);
                 break;
             }
         }
-        number += 1;
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         if text.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
             continue;

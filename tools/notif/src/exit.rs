@@ -6,6 +6,8 @@ pub const MISSING: u8 = 2;
 pub const PERMISSION: u8 = 3;
 pub const NOT_NOTIF: u8 = 4;
 pub const OTHER: u8 = 5;
+/// The publisher has as many subscribers as it accepts (max_subscribers).
+pub const FULL: u8 = 6;
 
 /// What ends a command: the exit code and a sentence for stderr (without the
 /// leading "notif: ").

@@ -1,12 +1,14 @@
 //! The `notif` command: watch (`tail`), publish (`emit`) and inspect (`stats`)
 //! notif sockets from a shell.
 
+mod bounded;
 mod emit;
 mod exit;
 mod json;
 mod paths;
 mod stats;
 mod tail;
+mod untrusted;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +25,8 @@ Exit codes:
   3  permission denied
   4  not a notif publisher at the path (nothing listening, not a socket, no or wrong answer);
      for emit: the path is taken (another publisher is live there, or it is not a socket)
-  5  any other failure (I/O error, the stream ended early)";
+  5  any other failure (I/O error, the stream ended early)
+  6  the publisher is full: it has as many subscribers as its max_subscribers";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,14 +56,21 @@ enum Command {
 
 const TAIL_HELP: &str = "\
 Each notification is printed exactly as received (compact JSON, one per line) unless
---pretty is given. Drops and reconnections are reported on stderr. A PATH may be a glob
+--pretty or --with-path is given. Drops and reconnections are reported on stderr. A line
+that is not a JSON object (the socket is not a notif publisher) is never printed: it is
+reported on stderr (the 1st, 10th, 100th... of each socket) and skipped. When stdout is a
+terminal, the characters JSON allows raw in strings that a terminal would act on (DEL and
+the C1 controls U+0080-U+009F) are printed as \\u00XX escapes. While stdout is slow, tail
+holds at most 8 MiB (or one line, if longer) for it, plus one line of at most 64 MiB per
+socket being read: the publishers drop for us meanwhile, and the drop markers say so. A PATH may be a glob
 (quote it: 'notif tail \"/run/nova/notifications-*.sock\"'); it is re-scanned every second,
 so sockets that appear later are picked up. Filters combine with AND; repeated options of one
 kind are alternatives (OR).
 
 Exit codes: 0 success (also when stdout is closed, e.g. piped to head); 1 usage error;
-2 no socket at the path (with --no-reconnect); 3 permission denied; 4 not a notif publisher;
-5 other failure.";
+2 no socket at the path (with --no-reconnect); 3 permission denied (by the socket file's
+permissions, or by the publisher's allow-lists: never retried); 4 not a notif publisher, or it
+refused the request; 5 other failure; 6 the publisher is full (max_subscribers: not retried).";
 
 const EMIT_HELP: &str = "\
 Reads one JSON object per line from stdin and emits it. Empty lines are skipped; a line that
@@ -80,8 +90,10 @@ sends them), or with --json one line {\"path\":...,\"stats\":{...}} per path. Pa
 are reported on stderr; the others are still printed.
 
 Exit codes: 0 every path answered; 1 usage error; otherwise the code of the first path that
-failed: 2 no socket there; 3 permission denied; 4 not a notif publisher (nothing listening,
-not a socket, no answer within 2 s, or an answer that is not a stats line); 5 other failure.";
+failed: 2 no socket there; 3 permission denied (the socket file, or the publisher's
+allow-lists); 4 not a notif publisher (nothing listening, not a socket, no answer within 2 s,
+or an answer that is not a stats line); 5 other failure; 6 the publisher is full (an older
+publisher counts stats requests against max_subscribers).";
 
 #[derive(Args, Debug)]
 struct TailArgs {
@@ -116,6 +128,10 @@ struct TailArgs {
     /// three intervals counts as a lost connection.
     #[arg(long, value_name = "SECONDS")]
     heartbeat: Option<f64>,
+    /// Print each notification as {"path":"<socket>","notification":{...}}, saying
+    /// which socket it came from (useful with globs).
+    #[arg(long)]
+    with_path: bool,
 }
 
 #[derive(Args, Debug)]
@@ -172,7 +188,10 @@ fn main() -> ExitCode {
 }
 
 /// Writes "notif: MESSAGE" on stderr; a closed stderr is not worth a panic.
+/// Messages quote what publishers sent: control characters are escaped, so
+/// nothing reaches a terminal that it would act on.
 pub fn note(message: &str) {
     use std::io::Write;
+    let message = untrusted::harmless(message);
     let _ = writeln!(std::io::stderr().lock(), "notif: {message}");
 }

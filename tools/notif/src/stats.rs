@@ -5,7 +5,9 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::exit::{self, connect_failure, file_kind, Failure};
-use crate::{json, note, StatsArgs};
+use notif::subscription::{parse_control_line, ControlLine, Reason};
+
+use crate::{json, note, untrusted, StatsArgs};
 
 /// How long a publisher has to answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
@@ -32,27 +34,55 @@ fn not_notif(path: &str, why: impl std::fmt::Display) -> Failure {
 /// What one line from the publisher means for the stats request.
 enum Answer {
     Stats(Vec<u8>),
-    Refused(String),
-    /// A notification sent before the publisher read our request: skip it.
+    Refused {
+        message: String,
+        reason: Reason,
+    },
+    /// A notification sent before the publisher read our request, or a
+    /// control line we did not ask for: skip it.
     Other,
 }
 
 fn classify(line: &[u8]) -> Option<Answer> {
-    let members = json::members(line)?;
-    if members.len() != 1 || members[0].0 != "notif" {
-        return Some(Answer::Other);
-    }
-    let control = members[0].1;
-    if let Some(stats) = json::member(control, "stats") {
-        if stats.starts_with(b"{") {
-            return Some(Answer::Stats(stats.to_vec()));
+    json::members(line)?;
+    // A control line is one whose first member is "notif" (emit refuses
+    // notifications that start so).
+    match parse_control_line(line) {
+        None | Some(ControlLine::Unknown) => Some(Answer::Other),
+        Some(ControlLine::Stats(_)) => {
+            let (_, control) = json::members(line)?.into_iter().next()?;
+            let stats = json::member(control, "stats")?;
+            Some(Answer::Stats(stats.to_vec()))
         }
+        Some(ControlLine::Error { message, reason }) => Some(Answer::Refused { message, reason }),
+        Some(_) => Some(Answer::Other),
     }
-    if let Some(error) = json::member(control, "error") {
-        let text = serde_json::from_slice::<String>(error).unwrap_or_default();
-        return Some(Answer::Refused(text));
+}
+
+/// What a refusal of the stats request means, as an exit code.
+fn refused(path: &str, message: &str, reason: &Reason) -> Failure {
+    match reason {
+        Reason::Denied => Failure::new(
+            exit::PERMISSION,
+            format!(
+                "{path}: the publisher does not let this user ask (its allow-lists; denied: \"{message}\"): \
+                 run as the publisher's user, or ask for this user or group to be allowed"
+            ),
+        ),
+        Reason::Full => Failure::new(
+            exit::FULL,
+            format!(
+                "{path}: the publisher is full (max_subscribers; \"{message}\"): try again later"
+            ),
+        ),
+        _ => not_notif(
+            path,
+            format!(
+                "the stats request was refused ({}: \"{message}\")",
+                reason.as_str()
+            ),
+        ),
     }
-    Some(Answer::Other)
 }
 
 /// Asks the publisher at `path` for its stats; returns the text of the stats object.
@@ -73,9 +103,14 @@ fn query(path: &str) -> Result<Vec<u8>, Failure> {
     stream
         .set_write_timeout(Some(ANSWER_WITHIN))
         .and_then(|()| stream.write_all(b"{\"stats\":true}\n"))
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
-            _ => not_notif(path, format!("cannot send the stats request ({e})")),
+        .or_else(|e| match e.kind() {
+            // It hung up already, maybe after saying why (denied, full): read that.
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Ok(()),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Err(timed_out()),
+            _ => Err(not_notif(
+                path,
+                format!("cannot send the stats request ({e})"),
+            )),
         })?;
     let mut buf: Vec<u8> = Vec::new();
     let mut scanned = 0;
@@ -84,18 +119,15 @@ fn query(path: &str) -> Result<Vec<u8>, Failure> {
             let line = &buf[scanned..scanned + i];
             match classify(line) {
                 Some(Answer::Stats(stats)) => return Ok(stats),
-                Some(Answer::Refused(message)) => {
-                    return Err(not_notif(
-                        path,
-                        format!("the stats request was refused (\"{message}\")"),
-                    ))
+                Some(Answer::Refused { message, reason }) => {
+                    return Err(refused(path, &message, &reason))
                 }
                 Some(Answer::Other) => scanned += i + 1,
                 None => {
-                    let shown = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
+                    let shown = untrusted::excerpt(line, 80);
                     return Err(not_notif(
                         path,
-                        format!("answered with something that is not JSON ({shown:?})"),
+                        format!("answered with something that is not JSON (\"{shown}\")"),
                     ));
                 }
             }
@@ -121,6 +153,13 @@ fn query(path: &str) -> Result<Vec<u8>, Failure> {
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // What it sent before the reset was read already.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                return Err(not_notif(
+                    path,
+                    "closed the connection without answering the stats request",
+                ))
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -135,11 +174,13 @@ fn query(path: &str) -> Result<Vec<u8>, Failure> {
 }
 
 /// A value for the table: strings without their quotes, the rest as sent.
+/// Control characters in it are escaped: the publisher wrote it.
 fn cell(value: &[u8]) -> String {
-    match serde_json::from_slice::<String>(value) {
+    let text = match serde_json::from_slice::<String>(value) {
         Ok(text) => text,
         Err(_) => String::from_utf8_lossy(value).into_owned(),
-    }
+    };
+    untrusted::harmless(&text).into_owned()
 }
 
 fn table(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<()> {
@@ -149,7 +190,7 @@ fn table(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<()> {
         let members: Vec<(String, String)> = json::members(stats)
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| (k, cell(v)))
+            .map(|(k, v)| (untrusted::harmless(&k).into_owned(), cell(v)))
             .collect();
         for (key, _) in &members {
             if !fields.contains(key) {
@@ -196,7 +237,13 @@ fn json_lines(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<(
         out.write_all(b"{\"path\":")?;
         out.write_all(path.as_bytes())?;
         out.write_all(b",\"stats\":")?;
-        out.write_all(stats)?;
+        // On a terminal, DEL and C1 controls inside strings are escaped.
+        // SAFETY: isatty only inspects the descriptor.
+        let terminal = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+        match untrusted::printable(stats, terminal) {
+            Ok(text) => out.write_all(&text)?,
+            Err(_) => out.write_all(untrusted::excerpt(stats, usize::MAX).as_bytes())?,
+        }
         out.write_all(b"}\n")?;
     }
     Ok(())

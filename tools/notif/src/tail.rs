@@ -1,24 +1,96 @@
 //! `notif tail`: one thread per socket, each running a notif::Subscriber and
-//! feeding a bounded channel; the main thread writes stdout and re-scans the
-//! globs every second.
+//! feeding a channel bounded in bytes; the main thread writes stdout and
+//! re-scans the globs every second.
 
 use std::collections::HashSet;
 use std::io::{self, BufWriter, Write};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use notif::subscription::{Filter, Request};
 use notif::{Event, SubscribeOptions, Subscriber};
 
+use crate::bounded;
 use crate::exit::{self, connect_failure, file_kind, Failure};
-use crate::{json, note, paths, TailArgs};
+use crate::{json, note, paths, untrusted, TailArgs};
 
-/// Lines waiting between the socket threads and stdout. When stdout is slower
-/// than the publishers, the threads block, the publishers' buffers for us fill
-/// up and they drop for us, which the drop markers then report.
-const CHANNEL: usize = 1024;
+/// Bytes of lines and notes in flight between the socket threads and stdout
+/// (queued, or being written). When stdout is slower than the publishers,
+/// the threads wait, the publishers' buffers for us fill up and they drop
+/// for us, which the drop markers then report. A line longer than this goes
+/// alone, so tail holds at most max(IN_FLIGHT, one line) for stdout plus, per
+/// socket, the subscriber's read buffer (one line of at most 64 MiB plus a
+/// 256 KiB read): about twice the longest line plus a few MiB (~140 MiB at
+/// most with one socket), whatever stdout does.
+const IN_FLIGHT: usize = 8 << 20;
+/// What a message costs beyond its text (its allocation, the queue's slot).
+const OVERHEAD: usize = 64;
+/// Messages written before stdout is flushed and the globs looked at.
+const BATCH: usize = 1024;
 const RESCAN: Duration = Duration::from_secs(1);
+
+type Tx = bounded::Sender<Msg>;
+
+/// How the socket threads shape what they hand over; set once by run()
+/// (kept out of the thread plumbing, start() and follow(), on purpose).
+struct Printing {
+    /// stdout is a terminal: escape what a terminal would act on.
+    terminal: bool,
+    /// Wrap each line as {"path":...,"notification":...}.
+    with_path: bool,
+}
+
+static PRINTING: OnceLock<Printing> = OnceLock::new();
+
+fn printing() -> &'static Printing {
+    PRINTING.get_or_init(|| Printing {
+        terminal: false,
+        with_path: false,
+    })
+}
+
+/// A line from a socket as it goes to stdout: checked (only JSON objects),
+/// made harmless for a terminal, and with --with-path wrapped with its path.
+fn shaped(path: &str, text: &[u8]) -> Vec<u8> {
+    if !printing().with_path {
+        return text.to_vec();
+    }
+    let quoted = serde_json::to_string(path).unwrap_or_else(|_| "null".into());
+    let quoted = untrusted::printable(quoted.as_bytes(), printing().terminal)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| quoted.into_bytes());
+    let mut out = Vec::with_capacity(text.len() + quoted.len() + 32);
+    out.extend_from_slice(b"{\"path\":");
+    out.extend_from_slice(&quoted);
+    out.extend_from_slice(b",\"notification\":");
+    out.extend_from_slice(text);
+    out.push(b'}');
+    out
+}
+
+/// Why a permanent failure of the subscriber ends following `path`: None
+/// when the publisher closed the stream (only without reconnection).
+fn permanent_failure(path: &str, err: &notif::Error) -> Option<Failure> {
+    let message = format!("{path}: {}", err.message());
+    Some(match err.errno() {
+        libc::EPIPE | libc::ECONNRESET => return None,
+        // The publisher refused our request: retrying would not help.
+        libc::EPROTO => Failure::new(exit::NOT_NOTIF, message),
+        // Its allow-lists refuse us (reason "denied").
+        libc::EACCES => Failure::new(
+            exit::PERMISSION,
+            format!("{message}: ask for this user or group to be allowed"),
+        ),
+        // It has max_subscribers already (reason "full").
+        libc::EUSERS => Failure::new(
+            exit::FULL,
+            format!("{message}: try again later, or have its max_subscribers raised"),
+        ),
+        libc::ETIMEDOUT => Failure::new(exit::OTHER, message),
+        errno => connect_failure(path, errno, err.message()),
+    })
+}
 
 enum Msg {
     Line(Vec<u8>),
@@ -27,6 +99,13 @@ enum Msg {
     /// A socket's thread ended: None when its publisher closed the stream
     /// (only without reconnection), else why it failed.
     Ended(Option<Failure>),
+}
+
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n % 10 == 0 {
+        n /= 10;
+    }
+    n == 1
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -67,11 +146,12 @@ fn subscribe_options(args: &TailArgs) -> Result<SubscribeOptions, Failure> {
 }
 
 /// Follows one socket until its stream ends for good or the receiver is gone.
-fn follow(path: String, options: SubscribeOptions, tx: SyncSender<Msg>) {
+fn follow(path: String, options: SubscribeOptions, tx: Tx) {
     let reconnect = options.reconnect;
     let end = |failure: Option<Failure>| {
-        let _ = tx.send(Msg::Ended(failure));
+        let _ = tx.send_with(OVERHEAD, || Msg::Ended(failure));
     };
+    let say = |text: String| tx.send_with(text.len() + OVERHEAD, || Msg::Note(text));
     if let Some(kind) = file_kind(&path) {
         if kind != "socket" {
             return end(Some(Failure::new(
@@ -90,58 +170,68 @@ fn follow(path: String, options: SubscribeOptions, tx: SyncSender<Msg>) {
         } else {
             "no such socket yet"
         };
-        let _ = tx.send(Msg::Note(format!(
+        let _ = say(format!(
             "{path}: {why}; waiting for a publisher (--no-reconnect to fail instead)"
-        )));
+        ));
     }
     let mut last_error: Option<String> = None;
+    // Lines that are not JSON objects: not from a notif publisher.
+    let mut garbage = 0u64;
     loop {
-        let msg = match subscriber.recv(None) {
-            Ok(Event::Notification(line)) => {
-                last_error = None;
-                Msg::Line(line.to_vec())
+        let event = match subscriber.recv(None) {
+            Ok(event) => event,
+            Err(err) => {
+                if !reconnect || subscriber.is_failed() {
+                    let failure = permanent_failure(&path, &err);
+                    if failure.is_none() {
+                        let _ = say(format!("{path}: the publisher closed the connection"));
+                    }
+                    return end(failure);
+                }
+                // The subscriber tries again after its back-off; say it once.
+                let message = format!("{path}: {}; retrying", err.message());
+                if last_error.as_deref() != Some(&message) {
+                    last_error = Some(message.clone());
+                    if say(message).is_err() {
+                        return;
+                    }
+                }
+                continue;
             }
-            Ok(Event::Reconnected) => Msg::Note(format!(
+        };
+        let sent = match event {
+            Event::Notification(line) => {
+                last_error = None;
+                match untrusted::printable(line, printing().terminal) {
+                    Ok(text) => {
+                        let cost = text.len() + path.len() + OVERHEAD;
+                        tx.send_with(cost, || Msg::Line(shaped(&path, &text)))
+                    }
+                    Err(why) => {
+                        garbage += 1;
+                        // The 1st, 10th, 100th...: reported, never flooding stderr.
+                        if is_power_of_ten(garbage) {
+                            let excerpt = untrusted::excerpt(line, 40);
+                            say(format!(
+                                "{path}: skipped a line that is not a JSON object ({why}: \"{excerpt}\"), \
+                                 {garbage} so far: is this a notif publisher?"
+                            ))
+                        } else {
+                            Ok(())
+                        }
+                    }
+                }
+            }
+            Event::Reconnected => say(format!(
                 "{path}: reconnected; notifications may have been missed"
             )),
-            Ok(Event::Dropped(n)) => Msg::Note(format!(
+            Event::Dropped(n) => say(format!(
                 "{path}: {} dropped (subscriber too slow)",
                 plural(n, "notification", "notifications")
             )),
-            Ok(Event::Timeout) => continue,
-            Err(err) if err.errno() == libc::EPROTO => {
-                // The publisher refused our request: retrying would not help.
-                return end(Some(Failure::new(
-                    exit::NOT_NOTIF,
-                    format!("{path}: {}", err.message()),
-                )));
-            }
-            Err(err) if reconnect => {
-                // The subscriber tries again after its back-off; say it once.
-                let message = format!("{path}: {}; retrying", err.message());
-                if last_error.as_deref() == Some(&message) {
-                    continue;
-                }
-                last_error = Some(message.clone());
-                Msg::Note(message)
-            }
-            Err(err) => {
-                return end(match err.errno() {
-                    libc::EPIPE | libc::ECONNRESET => {
-                        let _ = tx.send(Msg::Note(format!(
-                            "{path}: the publisher closed the connection"
-                        )));
-                        None
-                    }
-                    libc::ETIMEDOUT => Some(Failure::new(
-                        exit::OTHER,
-                        format!("{path}: {}", err.message()),
-                    )),
-                    errno => Some(connect_failure(&path, errno, err.message())),
-                })
-            }
+            Event::Timeout => continue,
         };
-        if tx.send(msg).is_err() {
+        if sent.is_err() {
             return;
         }
     }
@@ -188,7 +278,7 @@ fn start(
     path: &str,
     known: &mut HashSet<String>,
     options: &SubscribeOptions,
-    tx: &SyncSender<Msg>,
+    tx: &Tx,
 ) -> Result<usize, Failure> {
     if !known.insert(path.to_owned()) {
         return Ok(0);
@@ -206,6 +296,10 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
     let reconnect = options.reconnect;
     // SAFETY: isatty only inspects the descriptor.
     let colour = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+    let _ = PRINTING.set(Printing {
+        terminal: colour,
+        with_path: args.with_path,
+    });
     let mut output = Output {
         out: BufWriter::with_capacity(64 << 10, io::stdout()),
         pretty: args.pretty.then_some(colour),
@@ -215,7 +309,7 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
         return Ok(exit::OK);
     }
 
-    let (tx, rx) = mpsc::sync_channel::<Msg>(CHANNEL);
+    let (tx, mut rx) = bounded::channel::<Msg>(IN_FLIGHT);
     let mut known: HashSet<String> = HashSet::new();
     let mut active = 0usize;
     let mut failure: Option<Failure> = None;
@@ -269,13 +363,9 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
         } else {
             next_scan.saturating_duration_since(Instant::now())
         };
-        let mut next = match rx.recv_timeout(wait) {
-            Ok(msg) => Some(msg),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => unreachable!("run holds a sender"),
-        };
+        let mut next = rx.recv_timeout(wait);
         // Write everything already waiting, then flush once.
-        let mut budget = CHANNEL;
+        let mut budget = BATCH;
         while let Some(msg) = next.take() {
             match msg {
                 Msg::Line(line) => {
@@ -309,7 +399,7 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
             }
             budget -= 1;
             if budget > 0 {
-                next = rx.try_recv().ok();
+                next = rx.try_recv();
             }
         }
         if let Err(err) = output.out.flush() {

@@ -9,12 +9,14 @@
 """
 
 from ._lib import library_path, strerror, version
-from .errors import NotifError, NotSocketActivated, SubscriptionError
+from .errors import (NotifError, NotSocketActivated, PublisherFull, SubscriptionDenied,
+                     SubscriptionError)
 from .publisher import SLOW_DISCONNECT, SLOW_DROP, Publisher
 from .subscriber import Subscriber, request_stats
 
 __all__ = [
-    "NotifError", "NotSocketActivated", "SubscriptionError", "Publisher", "Subscriber",
+    "NotifError", "NotSocketActivated", "SubscriptionError", "SubscriptionDenied",
+    "PublisherFull", "Publisher", "Subscriber",
     "request_stats",
     "SLOW_DROP", "SLOW_DISCONNECT", "library_path", "strerror", "version",
 ]

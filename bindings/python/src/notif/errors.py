@@ -24,7 +24,32 @@ class NotifError(OSError):
 
 
 class SubscriptionError(NotifError):
-    """The publisher refused the subscription request (EPROTO); permanent."""
+    """The publisher refused the subscription request (``errno`` EPROTO), or
+    this subscriber (the subclasses below); permanent: the subscriber does
+    not reconnect."""
+
+
+class SubscriptionDenied(SubscriptionError, PermissionError):
+    """The publisher's allow-lists refuse this process (error reason
+    ``denied``; ``errno`` EACCES). Also a PermissionError."""
+
+
+class PublisherFull(SubscriptionError):
+    """The publisher has as many subscribers as its max_subscribers (error
+    reason ``full``; ``errno`` EUSERS). Not retried: try again later."""
+
+
+def refusal(message, reason, path):
+    """The exception for an error control line of the publisher
+    (``{"notif":{"error":...,"reason":...}}``), by its reason."""
+    if reason == "denied":
+        return SubscriptionDenied(_errno.EACCES, "the publisher at %s does not let this user "
+                                  "subscribe (its allow-lists; denied: %s)" % (path, message), path)
+    if reason == "full":
+        return PublisherFull(_errno.EUSERS, "the publisher at %s has as many subscribers as it "
+                             "accepts (its max_subscribers; full: %s)" % (path, message), path)
+    return SubscriptionError(_errno.EPROTO, "publisher refused the subscription: %s"
+                             % (message,), path)
 
 
 class NotSocketActivated(NotifError):

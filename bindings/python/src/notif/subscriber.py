@@ -10,7 +10,7 @@ import socket
 import string
 import time
 
-from .errors import NotifError, SubscriptionError
+from .errors import NotifError, refusal
 
 BACKOFF_INITIAL = 0.1
 BACKOFF_MAX = 5.0
@@ -50,8 +50,23 @@ def _check_list(name, values):
     return values
 
 
-def _is_control(obj):
-    return isinstance(obj, dict) and len(obj) == 1 and "notif" in obj
+# A control line is one whose first member is "notif": the publisher compacts
+# every line and refuses notifications that start so.
+_CONTROL_PREFIX = b'{"notif":'
+# Error reasons after which the connection is merely lost: reconnect.
+_TRANSIENT = ("too_slow", "memory")
+
+
+def _control_body(line):
+    """The body of a control line ({} when unreadable), or None for a notification."""
+    if not line.startswith(_CONTROL_PREFIX):
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return {}
+    body = obj.get("notif") if isinstance(obj, dict) else None
+    return body if isinstance(body, dict) else {}
 
 
 class _Filter:
@@ -115,6 +130,7 @@ class Subscriber:
         self.path = path
         self.timeout = timeout
         self.reconnect = reconnect
+        self._markers = bool(markers)
         self.dropped = 0
         self.reconnects = 0
         self.acked = False
@@ -157,7 +173,12 @@ class Subscriber:
         try:
             sock.connect(self._address)
             if self._request is not None:
-                sock.sendall(self._request)
+                try:
+                    sock.sendall(self._request)
+                except (BrokenPipeError, ConnectionResetError):
+                    # It hung up already, maybe after saying why (denied,
+                    # full): the read finds that line, or the end of file.
+                    pass
         except OSError as exc:
             sock.close()
             code = exc.errno or errno.EIO
@@ -243,19 +264,24 @@ class Subscriber:
                 continue
             self._buf += data
 
-    def _handle_control(self, obj):
-        body = obj["notif"]
-        if not isinstance(body, dict):
-            return
+    def _handle_control(self, body):
         if body.get("subscribed"):
             self.acked = True
-        if "dropped" in body:
-            self.dropped += int(body["dropped"])
+        if self._markers and "dropped" in body:
+            try:
+                self.dropped += int(body["dropped"])
+            except (TypeError, ValueError):
+                pass
         if "heartbeat" in body:
             self.last_heartbeat = body["heartbeat"]
         if "error" in body:
-            message = "publisher refused the subscription: %s" % (body["error"],)
-            self._failed = SubscriptionError(errno.EPROTO, message, self.path)
+            reason = body.get("reason")
+            if reason in _TRANSIENT:
+                # Disconnected for being too slow or for the publisher's memory
+                # budget: a lost connection like any other.
+                self._lost()
+                return
+            self._failed = refusal(body["error"], reason, self.path)
             self.close()
             raise self._failed
 
@@ -267,21 +293,18 @@ class Subscriber:
             line = self._read_line(deadline)
             if line is _TIMEOUT or line is _EOF:
                 return line
+            # Never a notification, on the plain stream too: a publisher that
+            # refuses us (denied, full) says so on one.
+            body = _control_body(line)
+            if body is not None:
+                self._handle_control(body)
+                continue
             obj = None
-            if self._request is not None and line.startswith(b'{"notif":'):
+            if self._filter is not None and not self.acked:
                 try:
                     obj = json.loads(line)
                 except ValueError:
-                    obj = None
-                if _is_control(obj):
-                    self._handle_control(obj)
                     continue
-            if self._filter is not None and not self.acked:
-                if obj is None:
-                    try:
-                        obj = json.loads(line)
-                    except ValueError:
-                        continue
                 if not self._filter.match(obj):
                     continue
             if parse:
@@ -339,15 +362,26 @@ class Subscriber:
 
 def request_stats(path, timeout=5.0):
     """Asks the publisher at ``path`` for its counters over the socket
-    ({"stats":true}); returns the dict (every notif_stats field, version, path)."""
+    ({"stats":true}); returns the dict (every notif_stats field, version, path).
+
+    Raises SubscriptionDenied (EACCES) when its allow-lists refuse this
+    process, PublisherFull (EUSERS) when an older publisher counts the request
+    against max_subscribers, SubscriptionError (EPROTO) when it refuses the
+    request, NotifError (EPROTO) when it closes without answering."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.settimeout(timeout)
         sock.connect(_address(path))
-        sock.sendall(b'{"stats":true}\n')
+        try:
+            sock.sendall(b'{"stats":true}\n')
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it hung up already, maybe after saying why: read that
         buf = bytearray()
         while True:
-            data = sock.recv(65536)
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
             if not data:
                 break
             buf += data
@@ -355,15 +389,14 @@ def request_stats(path, timeout=5.0):
                 nl = buf.index(b"\n")
                 line = bytes(buf[:nl])
                 del buf[:nl + 1]
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    continue
-                if _is_control(obj) and isinstance(obj["notif"], dict):
-                    if "stats" in obj["notif"]:
-                        return obj["notif"]["stats"]
-                    if "error" in obj["notif"]:
-                        raise SubscriptionError(errno.EPROTO, str(obj["notif"]["error"]), path)
-        raise NotifError(errno.EPROTO, "no stats answer from %s" % (path,), path)
+                body = _control_body(line)
+                if body is None:
+                    continue  # a notification sent before our request was read
+                if isinstance(body.get("stats"), dict):
+                    return body["stats"]
+                if "error" in body:
+                    raise refusal(body["error"], body.get("reason"), path)
+        raise NotifError(errno.EPROTO, "%s closed the connection without answering the stats "
+                         "request: not a notif publisher?" % (path,), path)
     finally:
         sock.close()
