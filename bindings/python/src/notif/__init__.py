@@ -12,6 +12,7 @@ from ._lib import library_path, strerror, version
 from .errors import NotifError, NotSocketActivated, SubscriptionError
 from .publisher import SLOW_DISCONNECT, SLOW_DROP, Publisher
 from .subscriber import Subscriber, request_stats
+from . import listener  # noqa: E402  (notif.listener.dispatch after a bare `import notif`)
 
 __all__ = [
     "NotifError", "NotSocketActivated", "SubscriptionError", "Publisher", "Subscriber",

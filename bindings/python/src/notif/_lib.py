@@ -122,6 +122,27 @@ def load():
         raise OSError("notif: cannot load libnotif: " + "; ".join(errors))
 
 
+_fast = None
+
+
+def fast():
+    """notif_subscribers and notif_skip bound through ctypes.PyDLL (the same
+    loaded library): they are one atomic operation each and never block, so
+    the call keeps the GIL instead of releasing and retaking it, which is most
+    of the cost of a ctypes call this small. Arguments are passed unconverted
+    (argtypes None): give a ctypes.c_void_p."""
+    global _fast
+    if _fast is None:
+        load()
+        lib = ctypes.PyDLL(_lib_path)
+        for name in ("notif_subscribers", "notif_skip"):
+            fn = getattr(lib, name)
+            fn.restype = ctypes.c_int
+            fn.argtypes = None
+        _fast = (lib.notif_subscribers, lib.notif_skip)
+    return _fast
+
+
 def library_path():
     """The path (or name) libnotif was loaded from."""
     load()

@@ -228,7 +228,8 @@ class Publisher:
         self.path = name
         self.fd = fd
         self._lib = lib
-        self._cond = threading.Condition(threading.Lock())
+        self._guard = threading.Lock()  # entered directly on the fast paths
+        self._cond = threading.Condition(self._guard)
         self._inflight = 0
         self._closed = True
         allow_uids = resolve_uids(options.get("allow_uids"))
@@ -274,6 +275,8 @@ class Publisher:
         finally:
             lib.notif_options_free(opts)
         self._handle = handle
+        self._handle_arg = ctypes.c_void_p(handle)
+        self._subscribers_fn, self._skip_fn = _lib.fast()
         self._closed = False
         self._finalizer = weakref.finalize(self, _close_handle, lib, handle)
 
@@ -346,17 +349,24 @@ class Publisher:
         """subscribers(), and when that is 0, skip() in the same call: for a caller
         that builds the notification only when someone listens. Returns the
         number of subscribers (0: counted as dropped, nothing to build)."""
-        if not self._enter():
-            return 0
+        guard = self._guard
+        with guard:
+            if self._closed:
+                return 0
+            self._inflight += 1
         try:
-            lib = self._lib
-            rc = lib.notif_subscribers(self._handle)
+            handle = self._handle_arg
+            rc = self._subscribers_fn(handle)
             if rc <= 0:
-                lib.notif_skip(self._handle)
+                self._skip_fn(handle)
                 return 0
             return rc
         finally:
-            self._leave()
+            with guard:
+                self._inflight -= 1
+                # close() sets _closed (under the lock) before it waits.
+                if self._closed and self._inflight == 0:
+                    self._cond.notify_all()
 
     def stats(self):
         """Every notif_stats counter, as a dict."""
