@@ -7,6 +7,7 @@ mod json;
 mod paths;
 mod stats;
 mod tail;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,7 +1,9 @@
 //! Socket paths given as globs: `/run/nova/notifications-*.sock`.
 
 use std::ffi::{CStr, CString};
+use std::io::ErrorKind;
 use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
 
 /// Whether a path argument is a pattern to expand (it has `*`, `?` or `[`).
 /// Abstract names (`@name`) are never patterns.
@@ -9,9 +11,38 @@ pub fn is_pattern(path: &str) -> bool {
     !path.starts_with('@') && path.contains(['*', '?', '['])
 }
 
-/// The sockets matching `pattern` now (glob(3) syntax), sorted. Matches that
-/// are not sockets are left out: a glob picks up publishers, not other files.
+/// The live sockets matching `pattern` now (glob(3) syntax), sorted. Matches
+/// that are not sockets are left out (a glob picks up publishers, not other
+/// files), and so are dead sockets: ones that refuse connections, such as the
+/// files of workers that exited through `_exit()`.
 pub fn expand(pattern: &str) -> Vec<String> {
+    let mut paths = expand_sockets(pattern);
+    paths.retain(|p| !is_dead(p));
+    paths
+}
+
+/// Whether the socket at `path` refuses connections (nobody listens on it).
+/// A live publisher sees one connection that closes at once.
+pub fn is_dead(path: &str) -> bool {
+    match UnixStream::connect(path) {
+        Ok(_) => false,
+        Err(err) => err.kind() == ErrorKind::ConnectionRefused,
+    }
+}
+
+/// The directories to watch for new matches of `pattern`: its parent, when
+/// the parent itself holds no pattern characters.
+pub fn watch_dir(pattern: &str) -> Option<String> {
+    let parent = std::path::Path::new(pattern).parent()?;
+    let parent = if parent.as_os_str().is_empty() {
+        "."
+    } else {
+        parent.to_str()?
+    };
+    (!is_pattern(parent)).then(|| parent.to_owned())
+}
+
+fn expand_sockets(pattern: &str) -> Vec<String> {
     let Ok(c_pattern) = CString::new(pattern) else {
         return Vec::new();
     };
@@ -64,5 +95,27 @@ mod tests {
         assert_eq!(got, want);
         assert!(expand(&format!("{}/none-*.sock", dir.display())).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn dead_sockets_are_left_out() {
+        let dir = std::env::temp_dir().join(format!("notif-cli-dead-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _live = UnixListener::bind(dir.join("live.sock")).unwrap();
+        drop(UnixListener::bind(dir.join("dead.sock")).unwrap()); // the file stays
+        assert!(dir.join("dead.sock").exists());
+        let got = expand(&format!("{}/*.sock", dir.display()));
+        assert_eq!(got, vec![dir.join("live.sock").display().to_string()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn watch_dirs() {
+        assert_eq!(
+            watch_dir("/run/nova/n-*.sock").as_deref(),
+            Some("/run/nova")
+        );
+        assert_eq!(watch_dir("n-*.sock").as_deref(), Some("."));
+        assert_eq!(watch_dir("/run/*/n.sock"), None);
     }
 }

@@ -1,6 +1,7 @@
 //! `notif tail`: one thread per socket, each running a notif::Subscriber and
 //! feeding a bounded channel; the main thread writes stdout and re-scans the
-//! globs every second.
+//! globs as soon as their directories change (inotify, see watch.rs), and
+//! every second in any case.
 
 use std::collections::HashSet;
 use std::io::{self, BufWriter, Write};
@@ -27,6 +28,8 @@ enum Msg {
     /// A socket's thread ended: None when its publisher closed the stream
     /// (only without reconnection), else why it failed.
     Ended(Option<Failure>),
+    /// A directory of a glob changed (watch.rs): rescan now.
+    Rescan,
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -245,6 +248,14 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
         }
     }
 
+    if reconnect && !patterns.is_empty() {
+        let dirs: Vec<String> = patterns
+            .iter()
+            .filter_map(|p| paths::watch_dir(p))
+            .collect();
+        let wake = tx.clone();
+        crate::watch::spawn(&dirs, move || wake.send(Msg::Rescan).is_ok());
+    }
     let mut printed = 0u64;
     let mut next_scan = Instant::now() + RESCAN;
     loop {
@@ -296,6 +307,7 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
                     }
                     note(&text);
                 }
+                Msg::Rescan => next_scan = Instant::now(),
                 Msg::Ended(why) => {
                     active -= 1;
                     if let Some(why) = why {
