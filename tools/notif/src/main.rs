@@ -117,6 +117,10 @@ struct TailArgs {
     /// three intervals counts as a lost connection.
     #[arg(long, value_name = "SECONDS")]
     heartbeat: Option<f64>,
+    /// Over a glob, also follow sockets owned by another user than the first
+    /// match's owner (by default they are skipped with a warning).
+    #[arg(long)]
+    any_owner: bool,
 }
 
 #[derive(Args, Debug)]
@@ -140,12 +144,17 @@ struct EmitArgs {
 
 #[derive(Args, Debug)]
 struct StatsArgs {
-    /// Socket paths (`@name` for an abstract socket).
+    /// Socket paths or quoted globs (`@name` for an abstract socket); a glob
+    /// skips dead sockets.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<String>,
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
+    /// Over a glob, also query sockets owned by another user than the first
+    /// match's owner (by default they are skipped with a warning).
+    #[arg(long)]
+    any_owner: bool,
 }
 
 fn main() -> ExitCode {

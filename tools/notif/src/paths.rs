@@ -21,6 +21,44 @@ pub fn expand(pattern: &str) -> Vec<String> {
     paths
 }
 
+/// What a glob expands to: the live sockets to follow, and those left out
+/// because another user owns them.
+pub struct Matches {
+    pub paths: Vec<String>,
+    /// Left out: (path, its owner, the owner of the first match).
+    pub other_owner: Vec<(String, u32, u32)>,
+}
+
+/// [`expand`], then, unless `any_owner`, only the sockets owned by the user
+/// who owns the first match: a user who can create files in a watched
+/// directory cannot slip a socket of their own in among a service's.
+pub fn expand_owned(pattern: &str, any_owner: bool) -> Matches {
+    use std::os::unix::fs::MetadataExt;
+    let mut paths = Vec::new();
+    let mut other_owner = Vec::new();
+    let mut first_owner = None;
+    for path in expand(pattern) {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let owner = *first_owner.get_or_insert(meta.uid());
+        if any_owner || meta.uid() == owner {
+            paths.push(path);
+        } else {
+            other_owner.push((path, meta.uid(), owner));
+        }
+    }
+    Matches { paths, other_owner }
+}
+
+/// The warning for a socket [`expand_owned`] left out.
+pub fn other_owner_warning(path: &str, uid: u32, owner: u32) -> String {
+    format!(
+        "{path}: skipped: owned by uid {uid}, not by uid {owner} like the first match \
+         (--any-owner follows it too)"
+    )
+}
+
 /// Whether the socket at `path` refuses connections (nobody listens on it).
 /// A live publisher sees one connection that closes at once.
 pub fn is_dead(path: &str) -> bool {
@@ -106,6 +144,29 @@ mod tests {
         assert!(dir.join("dead.sock").exists());
         let got = expand(&format!("{}/*.sock", dir.display()));
         assert_eq!(got, vec![dir.join("live.sock").display().to_string()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn other_owners_are_left_out_unless_asked() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("notif-cli-owner-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _a = UnixListener::bind(dir.join("a.sock")).unwrap();
+        let _b = UnixListener::bind(dir.join("b.sock")).unwrap();
+        let pattern = format!("{}/*.sock", dir.display());
+        let b = dir.join("b.sock").display().to_string();
+        let me = std::fs::metadata(&b).unwrap().uid();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&b, Some(4242), None).unwrap();
+            let got = expand_owned(&pattern, false);
+            assert_eq!(got.paths.len(), 1);
+            assert_eq!(got.other_owner, vec![(b.clone(), 4242, me)]);
+            assert_eq!(expand_owned(&pattern, true).paths.len(), 2);
+        } else {
+            assert_eq!(expand_owned(&pattern, false).paths.len(), 2);
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

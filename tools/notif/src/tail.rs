@@ -185,6 +185,18 @@ fn stdout_failure(err: io::Error) -> Result<u8, Failure> {
     }
 }
 
+/// The live sockets of `pattern` to follow; the ones another user owns than
+/// the first match's are marked known (never followed) and warned about once.
+fn glob(pattern: &str, any_owner: bool, known: &mut HashSet<String>) -> Vec<String> {
+    let matches = paths::expand_owned(pattern, any_owner);
+    for (path, uid, owner) in matches.other_owner {
+        if known.insert(path.clone()) {
+            note(&paths::other_owner_warning(&path, uid, owner));
+        }
+    }
+    matches.paths
+}
+
 /// Starts following `path` unless it is followed already; returns how many
 /// threads it started (0 or 1).
 fn start(
@@ -228,7 +240,7 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
             active += start(path, &mut known, &options, &tx)?;
             continue;
         }
-        let matches = paths::expand(path);
+        let matches = glob(path, args.any_owner, &mut known);
         if matches.is_empty() {
             if reconnect {
                 note(&format!(
@@ -329,7 +341,7 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
         }
         if !patterns.is_empty() && Instant::now() >= next_scan {
             for pattern in &patterns {
-                for found in paths::expand(pattern) {
+                for found in glob(pattern, args.any_owner, &mut known) {
                     active += start(&found, &mut known, &options, &tx)?;
                 }
             }
