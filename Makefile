@@ -230,6 +230,12 @@ demo: all
 
 # ------------------------------------------------------------------ benchmark
 # bench/bench.mk builds and runs it (it needs libzmq3-dev and says how to get it).
+# The oslo.messaging driver's cost per notification (noop, log, unix idle and with a
+# reading subscriber) and the two ratios, in the Python tests' venv.
+.PHONY: bench-oslo
+bench-oslo: lib
+	tests/python/run.sh --bench
+
 bench: lib
 	@$(MAKE) --no-print-directory -f bench/bench.mk run
 

@@ -4,6 +4,7 @@
 # cargo build --release and ships libnotif.so in the package) and runs pytest.
 #
 #   tests/python/run.sh [PYTEST ARGS...]
+#   tests/python/run.sh --bench [--seconds S]   (make bench-oslo: tests/python/bench_oslo.py)
 #
 # The venv is rebuilt only when tests/python/requirements.txt or the Python
 # version changes; the notif package itself is reinstalled on every run.
@@ -41,5 +42,9 @@ fi
     --force-reinstall ./bindings/python
 rm -rf bindings/python/build
 
+if [[ ${1:-} == --bench ]]; then # make bench-oslo
+    shift
+    exec "$venv/bin/python" tests/python/bench_oslo.py "$@"
+fi
 (($# > 0)) || set -- tests/python
 exec "$venv/bin/python" -m pytest -p no:cacheprovider --timeout 120 -q "$@"

@@ -167,17 +167,52 @@ def test_fork_each_worker_serves_its_own_socket(sockdir):
         assert not os.path.exists(template.replace("{pid}", str(pid)))
 
 
-def test_missing_sock_path_is_a_clear_error(sockdir, caplog):
-    conf = make_conf(sockdir, None)
-    with pytest.raises(cfg.RequiredOptError) as info:
-        oslo_driver.UnixSocketDriver(conf, [], None)
-    assert "sock_path" in str(info.value) and "oslo_messaging_notifications" in str(info.value)
-    # Through oslo.messaging, stevedore logs the failed driver with that message.
+def test_missing_sock_path_is_one_error_line_and_counted(sockdir, caplog):
     caplog.set_level(logging.ERROR)
+    conf = make_conf(sockdir, None)
     notifier = make_notifier(conf)
-    assert notifier._driver_mgr.extensions == []
-    assert any("sock_path" in r.getMessage() or "sock_path" in str(r.exc_info)
-               for r in caplog.records)
+    # The driver loads (no stevedore "Could not load"), says what to fix once...
+    assert [e.name for e in notifier._driver_mgr.extensions] == ["unix"]
+    for i in range(3):
+        notifier.info({}, "compute.x", {"i": i})
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "[oslo_messaging_notifications] sock_path" in errors[0]
+    assert "sock_path = /run/" in errors[0]  # the fix
+    # ...and counts what it drops.
+    assert oslo_driver.driver_stats()[""]["dropped_misconfigured"] == 3
+
+
+def test_bad_sock_mode_is_one_error_line_and_counted(sockdir, caplog):
+    caplog.set_level(logging.ERROR)
+    path = os.path.join(sockdir, "m.sock")
+    notifier = make_notifier(make_conf(sockdir, path, extra="sock_mode = rw-rw----\n"))
+    assert [e.name for e in notifier._driver_mgr.extensions] == ["unix"]
+    notifier.info({}, "compute.x", {})
+    notifier.info({}, "compute.x", {})
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "sock_mode" in errors[0] and "sock_mode = 0660" in errors[0]
+    assert not os.path.exists(path)
+    assert oslo_driver.driver_stats()[path]["dropped_misconfigured"] == 2
+
+
+def test_unknown_sock_group_names_the_option_as_text(sockdir, caplog):
+    caplog.set_level(logging.ERROR)
+    path = os.path.join(sockdir, "g.sock")
+    notifier = make_notifier(make_conf(sockdir, path, extra="sock_group = nova-notify-readerz\n"))
+    notifier.info({}, "compute.x", {})
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "sock_group" in errors[0] and "'nova-notify-readerz'" in errors[0]
+    assert "b'" not in errors[0]
+    assert oslo_driver.driver_stats()[path]["dropped_unopened"] == 1
+
+
+def test_publisher_group_error_shows_text(sockdir):
+    with pytest.raises(notif.NotifError) as info:
+        notif.Publisher(os.path.join(sockdir, "g.sock"), group="no-such-groupz")
+    assert "'no-such-groupz'" in str(info.value) and "b'" not in str(info.value)
 
 
 def test_busy_path_logs_one_error_and_counts(sockdir, caplog, monkeypatch):

@@ -9,6 +9,7 @@ mod paths;
 mod stats;
 mod tail;
 mod untrusted;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -132,6 +133,10 @@ struct TailArgs {
     /// which socket it came from (useful with globs).
     #[arg(long)]
     with_path: bool,
+    /// Over a glob, also follow sockets owned by another user than the first
+    /// match's owner (by default they are skipped with a warning).
+    #[arg(long)]
+    any_owner: bool,
 }
 
 #[derive(Args, Debug)]
@@ -155,12 +160,17 @@ struct EmitArgs {
 
 #[derive(Args, Debug)]
 struct StatsArgs {
-    /// Socket paths (`@name` for an abstract socket).
+    /// Socket paths or quoted globs (`@name` for an abstract socket); a glob
+    /// skips dead sockets.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<String>,
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
+    /// Over a glob, also query sockets owned by another user than the first
+    /// match's owner (by default they are skipped with a warning).
+    #[arg(long)]
+    any_owner: bool,
 }
 
 fn main() -> ExitCode {

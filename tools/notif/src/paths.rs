@@ -1,7 +1,9 @@
 //! Socket paths given as globs: `/run/nova/notifications-*.sock`.
 
 use std::ffi::{CStr, CString};
+use std::io::ErrorKind;
 use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
 
 /// Whether a path argument is a pattern to expand (it has `*`, `?` or `[`).
 /// Abstract names (`@name`) are never patterns.
@@ -9,9 +11,76 @@ pub fn is_pattern(path: &str) -> bool {
     !path.starts_with('@') && path.contains(['*', '?', '['])
 }
 
-/// The sockets matching `pattern` now (glob(3) syntax), sorted. Matches that
-/// are not sockets are left out: a glob picks up publishers, not other files.
+/// The live sockets matching `pattern` now (glob(3) syntax), sorted. Matches
+/// that are not sockets are left out (a glob picks up publishers, not other
+/// files), and so are dead sockets: ones that refuse connections, such as the
+/// files of workers that exited through `_exit()`.
 pub fn expand(pattern: &str) -> Vec<String> {
+    let mut paths = expand_sockets(pattern);
+    paths.retain(|p| !is_dead(p));
+    paths
+}
+
+/// What a glob expands to: the live sockets to follow, and those left out
+/// because another user owns them.
+pub struct Matches {
+    pub paths: Vec<String>,
+    /// Left out: (path, its owner, the owner of the first match).
+    pub other_owner: Vec<(String, u32, u32)>,
+}
+
+/// [`expand`], then, unless `any_owner`, only the sockets owned by the user
+/// who owns the first match: a user who can create files in a watched
+/// directory cannot slip a socket of their own in among a service's.
+pub fn expand_owned(pattern: &str, any_owner: bool) -> Matches {
+    use std::os::unix::fs::MetadataExt;
+    let mut paths = Vec::new();
+    let mut other_owner = Vec::new();
+    let mut first_owner = None;
+    for path in expand(pattern) {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let owner = *first_owner.get_or_insert(meta.uid());
+        if any_owner || meta.uid() == owner {
+            paths.push(path);
+        } else {
+            other_owner.push((path, meta.uid(), owner));
+        }
+    }
+    Matches { paths, other_owner }
+}
+
+/// The warning for a socket [`expand_owned`] left out.
+pub fn other_owner_warning(path: &str, uid: u32, owner: u32) -> String {
+    format!(
+        "{path}: skipped: owned by uid {uid}, not by uid {owner} like the first match \
+         (--any-owner follows it too)"
+    )
+}
+
+/// Whether the socket at `path` refuses connections (nobody listens on it).
+/// A live publisher sees one connection that closes at once.
+pub fn is_dead(path: &str) -> bool {
+    match UnixStream::connect(path) {
+        Ok(_) => false,
+        Err(err) => err.kind() == ErrorKind::ConnectionRefused,
+    }
+}
+
+/// The directories to watch for new matches of `pattern`: its parent, when
+/// the parent itself holds no pattern characters.
+pub fn watch_dir(pattern: &str) -> Option<String> {
+    let parent = std::path::Path::new(pattern).parent()?;
+    let parent = if parent.as_os_str().is_empty() {
+        "."
+    } else {
+        parent.to_str()?
+    };
+    (!is_pattern(parent)).then(|| parent.to_owned())
+}
+
+fn expand_sockets(pattern: &str) -> Vec<String> {
     let Ok(c_pattern) = CString::new(pattern) else {
         return Vec::new();
     };
@@ -64,5 +133,50 @@ mod tests {
         assert_eq!(got, want);
         assert!(expand(&format!("{}/none-*.sock", dir.display())).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn dead_sockets_are_left_out() {
+        let dir = std::env::temp_dir().join(format!("notif-cli-dead-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _live = UnixListener::bind(dir.join("live.sock")).unwrap();
+        drop(UnixListener::bind(dir.join("dead.sock")).unwrap()); // the file stays
+        assert!(dir.join("dead.sock").exists());
+        let got = expand(&format!("{}/*.sock", dir.display()));
+        assert_eq!(got, vec![dir.join("live.sock").display().to_string()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn other_owners_are_left_out_unless_asked() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("notif-cli-owner-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _a = UnixListener::bind(dir.join("a.sock")).unwrap();
+        let _b = UnixListener::bind(dir.join("b.sock")).unwrap();
+        let pattern = format!("{}/*.sock", dir.display());
+        let b = dir.join("b.sock").display().to_string();
+        let me = std::fs::metadata(&b).unwrap().uid();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&b, Some(4242), None).unwrap();
+            let got = expand_owned(&pattern, false);
+            assert_eq!(got.paths.len(), 1);
+            assert_eq!(got.other_owner, vec![(b.clone(), 4242, me)]);
+            assert_eq!(expand_owned(&pattern, true).paths.len(), 2);
+        } else {
+            assert_eq!(expand_owned(&pattern, false).paths.len(), 2);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn watch_dirs() {
+        assert_eq!(
+            watch_dir("/run/nova/n-*.sock").as_deref(),
+            Some("/run/nova")
+        );
+        assert_eq!(watch_dir("n-*.sock").as_deref(), Some("."));
+        assert_eq!(watch_dir("/run/*/n.sock"), None);
     }
 }

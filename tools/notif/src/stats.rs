@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::exit::{self, connect_failure, file_kind, Failure};
 use notif::subscription::{parse_control_line, ControlLine, Reason};
 
-use crate::{json, note, untrusted, StatsArgs};
+use crate::{json, note, paths, untrusted, StatsArgs};
 
 /// How long a publisher has to answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
@@ -252,7 +252,27 @@ fn json_lines(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<(
 pub fn run(args: StatsArgs) -> Result<u8, Failure> {
     let mut answers: Vec<(&str, Vec<u8>)> = Vec::new();
     let mut code = exit::OK;
+    // A quoted glob: its live sockets (dead ones skipped quietly), of one owner
+    // unless --any-owner.
+    let mut targets = Vec::new();
     for path in &args.paths {
+        if !paths::is_pattern(path) {
+            targets.push(path.clone());
+            continue;
+        }
+        let matches = paths::expand_owned(path, args.any_owner);
+        for (skipped, uid, owner) in &matches.other_owner {
+            note(&paths::other_owner_warning(skipped, *uid, *owner));
+        }
+        if matches.paths.is_empty() && matches.other_owner.is_empty() {
+            note(&format!("{path}: no live socket matches"));
+            if code == exit::OK {
+                code = exit::MISSING;
+            }
+        }
+        targets.extend(matches.paths);
+    }
+    for path in &targets {
         match query(path) {
             Ok(stats) => answers.push((path, stats)),
             Err(failure) => {

@@ -1,6 +1,7 @@
 //! `notif tail`: one thread per socket, each running a notif::Subscriber and
 //! feeding a channel bounded in bytes; the main thread writes stdout and
-//! re-scans the globs every second.
+//! re-scans the globs as soon as their directories change (inotify, see
+//! watch.rs), and every second in any case.
 
 use std::collections::HashSet;
 use std::io::{self, BufWriter, Write};
@@ -99,6 +100,8 @@ enum Msg {
     /// A socket's thread ended: None when its publisher closed the stream
     /// (only without reconnection), else why it failed.
     Ended(Option<Failure>),
+    /// A directory of a glob changed (watch.rs): rescan now.
+    Rescan,
 }
 
 fn is_power_of_ten(mut n: u64) -> bool {
@@ -272,6 +275,18 @@ fn stdout_failure(err: io::Error) -> Result<u8, Failure> {
     }
 }
 
+/// The live sockets of `pattern` to follow; the ones another user owns than
+/// the first match's are marked known (never followed) and warned about once.
+fn glob(pattern: &str, any_owner: bool, known: &mut HashSet<String>) -> Vec<String> {
+    let matches = paths::expand_owned(pattern, any_owner);
+    for (path, uid, owner) in matches.other_owner {
+        if known.insert(path.clone()) {
+            note(&paths::other_owner_warning(&path, uid, owner));
+        }
+    }
+    matches.paths
+}
+
 /// Starts following `path` unless it is followed already; returns how many
 /// threads it started (0 or 1).
 fn start(
@@ -319,7 +334,7 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
             active += start(path, &mut known, &options, &tx)?;
             continue;
         }
-        let matches = paths::expand(path);
+        let matches = glob(path, args.any_owner, &mut known);
         if matches.is_empty() {
             if reconnect {
                 note(&format!(
@@ -339,6 +354,14 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
         }
     }
 
+    if reconnect && !patterns.is_empty() {
+        let dirs: Vec<String> = patterns
+            .iter()
+            .filter_map(|p| paths::watch_dir(p))
+            .collect();
+        let wake = tx.clone();
+        crate::watch::spawn(&dirs, move || wake.send_with(OVERHEAD, || Msg::Rescan).is_ok());
+    }
     let mut printed = 0u64;
     let mut next_scan = Instant::now() + RESCAN;
     loop {
@@ -386,6 +409,7 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
                     }
                     note(&text);
                 }
+                Msg::Rescan => next_scan = Instant::now(),
                 Msg::Ended(why) => {
                     active -= 1;
                     if let Some(why) = why {
@@ -407,7 +431,7 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
         }
         if !patterns.is_empty() && Instant::now() >= next_scan {
             for pattern in &patterns {
-                for found in paths::expand(pattern) {
+                for found in glob(pattern, args.any_owner, &mut known) {
                     active += start(&found, &mut known, &options, &tx)?;
                 }
             }

@@ -13,6 +13,7 @@ from .errors import (NotifError, NotSocketActivated, PublisherFull, Subscription
                      SubscriptionError)
 from .publisher import SLOW_DISCONNECT, SLOW_DROP, Publisher
 from .subscriber import Subscriber, request_stats
+from . import listener  # noqa: E402  (notif.listener.dispatch after a bare `import notif`)
 
 __all__ = [
     "NotifError", "NotSocketActivated", "SubscriptionError", "SubscriptionDenied",

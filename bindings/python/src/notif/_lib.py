@@ -70,6 +70,8 @@ def _prototype(lib):
         "notif_open_fd": (c_void_p, [c_int, c_void_p]),
         "notif_emit": (c_int, [c_void_p, c_char_p]),
         "notif_emit_len": (c_int, [c_void_p, c_char_p, c_size_t]),
+        "notif_subscribers": (c_int, [c_void_p]),
+        "notif_skip": (c_int, [c_void_p]),
         "notif_get_stats": (c_int, [c_void_p, ctypes.POINTER(NotifStats), c_size_t]),
         "notif_close": (None, [c_void_p]),
         "notif_options_new": (c_void_p, []),
@@ -77,6 +79,7 @@ def _prototype(lib):
         "notif_options_set_mode": (c_int, [c_void_p, c_uint]),
         "notif_options_set_group": (c_int, [c_void_p, c_char_p]),
         "notif_options_set_subscriber_buffer": (c_int, [c_void_p, c_size_t]),
+        "notif_options_set_memory_limit": (c_int, [c_void_p, c_size_t]),
         "notif_options_set_max_message": (c_int, [c_void_p, c_size_t]),
         "notif_options_set_max_subscribers": (c_int, [c_void_p, c_size_t]),
         "notif_options_set_linger_ms": (c_int, [c_void_p, c_uint]),
@@ -117,6 +120,27 @@ def load():
             _lib_path = path
             return _lib
         raise OSError("notif: cannot load libnotif: " + "; ".join(errors))
+
+
+_fast = None
+
+
+def fast():
+    """notif_subscribers and notif_skip bound through ctypes.PyDLL (the same
+    loaded library): they are one atomic operation each and never block, so
+    the call keeps the GIL instead of releasing and retaking it, which is most
+    of the cost of a ctypes call this small. Arguments are passed unconverted
+    (argtypes None): give a ctypes.c_void_p."""
+    global _fast
+    if _fast is None:
+        load()
+        lib = ctypes.PyDLL(_lib_path)
+        for name in ("notif_subscribers", "notif_skip"):
+            fn = getattr(lib, name)
+            fn.restype = ctypes.c_int
+            fn.argtypes = None
+        _fast = (lib.notif_subscribers, lib.notif_skip)
+    return _fast
 
 
 def library_path():

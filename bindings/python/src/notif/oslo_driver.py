@@ -2,39 +2,52 @@
 
     [oslo_messaging_notifications]
     driver = unix
-    sock_path = /run/nova/notifications.sock    # {pid} is replaced by os.getpid()
-    sock_mode = 0600                              # octal
-    sock_group = nova-notif                       # optional
-    sock_allow_users = nova, 1001                 # optional: who may subscribe
-    sock_allow_groups = nova-readers              # optional
+    sock_path = /run/nova/notifications-{pid}.sock
+    sock_mode = 0660
+    sock_group = nova-readers
 
-Each notification is serialised exactly as the ``log`` driver does
-(``jsonutils.dumps(strutils.mask_dict_password(message))``: message_id,
-publisher_id, event_type, priority, payload, timestamp; passwords masked) and
-emitted on the socket; libnotif sends it as one compact line to every
-subscriber connected, or drops it at once (and counts it) when nobody listens.
+(``{pid}`` is replaced by os.getpid(); ``sock_mode`` is octal; the group, the
+allow lists and the limits are optional: see list_opts() or
+oslo-config-generator --namespace notif.oslo_driver.)
 
-notify() never blocks. The socket is opened lazily in each process (a handle
-created before fork() is never used in the child: services build their
-notifiers before forking workers), one handle per resolved path per process.
-If it cannot be opened, one error is logged (with the path and the reason);
+With nobody connected, notify() costs one library call (notif_subscribers,
+one atomic load) and counts the notification as dropped (notif_skip): nothing
+is serialised or masked. With a subscriber, the notification is what the
+``log`` driver writes (``jsonutils.dumps(strutils.mask_dict_password(message))``:
+message_id, publisher_id, event_type, priority, payload, timestamp; passwords
+masked), computed by notif.mask (equal results, much faster), and libnotif
+sends it as one compact line to every subscriber.
+
+notify() never blocks. The socket is opened when the driver is constructed;
+a forked child opens its own ``{pid}`` socket right after fork()
+(os.register_at_fork), and removes the dead sockets its dead siblings left in
+that directory (see remove_dead_sockets). A handle made before fork() is never
+used in the child. One handle per resolved path per process. If the socket
+cannot be opened, one error is logged (with the path and the reason);
 notifications are then dropped and counted (``driver_stats()``) and opening
-is retried every ``REOPEN_INTERVAL`` seconds, without logging again.
+is retried every ``REOPEN_INTERVAL`` seconds, without logging again. A
+configuration error (no sock_path, a bad sock_mode...) is one ERROR line
+naming the option and the fix; the driver then drops and counts every
+notification (``dropped_misconfigured``) instead of failing to load.
 """
 
 import copy
 import errno
+import grp
 import logging
 import os
+import re
+import socket
+import stat
 import threading
 import time
+import weakref
 
 from oslo_config import cfg
 from oslo_config import types
 from oslo_messaging.notify import notifier
-from oslo_serialization import jsonutils
-from oslo_utils import strutils
 
+from . import mask
 from .errors import NotifError
 from .publisher import Publisher, parse_mode, resolve_gids, resolve_uids
 
@@ -102,7 +115,35 @@ _opts = [
                      "connection is let in if the peer's primary or supplementary "
                      "group is listed (or its user is in sock_allow_users). Resolved "
                      "like sock_allow_users."),
+    cfg.IntOpt("sock_max_message", default=1024 * 1024, min=1, max=64 * 1024 * 1024,
+               help="Largest notification, in bytes of its compact JSON; larger ones "
+                    "are dropped and counted (rejected). At most half of "
+                    "sock_subscriber_buffer."),
+    cfg.IntOpt("sock_subscriber_buffer", default=4 * 1024 * 1024, min=16 * 1024,
+               help="Bytes one subscriber may have waiting (the kernel's socket "
+                    "buffer included) before the slow policy applies to it."),
+    cfg.IntOpt("sock_memory_limit", default=64 * 1024 * 1024, min=16 * 1024,
+               help="Total bytes that all subscribers' queues together may hold in "
+                    "this process; when reached, the subscribers holding the most "
+                    "lose their queued notifications or are disconnected, per "
+                    "sock_slow_policy."),
+    cfg.IntOpt("sock_linger_ms", default=1000, min=0, max=0xFFFFFFFF,
+               help="How long, in milliseconds, closing the socket (at exit) may "
+                    "spend flushing queued notifications to subscribers; 0 closes "
+                    "at once."),
+    cfg.StrOpt("sock_slow_policy", default="drop", choices=[
+        ("drop", "a subscriber that does not keep up misses notifications "
+                 "(counted, and it is told how many)"),
+        ("disconnect", "a subscriber that does not keep up is disconnected")],
+        help="What happens to a subscriber whose queue is full."),
 ]
+
+# How to fix an option, for the one ERROR line of a configuration error.
+_FIXES = {
+    "sock_path": "set sock_path to the socket's path, e.g. "
+                 "sock_path = /run/<service>/notifications.sock",
+    "sock_mode": "set sock_mode to octal permission bits, e.g. sock_mode = 0660",
+}
 
 
 def list_opts():
@@ -123,26 +164,40 @@ class _Slot:
     def __init__(self, path):
         self.path = path
         self.pid = os.getpid()
+        self.gen = _gen
         self.publisher = None
-        self.error = None          # the NotifError of the last failed open
+        self.error = None          # the error of the last failed open (or the config error)
         self.next_open = 0.0       # monotonic time of the next open attempt
         self.sent = 0              # emitted with at least one subscriber
-        self.no_subscriber = 0     # emitted while nobody listened
+        self.no_subscriber = 0     # dropped, nobody listened (not serialised)
         self.dropped_unopened = 0  # the socket could not be opened
+        self.dropped_misconfigured = 0  # the driver's configuration is wrong
         self.rejected = 0          # emit refused it (EINVAL, EMSGSIZE, EAGAIN: backlog full)
+        self.removed_dead = 0      # dead sibling sockets removed when this one was opened
         self.emit_errors_logged = set()
 
 
 _lock = threading.Lock()
 _slots = {}
+_gen = 0                    # bumped at fork (child) and by close_all(): drivers rebind
+_drivers = weakref.WeakSet()
+_config_errors_logged = set()
 
 
 def _reset_after_fork():
     # The parent's handles are dead in the child (libnotif makes them return
-    # EBADF); forget them so that the child opens its own.
-    global _lock, _slots
+    # EBADF); forget them, and open this process's own {pid} sockets now, so
+    # that a subscriber waiting on the glob gets the child's first notification.
+    global _lock, _slots, _gen
     _lock = threading.Lock()
     _slots = {}
+    _gen += 1
+    for driver in list(_drivers):
+        if "{pid}" in (driver.sock_path or ""):
+            try:
+                driver._rebind(open_now=True)
+            except Exception:  # never break the fork of the service
+                LOG.exception("unix notification driver: opening the socket after fork")
 
 
 if hasattr(os, "register_at_fork"):
@@ -151,6 +206,88 @@ if hasattr(os, "register_at_fork"):
 
 def resolve_path(template):
     return template.replace("{pid}", str(os.getpid()))
+
+
+def _template_regex(template):
+    """The regex matching the basenames of `template` for any pid, or None when
+    {pid} is not in the basename."""
+    base = os.path.basename(template)
+    if "{pid}" not in base or "{pid}" in os.path.dirname(template):
+        return None
+    parts = [re.escape(part) for part in base.split("{pid}")]
+    return re.compile(r"\A" + r"([0-9]+)".join(parts) + r"\Z")
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
+    return True
+
+
+def remove_dead_sockets(template, keep=None):
+    """Removes the dead sockets of a {pid} template in its directory: files
+    whose name is the template for some pid, that are sockets, owned by this
+    process's effective uid, whose pid is not a live process, and that refuse
+    connections (ECONNREFUSED: nobody listens). The file is removed only if it
+    is still the one probed (same device and inode), so a live socket that a
+    new process linked into place in between is left alone. `keep` (our own
+    path) is never touched. Returns the paths removed."""
+    pattern = _template_regex(template)
+    if pattern is None or template.startswith("@"):
+        return []
+    directory = os.path.dirname(template) or "."
+    removed = []
+    uid = os.geteuid()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None:
+            continue
+        path = os.path.join(directory, entry.name)
+        if keep is not None and path == keep:
+            continue
+        try:
+            pid = int(match.group(1))
+        except ValueError:
+            continue
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        try:
+            before = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISSOCK(before.st_mode) or before.st_uid != uid:
+            continue
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1.0)
+            probe.connect(path)
+        except ConnectionRefusedError:
+            dead = True
+        except OSError:
+            dead = False  # EAGAIN (a busy live one), EACCES...: leave it
+        else:
+            dead = False
+        finally:
+            probe.close()
+        if not dead:
+            continue
+        try:
+            after = os.lstat(path)
+            if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+                continue
+            os.unlink(path)
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
 
 
 def _allow_lists(allow_users, allow_groups):
@@ -163,40 +300,59 @@ def _allow_lists(allow_users, allow_groups):
             resolve_gids(groups, where + "sock_allow_groups"))
 
 
-def _slot_for(path, mode, group, allow_users=(), allow_groups=()):
-    """The slot of `path`, with its publisher opened if possible. Never raises."""
-    pid = os.getpid()
+def _check_group(group):
+    """sock_group must name a group: say so with the option and the name as text."""
+    if group is None:
+        return
+    text = str(group).strip()
+    if text.isascii() and text.isdigit():
+        return
+    try:
+        grp.getgrnam(text)
+    except KeyError:
+        raise NotifError(errno.ENOENT, "[%s] sock_group: no such group %r (give an "
+                         "existing group name or gid)" % (GROUP, text)) from None
+
+
+def _log_open_error(path, exc):
+    if isinstance(exc, NotifError):
+        if exc.errno == errno.EADDRINUSE:
+            reason = "another publisher is live on this path (%s)" % exc.strerror
+        else:
+            reason = "%s: %s" % (exc.errno_name, exc.strerror)
+    else:
+        reason = str(exc)
+    LOG.error("unix notification driver: cannot open the notification socket "
+              "%s: %s. Notifications are dropped (counted) until it can be "
+              "opened; retrying every %d s.", path, reason, REOPEN_INTERVAL)
+
+
+def _slot_for(path, options, template=None, open_now=True):
+    """The slot of `path`, with its publisher opened if possible (when
+    open_now). Never raises."""
     with _lock:
         slot = _slots.get(path)
-        if slot is None or slot.pid != pid:
+        if slot is None or slot.pid != os.getpid():
             slot = _slots[path] = _Slot(path)
-        if slot.publisher is not None or time.monotonic() < slot.next_open:
+        if not open_now or slot.publisher is not None or time.monotonic() < slot.next_open:
             return slot
         try:
-            uids, gids = _allow_lists(allow_users, allow_groups)
-            slot.publisher = Publisher(path, mode=mode, group=group,
-                                       allow_uids=uids, allow_gids=gids)
-        except NotifError as exc:
+            uids, gids = _allow_lists(options["allow_users"], options["allow_groups"])
+            _check_group(options["group"])
+            slot.publisher = Publisher(
+                path, mode=options["mode"], group=options["group"],
+                allow_uids=uids, allow_gids=gids,
+                max_message=options["max_message"],
+                subscriber_buffer=options["subscriber_buffer"],
+                memory_limit=options["memory_limit"], linger_ms=options["linger_ms"],
+                slow_policy=options["slow_policy"])
+        except Exception as exc:  # NotifError, bad options, library missing: same policy
             slot.next_open = time.monotonic() + REOPEN_INTERVAL
-            first = slot.error is None
-            slot.error = exc
-            if first:
-                if exc.errno == errno.EADDRINUSE:
-                    reason = ("another publisher is live on this path (%s)" % exc.strerror)
-                else:
-                    reason = "%s: %s" % (exc.errno_name, exc.strerror)
-                LOG.error("unix notification driver: cannot open the notification socket "
-                          "%s: %s. Notifications are dropped (counted) until it can be "
-                          "opened; retrying every %d s.", path, reason, REOPEN_INTERVAL)
+            if slot.error is None:
+                _log_open_error(path, exc)
             else:
                 LOG.debug("unix notification driver: %s still cannot be opened: %s",
                           path, exc)
-        except Exception as exc:  # bad options, library missing: same policy
-            slot.next_open = time.monotonic() + REOPEN_INTERVAL
-            if slot.error is None:
-                LOG.error("unix notification driver: cannot open the notification socket "
-                          "%s: %s. Notifications are dropped (counted) until it can be "
-                          "opened; retrying every %d s.", path, exc, REOPEN_INTERVAL)
             slot.error = exc
         else:
             if slot.error is not None:
@@ -204,6 +360,16 @@ def _slot_for(path, mode, group, allow_users=(), allow_groups=()):
                          "(%d notifications were dropped before)", path, slot.dropped_unopened)
             slot.error = None
             LOG.debug("unix notification driver: publishing on %s", path)
+            if template is not None and "{pid}" in template:
+                try:
+                    removed = remove_dead_sockets(template, keep=path)
+                except Exception:
+                    removed = []
+                    LOG.debug("unix notification driver: removing dead sockets of %s",
+                              template, exc_info=True)
+                slot.removed_dead += len(removed)
+                for dead in removed:
+                    LOG.debug("unix notification driver: removed the dead socket %s", dead)
         return slot
 
 
@@ -218,7 +384,9 @@ def driver_stats():
             "sent": slot.sent,
             "no_subscriber": slot.no_subscriber,
             "dropped_unopened": slot.dropped_unopened,
+            "dropped_misconfigured": slot.dropped_misconfigured,
             "rejected": slot.rejected,
+            "removed_dead": slot.removed_dead,
             "open": slot.publisher is not None,
             "error": str(slot.error) if slot.error is not None else None,
         }
@@ -233,12 +401,32 @@ def driver_stats():
 
 def close_all():
     """Closes this process's sockets (they are reopened on the next notify)."""
+    global _gen
     with _lock:
         slots = list(_slots.values())
         _slots.clear()
+        _gen += 1
     for slot in slots:
         if slot.publisher is not None and slot.pid == os.getpid():
             slot.publisher.close()
+
+
+def _config_error(key, option, exc):
+    """Logs a configuration error once per process (one ERROR line: the option,
+    what is wrong, the fix) and returns the message."""
+    fix = _FIXES.get(option, "fix [%s] %s" % (GROUP, option))
+    if option == "sock_path":
+        text = ("unix notification driver: [%s] sock_path is not set: %s. Every "
+                "notification is dropped (counted in driver_stats()) until it is set."
+                % (GROUP, fix))
+    else:
+        text = ("unix notification driver: [%s] %s is invalid (%s): %s. Every "
+                "notification is dropped (counted in driver_stats()) until it is fixed."
+                % (GROUP, option, exc, fix))
+    if (key, text) not in _config_errors_logged:
+        _config_errors_logged.add((key, text))
+        LOG.error("%s", text)
+    return text
 
 
 class UnixSocketDriver(notifier.Driver):
@@ -248,27 +436,74 @@ class UnixSocketDriver(notifier.Driver):
         super().__init__(conf, topics, transport)
         conf.register_opts(_opts, group=GROUP)
         group = conf[GROUP]
-        if not group.sock_path:
-            raise MissingSockPath("sock_path", GROUP)
-        self.sock_path = group.sock_path
-        self.sock_mode = group.sock_mode
-        self.sock_group = group.sock_group or None
-        self.sock_allow_users = list(group.sock_allow_users or [])
-        self.sock_allow_groups = list(group.sock_allow_groups or [])
+        self.config_error = None
+        self.sock_path = None
+        values = {}
+        for opt in _opts:
+            try:
+                values[opt.dest] = group[opt.dest]
+            except (cfg.ConfigFileValueError, ValueError) as exc:
+                if self.config_error is None:
+                    key = group.sock_path if opt.dest != "sock_path" else ""
+                    self.config_error = _config_error(key or "", opt.dest, exc)
+        self.sock_path = values.get("sock_path") or None
+        if self.config_error is None and not self.sock_path:
+            self.config_error = _config_error("", "sock_path", None)
+        self.sock_mode = values.get("sock_mode")
+        self.sock_group = values.get("sock_group") or None
+        self.sock_allow_users = list(values.get("sock_allow_users") or [])
+        self.sock_allow_groups = list(values.get("sock_allow_groups") or [])
+        self._options = {
+            "mode": self.sock_mode, "group": self.sock_group,
+            "allow_users": self.sock_allow_users, "allow_groups": self.sock_allow_groups,
+            "max_message": values.get("sock_max_message"),
+            "subscriber_buffer": values.get("sock_subscriber_buffer"),
+            "memory_limit": values.get("sock_memory_limit"),
+            "linger_ms": values.get("sock_linger_ms"),
+            "slow_policy": values.get("sock_slow_policy"),
+        }
+        self._slot = None
+        _drivers.add(self)
+        # Open now: the service's first notification must find its subscribers.
+        self._rebind(open_now=True)
 
     @property
     def path(self):
         """The socket path for this process ({pid} resolved)."""
-        return resolve_path(self.sock_path)
+        return resolve_path(self.sock_path) if self.sock_path else ""
+
+    def _rebind(self, open_now=False):
+        if self.config_error is not None:
+            with _lock:
+                key = self.path
+                slot = _slots.get(key)
+                if slot is None or slot.pid != os.getpid():
+                    slot = _slots[key] = _Slot(key)
+                slot.error = self.config_error
+        else:
+            slot = _slot_for(self.path, self._options, self.sock_path, open_now=open_now)
+        self._slot = slot
+        return slot
 
     def notify(self, ctxt, message, priority, retry):
-        data = jsonutils.dumps(strutils.mask_dict_password(message))
-        slot = _slot_for(self.path, self.sock_mode, self.sock_group,
-                         self.sock_allow_users, self.sock_allow_groups)
+        slot = self._slot
+        if slot is None or slot.gen != _gen:
+            slot = self._rebind(open_now=False)
         publisher = slot.publisher
         if publisher is None:
-            slot.dropped_unopened += 1
+            if self.config_error is not None:
+                slot.dropped_misconfigured += 1
+                return
+            slot = self._rebind(open_now=True)
+            publisher = slot.publisher
+            if publisher is None:
+                slot.dropped_unopened += 1
+                return
+        # Nobody listens: one atomic load, the drop counted; nothing built.
+        if publisher.subscribers_or_skip() == 0:
+            slot.no_subscriber += 1
             return
+        data = mask.dumps_masked(message)
         try:
             n = publisher.emit(data)
         except NotifError as exc:

@@ -97,7 +97,8 @@ def resolve_gids(values, what="allow_gids"):
     return _resolve_ids(what, values, "group", lambda name: grp.getgrnam(name).gr_gid)
 
 
-_OPTION_NAMES = ("mode", "group", "subscriber_buffer", "max_message", "max_subscribers",
+_OPTION_NAMES = ("mode", "group", "subscriber_buffer", "memory_limit", "max_message",
+                 "max_subscribers",
                  "linger_ms", "slow_policy", "backlog", "allow_uids", "allow_gids")
 
 SD_LISTEN_FDS_START = 3
@@ -163,10 +164,10 @@ class Publisher:
     """
 
     def __init__(self, path, *, mode=None, group=None, subscriber_buffer=None,
-                 max_message=None, max_subscribers=None, linger_ms=None,
+                 memory_limit=None, max_message=None, max_subscribers=None, linger_ms=None,
                  slow_policy=None, backlog=None, allow_uids=None, allow_gids=None):
         options = dict(mode=mode, group=group, subscriber_buffer=subscriber_buffer,
-                       max_message=max_message, max_subscribers=max_subscribers,
+                       memory_limit=memory_limit, max_message=max_message, max_subscribers=max_subscribers,
                        linger_ms=linger_ms, slow_policy=slow_policy, backlog=backlog,
                        allow_uids=allow_uids, allow_gids=allow_gids)
         encoded = _encode_path(path)
@@ -227,7 +228,8 @@ class Publisher:
         self.path = name
         self.fd = fd
         self._lib = lib
-        self._cond = threading.Condition(threading.Lock())
+        self._guard = threading.Lock()  # entered directly on the fast paths
+        self._cond = threading.Condition(self._guard)
         self._inflight = 0
         self._closed = True
         allow_uids = resolve_uids(options.get("allow_uids"))
@@ -236,13 +238,15 @@ class Publisher:
         if not opts:
             raise MemoryError("notif_options_new failed")
         try:
-            def setopt(name, fn, value):
+            def setopt(name, fn, value, shown=None):
                 if value is None:
                     return
                 rc = fn(opts, value)
                 if rc < 0:
+                    # `shown`: the value as the caller wrote it (text, not bytes).
                     raise NotifError(-rc, "%s=%r: %s" % (
-                        name, value, _lib.last_error() or _lib.strerror(rc)))
+                        name, value if shown is None else shown,
+                        _lib.last_error() or _lib.strerror(rc)))
 
             mode = options.get("mode")
             group = options.get("group")
@@ -250,8 +254,8 @@ class Publisher:
             if mode is not None:
                 setopt("mode", lib.notif_options_set_mode, parse_mode(mode))
             if group is not None:
-                setopt("group", lib.notif_options_set_group, str(group).encode())
-            for key in ("subscriber_buffer", "max_message", "max_subscribers", "linger_ms",
+                setopt("group", lib.notif_options_set_group, str(group).encode(), str(group))
+            for key in ("subscriber_buffer", "memory_limit", "max_message", "max_subscribers", "linger_ms",
                         "backlog"):
                 setopt(key, getattr(lib, "notif_options_set_" + key), options.get(key))
             if slow_policy is not None:
@@ -271,6 +275,8 @@ class Publisher:
         finally:
             lib.notif_options_free(opts)
         self._handle = handle
+        self._handle_arg = ctypes.c_void_p(handle)
+        self._subscribers_fn, self._skip_fn = _lib.fast()
         self._closed = False
         self._finalizer = weakref.finalize(self, _close_handle, lib, handle)
 
@@ -303,6 +309,63 @@ class Publisher:
             with self._cond:
                 self._inflight -= 1
                 if self._inflight == 0:
+                    self._cond.notify_all()
+
+    def _enter(self):
+        # Keeps close() from freeing the handle while a call is using it.
+        with self._cond:
+            if self._closed:
+                return False
+            self._inflight += 1
+            return True
+
+    def _leave(self):
+        with self._cond:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._cond.notify_all()
+
+    def subscribers(self):
+        """Subscribers connected now (notif_subscribers: one atomic load; stats-only
+        connections are not counted). 0 once closed, or in a child after fork()."""
+        if not self._enter():
+            return 0
+        try:
+            rc = self._lib.notif_subscribers(self._handle)
+        finally:
+            self._leave()
+        return rc if rc > 0 else 0
+
+    def skip(self):
+        """Counts one notification not built because subscribers() was 0 (in
+        stats()["dropped_no_subscriber"], as emit() counts it). A no-op once closed."""
+        if self._enter():
+            try:
+                self._lib.notif_skip(self._handle)
+            finally:
+                self._leave()
+
+    def subscribers_or_skip(self):
+        """subscribers(), and when that is 0, skip() in the same call: for a caller
+        that builds the notification only when someone listens. Returns the
+        number of subscribers (0: counted as dropped, nothing to build)."""
+        guard = self._guard
+        with guard:
+            if self._closed:
+                return 0
+            self._inflight += 1
+        try:
+            handle = self._handle_arg
+            rc = self._subscribers_fn(handle)
+            if rc <= 0:
+                self._skip_fn(handle)
+                return 0
+            return rc
+        finally:
+            with guard:
+                self._inflight -= 1
+                # close() sets _closed (under the lock) before it waits.
+                if self._closed and self._inflight == 0:
                     self._cond.notify_all()
 
     def stats(self):
