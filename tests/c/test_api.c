@@ -62,7 +62,8 @@ static void test_strerror(void)
 {
     static const int known[] = {EINVAL, EMSGSIZE, EBADF,  EAGAIN, ENAMETOOLONG,
                                 EEXIST, EADDRINUSE, ENOENT, ENOTDIR, EACCES,
-                                EPERM,  ENOMEM,   EMFILE, ENFILE, EIO};
+                                EPERM,  ENOMEM,   EMFILE, ENFILE, EIO,
+                                EUSERS, EPROTO};
     static const int junk[] = {INT_MIN, INT_MIN + 1, INT_MAX, -99999, 99999, 4095, -4095};
     size_t i;
     const char *text = notif_strerror(0);
@@ -81,6 +82,8 @@ static void test_strerror(void)
           notif_strerror(-EMSGSIZE));
     CHECK(strstr(notif_strerror(-EADDRINUSE), "already") != NULL, "EADDRINUSE text: %s",
           notif_strerror(-EADDRINUSE));
+    CHECK(strstr(notif_strerror(-EUSERS), "max_subscribers") != NULL, "EUSERS text: %s",
+          notif_strerror(-EUSERS));
     for (i = 0; i < sizeof junk / sizeof junk[0]; i++) {
         text = notif_strerror(junk[i]);
         CHECK(text != NULL && text[0] != '\0', "notif_strerror(%d) is NULL or empty", junk[i]);
