@@ -674,3 +674,61 @@ fn help_for_every_command() {
     let r = run(&[]);
     assert_eq!(r.code(), 1, "{}", r.stderr);
 }
+
+#[test]
+fn stats_on_a_stale_socket_suggests_only_what_stats_can_do() {
+    let dir = TempDir::new("stale");
+    drop(UnixListener::bind(dir.path("stale.sock")).unwrap());
+    let stale = dir.str("stale.sock");
+    let r = run(&["stats", &stale]);
+    assert_eq!(r.code(), 4, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&stale) && r.stderr.contains("start the publisher"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("--no-reconnect"), "{}", r.stderr);
+}
+
+#[test]
+fn stats_format_openmetrics_and_prometheus() {
+    let dir = TempDir::new("metrics");
+    let (publisher, _reader) = busy_publisher(&dir.path("m.sock"));
+    let path = dir.str("m.sock");
+    let missing = dir.str("missing.sock");
+
+    let r = run(&["stats", "--format", "openmetrics", &path, &missing]);
+    assert_eq!(r.code(), 2, "{}", r.stderr);
+    let out = &r.stdout;
+    assert!(out.ends_with("\n# EOF\n"), "{out}");
+    for line in [
+        format!("notif_up{{path=\"{path}\"}} 1"),
+        format!("notif_up{{path=\"{missing}\"}} 0"),
+        "# TYPE notif_delivered counter".to_string(),
+        format!("notif_delivered_total{{path=\"{path}\"}} 3"),
+        format!("notif_emitted_total{{path=\"{path}\"}} 3"),
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+    }
+
+    let r = run(&["stats", "--format", "prometheus", &path]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "# TYPE notif_delivered_total counter\nnotif_delivered_total{{path=\"{path}\"}} 3\n"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("# EOF"), "{}", r.stdout);
+
+    // --format json is --json; the two together are a usage error.
+    let r = run(&["stats", "--format", "json", &path]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("{\"path\":"), "{}", r.stdout);
+    assert_eq!(
+        run(&["stats", "--json", "--format", "table", &path]).code(),
+        1
+    );
+    publisher.close();
+}
