@@ -7,6 +7,7 @@ mod json;
 mod openmetrics;
 mod paths;
 mod stats;
+mod subscriber_table;
 mod tail;
 
 use std::path::PathBuf;

@@ -159,6 +159,7 @@ fn table(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<()> {
         let members: Vec<(String, String)> = json::members(stats)
             .unwrap_or_default()
             .into_iter()
+            .filter(|(k, _)| k != "subscriber_list") // its own table, below
             .map(|(k, v)| (k, cell(v)))
             .collect();
         for (key, _) in &members {
@@ -197,7 +198,7 @@ fn table(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<()> {
         }
         writeln!(out)?;
     }
-    Ok(())
+    crate::subscriber_table::write(answers, out)
 }
 
 fn json_lines(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<()> {

@@ -732,3 +732,40 @@ fn stats_format_openmetrics_and_prometheus() {
     );
     publisher.close();
 }
+
+#[test]
+fn stats_table_lists_subscribers_when_the_answer_has_them() {
+    let dir = TempDir::new("sublist");
+    let listener = UnixListener::bind(dir.path("list.sock")).unwrap();
+    let server = thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut request = String::new();
+        BufReader::new(&conn).read_line(&mut request).unwrap();
+        assert_eq!(request, "{\"stats\":true}\n");
+        (&conn)
+            .write_all(
+                br#"{"notif":{"stats":{"subscribers":1,"delivered":5,"subscriber_list":[{"pid":4242,"uid":1000,"gid":1000,"connected_at":1,"filter":{"event_types":["compute.*"]},"markers":true,"heartbeat_s":null,"queued_bytes":64,"delivered":5,"dropped_slow":0}]}}}
+"#,
+            )
+            .unwrap();
+    });
+    let r = run(&["stats", &dir.str("list.sock")]);
+    server.join().unwrap();
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let lines = lines(&r.stdout);
+    // The counters' table has no subscriber_list row...
+    assert!(
+        !lines.iter().any(|l| l.starts_with("subscriber_list")),
+        "{}",
+        r.stdout
+    );
+    // ...the subscribers have a table of their own.
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("subscribers of "))
+        .unwrap_or_else(|| panic!("no subscriber table in\n{}", r.stdout));
+    assert!(lines[at + 1].starts_with("pid"), "{}", r.stdout);
+    let row: Vec<&str> = lines[at + 2].split_whitespace().collect();
+    assert_eq!(row[..3], ["4242", "1000", "1000"], "{}", r.stdout);
+    assert_eq!(row[9], r#"{"event_types":["compute.*"]}"#, "{}", r.stdout);
+}
