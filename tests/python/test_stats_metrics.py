@@ -142,3 +142,31 @@ def test_subscriber_list_becomes_per_subscriber_series(notif_tool, sockdir):
         assert values[("notif_subscriber_connect_time_seconds", ten)] == 1700000000.5
         assert types["notif_subscriber_queued_bytes"] == "gauge"
         assert not any(name.startswith("notif_subscriber_list") for name in types)
+
+
+def test_readme_systemd_service_writes_the_textfile_atomically(notif_tool, sockdir):
+    """The ExecStart line of the README's notif-metrics.service, run as systemd
+    would ($$ is a literal $), with its two paths pointed at a test directory."""
+    readme = open(os.path.join(REPO_ROOT, "README.md")).read()
+    block = readme.split("<!-- metrics: systemd", 1)[1].split("```ini\n", 1)[1].split("```", 1)[0]
+    (line,) = [l for l in block.splitlines() if l.startswith("ExecStart=")]
+    argv = line[len("ExecStart="):].replace("$$", "$")
+    assert argv.startswith("/bin/sh -c '") and argv.endswith("'")
+    script = argv[len("/bin/sh -c '"):-1]
+    collector = os.path.join(sockdir, "textfile_collector")
+    os.mkdir(collector)
+    path = os.path.join(sockdir, "nova.sock")
+    script = script.replace("/var/lib/node_exporter/textfile_collector", collector)
+    script = script.replace("/run/nova/notifications.sock", path)
+    env = dict(os.environ, PATH=os.path.dirname(notif_tool) + os.pathsep + os.environ["PATH"])
+
+    with notif.Publisher(path):
+        subprocess.run(["/bin/sh", "-c", script], env=env, check=True, timeout=60)
+    assert os.listdir(collector) == ["notif.prom"]  # the temporary file is gone
+    values, _ = samples(parse_prometheus(open(os.path.join(collector, "notif.prom")).read()))
+    assert values[("notif_up", frozenset({"path": path}.items()))] == 1
+
+    # The publisher is gone: the file is still rewritten, and says so.
+    subprocess.run(["/bin/sh", "-c", script], env=env, timeout=60)
+    values, _ = samples(parse_prometheus(open(os.path.join(collector, "notif.prom")).read()))
+    assert values[("notif_up", frozenset({"path": path}.items()))] == 0
