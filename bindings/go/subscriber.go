@@ -163,9 +163,12 @@ type Subscription struct {
 // options it reads the plain stream and writes nothing.
 //
 // Unless WithoutReconnect is given, it succeeds even when the publisher is not
-// there yet (ENOENT, ECONNREFUSED) and keeps trying. Errors (*Error): EINVAL
-// (empty path, bad options), ENAMETOOLONG, and the connect error (EACCES; and
-// ENOENT, ECONNREFUSED with WithoutReconnect).
+// there yet (no socket yet, or a socket nobody listens on) and keeps trying;
+// a path that waiting will not fix (not a socket, its directory missing) is
+// reported as a ConnectFailed event (see WithGiveUpOnConnectFailure). Errors
+// (*Error): EINVAL (empty path, bad options), ENAMETOOLONG, and the connect
+// error (EACCES; and with WithoutReconnect ENOENT, ECONNREFUSED, ENOTSOCK,
+// ENOTDIR).
 //
 // Cancelling ctx ends the subscription promptly: the channel is closed and
 // Err returns ctx's error.
@@ -239,7 +242,8 @@ func (s *Subscription) Events() <-chan Event { return s.events }
 
 // Err is why the subscription ended, once Events is closed: nil after Close,
 // the context's error after cancellation, an *Error wrapping EPROTO when the
-// publisher refused the request, and with WithoutReconnect the error that
+// publisher refused the request, the ConnectFailed error that ended it
+// (WithGiveUpOnConnectFailure), and with WithoutReconnect the error that
 // ended the connection (EPIPE: the publisher closed it, ETIMEDOUT: no
 // heartbeat, EMSGSIZE: a line over 64 MiB). Before the channel is closed it
 // returns nil.
