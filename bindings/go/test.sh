@@ -68,9 +68,9 @@ command -v pkg-config >/dev/null 2>&1 || { echo "pkg-config not found: the defau
 outside=$(mktemp -d "${TMPDIR:-/tmp}/notif-go-outside.XXXXXX")
 trap 'rm -rf "$outside"' EXIT
 case $outside/ in "$root"/*) echo "$outside is inside the checkout" >&2; exit 1 ;; esac
-readme_block() { # the fenced block after the marker <!-- go-walkthrough: $1 ... -->
+readme_block() { # the fenced block after the marker <!-- go-walkthrough: $1 ... --> of README $2
     awk -v m="<!-- go-walkthrough: $1" 'index($0, m) == 1 { f = 1; next }
-        f == 1 && /^```/ { f = 2; next } f == 2 && /^```/ { exit } f == 2 { print }' "$here/README.md"
+        f == 1 && /^```/ { f = 2; next } f == 2 && /^```/ { exit } f == 2 { print }' "${2:-$here/README.md}"
 }
 readme_block shell >"$outside/walkthrough.sh"
 readme_block main.go >"$outside/main.go"
@@ -97,6 +97,18 @@ libdir=$home/.local/lib
 ldd "$app/hello-notif" | grep -q "libnotif.so.0 => $libdir/" ||
     { ldd "$app/hello-notif"; echo "hello-notif does not find libnotif.so.0 in $libdir by its rpath" >&2; exit 1; }
 export PKG_CONFIG_PATH=$libdir/pkgconfig
+
+# The short version in the top README: the same steps in fewer lines.
+step "the top README's Go lines, in a second directory outside the checkout"
+short=$outside/short
+mkdir "$short" && ln -s "$root" "$short/notif" && cp "$outside/main.go" "$short/main.go"
+readme_block quickstart "$root/README.md" >"$short/quickstart.sh"
+grep -q '^git clone ' "$short/quickstart.sh" || { echo "README.md: the go-walkthrough quickstart block is missing" >&2; exit 1; }
+out=$(cd "$short" && env HOME="$home" TMPDIR="$short" GOFLAGS= bash -euo pipefail -c "
+    $(sed -e 's|^git clone [^ ]* &&|true \&\&|' -e 's|^# main.go.*|cp ../main.go .|' "$short/quickstart.sh")" 2>&1) ||
+    { echo "$out"; echo "the top README's Go lines failed" >&2; exit 1; }
+grep -q '^received {"event_type":"hello.world"' <<<"$out" || { echo "$out"; echo "the top README's Go lines did not run the program" >&2; exit 1; }
+echo "$out" | tail -n 1
 
 step "the same module after go mod vendor"
 (cd "$app" && GOFLAGS= go mod vendor)
