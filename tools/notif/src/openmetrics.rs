@@ -234,10 +234,14 @@ fn collect(answers: &[Answer]) -> Families {
         let Some(members) = stats.and_then(json::members) else {
             continue;
         };
+        let mut keys_seen: Vec<String> = Vec::new();
         for (key, value) in &members {
-            if key == "subscriber_list" {
+            // A repeated key (or two that map to one name) would repeat a sample.
+            let name = metric_name(key);
+            if key == "subscriber_list" || keys_seen.contains(&name) {
                 continue;
             }
+            keys_seen.push(name.clone());
             if key == "version" {
                 if let Ok(version) = serde_json::from_slice::<String>(value) {
                     let mut labels = path_label();
@@ -255,8 +259,9 @@ fn collect(answers: &[Answer]) -> Families {
             let Some(sample) = number(value) else {
                 continue;
             };
+            // Unknown keys are the publisher's text: the sanitised name only.
             let help = HELP.iter().find(|(k, _)| k == key).map_or_else(
-                || format!("The publisher's {key} counter."),
+                || format!("The publisher's {} value.", &name["notif_".len()..]),
                 |(_, h)| h.to_string(),
             );
             let kind = if is_gauge(key) {
@@ -264,7 +269,7 @@ fn collect(answers: &[Answer]) -> Families {
             } else {
                 Kind::Counter
             };
-            families.add(&metric_name(key), kind, &help, path_label(), sample);
+            families.add(&name, kind, &help, path_label(), sample);
         }
         let Some((_, list)) = members.iter().find(|(k, _)| k == "subscriber_list") else {
             continue;
@@ -444,6 +449,29 @@ mod tests {
             assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
         }
         assert!(!out.contains("notif_subscriber_list"), "{out}");
+    }
+
+    #[test]
+    fn a_strange_answer_cannot_break_the_format() {
+        let stats =
+            br#"{"delivered":1,"delivered":2,"new\nline":3,"new line":4,"version":"1\"\n"}"#;
+        let out = text(&[("/s", Some(stats))], Flavor::OpenMetrics);
+        assert_eq!(out.matches("notif_delivered_total{").count(), 1, "{out}");
+        assert!(
+            out.contains("notif_new_line_total{path=\"/s\"} 3\n"),
+            "{out}"
+        );
+        assert!(!out.contains("} 4\n"), "{out}");
+        assert!(out.contains(r#"version="1\"\n""#), "{out}");
+        for line in out.lines() {
+            assert!(
+                line.starts_with("# HELP notif_")
+                    || line.starts_with("# TYPE notif_")
+                    || line.starts_with("notif_")
+                    || line == "# EOF",
+                "{line:?} in\n{out}"
+            );
+        }
     }
 
     #[test]
