@@ -45,6 +45,8 @@ LIB_A := $(REL)/libnotif.a
 # The notif command-line tool (tools/notif, a workspace member).
 NOTIF_BIN := $(REL)/notif
 HEADER := include/notif.h
+# The Go module's own copy of the header (so that `go mod vendor` carries it).
+GO_HEADER := bindings/go/notif.h
 B := build
 # build/lib holds libnotif.so and libnotif.so.0 as links to target/release: the
 # programs in build/ find the library there through their $ORIGIN/lib rpath.
@@ -66,11 +68,11 @@ ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_api_shared
              $(B)/asan/publisher $(B)/asan/subscriber $(B)/asan/dlopen \
              $(B)/asan/test_subscriber $(B)/asan/subscriber_lib
 
-.PHONY: all lib examples c-tests asan-tests test soak fuzz miri deps demo bench install uninstall clean header-check FORCE
+.PHONY: all lib examples c-tests asan-tests test soak fuzz miri deps demo bench install uninstall clean header-check go-header-check FORCE
 
 all: lib examples $(NATIVE_LIBS_FILE)
 
-lib: $(LIB_SO) $(LIB_A) $(LIBLINKS) $(NOTIF_BIN)
+lib: $(LIB_SO) $(LIB_A) $(LIBLINKS) $(NOTIF_BIN) $(GO_HEADER)
 
 examples: $(EXAMPLES)
 
@@ -84,6 +86,9 @@ asan-tests: $(ASAN_BINS)
 # script regenerates include/notif.h.
 $(LIB_SO) $(LIB_A) $(HEADER) $(NOTIF_BIN) &: FORCE
 	$(CARGO) build --release --workspace
+
+$(GO_HEADER): $(HEADER)
+	cp $(HEADER) $@
 
 $(LIBLINKS): | $(B)/lib
 	ln -sfn ../../$(LIB_SO) $@
@@ -153,6 +158,16 @@ header-check: $(HEADER)
 	    exit 1; \
 	fi
 
+# The Go module's copy of the header must be the committed include/notif.h
+# (make copies it; this fails until the copy is committed too).
+go-header-check: $(GO_HEADER)
+	@if cmp -s $(HEADER) $(GO_HEADER) && git diff --quiet -- $(GO_HEADER); then \
+	    echo "$(GO_HEADER) is $(HEADER)"; \
+	else \
+	    echo "$(GO_HEADER) differs from $(HEADER) or is not committed: run make and commit $(GO_HEADER)"; \
+	    git --no-pager diff --stat -- $(GO_HEADER); exit 1; \
+	fi
+
 # valgrind: only errors and definite/indirect leaks count; Rust's std keeps some
 # thread-locals that valgrind calls "still reachable" or "possibly lost".
 VALGRIND_RUN := $(VALGRIND) -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
@@ -172,6 +187,7 @@ test: deps
 	@echo "== make test: logs in $(RESULTS)/logs/"
 	@$(CHECK) c build --timeout 480 -- $(MAKE) --no-print-directory all c-tests asan-tests
 	@$(CHECK) rust header-check -- $(MAKE) --no-print-directory header-check
+	@$(CHECK) c go-header-check -- $(MAKE) --no-print-directory go-header-check
 	@$(CHECK) rust cargo-test --timeout 480 -- $(CARGO) test --workspace --no-fail-fast
 	@$(CHECK) rust cargo-fmt -- $(CARGO) fmt --all --check
 	@$(CHECK) rust cargo-clippy -- $(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -184,6 +200,7 @@ test: deps
 	@$(CHECK) c test_subscriber -- $(B)/test_subscriber
 	@$(CHECK) c subscriber_lib -- $(SUBLIB_E2E) $(B)/subscriber_lib
 	@$(CHECK) c examples -- tests/c/test_examples.sh $(B) $(LIB_SO)
+	@$(CHECK) c readme-c-snippets -- env CC="$(CC)" tests/c/test_readme.sh $(B)
 	@$(CHECK) c python --timeout 900 -- tests/python/run.sh
 	@$(CHECK) c go --timeout 600 -- bindings/go/test.sh
 	@$(CHECK) c bench-smoke --timeout 240 -- env BENCH_QUICK=1 $(MAKE) --no-print-directory bench

@@ -15,6 +15,10 @@ type Error struct {
 	Op      string        // "open", "emit", "stats", "subscribe", ...
 	Errno   syscall.Errno // ENOENT, EINVAL, EMSGSIZE, EBADF, ...
 	Message string        // the library's explanation (notif_last_error), or ours
+
+	// plain: Message says it all; Error() adds no errno text (a publisher
+	// closing the connection normally is EPIPE, but nothing is "broken").
+	plain bool
 }
 
 func (e *Error) Error() string {
@@ -27,10 +31,13 @@ func (e *Error) Error() string {
 	if e.Message != "" {
 		b.WriteString(e.Message)
 		// The library's messages usually say what went wrong in words, not
-		// which errno it is: add the errno name for grep-ability.
-		b.WriteString(" (")
-		b.WriteString(e.Errno.Error())
-		b.WriteString(")")
+		// which errno it is: add the errno's text for grep-ability, unless
+		// the message already says it.
+		if text := e.Errno.Error(); !e.plain && e.Errno != 0 && !strings.Contains(e.Message, text) {
+			b.WriteString(" (")
+			b.WriteString(text)
+			b.WriteString(")")
+		}
 	} else {
 		b.WriteString(e.Errno.Error())
 	}
@@ -42,4 +49,9 @@ func (e *Error) Unwrap() error { return e.Errno }
 
 func newError(op string, errno syscall.Errno, message string) *Error {
 	return &Error{Op: op, Errno: errno, Message: message}
+}
+
+// newPlainError is an error whose message needs no errno text after it.
+func newPlainError(op string, errno syscall.Errno, message string) *Error {
+	return &Error{Op: op, Errno: errno, Message: message, plain: true}
 }

@@ -1,7 +1,7 @@
 package notif
 
 // #include <stdlib.h>
-// #include <notif.h>
+// #include "notif.h"
 import "C"
 
 import (

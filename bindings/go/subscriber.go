@@ -44,6 +44,14 @@ const (
 	// Dropped: the publisher dropped Dropped notifications for this
 	// subscriber because it fell behind (only WithMarkers).
 	Dropped
+	// ConnectFailed: connecting failed for a reason that waiting for the
+	// publisher to start does not fix: the path is not a socket, its
+	// directory does not exist, permission is denied. Err says which. The
+	// subscription keeps trying with its back-off (reporting the same
+	// failure only once) unless WithGiveUpOnConnectFailure ends it. A socket
+	// file nobody listens on, or no socket yet in an existing directory, is
+	// a publisher not running: no event, the subscription waits.
+	ConnectFailed
 )
 
 func (k EventKind) String() string {
@@ -54,6 +62,8 @@ func (k EventKind) String() string {
 		return "Reconnected"
 	case Dropped:
 		return "Dropped"
+	case ConnectFailed:
+		return "ConnectFailed"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
@@ -63,31 +73,18 @@ type Event struct {
 	Kind    EventKind
 	Data    []byte // Notification: the JSON object, a fresh copy the receiver owns
 	Dropped uint64 // Dropped: how many notifications were dropped
+	Err     error  // ConnectFailed: why (an *Error: ENOTSOCK, ENOENT, ENOTDIR, EACCES...)
 }
 
 // SubscribeOption configures Subscribe.
 type SubscribeOption func(*subscribeConfig)
 
 type subscribeConfig struct {
-	eventTypes, priorities, publishers []string
-	markers                            bool
-	heartbeat                          time.Duration
-	noReconnect                        bool
-}
-
-// WithFilter asks the publisher for only the notifications whose top-level
-// event_type matches one of eventTypes, whose priority equals one of
-// priorities (ignoring ASCII case) and whose publisher_id matches one of
-// publishers. Globs: `*` matches any run of characters; everything else
-// matches itself. A nil or empty list puts no constraint on its field. When a
-// list is given, a notification whose field is missing or not a string does
-// not match. Later WithFilter options replace earlier ones.
-func WithFilter(eventTypes, priorities, publishers []string) SubscribeOption {
-	return func(c *subscribeConfig) {
-		c.eventTypes = append([]string(nil), eventTypes...)
-		c.priorities = append([]string(nil), priorities...)
-		c.publishers = append([]string(nil), publishers...)
-	}
+	filter      Filter
+	markers     bool
+	heartbeat   time.Duration
+	noReconnect bool
+	giveUp      bool // WithGiveUpOnConnectFailure
 }
 
 // WithMarkers asks the publisher to report notifications it drops for this
@@ -102,6 +99,15 @@ func WithMarkers() SubscribeOption {
 // Heartbeats are not delivered as events.
 func WithHeartbeat(d time.Duration) SubscribeOption {
 	return func(c *subscribeConfig) { c.heartbeat = d }
+}
+
+// WithGiveUpOnConnectFailure ends the subscription at the first
+// ConnectFailed (the path is not a socket, its directory is missing,
+// permission denied): the event is delivered, then Events is closed and Err
+// returns the failure. Without it the subscription keeps trying (the path
+// may become right: a directory the publisher's service creates, say).
+func WithGiveUpOnConnectFailure() SubscribeOption {
+	return func(c *subscribeConfig) { c.giveUp = true }
 }
 
 // WithoutReconnect makes Subscribe fail when the publisher is not there, and
@@ -137,6 +143,7 @@ type Subscription struct {
 	heartbeat time.Duration
 	reconnect bool
 	markers   bool // drop markers were asked for
+	giveUp    bool
 
 	events chan Event
 	done   chan struct{} // closed by Close or by the context: stop
@@ -157,9 +164,12 @@ type Subscription struct {
 // options it reads the plain stream and writes nothing.
 //
 // Unless WithoutReconnect is given, it succeeds even when the publisher is not
-// there yet (ENOENT, ECONNREFUSED) and keeps trying. Errors (*Error): EINVAL
-// (empty path, bad options), ENAMETOOLONG, and the connect error (EACCES; and
-// ENOENT, ECONNREFUSED with WithoutReconnect).
+// there yet (no socket yet, or a socket nobody listens on) and keeps trying;
+// a path that waiting will not fix (not a socket, its directory missing) is
+// reported as a ConnectFailed event (see WithGiveUpOnConnectFailure). Errors
+// (*Error): EINVAL (empty path, bad options), ENAMETOOLONG, and the connect
+// error (EACCES; and with WithoutReconnect ENOENT, ECONNREFUSED, ENOTSOCK,
+// ENOTDIR).
 //
 // Cancelling ctx ends the subscription promptly: the channel is closed and
 // Err returns ctx's error.
@@ -178,7 +188,8 @@ func Subscribe(ctx context.Context, path string, opts ...SubscribeOption) (*Subs
 	s := &Subscription{
 		ctx:       ctx,
 		path:      path,
-		filter:    &requestFilter{cfg.eventTypes, cfg.priorities, cfg.publishers},
+		filter:    &requestFilter{cfg.filter.EventTypes, cfg.filter.Priorities, cfg.filter.Publishers},
+		giveUp:    cfg.giveUp,
 		heartbeat: cfg.heartbeat,
 		reconnect: !cfg.noReconnect,
 		markers:   cfg.markers,
@@ -210,8 +221,8 @@ func Subscribe(ctx context.Context, path string, opts ...SubscribeOption) (*Subs
 		return nil, err
 	}
 
-	conn, err := s.dial()
-	if err != nil && (!s.reconnect || !publisherAbsent(err)) {
+	conn, outcome, err := s.dial()
+	if err != nil && (!s.reconnect || outcome == dialFailed) {
 		return nil, err
 	}
 	s.conn = conn // nil: not there yet, the goroutine keeps trying
@@ -220,7 +231,7 @@ func Subscribe(ctx context.Context, path string, opts ...SubscribeOption) (*Subs
 	go func() {
 		defer close(s.exited)
 		defer stopWatch()
-		s.run(conn)
+		s.run(conn, outcome, err)
 	}()
 	return s, nil
 }
@@ -237,7 +248,8 @@ func (s *Subscription) Events() <-chan Event { return s.events }
 // process (error reason "denied"), EUSERS when it has max_subscribers already
 // (reason "full"): none of these is retried. A publisher that disconnects us
 // for being too slow or for its memory budget ("too_slow", "memory") is a lost
-// connection: the subscription reconnects. With WithoutReconnect, the error that
+// connection: the subscription reconnects. The ConnectFailed error that ended
+// it (WithGiveUpOnConnectFailure), and with WithoutReconnect the error that
 // ended the connection (EPIPE: the publisher closed it, ETIMEDOUT: no
 // heartbeat, EMSGSIZE: a line over 64 MiB). Before the channel is closed it
 // returns nil.
@@ -276,20 +288,17 @@ func (s *Subscription) stop(why error) {
 	})
 }
 
-func publisherAbsent(err error) bool {
-	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EAGAIN)
-}
-
-func (s *Subscription) dial() (net.Conn, error) {
+func (s *Subscription) dial() (net.Conn, dialOutcome, error) {
 	conn, err := net.Dial("unix", s.path)
 	if err != nil {
 		var errno syscall.Errno
 		if !errors.As(err, &errno) {
 			errno = syscall.EIO
 		}
-		return nil, newError("subscribe", errno, fmt.Sprintf("cannot connect to %s: %v", s.path, errnoText(err)))
+		outcome, err := connectFailure(s.path, errno, errnoText(err))
+		return nil, outcome, err
 	}
-	return conn, nil
+	return conn, dialConnected, nil
 }
 
 func errnoText(err error) string {
@@ -353,10 +362,15 @@ func (s *Subscription) sleep(d time.Duration) bool {
 }
 
 // run is the reading goroutine: one connection at a time, reconnecting.
-func (s *Subscription) run(conn net.Conn) {
+func (s *Subscription) run(conn net.Conn, outcome dialOutcome, dialErr error) {
 	backoff := firstBackoff
 	everConnected := conn != nil
+	var reported string // the ConnectFailed last reported: one event per failure, not per attempt
 	if conn == nil {
+		if stop, why := s.connectFailed(outcome, dialErr, &reported); stop {
+			s.finish(why)
+			return
+		}
 		if !s.sleep(backoff) {
 			s.finish(nil)
 			return
@@ -365,10 +379,14 @@ func (s *Subscription) run(conn net.Conn) {
 	}
 	for {
 		if conn == nil {
-			c, err := s.dial()
+			c, outcome, err := s.dial()
 			if err != nil {
-				// Absent, or an unexpected error such as EACCES: either way, try
-				// again after the back-off (Subscribe reported the first one).
+				// Absent (quietly), or a failure reported as ConnectFailed:
+				// either way, try again after the back-off.
+				if stop, why := s.connectFailed(outcome, err, &reported); stop {
+					s.finish(why)
+					return
+				}
 				if !s.sleep(backoff) {
 					s.finish(nil)
 					return
@@ -381,6 +399,7 @@ func (s *Subscription) run(conn net.Conn) {
 				return
 			}
 			conn = c
+			reported = ""
 			if everConnected && !s.send(Event{Kind: Reconnected}) {
 				s.finish(nil)
 				return
@@ -539,12 +558,12 @@ func (s *Subscription) connectionError(err error) error {
 	case errors.As(err, &notifErr):
 		return notifErr
 	case errors.Is(err, io.EOF):
-		return newError("subscribe", syscall.EPIPE, fmt.Sprintf("the publisher closed the connection (%s)", s.path))
+		return newPlainError("subscribe", syscall.EPIPE, fmt.Sprintf("the publisher at %s closed the connection", s.path))
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return newError("subscribe", syscall.ETIMEDOUT, fmt.Sprintf(
 			"nothing from the publisher at %s for %v, not even a heartbeat", s.path, s.heartbeat*heartbeatMisses))
 	case errors.Is(err, syscall.ECONNRESET):
-		return newError("subscribe", syscall.ECONNRESET, fmt.Sprintf("the publisher closed the connection (%s): connection reset", s.path))
+		return newPlainError("subscribe", syscall.ECONNRESET, fmt.Sprintf("the publisher at %s reset the connection", s.path))
 	}
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {

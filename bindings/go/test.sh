@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The Go binding's checks, run by `make test` (after `make all`, which builds
 # target/release/libnotif.a): gofmt, go vet (with and without cgo), the tests
-# with the race detector and cgocheck, the pure-Go subscriber's build and tests
-# with CGO_ENABLED=0, the notif_pkgconfig build against a temporary
-# `make install`, and the example in examples/go.
+# with the race detector and cgocheck (-tags notif_checkout: the static
+# target/release/libnotif.a), the pure-Go subscriber's build and tests with
+# CGO_ENABLED=0, the README's walkthrough (an outside module, the default
+# pkg-config build against `make install`, plainly and vendored; the message
+# of a CGO_ENABLED=0 build), and the example in examples/go.
 #
 #   bindings/go/test.sh
 #
 # Standard library only: nothing is downloaded (GOPROXY=off, GOTOOLCHAIN=local).
+# The walkthrough runs `make` and `make install`: the library is built already.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -41,41 +44,102 @@ for dir in "$here" "$root/examples/go"; do
 done
 
 cd "$here"
-step "go vet (cgo)"
-go vet ./...
+step "bindings/go/notif.h is include/notif.h"
+cmp -s "$root/include/notif.h" "$here/notif.h" ||
+    { echo "bindings/go/notif.h differs from include/notif.h: run make (it copies it) and commit bindings/go/notif.h" >&2; exit 1; }
+step "go vet (cgo, -tags notif_checkout)"
+go vet -tags notif_checkout ./...
 step "go vet (CGO_ENABLED=0)"
 CGO_ENABLED=0 go vet ./...
 step "go build (CGO_ENABLED=0: the subscriber alone)"
 CGO_ENABLED=0 go build ./...
-step "go test -race, GODEBUG=cgocheck=1"
-GODEBUG=cgocheck=1 go test -race -count=1 -timeout 240s ./...
+step "go test -race -tags notif_checkout (target/release/libnotif.a), GODEBUG=cgocheck=1"
+GODEBUG=cgocheck=1 go test -tags notif_checkout -race -count=1 -timeout 240s ./...
 step "go test (CGO_ENABLED=0: subscriber tests)"
 CGO_ENABLED=0 go test -count=1 -timeout 120s ./...
 
-# The pkg-config variant against an installed copy (make install into a
-# temporary prefix): links the shared libnotif.so.0.
-if command -v pkg-config >/dev/null 2>&1; then
-    step "go test -tags notif_pkgconfig against make install PREFIX=build/go-install (shared library)"
-    # A fixed prefix: the build cache keeps pkg-config's output (golang/go#24544),
-    # so a path that changed from run to run would be linked against stale -L flags.
-    prefix=$root/build/go-install
-    rm -rf "$prefix"
-    (cd "$root" && ${MAKE:-make} --no-print-directory install PREFIX="$prefix" >/dev/null)
-    PKG_CONFIG_PATH=$prefix/lib/pkgconfig go test -tags notif_pkgconfig -c -o "$prefix/notif.test" .
-    LD_LIBRARY_PATH=$prefix/lib ldd "$prefix/notif.test" | grep -q "libnotif.so.0 => $prefix/lib/" ||
-        { ldd "$prefix/notif.test"; echo "the pkg-config build does not use the installed libnotif.so.0" >&2; exit 1; }
-    LD_LIBRARY_PATH=$prefix/lib "$prefix/notif.test" -test.count=1 -test.timeout=120s \
-        -test.run 'TestVersion|TestRoundTrip|TestEmitErrors|TestStats|TestCloseTwiceAndEBADF'
-else
-    echo "pkg-config not found: the notif_pkgconfig build is not checked" >&2
-    exit 1
+# The default build (pkg-config) as a Go developer uses it: the walkthrough of
+# bindings/go/README.md, its shell steps and its main.go taken from the README
+# itself, in a directory outside the checkout. HOME is a fixed directory under
+# build/ so that `make install PREFIX=$HOME/.local` gives the same paths on every
+# run: the build cache keeps pkg-config's output (golang/go#24544), and a path
+# that changed from run to run would be linked against stale -L flags.
+command -v pkg-config >/dev/null 2>&1 || { echo "pkg-config not found: the default (pkg-config) build cannot be checked" >&2; exit 1; }
+outside=$(mktemp -d "${TMPDIR:-/tmp}/notif-go-outside.XXXXXX")
+trap 'rm -rf "$outside"' EXIT
+case $outside/ in "$root"/*) echo "$outside is inside the checkout" >&2; exit 1 ;; esac
+readme_block() { # the fenced block after the marker <!-- go-walkthrough: $1 ... --> of README $2
+    awk -v m="<!-- go-walkthrough: $1" 'index($0, m) == 1 { f = 1; next }
+        f == 1 && /^```/ { f = 2; next } f == 2 && /^```/ { exit } f == 2 { print }' "${2:-$here/README.md}"
+}
+readme_block shell >"$outside/walkthrough.sh"
+readme_block main.go >"$outside/main.go"
+grep -q '^git clone ' "$outside/walkthrough.sh" && grep -q 'notif.Open' "$outside/main.go" ||
+    { echo "bindings/go/README.md: the go-walkthrough blocks are missing" >&2; exit 1; }
+home=$root/build/go-home
+rm -rf "$home" && mkdir -p "$home"
+ln -s "$root" "$outside/notif" # what `git clone` made
+# The toolchains keep their homes (only the install prefix moves).
+GOCACHE=$(go env GOCACHE) GOPATH=$(go env GOPATH)
+export GOCACHE GOPATH
+if [[ -n ${HOME:-} ]]; then
+    export RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup} CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 fi
+step "the README walkthrough: git clone (the checkout), make, make install PREFIX=\$HOME/.local, go mod init/edit, go build, run"
+out=$(cd "$outside" && env HOME="$home" TMPDIR="$outside" GOFLAGS= bash -euo pipefail -c "
+    $(sed -e '/^git clone /d' -e 's|^# write main.go.*|cp ../main.go .|' "$outside/walkthrough.sh")" 2>&1) ||
+    { echo "$out"; echo "the README walkthrough failed" >&2; exit 1; }
+echo "$out" | tail -n 3
+grep -q '^received {"event_type":"hello.world","payload":{"pid":' <<<"$out" ||
+    { echo "the walkthrough's program did not receive its notification" >&2; exit 1; }
+app=$outside/hello-notif
+libdir=$home/.local/lib
+ldd "$app/hello-notif" | grep -q "libnotif.so.0 => $libdir/" ||
+    { ldd "$app/hello-notif"; echo "hello-notif does not find libnotif.so.0 in $libdir by its rpath" >&2; exit 1; }
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+
+# The short version in the top README: the same steps in fewer lines.
+step "the top README's Go lines, in a second directory outside the checkout"
+short=$outside/short
+mkdir "$short" && ln -s "$root" "$short/notif" && cp "$outside/main.go" "$short/main.go"
+readme_block quickstart "$root/README.md" >"$short/quickstart.sh"
+grep -q '^git clone ' "$short/quickstart.sh" || { echo "README.md: the go-walkthrough quickstart block is missing" >&2; exit 1; }
+out=$(cd "$short" && env HOME="$home" TMPDIR="$short" GOFLAGS= bash -euo pipefail -c "
+    $(sed -e 's|^git clone [^ ]* &&|true \&\&|' -e 's|^# main.go.*|cp ../main.go .|' "$short/quickstart.sh")" 2>&1) ||
+    { echo "$out"; echo "the top README's Go lines failed" >&2; exit 1; }
+grep -q '^received {"event_type":"hello.world"' <<<"$out" || { echo "$out"; echo "the top README's Go lines did not run the program" >&2; exit 1; }
+echo "$out" | tail -n 1
+
+step "the same module after go mod vendor"
+(cd "$app" && GOFLAGS= go mod vendor)
+[[ -f $app/vendor/github.com/notif-dev/notif/bindings/go/notif.h ]] || { echo "go mod vendor did not carry notif.h" >&2; exit 1; }
+(cd "$app" && rm -f hello-notif && GOFLAGS=-mod=vendor go build -ldflags="-r $libdir" -o hello-vendored . &&
+    TMPDIR="$outside" timeout 60 ./hello-vendored) | tee "$outside/vendored.out"
+grep -q '^received {"event_type":"hello.world"' "$outside/vendored.out" || { echo "the vendored build did not work" >&2; exit 1; }
+rm -rf "$app/vendor"
+
+step "the same program with CGO_ENABLED=0: must not build, and say why"
+if msg=$(cd "$app" && CGO_ENABLED=0 go build -o /dev/null . 2>&1); then
+    echo "CGO_ENABLED=0 go build of a publisher succeeded" >&2; exit 1
+fi
+echo "$msg" | head -n 3
+grep -q 'build with CGO_ENABLED=1 and libnotif installed (pkg-config notif)' <<<"$msg" ||
+    { echo "CGO_ENABLED=0: the compiler's message does not say what to do" >&2; exit 1; }
+
+# The binding's own tests through the installed, shared library.
+step "go test (default build: pkg-config, shared libnotif.so.0 from \$HOME/.local)"
+cd "$here"
+go test -c -o "$outside/notif.test" .
+LD_LIBRARY_PATH=$libdir ldd "$outside/notif.test" | grep -q "libnotif.so.0 => $libdir/" ||
+    { ldd "$outside/notif.test"; echo "the pkg-config build does not link the installed libnotif.so.0" >&2; exit 1; }
+LD_LIBRARY_PATH=$libdir "$outside/notif.test" -test.count=1 -test.timeout=120s \
+    -test.run 'TestVersion|TestRoundTrip|TestEmitErrors|TestStats|TestCloseTwiceAndEBADF'
 
 cd "$root/examples/go"
 step "examples/go: go vet"
-go vet ./...
-step "examples/go: go run ."
-out=$(timeout 60 go run .)
+go vet -tags notif_checkout ./...
+step "examples/go: go run -tags notif_checkout ."
+out=$(timeout 60 go run -tags notif_checkout .)
 echo "$out"
 received=$(grep -c '^received #' <<<"$out" || true)
 [[ $received -eq 3 ]] || { echo "the example received $received notifications, want 3" >&2; exit 1; }

@@ -1,7 +1,9 @@
 // Command example publishes the oslo sample notification a few times on a
 // temporary socket and reads it back with the pure-Go subscriber.
 //
-//	cargo build --release && cd examples/go && go run .
+//	cargo build --release && cd examples/go && go run -tags notif_checkout .
+//
+// (or, against an installed libnotif found by pkg-config, plain go run .)
 package main
 
 import (
@@ -48,7 +50,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	sub, err := notif.Subscribe(ctx, path,
-		notif.WithFilter([]string{"compute.*"}, nil, nil), notif.WithMarkers())
+		notif.WithFilters(notif.Filter{EventTypes: []string{"compute.*"}}), notif.WithMarkers())
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make install` into a temporary DESTDIR, then a program built against it with
-# pkg-config (shared and static), then `make uninstall` removes every file.
+# pkg-config (shared and static), then `make uninstall` removes every file; then
+# the README's lines for a prefix of one's own (PKG_CONFIG_PATH, rpath).
 # Run from the repository root after `make`.
 set -euo pipefail
 
@@ -62,3 +63,26 @@ $make --no-print-directory uninstall DESTDIR="$dest" PREFIX="$prefix" LIBDIR="$l
 left=$(find "$dest" \( -type f -o -type l \) -print)
 [[ -z $left ]] || fail "left after uninstall: $left"
 echo "install, pkg-config (shared and static) and uninstall OK"
+
+# The README's lines for a prefix of one's own, as written (make runs in the
+# checkout, cc is $CC): PKG_CONFIG_PATH for the build, the rpath for the run.
+echo "== README: make install PREFIX=\$HOME/.local, cc with an rpath, LD_LIBRARY_PATH without"
+own=$(mktemp -d "${TMPDIR:-/tmp}/notif-own-prefix.XXXXXX")
+trap 'rm -rf "$dest" "$own"' EXIT
+mkdir -p "$own/home" "$own/work"
+cp tests/c/install_app.c "$own/work/app.c"
+awk 'index($0, "<!-- c-install: own prefix") == 1 { f = 1; next }
+    f == 1 && /^```/ { f = 2; next } f == 2 && /^```/ { exit } f == 2 { print }' README.md >"$own/readme.sh"
+grep -q '^make install PREFIX=\$HOME/.local$' "$own/readme.sh" || fail "README.md: no c-install block"
+cat "$own/readme.sh"
+root=$PWD
+sed -e "s|^make |$make --no-print-directory -C '$root' |" -e "s|^cc |$cc |" "$own/readme.sh" >"$own/run.sh"
+(cd "$own/work" && env -u PKG_CONFIG_SYSROOT_DIR -u PKG_CONFIG_LIBDIR -u PKG_CONFIG_PATH HOME="$own/home" \
+    bash -euo pipefail "$own/run.sh") || fail "the README's own-prefix lines failed"
+readelf -d "$own/work/a.out" | grep -Eq "(RUNPATH|RPATH).*\[$own/home/.local/lib\]" || fail "a.out has no rpath to \$HOME/.local/lib"
+# And the problem those lines solve is real: without either, the loader stops.
+if ! ldconfig -p 2>/dev/null | grep -q 'libnotif\.so\.0 '; then
+    if "$own/work/app-no-rpath" 2>"$own/err"; then fail "app-no-rpath ran without LD_LIBRARY_PATH"; fi
+    grep -q 'libnotif.so.0: cannot open shared object file' "$own/err" || fail "unexpected: $(cat "$own/err")"
+fi
+echo "the README's own-prefix lines OK"

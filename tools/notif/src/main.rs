@@ -5,8 +5,10 @@ mod bounded;
 mod emit;
 mod exit;
 mod json;
+mod openmetrics;
 mod paths;
 mod stats;
+mod subscriber_table;
 mod tail;
 mod untrusted;
 mod watch;
@@ -14,7 +16,7 @@ mod watch;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use exit::Failure;
 
@@ -88,7 +90,9 @@ failure.";
 const STATS_HELP: &str = "\
 Prints a table with one column per path and one row per counter (in the order the publisher
 sends them), or with --json one line {\"path\":...,\"stats\":{...}} per path. Paths that fail
-are reported on stderr; the others are still printed.
+are reported on stderr; the others are still printed. --format openmetrics or prometheus prints
+metrics with a path label (notif_up is 0 for a path that failed), for Prometheus and
+node_exporter's textfile collector (which reads the prometheus format).
 
 Exit codes: 0 every path answered; 1 usage error; otherwise the code of the first path that
 failed: 2 no socket there; 3 permission denied (the socket file, or the publisher's
@@ -164,13 +168,25 @@ struct StatsArgs {
     /// skips dead sockets.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<String>,
-    /// One JSON object per line instead of a table.
-    #[arg(long)]
+    /// One JSON object per line instead of a table (the same as --format json).
+    #[arg(long, conflicts_with = "format")]
     json: bool,
     /// Over a glob, also query sockets owned by another user than the first
     /// match's owner (by default they are skipped with a warning).
     #[arg(long)]
     any_owner: bool,
+    /// table (default), json, openmetrics (OpenMetrics 1.0, ends with # EOF) or
+    /// prometheus (the text format node_exporter's textfile collector reads).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<StatsFormat>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StatsFormat {
+    Table,
+    Json,
+    Openmetrics,
+    Prometheus,
 }
 
 fn main() -> ExitCode {

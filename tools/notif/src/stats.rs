@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use crate::exit::{self, connect_failure, file_kind, Failure};
 use notif::subscription::{parse_control_line, ControlLine, Reason};
 
-use crate::{json, note, paths, untrusted, StatsArgs};
+use crate::openmetrics::{self, Flavor};
+use crate::{json, note, paths, untrusted, StatsArgs, StatsFormat};
 
 /// How long a publisher has to answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
@@ -95,8 +96,17 @@ fn query(path: &str) -> Result<Vec<u8>, Failure> {
             ));
         }
     }
-    let mut stream = connect(path).map_err(|e| {
-        connect_failure(path, e.raw_os_error().unwrap_or(libc::EIO), &e.to_string())
+    let mut stream = connect(path).map_err(|e| match e.raw_os_error() {
+        // A socket nobody listens on (not a socket was handled above). Not
+        // connect_failure's text: its "drop --no-reconnect" is tail's option.
+        Some(libc::ECONNREFUSED) => Failure::new(
+            exit::NOT_NOTIF,
+            format!(
+                "{path}: nothing is listening there (a socket left by a publisher that \
+                 stopped?): not a notif publisher now; start the publisher"
+            ),
+        ),
+        errno => connect_failure(path, errno.unwrap_or(libc::EIO), &e.to_string()),
     })?;
     let deadline = Instant::now() + ANSWER_WITHIN;
     let timed_out = || not_notif(path, format!("no answer within {ANSWER_WITHIN:?}"));
@@ -190,6 +200,7 @@ fn table(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<()> {
         let members: Vec<(String, String)> = json::members(stats)
             .unwrap_or_default()
             .into_iter()
+            .filter(|(k, _)| k != "subscriber_list") // its own table, below
             .map(|(k, v)| (untrusted::harmless(&k).into_owned(), cell(v)))
             .collect();
         for (key, _) in &members {
@@ -228,7 +239,7 @@ fn table(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<()> {
         }
         writeln!(out)?;
     }
-    Ok(())
+    crate::subscriber_table::write(answers, out)
 }
 
 fn json_lines(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<()> {
@@ -283,14 +294,35 @@ pub fn run(args: StatsArgs) -> Result<u8, Failure> {
             }
         }
     }
-    if answers.is_empty() {
+    let format = match args.format {
+        Some(format) => format,
+        None if args.json => StatsFormat::Json,
+        None => StatsFormat::Table,
+    };
+    let metrics = match format {
+        StatsFormat::Openmetrics => Some(Flavor::OpenMetrics),
+        StatsFormat::Prometheus => Some(Flavor::Prometheus),
+        _ => None,
+    };
+    // Metrics are written even when no path answered: notif_up 0 says so.
+    if answers.is_empty() && metrics.is_none() {
         return Ok(code);
     }
     let mut out = BufWriter::new(io::stdout().lock());
-    let written = if args.json {
-        json_lines(&answers, &mut out)
-    } else {
-        table(&answers, &mut out)
+    let written = match (format, metrics) {
+        (_, Some(flavor)) => {
+            let all: Vec<openmetrics::Answer> = args
+                .paths
+                .iter()
+                .map(|path| {
+                    let stats = answers.iter().find(|(p, _)| p == path);
+                    (path.as_str(), stats.map(|(_, s)| s.as_slice()))
+                })
+                .collect();
+            openmetrics::write(&all, flavor, &mut out)
+        }
+        (StatsFormat::Json, _) => json_lines(&answers, &mut out),
+        _ => table(&answers, &mut out),
     }
     .and_then(|()| out.flush());
     match written {

@@ -1207,4 +1207,97 @@ fn globs_skip_another_owners_sockets_with_a_warning() {
     assert_eq!(tailed.code(), 0, "{}", tailed.stderr);
     assert_eq!(lines(&tailed.stdout), [r#"{"from":"a"}"#]);
     assert!(tailed.stderr.contains("b.sock"), "{}", tailed.stderr);
+#[test]
+fn stats_on_a_stale_socket_suggests_only_what_stats_can_do() {
+    let dir = TempDir::new("stale");
+    drop(UnixListener::bind(dir.path("stale.sock")).unwrap());
+    let stale = dir.str("stale.sock");
+    let r = run(&["stats", &stale]);
+    assert_eq!(r.code(), 4, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&stale) && r.stderr.contains("start the publisher"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("--no-reconnect"), "{}", r.stderr);
+}
+
+#[test]
+fn stats_format_openmetrics_and_prometheus() {
+    let dir = TempDir::new("metrics");
+    let (publisher, _reader) = busy_publisher(&dir.path("m.sock"));
+    let path = dir.str("m.sock");
+    let missing = dir.str("missing.sock");
+
+    let r = run(&["stats", "--format", "openmetrics", &path, &missing]);
+    assert_eq!(r.code(), 2, "{}", r.stderr);
+    let out = &r.stdout;
+    assert!(out.ends_with("\n# EOF\n"), "{out}");
+    for line in [
+        format!("notif_up{{path=\"{path}\"}} 1"),
+        format!("notif_up{{path=\"{missing}\"}} 0"),
+        "# TYPE notif_delivered counter".to_string(),
+        format!("notif_delivered_total{{path=\"{path}\"}} 3"),
+        format!("notif_emitted_total{{path=\"{path}\"}} 3"),
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+    }
+
+    let r = run(&["stats", "--format", "prometheus", &path]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "# TYPE notif_delivered_total counter\nnotif_delivered_total{{path=\"{path}\"}} 3\n"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("# EOF"), "{}", r.stdout);
+
+    // --format json is --json; the two together are a usage error.
+    let r = run(&["stats", "--format", "json", &path]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("{\"path\":"), "{}", r.stdout);
+    assert_eq!(
+        run(&["stats", "--json", "--format", "table", &path]).code(),
+        1
+    );
+    publisher.close();
+}
+
+#[test]
+fn stats_table_lists_subscribers_when_the_answer_has_them() {
+    let dir = TempDir::new("sublist");
+    let listener = UnixListener::bind(dir.path("list.sock")).unwrap();
+    let server = thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut request = String::new();
+        BufReader::new(&conn).read_line(&mut request).unwrap();
+        assert_eq!(request, "{\"stats\":true}\n");
+        (&conn)
+            .write_all(
+                br#"{"notif":{"stats":{"subscribers":1,"delivered":5,"subscriber_list":[{"pid":4242,"uid":1000,"gid":1000,"connected_at":1,"filter":{"event_types":["compute.*"]},"markers":true,"heartbeat_s":null,"queued_bytes":64,"delivered":5,"dropped_slow":0}]}}}
+"#,
+            )
+            .unwrap();
+    });
+    let r = run(&["stats", &dir.str("list.sock")]);
+    server.join().unwrap();
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let lines = lines(&r.stdout);
+    // The counters' table has no subscriber_list row...
+    assert!(
+        !lines.iter().any(|l| l.starts_with("subscriber_list")),
+        "{}",
+        r.stdout
+    );
+    // ...the subscribers have a table of their own.
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("subscribers of "))
+        .unwrap_or_else(|| panic!("no subscriber table in\n{}", r.stdout));
+    assert!(lines[at + 1].starts_with("pid"), "{}", r.stdout);
+    let row: Vec<&str> = lines[at + 2].split_whitespace().collect();
+    assert_eq!(row[..3], ["4242", "1000", "1000"], "{}", r.stdout);
+    assert_eq!(row[9], r#"{"event_types":["compute.*"]}"#, "{}", r.stdout);
 }

@@ -1,0 +1,35 @@
+package notif
+
+import (
+	"context"
+	"testing"
+)
+
+// WithFilters sends the same request as the deprecated WithFilter, copies its
+// slices, and the last filter option wins.
+func TestWithFiltersRequest(t *testing.T) {
+	request := func(opts ...SubscribeOption) string {
+		t.Helper()
+		path := sockPath(t)
+		fake := newFakePublisher(t, path)
+		s, err := Subscribe(context.Background(), path, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		return readRequest(t, fake.accept(t))
+	}
+	types := []string{"compute.*"}
+	opt := WithFilters(Filter{EventTypes: types, Publishers: []string{"*.host1"}})
+	types[0] = "changed.after.the.call"
+	want := `{"subscribe":{"event_types":["compute.*"],"publishers":["*.host1"]}}`
+	if got := request(opt); got != want {
+		t.Errorf("WithFilters: %s, want %s", got, want)
+	}
+	if got := request(WithFilter([]string{"compute.*"}, nil, []string{"*.host1"})); got != want {
+		t.Errorf("WithFilter: %s, want %s", got, want)
+	}
+	if got := request(WithFilter([]string{"x"}, nil, nil), WithFilters(Filter{Priorities: []string{"error"}})); got != `{"subscribe":{"priorities":["error"]}}` {
+		t.Errorf("last option: %s", got)
+	}
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The C snippets of README.md, compiled and linked against include/notif.h and
+# libnotif as written (each becomes the body of a function of its own), and the
+# socket-activation snippet run: with LISTEN_PID naming this process it adopts
+# descriptor 3, with LISTEN_PID naming another it does not.
+#
+#   tests/c/test_readme.sh [BUILD_DIR]     (after make: BUILD_DIR/lib has libnotif.so)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+b=${1:-build}
+cc=${CC:-cc}
+work=$(mktemp -d "${TMPDIR:-/tmp}/notif-readme.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+python3 - README.md "$work/snippets.c" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+blocks = re.findall(r"^```c\n(.*?)^```", text, re.S | re.M)
+out = ['#include <stdio.h>', '#include <stdlib.h>', '#include <string.h>', '#include <unistd.h>',
+       '#include <notif.h>', '', 'static unsigned reader_gid; /* the security snippet\'s */', '']
+names = []
+for i, block in enumerate(blocks):
+    body = [l for l in block.splitlines() if not l.startswith("#include")]
+    name = "snippet_%d" % i
+    names.append(name)
+    out.append("int %s(void)\n{" % name)
+    out += ["    " + l for l in body]
+    if "LISTEN_PID" in block:
+        out.append('    printf("activated=%d handle=%d\\n", activated, h != NULL);')
+        out.append('    if (!h)\n        fprintf(stderr, "%s\\n", notif_last_error());')
+        out.append("    notif_close(h);")
+    out.append("    return 0;\n}\n")
+out.append("int main(int argc, char **argv)\n{")
+for i, block in enumerate(blocks):
+    if "LISTEN_PID" in block:
+        out.append('    if (argc > 1 && strcmp(argv[1], "activation") == 0)\n        return snippet_%d();' % i)
+out.append("    (void)argc; (void)argv;\n    return 0;\n}")
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+print("%d C snippets in README.md" % len(blocks))
+if len(blocks) < 4 or not any("LISTEN_PID" in b for b in blocks):
+    sys.exit("README.md: expected at least 4 C snippets, one of them the socket-activation one")
+PY
+
+# Unused variables are the fragments' nature (h in a snippet that stops at open).
+$cc -std=c99 -Wall -Wextra -Werror -pedantic -Wno-unused-variable -Wno-unused-but-set-variable \
+    -D_POSIX_C_SOURCE=200809L -Iinclude -o "$work/snippets" "$work/snippets.c" \
+    -L"$b/lib" -lnotif -Wl,-rpath,"$PWD/$b/lib" || { cat -n "$work/snippets.c"; fail "a README snippet does not compile"; }
+echo "compiled and linked"
+
+# Socket activation, as systemd does it: a listening socket on descriptor 3,
+# LISTEN_FDS=1, LISTEN_PID the pid of the process that exec()s the program.
+activate() { # $1: self or other
+    python3 - "$1" "$work/a.sock" "$work/snippets" <<'PY'
+import os, socket, sys
+mode, path, prog = sys.argv[1:]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(8)
+if s.fileno() != 3:
+    os.dup2(s.fileno(), 3)
+os.set_inheritable(3, True)  # dup2 onto itself would leave close-on-exec set
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = str(os.getpid() if mode == "self" else os.getppid())
+os.execv(prog, [prog, "activation"])
+PY
+}
+out=$(activate self) || fail "activation snippet (LISTEN_PID ours) failed: $out"
+[[ $out == "activated=1 handle=1" ]] || fail "LISTEN_PID ours: got '$out'"
+rm -f "$work/a.sock"
+out=$(activate other 2>/dev/null || true)
+[[ $out == activated=0* ]] || fail "LISTEN_PID of another process: got '$out'"
+echo "socket activation: adopts descriptor 3 only when LISTEN_PID is its own"
+echo "README C snippets OK"

@@ -1,0 +1,172 @@
+"""`notif stats --format openmetrics` and `--format prometheus`, read back by
+prometheus_client's parsers: its strict OpenMetrics parser, and its parser of
+the Prometheus text format (the format node_exporter's textfile collector
+reads). Real sockets: a real publisher for the counters, a hand-driven one for
+a stats answer with a subscriber_list."""
+
+import json
+import os
+import socket
+import subprocess
+import threading
+
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
+
+import notif
+from conftest import REPO_ROOT, wait_for, wait_subscribers
+
+
+@pytest.fixture(scope="module")
+def notif_tool():
+    # Cheap when `make` built it already; the tests must run the current code.
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "notif-cli"],
+                   cwd=REPO_ROOT, check=True, timeout=900)
+    return os.path.join(REPO_ROOT, "target", "release", "notif")
+
+
+def stats(tool, fmt, *paths):
+    return subprocess.run([tool, "stats", "--format", fmt, *paths],
+                          capture_output=True, text=True, timeout=60)
+
+
+def samples(families):
+    """{(sample name, frozenset of labels): value}, and {family name: type}."""
+    values, types = {}, {}
+    for family in families:
+        types[family.name] = family.type
+        for s in family.samples:
+            key = (s.name, frozenset(s.labels.items()))
+            assert key not in values, "duplicate sample %r" % (key,)
+            values[key] = s.value
+    return values, types
+
+
+def test_counters_through_both_parsers(notif_tool, sockdir):
+    path = os.path.join(sockdir, "pub.sock")
+    missing = os.path.join(sockdir, 'gone "x"\\.sock')  # escaping, through a real parser
+    with notif.Publisher(path) as publisher:
+        reader = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        reader.connect(path)
+        wait_subscribers(publisher, 1)
+        for i in range(3):
+            assert publisher.emit({"event_type": "metrics.test", "n": i}) >= 1
+        wait_for(lambda: publisher.stats()["delivered"] >= 3, what="3 deliveries")
+
+        r = stats(notif_tool, "openmetrics", path, missing)
+        assert r.returncode == 2, r.stderr  # the missing path's exit code; metrics still written
+        assert r.stdout.endswith("# EOF\n")
+        values, types = samples(parse_openmetrics(r.stdout))
+        p = frozenset({"path": path}.items())
+        assert values[("notif_up", p)] == 1
+        assert values[("notif_up", frozenset({"path": missing}.items()))] == 0
+        assert types["notif_delivered"] == "counter"
+        assert values[("notif_delivered_total", p)] == 3
+        assert values[("notif_emitted_total", p)] == 3
+        assert types["notif_subscribers"] == "gauge"
+        assert values[("notif_subscribers", p)] >= 1
+        assert types["notif_publisher"] == "info"
+        assert values[("notif_publisher_info", frozenset({"path": path, "version": notif.version()}.items()))] == 1
+        # Every counter of the library is there, as a counter.
+        for field in publisher.stats():
+            if field != "subscribers":
+                assert types["notif_" + field] == "counter", field
+
+        r = stats(notif_tool, "prometheus", path, missing)
+        assert r.returncode == 2, r.stderr
+        assert "# EOF" not in r.stdout
+        assert "# TYPE notif_delivered_total counter\n" in r.stdout
+        values, types = samples(parse_prometheus(r.stdout))
+        assert values[("notif_delivered_total", p)] == 3
+        assert values[("notif_up", frozenset({"path": missing}.items()))] == 0
+        assert types["notif_delivered"] == "counter"
+        assert types["notif_publisher_info"] == "gauge"
+        reader.close()
+
+
+def fake_publisher(path, answer):
+    """Answers one stats request with `answer` (the stats object) and closes."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(30)
+            request = b""
+            while not request.endswith(b"\n"):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            assert json.loads(request) == {"stats": True}
+            conn.sendall(json.dumps({"notif": {"stats": answer}}, separators=(",", ":")).encode() + b"\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def test_subscriber_list_becomes_per_subscriber_series(notif_tool, sockdir):
+    path = os.path.join(sockdir, "fake.sock")
+    peer = {"gid": 0, "filter": None, "markers": True, "heartbeat_s": None}
+    answer = {
+        "subscribers": 3, "delivered": 20, "version": "9.9.9",
+        "subscriber_list": [
+            dict(peer, pid=10, uid=0, connected_at=1700000000.5, queued_bytes=100, delivered=4, dropped_slow=1),
+            dict(peer, pid=10, uid=0, connected_at=1700000100, queued_bytes=20, delivered=6, dropped_slow=2),
+            dict(peer, pid=None, uid=None, gid=None, connected_at=1700000200, queued_bytes=0, delivered=9,
+                 dropped_slow=0, filter={"event_types": ["compute.*"]}),
+        ],
+    }
+    for fmt, parse in (("openmetrics", parse_openmetrics), ("prometheus", parse_prometheus)):
+        listener, thread = fake_publisher(path, answer)
+        try:
+            r = stats(notif_tool, fmt, path)
+        finally:
+            thread.join(30)
+            listener.close()
+            os.unlink(path)
+        assert r.returncode == 0, r.stderr
+        values, types = samples(parse(r.stdout))
+        ten = frozenset({"path": path, "pid": "10", "uid": "0"}.items())
+        hidden = frozenset({"path": path, "pid": "", "uid": ""}.items())
+        assert values[("notif_subscriber_connections", ten)] == 2
+        assert values[("notif_subscriber_connections", hidden)] == 1
+        assert values[("notif_subscriber_queued_bytes", ten)] == 120
+        assert values[("notif_subscriber_delivered_total", ten)] == 10
+        assert values[("notif_subscriber_delivered_total", hidden)] == 9
+        assert values[("notif_subscriber_dropped_slow_total", ten)] == 3
+        assert values[("notif_subscriber_connect_time_seconds", ten)] == 1700000000.5
+        assert types["notif_subscriber_queued_bytes"] == "gauge"
+        assert not any(name.startswith("notif_subscriber_list") for name in types)
+
+
+def test_readme_systemd_service_writes_the_textfile_atomically(notif_tool, sockdir):
+    """The ExecStart line of the README's notif-metrics.service, run as systemd
+    would ($$ is a literal $), with its two paths pointed at a test directory."""
+    readme = open(os.path.join(REPO_ROOT, "README.md")).read()
+    block = readme.split("<!-- metrics: systemd", 1)[1].split("```ini\n", 1)[1].split("```", 1)[0]
+    (line,) = [l for l in block.splitlines() if l.startswith("ExecStart=")]
+    argv = line[len("ExecStart="):].replace("$$", "$")
+    assert argv.startswith("/bin/sh -c '") and argv.endswith("'")
+    script = argv[len("/bin/sh -c '"):-1]
+    collector = os.path.join(sockdir, "textfile_collector")
+    os.mkdir(collector)
+    path = os.path.join(sockdir, "nova.sock")
+    script = script.replace("/var/lib/node_exporter/textfile_collector", collector)
+    script = script.replace("/run/nova/notifications.sock", path)
+    env = dict(os.environ, PATH=os.path.dirname(notif_tool) + os.pathsep + os.environ["PATH"])
+
+    with notif.Publisher(path):
+        subprocess.run(["/bin/sh", "-c", script], env=env, check=True, timeout=60)
+    assert os.listdir(collector) == ["notif.prom"]  # the temporary file is gone
+    values, _ = samples(parse_prometheus(open(os.path.join(collector, "notif.prom")).read()))
+    assert values[("notif_up", frozenset({"path": path}.items()))] == 1
+
+    # The publisher is gone: the file is still rewritten, and says so.
+    subprocess.run(["/bin/sh", "-c", script], env=env, timeout=60)
+    values, _ = samples(parse_prometheus(open(os.path.join(collector, "notif.prom")).read()))
+    assert values[("notif_up", frozenset({"path": path}.items()))] == 0
