@@ -542,16 +542,8 @@ pub(crate) mod lines {
         line(json!({"notif": {"heartbeat": unix_seconds}}))
     }
 
-    /// `reason` is stable, for programs: bad_request, request_timeout,
-    /// denied, full, too_slow, memory.
-    pub(crate) fn error(message: &str, reason: &str) -> Vec<u8> {
-        line(json!({"notif": {"error": message, "reason": reason}}))
-    }
-
-    /// An error line with its reason, e.g. `denied` or `full` before closing.
-    /// (For the server thread; the clients' tests use it meanwhile.)
-    #[allow(dead_code)]
-    pub(crate) fn error_because(reason: &super::Reason, message: &str) -> Vec<u8> {
+    /// An error line; its reason is for programs (see [`super::Reason`]).
+    pub(crate) fn error(reason: &super::Reason, message: &str) -> Vec<u8> {
         line(json!({"notif": {"error": message, "reason": reason.as_str()}}))
     }
 
@@ -730,7 +722,7 @@ mod tests {
             Some(ControlLine::Heartbeat(12.5))
         );
         assert_eq!(
-            parse_control_line(&lines::error("bad", "bad_request")),
+            parse_control_line(&lines::error(&Reason::BadRequest, "bad")),
             Some(ControlLine::Error {
                 message: "bad".into(),
                 reason: Reason::BadRequest
@@ -747,7 +739,7 @@ mod tests {
         ] {
             assert_eq!(Reason::parse(Some(reason.as_str())), reason);
             assert_eq!(
-                parse_control_line(&lines::error_because(&reason, "why")),
+                parse_control_line(&lines::error(&reason, "why")),
                 Some(ControlLine::Error {
                     message: "why".into(),
                     reason

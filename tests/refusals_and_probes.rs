@@ -168,3 +168,35 @@ fn the_stats_answer_lists_each_subscriber() {
     assert!(plain["connected_at"].as_f64().unwrap() > 1.7e9);
     assert!(plain["queued_bytes"].is_u64());
 }
+
+#[test]
+fn the_library_subscriber_gets_eusers_from_a_real_full_publisher_and_stops() {
+    let dir = TempDir::new("full_client");
+    let options = Options {
+        max_subscribers: 1,
+        ..Options::default()
+    };
+    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
+    let _only = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    for subscribe_options in [
+        notif::SubscribeOptions::default(),
+        notif::SubscribeOptions {
+            markers: true,
+            ..Default::default()
+        },
+    ] {
+        let mut client = notif::Subscriber::connect(dir.socket(), subscribe_options).unwrap();
+        let err = loop {
+            match client.recv(Some(PATIENCE)) {
+                Err(err) => break err,
+                Ok(notif::Event::Timeout) => panic!("no refusal within {PATIENCE:?}"),
+                Ok(_) => {}
+            }
+        };
+        assert_eq!(err.errno(), libc::EUSERS, "{err}");
+        assert!(err.message().contains("max_subscribers"), "{err}");
+        assert!(client.is_failed());
+    }
+    assert_eq!(publisher.stats().subscribers, 1);
+    assert_eq!(publisher.stats().refused, 2);
+}

@@ -27,7 +27,7 @@ use crate::backlog::{Backlog, Batch};
 use crate::fork_guard::OwnedFd;
 use crate::options::{Options, SlowPolicy};
 use crate::stats::{bump, Counters};
-use crate::subscription::{lines, message_fields, Filter, MessageFields, Request};
+use crate::subscription::{lines, message_fields, Filter, MessageFields, Reason, Request};
 use connection::{Closing, Flush, Input, Offered, Peer, SubscriberConn, ONE_REQUEST};
 use filter_set::FilterSet;
 use message_log::MessageLog;
@@ -334,7 +334,7 @@ impl Server {
                     line,
                     followed_by_more,
                 } => self.handle_request(fd, &line, followed_by_more),
-                Input::Invalid(why) => self.refuse_request(fd, &why, "bad_request"),
+                Input::Invalid(why) => self.refuse_request(fd, &why, Reason::BadRequest),
                 Input::PeerStoppedSending => {
                     subscriber.reading = false;
                     if subscriber.probe_deadline.is_some() {
@@ -398,10 +398,10 @@ impl Server {
     fn handle_request(&mut self, fd: RawFd, line: &[u8], followed_by_more: bool) {
         let request = match Request::parse(line) {
             Ok(_) if followed_by_more => {
-                return self.refuse_request(fd, ONE_REQUEST, "bad_request")
+                return self.refuse_request(fd, ONE_REQUEST, Reason::BadRequest)
             }
             Ok(request) => request,
-            Err(why) => return self.refuse_request(fd, &why, "bad_request"),
+            Err(why) => return self.refuse_request(fd, &why, Reason::BadRequest),
         };
         let probing = self
             .subscribers
@@ -439,7 +439,7 @@ impl Server {
     }
 
     /// Answers a bad request with an error line, then closes the connection.
-    fn refuse_request(&mut self, fd: RawFd, why: &str, reason: &str) {
+    fn refuse_request(&mut self, fd: RawFd, why: &str, reason: Reason) {
         let Some(subscriber) = self.subscribers.get_mut(&fd) else {
             return;
         };
@@ -450,7 +450,7 @@ impl Server {
         if subscriber.probe_deadline.take().is_some() {
             self.probing -= 1;
         }
-        subscriber.queue_control(lines::error(why, reason));
+        subscriber.queue_control(lines::error(&reason, why));
         self.begin_closing(fd, Closing::BadRequest);
     }
 
@@ -464,7 +464,7 @@ impl Server {
             self.probing -= 1;
         }
         bump(&self.shared.counters.refused, 1);
-        subscriber.queue_control(lines::error(&message, "full"));
+        subscriber.queue_control(lines::error(&Reason::Full, &message));
         self.begin_closing(fd, Closing::Full);
     }
 
@@ -497,18 +497,18 @@ impl Server {
         // A subscriber that speaks the protocol hears why it is being let go.
         let reason = match why {
             Closing::TooSlow => Some((
-                "too_slow",
+                Reason::TooSlow,
                 "disconnected: this subscriber fell behind and the publisher's slow policy is disconnect",
             )),
             Closing::Memory => Some((
-                "memory",
+                Reason::Memory,
                 "disconnected: the publisher's memory limit for all subscribers was reached and this subscriber held the most",
             )),
             _ => None,
         };
         if let Some((reason, message)) = reason {
             if subscriber.spoke {
-                subscriber.queue_control(lines::error(message, reason));
+                subscriber.queue_control(lines::error(&reason, message));
             }
         }
         subscriber.closing = Some(why);
@@ -558,7 +558,7 @@ impl Server {
                 "the request line was not finished within {} s",
                 connection::REQUEST_TIMEOUT.as_secs()
             );
-            self.refuse_request(fd, &why, "request_timeout");
+            self.refuse_request(fd, &why, Reason::RequestTimeout);
         }
     }
 
@@ -675,7 +675,7 @@ impl Server {
                 refuse_at_accept(
                     &fd,
                     &format!("permission denied: the publisher's allow-lists do not include {who}"),
-                    "denied",
+                    Reason::Denied,
                 );
                 continue; // dropping fd closes it
             }
@@ -684,7 +684,7 @@ impl Server {
             if full && self.probing >= MAX_PROBES {
                 bump(&counters.refused, 1);
                 bump(&counters.disconnected, 1);
-                refuse_at_accept(&fd, &self.full_message(), "full");
+                refuse_at_accept(&fd, &self.full_message(), Reason::Full);
                 continue;
             }
             let mut subscriber = SubscriberConn::new(
@@ -1020,8 +1020,8 @@ fn right_sized(batch: Batch, spare: &mut Vec<Batch>) -> Batch {
 /// Says why to a connection refused at accept, then closes it. The line is
 /// tiny and the socket new, so one non-blocking send takes it; input the peer
 /// already wrote is read first, so that the close is a clean end of stream.
-fn refuse_at_accept(fd: &OwnedFd, message: &str, reason: &str) {
-    let line = lines::error(message, reason);
+fn refuse_at_accept(fd: &OwnedFd, message: &str, reason: Reason) {
+    let line = lines::error(&reason, message);
     let mut scratch = [0u8; 4096];
     // SAFETY: reads into a live buffer of the given size; non-blocking.
     while unsafe {

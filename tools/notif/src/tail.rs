@@ -360,7 +360,9 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
             .filter_map(|p| paths::watch_dir(p))
             .collect();
         let wake = tx.clone();
-        crate::watch::spawn(&dirs, move || wake.send_with(OVERHEAD, || Msg::Rescan).is_ok());
+        crate::watch::spawn(&dirs, move || {
+            wake.send_with(OVERHEAD, || Msg::Rescan).is_ok()
+        });
     }
     let mut printed = 0u64;
     let mut next_scan = Instant::now() + RESCAN;
