@@ -1135,6 +1135,8 @@ fn stats_never_prints_a_control_character_the_publisher_sent() {
         r.stdout
     );
     assert!(r.stdout.contains("\\u{1b}[2J"), "{}", r.stdout);
+}
+
 /// A socket file nobody listens on, as a worker that exited through
 /// `_exit()` leaves behind.
 fn dead_socket(path: &Path) {
@@ -1207,6 +1209,8 @@ fn globs_skip_another_owners_sockets_with_a_warning() {
     assert_eq!(tailed.code(), 0, "{}", tailed.stderr);
     assert_eq!(lines(&tailed.stdout), [r#"{"from":"a"}"#]);
     assert!(tailed.stderr.contains("b.sock"), "{}", tailed.stderr);
+}
+
 #[test]
 fn stats_on_a_stale_socket_suggests_only_what_stats_can_do() {
     let dir = TempDir::new("stale");
