@@ -23,14 +23,14 @@ import time
 import oslo_messaging
 from oslo_config import cfg
 
-from notif import oslo_driver
+from libnotif import oslo_driver
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "..", "fixtures", "nova-instance-update.json")
 
 READER = r"""
 import sys, notif
-sub = notif.Subscriber(sys.argv[1], timeout=None)
+sub = libnotif.Subscriber(sys.argv[1], timeout=None)
 sys.stdout.write("ready\n"); sys.stdout.flush()
 n = 0
 for line in sub.lines():

@@ -1,8 +1,8 @@
-"""Differential test: notif.mask against oslo.utils' strutils itself.
+"""Differential test: libnotif.mask against oslo.utils' strutils itself.
 
-notif.mask.mask_dict_password must return a value equal to
+libnotif.mask.mask_dict_password must return a value equal to
 strutils.mask_dict_password (same types, same key order), and
-notif.mask.dumps_masked the same JSON as the log driver's
+libnotif.mask.dumps_masked the same JSON as the log driver's
 jsonutils.dumps(strutils.mask_dict_password(message)), on the known cases
 and on generated payloads: sensitive keys at every depth, in key names of
 mixed case and with digits, inside string values in every pattern
@@ -21,7 +21,7 @@ import pytest
 strutils = pytest.importorskip("oslo_utils.strutils")
 from oslo_serialization import jsonutils  # noqa: E402
 
-from notif import mask  # noqa: E402
+from libnotif import mask  # noqa: E402
 
 from conftest import REPO_ROOT  # noqa: E402
 

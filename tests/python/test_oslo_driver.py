@@ -15,8 +15,8 @@ from oslo_config import cfg  # noqa: E402
 from oslo_serialization import jsonutils  # noqa: E402
 from oslo_utils import strutils  # noqa: E402
 
-import notif  # noqa: E402
-from notif import oslo_driver  # noqa: E402
+import libnotif  # noqa: E402
+from libnotif import oslo_driver  # noqa: E402
 
 from conftest import wait_for  # noqa: E402
 
@@ -56,7 +56,7 @@ def library_subscribers(path):
 
 def open_and_subscribe(notifier, path, **kw):
     notifier.info({}, "test.open", {})  # the socket is opened lazily
-    sub = notif.Subscriber(path, timeout=10, **kw)
+    sub = libnotif.Subscriber(path, timeout=10, **kw)
     wait_for(lambda: library_subscribers(path) >= 1, what="the subscriber to be accepted")
     return sub
 
@@ -145,7 +145,7 @@ def test_fork_each_worker_serves_its_own_socket(sockdir):
     try:
         for pid in children:
             path = template.replace("{pid}", str(pid))
-            with notif.Subscriber(path, timeout=20) as sub:  # waits for the socket to appear
+            with libnotif.Subscriber(path, timeout=20) as sub:  # waits for the socket to appear
                 message = sub.recv(20)
                 assert message is not None, "nothing from worker %d" % pid
                 assert message["payload"]["pid"] == pid
@@ -154,7 +154,7 @@ def test_fork_each_worker_serves_its_own_socket(sockdir):
                 again = sub.recv(20)
                 assert again["payload"]["seq"] > message["payload"]["seq"]
         # The parent's socket still works and is the parent's.
-        with notif.Subscriber(parent_path, timeout=10) as sub:
+        with libnotif.Subscriber(parent_path, timeout=10) as sub:
             wait_for(lambda: library_subscribers(parent_path) >= 1)
             notifier.info({}, "parent.after", {"pid": os.getpid()})
             assert sub.recv(10)["payload"] == {"pid": os.getpid()}
@@ -210,17 +210,17 @@ def test_unknown_sock_group_names_the_option_as_text(sockdir, caplog):
 
 
 def test_publisher_group_error_shows_text(sockdir):
-    with pytest.raises(notif.NotifError) as info:
-        notif.Publisher(os.path.join(sockdir, "g.sock"), group="no-such-groupz")
+    with pytest.raises(libnotif.NotifError) as info:
+        libnotif.Publisher(os.path.join(sockdir, "g.sock"), group="no-such-groupz")
     assert "'no-such-groupz'" in str(info.value) and "b'" not in str(info.value)
 
 
 def test_busy_path_logs_one_error_and_counts(sockdir, caplog, monkeypatch):
     path = os.path.join(sockdir, "busy.sock")
-    other = notif.Publisher(path)  # another publisher is live there
+    other = libnotif.Publisher(path)  # another publisher is live there
     monkeypatch.setattr(oslo_driver, "REOPEN_INTERVAL", 0.3)
     notifier = make_notifier(make_conf(sockdir, path))
-    caplog.set_level(logging.DEBUG, logger="notif.oslo_driver")
+    caplog.set_level(logging.DEBUG, logger="libnotif.oslo_driver")
     t0 = time.monotonic()
     for i in range(20):
         notifier.error({}, "compute.fail", {"i": i})
@@ -236,7 +236,7 @@ def test_busy_path_logs_one_error_and_counts(sockdir, caplog, monkeypatch):
     time.sleep(0.4)
     notifier.info({}, "compute.ok", {})
     assert oslo_driver.driver_stats()[path]["open"]
-    with notif.Subscriber(path, timeout=10) as sub:
+    with libnotif.Subscriber(path, timeout=10) as sub:
         wait_for(lambda: library_subscribers(path) >= 1)
         notifier.info({}, "compute.ok", {"after": True})
         assert sub.recv(10)["payload"] == {"after": True}
@@ -244,7 +244,7 @@ def test_busy_path_logs_one_error_and_counts(sockdir, caplog, monkeypatch):
 
 
 def test_unopenable_directory_and_socket_options(sockdir, caplog):
-    caplog.set_level(logging.ERROR, logger="notif.oslo_driver")
+    caplog.set_level(logging.ERROR, logger="libnotif.oslo_driver")
     missing = os.path.join(sockdir, "nodir", "n.sock")
     notifier = make_notifier(make_conf(sockdir, missing))
     notifier.info({}, "a", {})
@@ -270,7 +270,7 @@ def test_sock_mode_type():
 
 def test_config_generator_lists_the_options():
     gen = os.path.join(os.path.dirname(sys.executable), "oslo-config-generator")
-    proc = subprocess.run([gen, "--namespace", "notif.oslo_driver"], capture_output=True,
+    proc = subprocess.run([gen, "--namespace", "libnotif.oslo_driver"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout

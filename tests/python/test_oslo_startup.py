@@ -32,7 +32,7 @@ SERVICE = textwrap.dedent(r"""
     import os, sys, time
     import oslo_messaging
     from oslo_config import cfg
-    from notif import oslo_driver
+    from libnotif import oslo_driver
 
     sockdir, workers = sys.argv[1], int(sys.argv[2])
     conf_file = os.path.join(sockdir, "svc.conf")

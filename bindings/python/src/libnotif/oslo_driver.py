@@ -8,14 +8,14 @@
 
 (``{pid}`` is replaced by os.getpid(); ``sock_mode`` is octal; the group, the
 allow lists and the limits are optional: see list_opts() or
-oslo-config-generator --namespace notif.oslo_driver.)
+oslo-config-generator --namespace libnotif.oslo_driver.)
 
 With nobody connected, notify() costs one library call (notif_subscribers,
 one atomic load) and counts the notification as dropped (notif_skip): nothing
 is serialised or masked. With a subscriber, the notification is what the
 ``log`` driver writes (``jsonutils.dumps(strutils.mask_dict_password(message))``:
 message_id, publisher_id, event_type, priority, payload, timestamp; passwords
-masked), computed by notif.mask (equal results, much faster), and libnotif
+masked), computed by libnotif.mask (equal results, much faster), and libnotif
 sends it as one compact line to every subscriber.
 
 notify() never blocks. The socket is opened when the driver is constructed;
@@ -147,7 +147,7 @@ _FIXES = {
 
 
 def list_opts():
-    """For oslo-config-generator (namespace notif.oslo_driver)."""
+    """For oslo-config-generator (namespace libnotif.oslo_driver)."""
     return [(GROUP, copy.deepcopy(_opts))]
 
 

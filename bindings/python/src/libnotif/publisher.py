@@ -410,4 +410,4 @@ class Publisher:
         self.close()
 
     def __repr__(self):
-        return "<notif.Publisher %r%s>" % (self.path, " closed" if self._closed else "")
+        return "<libnotif.Publisher %r%s>" % (self.path, " closed" if self._closed else "")
