@@ -219,3 +219,18 @@ def test_unchanged_dicts_are_not_copied_but_changed_ones_are():
     dirty = {"a": {"password": "x"}}
     out = mask.mask_dict_password(dirty)
     assert out == {"a": {"password": "***"}} and dirty == {"a": {"password": "x"}}
+
+
+def test_cycles_and_deep_nesting_fail_as_oslo_does():
+    cyclic = {"a": []}
+    cyclic["a"].append(cyclic)
+    with pytest.raises(RecursionError):
+        strutils.mask_dict_password(cyclic)
+    with pytest.raises(RecursionError):
+        mask.dumps_masked(cyclic)
+    cyclic_list = {"a": []}
+    cyclic_list["a"].append(cyclic_list["a"])
+    with pytest.raises(RecursionError):
+        strutils.mask_dict_password(cyclic_list)
+    with pytest.raises(RecursionError):
+        mask.dumps_masked(cyclic_list)

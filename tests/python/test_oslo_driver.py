@@ -278,3 +278,47 @@ def test_config_generator_lists_the_options():
     assert "#sock_path = <None>" in out
     assert "#sock_mode = 0600" in out
     assert "#sock_group = <None>" in out
+    # The limits, with their defaults and help.
+    for line in ("#sock_max_message = 1048576", "#sock_subscriber_buffer = 4194304",
+                 "#sock_memory_limit = 67108864", "#sock_linger_ms = 1000",
+                 "#sock_slow_policy = drop"):
+        assert line in out, out
+    assert "disconnected" in out and "all subscribers' queues" in out
+
+
+def test_limit_options_reach_the_library(sockdir, monkeypatch):
+    seen = []
+    real = oslo_driver.Publisher
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(oslo_driver, "Publisher", spy)
+    path = os.path.join(sockdir, "lim.sock")
+    make_notifier(make_conf(sockdir, path, extra=(
+        "sock_max_message = 4096\nsock_subscriber_buffer = 65536\n"
+        "sock_memory_limit = 131072\nsock_linger_ms = 0\nsock_slow_policy = disconnect\n")))
+    assert seen and seen[0]["max_message"] == 4096 and seen[0]["subscriber_buffer"] == 65536
+    assert seen[0]["memory_limit"] == 131072 and seen[0]["linger_ms"] == 0
+    assert seen[0]["slow_policy"] == "disconnect"
+    assert oslo_driver.driver_stats()[path]["open"]
+    # A notification over sock_max_message is refused by the library, counted.
+    with libnotif.Subscriber(path, timeout=10) as sub:
+        wait_for(lambda: library_subscribers(path) >= 1)
+        notifier = make_notifier(make_conf(sockdir, path))
+        notifier.info({}, "big", {"x": "y" * 5000})
+        notifier.info({}, "small", {"x": 1})
+        assert sub.recv(10)["event_type"] == "small"
+    assert oslo_driver.driver_stats()[path]["rejected"] == 1
+
+
+def test_publisher_memory_limit_option(sockdir):
+    with pytest.raises(libnotif.NotifError):
+        libnotif.Publisher(os.path.join(sockdir, "m.sock"), memory_limit=10)  # below 16 KiB
+    with libnotif.Publisher(os.path.join(sockdir, "m2.sock"), memory_limit=1 << 20) as pub:
+        assert pub.subscribers() == 0
+        assert pub.subscribers_or_skip() == 0
+        assert pub.stats()["dropped_no_subscriber"] == 1
+        pub.skip()
+        assert pub.stats()["dropped_no_subscriber"] == 2

@@ -49,6 +49,9 @@ def _markers(keys):
 
 
 _MARKERS = _markers(_KEYS)
+# In JSON text (dumps_masked): the markers, and "\\u", json's escape of any
+# non-ASCII character (one could lower-case to an ASCII letter of a key).
+_TEXT_MARKERS = ("\\u",) + _MARKERS
 
 # Dict keys repeat from one notification to the next: cache whether a str key
 # is sensitive (a pure function of the string). Bounded: cleared when full.
@@ -178,7 +181,9 @@ def _refuse(value):
 
 
 # json.dumps(..., separators=..., default=...) builds an encoder per call: build both once.
-_FAST = json.JSONEncoder(separators=_COMPACT, default=_refuse).encode
+# The fast path skips json's cycle check: a cyclic message recurses until
+# RecursionError, then takes the exact path, which raises what oslo raises.
+_FAST = json.JSONEncoder(separators=_COMPACT, default=_refuse, check_circular=False).encode
 _EXACT = json.JSONEncoder(separators=_COMPACT, default=jsonutils.to_primitive).encode
 
 
@@ -203,14 +208,13 @@ def dumps_masked(message, secret="***"):
         text = _FAST(message)
     except _Exotic:
         text = None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         text = None  # e.g. a key json refuses: let the exact path raise as oslo does
     if text is not None:
         low = text.lower()
-        if "\\u" not in low:
-            for marker in _MARKERS:
-                if marker in low:
-                    break
-            else:
-                return text
+        for marker in _TEXT_MARKERS:
+            if marker in low:
+                break
+        else:
+            return text
     return _EXACT(mask_dict_password(message, secret))
