@@ -296,7 +296,8 @@ class Publisher:
         elif not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("emit() takes bytes, str or dict, not %s" % type(data).__name__)
         data = bytes(data)
-        with self._cond:
+        guard = self._guard  # the Condition's lock, entered without its Python wrapper
+        with guard:
             if self._closed:
                 raise NotifError(errno.EBADF, "the publisher on %s is closed" % (self.path,))
             self._inflight += 1
@@ -306,9 +307,10 @@ class Publisher:
                 raise _error(rc)
             return rc
         finally:
-            with self._cond:
+            with guard:
                 self._inflight -= 1
-                if self._inflight == 0:
+                # close() sets _closed (under the lock) before it waits.
+                if self._closed and self._inflight == 0:
                     self._cond.notify_all()
 
     def _enter(self):
@@ -320,9 +322,9 @@ class Publisher:
             return True
 
     def _leave(self):
-        with self._cond:
+        with self._guard:
             self._inflight -= 1
-            if self._inflight == 0:
+            if self._closed and self._inflight == 0:
                 self._cond.notify_all()
 
     def subscribers(self):
