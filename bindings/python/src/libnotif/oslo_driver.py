@@ -267,7 +267,7 @@ def remove_dead_sockets(template, keep=None):
             continue
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            probe.settimeout(1.0)
+            probe.setblocking(False)  # never wait: refused, accepted or EAGAIN at once
             probe.connect(path)
         except ConnectionRefusedError:
             dead = True
