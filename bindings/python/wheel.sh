@@ -42,7 +42,7 @@ MANIFEST
 (cd "$stage" && "$python" -c 'import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))' "$work/sdist") >/dev/null
 sdist=$(ls "$work"/sdist/libnotif-*.tar.gz)
 # Cargo's build directory is kept between runs (the sdist is unpacked afresh each time).
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/python-wheel}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/python}
 "$python" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation \
     -w "$work/wheel" "$sdist"
 wheel=$(ls "$work"/wheel/libnotif-*.whl)

@@ -39,7 +39,9 @@ else
 fi
 
 # Build isolation off: setuptools is pinned in the venv, so no download per run.
-"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+# setuptools-rust builds with its own rustc flags (stripped cdylib): in a target
+# directory of its own, so that target/release stays what cargo build made.
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/python} "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
     --force-reinstall ./bindings/python
 rm -rf bindings/python/build
 
