@@ -253,6 +253,12 @@ demo: all
 bench-oslo: lib
 	tests/python/run.sh --bench
 
+# The Python package's sdist and manylinux wheel (py3-none: ctypes, any CPython 3)
+# into dist/, built with setuptools-rust from the sdist, checked by auditwheel.
+.PHONY: wheel
+wheel:
+	tests/python/run.sh --wheel dist
+
 bench: lib
 	@$(MAKE) --no-print-directory -f bench/bench.mk run
 

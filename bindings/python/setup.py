@@ -1,91 +1,62 @@
-"""Build step of the notif Python package.
+"""Build step of the libnotif Python package: setuptools-rust builds libnotif.
 
-`pip install ./bindings/python` builds the Rust library with
-`cargo build --release` in the repository root (two directories up; pip builds
-in-tree) and ships the resulting libnotif.so inside the package, next to
-notif/_lib.py, which loads it first (after the NOTIF_LIBRARY override).
+The Rust library is built by setuptools-rust (``cargo rustc --lib
+--crate-type cdylib``, release, stripped) from the crate two directories up
+(a checkout of the repository) or, in an sdist, from the copy of the crate at
+its top (``make wheel`` stages it there). It is shipped inside the package as
+``libnotif/libnotif.so``, next to libnotif/_lib.py, which loads it with ctypes.
+
+The package has no Python extension module: it is ctypes over a plain C
+library, so the wheel works on every CPython 3 of its platform. Its tag says
+so (``py3-none-<platform>``) rather than the interpreter that built it, and
+the library keeps its plain name instead of a CPython suffix.
 """
 
-import json
 import os
-import shutil
-import subprocess
-import sys
 
 from setuptools import setup
-from setuptools.command.build_py import build_py
-from setuptools.dist import Distribution
+from setuptools.command.bdist_wheel import bdist_wheel
+from setuptools_rust import Binding, RustExtension, Strip
+from setuptools_rust.build import build_rust
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 LIB_NAME = "libnotif.so"
 
-
-def _fail(message):
-    sys.stderr.write("\nnotif: " + message + "\n\n")
-    raise SystemExit(1)
-
-
-def build_libnotif():
-    """Runs cargo in the repository root; returns the path of libnotif.so."""
-    cargo_toml = os.path.join(REPO_ROOT, "Cargo.toml")
-    if not os.path.isfile(cargo_toml):
-        _fail(
-            "cannot build libnotif: %s not found. The Python package is built from a "
-            "checkout of the notif repository (pip install ./bindings/python from its "
-            "root); pip must build in-tree (pip >= 21.3)." % cargo_toml
-        )
-    cargo = os.environ.get("CARGO") or shutil.which("cargo")
-    if not cargo:
-        home_cargo = os.path.expanduser("~/.cargo/bin/cargo")
-        cargo = home_cargo if os.access(home_cargo, os.X_OK) else None
-    if not cargo:
-        _fail(
-            "cannot build libnotif: cargo (the Rust toolchain) was not found on PATH "
-            "nor in ~/.cargo/bin. Install Rust (https://rustup.rs), or set CARGO to "
-            "the cargo executable, and run pip again."
-        )
-    cmd = [cargo, "build", "--release", "--lib", "--message-format=json-render-diagnostics"]
-    sys.stderr.write("notif: running %s in %s\n" % (" ".join(cmd), REPO_ROOT))
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE)
-    if proc.returncode != 0:
-        _fail("`%s` failed (exit %d) in %s; see its output above."
-              % (" ".join(cmd), proc.returncode, REPO_ROOT))
-    found = None
-    for line in proc.stdout.decode("utf-8", "replace").splitlines():
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        if msg.get("reason") != "compiler-artifact":
-            continue
-        if msg.get("target", {}).get("name") != "notif":
-            continue
-        for filename in msg.get("filenames", []):
-            if os.path.basename(filename) == LIB_NAME:
-                found = filename
-    if not found or not os.path.isfile(found):
-        _fail("cargo built the library but did not report %s among its artifacts" % LIB_NAME)
-    return found
+# An sdist holds the crate at its top; a checkout has it two levels up.
+if os.path.isfile(os.path.join(HERE, "Cargo.toml")):
+    CARGO_TOML = "Cargo.toml"
+else:
+    CARGO_TOML = os.path.join("..", "..", "Cargo.toml")
 
 
-class BuildPyWithLibrary(build_py):
-    def run(self):
-        super().run()
-        lib = build_libnotif()
-        dest_dir = os.path.join(self.build_lib, "notif")
-        os.makedirs(dest_dir, exist_ok=True)
-        dest = os.path.join(dest_dir, LIB_NAME)
-        shutil.copyfile(lib, dest)
-        os.chmod(dest, 0o755)
-        sys.stderr.write("notif: shipping %s as %s\n" % (lib, dest))
+class BuildRustPlainName(build_rust):
+    """Ships the cdylib as libnotif/libnotif.so (not libnotif.cpython-3XX-...so):
+    ctypes loads it by that name, whatever the interpreter."""
+
+    def get_dylib_ext_path(self, ext, target_fname):
+        path = super().get_dylib_ext_path(ext, target_fname)
+        return os.path.join(os.path.dirname(path), LIB_NAME)
 
 
-class BinaryDistribution(Distribution):
-    """The wheel holds a native library: tag it for the platform, not 'any'."""
+class WheelForAnyPython3(bdist_wheel):
+    """py3-none-<platform>: native code, but no CPython ABI in it."""
 
-    def has_ext_modules(self):
-        return True
+    def finalize_options(self):
+        super().finalize_options()
+        self.root_is_pure = False
+
+    def get_tag(self):
+        _, _, platform = super().get_tag()
+        return "py3", "none", platform
 
 
-setup(cmdclass={"build_py": BuildPyWithLibrary}, distclass=BinaryDistribution)
+setup(
+    rust_extensions=[
+        RustExtension("libnotif.libnotif", path=CARGO_TOML, binding=Binding.NoBinding,
+                      strip=Strip.All, py_limited_api=False,
+                      # No symbol table either (strip -x keeps the global symbols).
+                      rustc_flags=["-C", "strip=symbols"]),
+    ],
+    cmdclass={"build_rust": BuildRustPlainName, "bdist_wheel": WheelForAnyPython3},
+    zip_safe=False,
+)

@@ -5,6 +5,7 @@
 #
 #   tests/python/run.sh [PYTEST ARGS...]
 #   tests/python/run.sh --bench [--seconds S]   (make bench-oslo: tests/python/bench_oslo.py)
+#   tests/python/run.sh --wheel [OUTDIR]        (make wheel: bindings/python/wheel.sh, dist/)
 #
 # The venv is rebuilt only when tests/python/requirements.txt or the Python
 # version changes; the notif package itself is reinstalled on every run.
@@ -38,10 +39,15 @@ else
 fi
 
 # Build isolation off: setuptools is pinned in the venv, so no download per run.
-"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+# setuptools-rust builds with its own rustc flags (stripped cdylib): in a target
+# directory of its own, so that target/release stays what cargo build made.
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/python} "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
     --force-reinstall ./bindings/python
 rm -rf bindings/python/build
 
+if [[ ${1:-} == --wheel ]]; then # make wheel: dist/ (bindings/python/wheel.sh)
+    exec bindings/python/wheel.sh "${2:-dist}" "$PWD/$venv/bin/python"
+fi
 if [[ ${1:-} == --bench ]]; then # make bench-oslo
     shift
     exec "$venv/bin/python" tests/python/bench_oslo.py "$@"

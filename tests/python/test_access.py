@@ -21,8 +21,8 @@ import time
 
 import pytest
 
-import notif
-from notif.errors import NotifError
+import libnotif
+from libnotif.errors import NotifError
 
 from conftest import wait_for, wait_subscribers
 
@@ -122,7 +122,7 @@ def user_name(uid):
 @needs_root
 def test_listed_uid_gets_in_others_are_closed_and_counted(open_dir):
     path = os.path.join(open_dir, "uid.sock")
-    with notif.Publisher(path, mode="0666", allow_uids=[NOBODY]) as pub:
+    with libnotif.Publisher(path, mode="0666", allow_uids=[NOBODY]) as pub:
         expect_received(pub, connect_as(path, NOBODY, NOBODY))
         expect_closed_at_accept(connect_as(path, OTHER, OTHER))
         # root is not special: it is not listed either
@@ -135,7 +135,7 @@ def test_listed_uid_gets_in_others_are_closed_and_counted(open_dir):
 @needs_root
 def test_unlisted_uid_is_closed_at_once_and_counted_as_denied(open_dir):
     path = os.path.join(open_dir, "deny.sock")
-    with notif.Publisher(path, mode=0o666, allow_uids=[OTHER], linger_ms=0) as pub:
+    with libnotif.Publisher(path, mode=0o666, allow_uids=[OTHER], linger_ms=0) as pub:
         t0 = time.monotonic()
         expect_closed_at_accept(connect_as(path, NOBODY, NOBODY))
         assert time.monotonic() - t0 < 5  # EOF at once, not the child's 10 s timeout
@@ -147,7 +147,7 @@ def test_unlisted_uid_is_closed_at_once_and_counted_as_denied(open_dir):
 @needs_root
 def test_listed_group_by_id_or_name_as_primary_or_supplementary(open_dir):
     path = os.path.join(open_dir, "gid.sock")
-    with notif.Publisher(path, mode=0o666, allow_gids=[NOBODY]) as pub:
+    with libnotif.Publisher(path, mode=0o666, allow_gids=[NOBODY]) as pub:
         expect_received(pub, connect_as(path, OTHER, NOBODY))           # primary
         expect_received(pub, connect_as(path, OTHER, OTHER, [NOBODY]))  # supplementary
         expect_closed_at_accept(connect_as(path, NOBODY, OTHER, [OTHER]))  # uid is no group
@@ -155,7 +155,7 @@ def test_listed_group_by_id_or_name_as_primary_or_supplementary(open_dir):
     name = group_name(NOBODY)
     if name is None:
         pytest.skip("gid %d has no group entry: cannot check a group name" % NOBODY)
-    with notif.Publisher(path, mode=0o666, allow_gids=[name]) as pub:
+    with libnotif.Publisher(path, mode=0o666, allow_gids=[name]) as pub:
         expect_received(pub, connect_as(path, OTHER, NOBODY))
         expect_closed_at_accept(connect_as(path, OTHER, OTHER))
         wait_for(lambda: pub.stats()["denied"] == 1, what="the denied counter")
@@ -164,7 +164,7 @@ def test_listed_group_by_id_or_name_as_primary_or_supplementary(open_dir):
 @needs_root
 def test_uids_and_gids_together_let_in_either(open_dir):
     path = os.path.join(open_dir, "both.sock")
-    with notif.Publisher(path, mode=0o666, allow_uids=[OTHER], allow_gids=["%d" % NOBODY]) as pub:
+    with libnotif.Publisher(path, mode=0o666, allow_uids=[OTHER], allow_gids=["%d" % NOBODY]) as pub:
         expect_received(pub, connect_as(path, OTHER, OTHER))
         expect_received(pub, connect_as(path, NOBODY, NOBODY))
         expect_closed_at_accept(connect_as(path, NOBODY - 2, NOBODY - 2))
@@ -174,36 +174,36 @@ def test_uids_and_gids_together_let_in_either(open_dir):
 def test_allow_list_arguments(sockdir):
     path = os.path.join(sockdir, "args.sock")
     with pytest.raises(NotifError) as info:
-        notif.Publisher(path, allow_gids=["no-such-group-notif-test"])
+        libnotif.Publisher(path, allow_gids=["no-such-group-notif-test"])
     assert info.value.errno == errno.ENOENT
     assert "allow_gids" in str(info.value) and "no-such-group-notif-test" in str(info.value)
     with pytest.raises(NotifError) as info:
-        notif.Publisher(path, allow_uids=["no-such-user-notif-test"])
+        libnotif.Publisher(path, allow_uids=["no-such-user-notif-test"])
     assert info.value.errno == errno.ENOENT and "allow_uids" in str(info.value)
     with pytest.raises(TypeError):
-        notif.Publisher(path, allow_gids="wheel")  # a string is not a list of groups
+        libnotif.Publisher(path, allow_gids="wheel")  # a string is not a list of groups
     with pytest.raises(TypeError):
-        notif.Publisher(path, allow_uids=1000)
+        libnotif.Publisher(path, allow_uids=1000)
     with pytest.raises(TypeError):
-        notif.Publisher(path, allow_uids=[True])
+        libnotif.Publisher(path, allow_uids=[True])
     with pytest.raises(TypeError):
-        notif.Publisher(path, allow_uids=[1.5])
+        libnotif.Publisher(path, allow_uids=[1.5])
     for bad in (-1, 2 ** 32 - 1, 2 ** 32):
         with pytest.raises(ValueError):
-            notif.Publisher(path, allow_uids=[bad])
+            libnotif.Publisher(path, allow_uids=[bad])
     assert not os.path.exists(path)  # nothing was opened
     # Ids, decimal strings and names; generators are fine; empty means anyone.
     root_group = group_name(0)
     gids = (g for g in [0, "0"] + ([root_group] if root_group else []))
-    with notif.Publisher(path, allow_uids=[os.getuid(), str(os.getuid())], allow_gids=gids):
+    with libnotif.Publisher(path, allow_uids=[os.getuid(), str(os.getuid())], allow_gids=gids):
         pass
-    with notif.Publisher(path, allow_uids=[], allow_gids=()) as pub:
+    with libnotif.Publisher(path, allow_uids=[], allow_gids=()) as pub:
         sock = socket.socket(socket.AF_UNIX)
         sock.connect(path)
         wait_subscribers(pub, 1)
         assert pub.emit({"a": 1}) == 1
         sock.close()
-    assert notif.publisher.resolve_uids(["0", 7, " 8 "]) == [0, 7, 8]
+    assert libnotif.publisher.resolve_uids(["0", 7, " 8 "]) == [0, 7, 8]
 
 
 # -- from_fd -------------------------------------------------------------------
@@ -228,10 +228,10 @@ def test_from_fd_serves_a_socket_it_did_not_create(sockdir):
     sock = listening_socket(path)
     os.chmod(path, 0o640)
     fd = sock.detach()
-    pub = notif.Publisher.from_fd(fd, linger_ms=0, mode="0666", allow_uids=[os.getuid()])
+    pub = libnotif.Publisher.from_fd(fd, linger_ms=0, mode="0666", allow_uids=[os.getuid()])
     assert pub.fd == fd and pub.path == "fd %d" % fd and "fd %d" % fd in repr(pub)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640  # mode does not apply
-    with notif.Subscriber(path, timeout=10) as sub:
+    with libnotif.Subscriber(path, timeout=10) as sub:
         wait_subscribers(pub, 1)
         assert pub.emit({"event_type": "fd.hello"}) == 1
         assert sub.recv(10)["event_type"] == "fd.hello"
@@ -253,7 +253,7 @@ def test_from_fd_failures_leave_the_descriptor_to_the_caller(sockdir):
     r, w = os.pipe()
     try:
         with pytest.raises(NotifError) as info:
-            notif.Publisher.from_fd(r)
+            libnotif.Publisher.from_fd(r)
         assert info.value.errno == errno.ENOTSOCK, info.value
         assert info.value.strerror
         os.fstat(r)  # still open, and still ours
@@ -265,7 +265,7 @@ def test_from_fd_failures_leave_the_descriptor_to_the_caller(sockdir):
     regular = os.path.join(sockdir, "file")
     with open(regular, "w+") as f:
         with pytest.raises(NotifError) as info:
-            notif.Publisher.from_fd(f.fileno())
+            libnotif.Publisher.from_fd(f.fileno())
         assert info.value.errno == errno.ENOTSOCK
         os.fstat(f.fileno())
     # A Unix socket that is not listening, a TCP listener: EINVAL, still usable.
@@ -275,7 +275,7 @@ def test_from_fd_failures_leave_the_descriptor_to_the_caller(sockdir):
     tcp.listen(1)
     for sock in (unbound, tcp):
         with pytest.raises(NotifError) as info:
-            notif.Publisher.from_fd(sock.fileno())
+            libnotif.Publisher.from_fd(sock.fileno())
         assert info.value.errno == errno.EINVAL, info.value
         sock.getsockname()
         sock.close()
@@ -284,17 +284,17 @@ def test_from_fd_failures_leave_the_descriptor_to_the_caller(sockdir):
     unused = next(fd for fd in range(1000, 2000) if not fd_is_open(fd))
     for fd in (unused, -1):
         with pytest.raises(NotifError) as info:
-            notif.Publisher.from_fd(fd)
+            libnotif.Publisher.from_fd(fd)
         assert info.value.errno == errno.EBADF
     # A socket object is refused: both it and the publisher would close the descriptor.
     path = os.path.join(sockdir, "obj.sock")
     sock = listening_socket(path)
     with pytest.raises(TypeError, match="detach"):
-        notif.Publisher.from_fd(sock)
+        libnotif.Publisher.from_fd(sock)
     with pytest.raises(TypeError, match="path"):
-        notif.Publisher.from_fd(sock.fileno(), path="/tmp/x")
+        libnotif.Publisher.from_fd(sock.fileno(), path="/tmp/x")
     with pytest.raises(NotifError) as info:  # bad options fail before anything is taken
-        notif.Publisher.from_fd(sock.fileno(), max_subscribers=0)
+        libnotif.Publisher.from_fd(sock.fileno(), max_subscribers=0)
     assert info.value.errno == errno.EINVAL
     sock.getsockname()
     sock.close()
@@ -304,26 +304,26 @@ def test_from_fd_failures_leave_the_descriptor_to_the_caller(sockdir):
 def test_from_systemd_without_activation_is_a_clear_error(monkeypatch):
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(notif.NotSocketActivated) as info:
-        notif.Publisher.from_systemd()
+    with pytest.raises(libnotif.NotSocketActivated) as info:
+        libnotif.Publisher.from_systemd()
     assert isinstance(info.value, NotifError) and info.value.errno == errno.ENOENT
     assert "not socket-activated" in str(info.value) and "LISTEN_PID" in str(info.value)
     # Passed to another process (say our parent, which exec'd us without clearing them).
     monkeypatch.setenv("LISTEN_PID", str(os.getppid()))
     monkeypatch.setenv("LISTEN_FDS", "1")
-    with pytest.raises(notif.NotSocketActivated, match="another process"):
-        notif.Publisher.from_systemd()
+    with pytest.raises(libnotif.NotSocketActivated, match="another process"):
+        libnotif.Publisher.from_systemd()
     monkeypatch.setenv("LISTEN_PID", str(os.getpid()))
     monkeypatch.setenv("LISTEN_FDS", "0")
-    with pytest.raises(notif.NotSocketActivated, match="LISTEN_FDS=0"):
-        notif.Publisher.from_systemd()
+    with pytest.raises(libnotif.NotSocketActivated, match="LISTEN_FDS=0"):
+        libnotif.Publisher.from_systemd()
     monkeypatch.setenv("LISTEN_FDS", "one")
-    with pytest.raises(notif.NotSocketActivated, match="not a number"):
-        notif.Publisher.from_systemd()
+    with pytest.raises(libnotif.NotSocketActivated, match="not a number"):
+        libnotif.Publisher.from_systemd()
     monkeypatch.setenv("LISTEN_FDS", "1")
     monkeypatch.setenv("LISTEN_FDNAMES", "other")
-    with pytest.raises(notif.NotSocketActivated, match="no socket is named 'notif'"):
-        notif.Publisher.from_systemd("notif")
+    with pytest.raises(libnotif.NotSocketActivated, match="no socket is named 'notif'"):
+        libnotif.Publisher.from_systemd("notif")
 
 
 # What systemd does: the sockets become descriptors 3, 4..., LISTEN_PID is set
@@ -342,12 +342,12 @@ os.execve(sys.executable, [sys.executable, "-c", sys.argv[3]] + sys.argv[4:], en
 
 SERVICE = r"""
 import os, sys, time
-import notif
+import libnotif
 name = sys.argv[1] or None
-pub = notif.Publisher.from_systemd(name, linger_ms=0)
+pub = libnotif.Publisher.from_systemd(name, linger_ms=0)
 try:
-    notif.Publisher.from_systemd(name)
-except notif.NotifError as exc:
+    libnotif.Publisher.from_systemd(name)
+except libnotif.NotifError as exc:
     print("again:", exc.errno_name, flush=True)
 print("fd:", pub.fd, flush=True)
 deadline = time.monotonic() + 20
@@ -379,7 +379,7 @@ def test_from_systemd_serves_the_passed_socket(sockdir, name):
     for fd in high:
         os.close(fd)
     try:
-        with notif.Subscriber(path, timeout=20) as sub:
+        with libnotif.Subscriber(path, timeout=20) as sub:
             message = sub.recv(20)
         assert message is not None, "nothing from the activated service"
         assert message == {"event_type": "activated", "pid": proc.pid}
@@ -400,7 +400,7 @@ def test_from_systemd_serves_the_passed_socket(sockdir, name):
 @pytest.fixture
 def oslo(sockdir):
     pytest.importorskip("oslo_messaging")
-    from notif import oslo_driver
+    from libnotif import oslo_driver
     oslo_driver.close_all()
     yield oslo_driver
     oslo_driver.close_all()
@@ -424,6 +424,15 @@ def test_oslo_allow_options_resolve_names_and_numbers(oslo, sockdir, monkeypatch
     if root_user is None or root_group is None:
         pytest.skip("uid/gid 0 have no passwd/group entry")
     path = os.path.join(sockdir, "allow.sock")
+    seen = []
+    real = oslo.Publisher
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    # The driver opens its socket when it is constructed: spy from before.
+    monkeypatch.setattr(oslo, "Publisher", spy)
     conf, notifier = make_notifier(
         sockdir, path, "sock_allow_users = %s, %d\nsock_allow_groups = %s,%d\n"
         % (root_user, NOBODY, root_group, NOBODY))
@@ -432,14 +441,6 @@ def test_oslo_allow_options_resolve_names_and_numbers(oslo, sockdir, monkeypatch
     assert group.sock_allow_groups == [root_group, str(NOBODY)]
     assert oslo._allow_lists(group.sock_allow_users, group.sock_allow_groups) == (
         [0, NOBODY], [0, NOBODY])
-    seen = []
-    real = oslo.Publisher
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(oslo, "Publisher", spy)
     notifier.info({}, "compute.open", {})
     assert oslo.driver_stats()[path]["open"]
     assert seen[0]["allow_uids"] == [0, NOBODY] and seen[0]["allow_gids"] == [0, NOBODY]
@@ -463,7 +464,7 @@ def test_oslo_allow_list_is_enforced(oslo, open_dir):
 def test_oslo_unknown_name_logs_one_clear_error(oslo, sockdir, caplog, option, kind):
     path = os.path.join(sockdir, "unknown.sock")
     _, notifier = make_notifier(sockdir, path, "%s = 0, no-such-%s-notif\n" % (option, kind))
-    caplog.set_level(logging.DEBUG, logger="notif.oslo_driver")
+    caplog.set_level(logging.DEBUG, logger="libnotif.oslo_driver")
     for i in range(5):
         notifier.info({}, "compute.dropped", {"i": i})
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -479,7 +480,7 @@ def test_oslo_unknown_name_logs_one_clear_error(oslo, sockdir, caplog, option, k
 def test_oslo_config_generator_documents_the_allow_options():
     pytest.importorskip("oslo_config")
     gen = os.path.join(os.path.dirname(sys.executable), "oslo-config-generator")
-    proc = subprocess.run([gen, "--namespace", "notif.oslo_driver"], capture_output=True,
+    proc = subprocess.run([gen, "--namespace", "libnotif.oslo_driver"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout

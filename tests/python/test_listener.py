@@ -4,8 +4,8 @@ import pytest
 
 oslo_messaging = pytest.importorskip("oslo_messaging")
 
-import notif  # noqa: E402
-from notif import listener, oslo_driver  # noqa: E402
+import libnotif  # noqa: E402
+from libnotif import listener, oslo_driver  # noqa: E402
 
 from test_oslo_driver import library_subscribers, make_conf, make_notifier  # noqa: E402
 from conftest import wait_for  # noqa: E402
@@ -42,7 +42,7 @@ def test_dispatch_to_listener_endpoints(sockdir):
     path = os.path.join(sockdir, "l.sock")
     notifier = make_notifier(make_conf(sockdir, path), publisher_id="compute.host1")
     notifier.info({}, "warmup", {})
-    sub = notif.Subscriber(path, timeout=10)
+    sub = libnotif.Subscriber(path, timeout=10)
     wait_for(lambda: library_subscribers(path) >= 1)
     notifier.info({}, "compute.instance.create.end", {"id": 1, "password": "pw"})
     notifier.error({}, "image.upload.error", {"id": 2})
@@ -90,7 +90,7 @@ def test_dispatcher_matches_oslo_on_one_message():
 
 def test_dispatch_from_a_path_until_the_stream_ends(sockdir):
     path = os.path.join(sockdir, "p.sock")
-    pub = notif.Publisher(path)
+    pub = libnotif.Publisher(path)
     rec = Recorder()
     import threading
     result = []

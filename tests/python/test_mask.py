@@ -1,8 +1,8 @@
-"""Differential test: notif.mask against oslo.utils' strutils itself.
+"""Differential test: libnotif.mask against oslo.utils' strutils itself.
 
-notif.mask.mask_dict_password must return a value equal to
+libnotif.mask.mask_dict_password must return a value equal to
 strutils.mask_dict_password (same types, same key order), and
-notif.mask.dumps_masked the same JSON as the log driver's
+libnotif.mask.dumps_masked the same JSON as the log driver's
 jsonutils.dumps(strutils.mask_dict_password(message)), on the known cases
 and on generated payloads: sensitive keys at every depth, in key names of
 mixed case and with digits, inside string values in every pattern
@@ -21,7 +21,7 @@ import pytest
 strutils = pytest.importorskip("oslo_utils.strutils")
 from oslo_serialization import jsonutils  # noqa: E402
 
-from notif import mask  # noqa: E402
+from libnotif import mask  # noqa: E402
 
 from conftest import REPO_ROOT  # noqa: E402
 
@@ -219,3 +219,18 @@ def test_unchanged_dicts_are_not_copied_but_changed_ones_are():
     dirty = {"a": {"password": "x"}}
     out = mask.mask_dict_password(dirty)
     assert out == {"a": {"password": "***"}} and dirty == {"a": {"password": "x"}}
+
+
+def test_cycles_and_deep_nesting_fail_as_oslo_does():
+    cyclic = {"a": []}
+    cyclic["a"].append(cyclic)
+    with pytest.raises(RecursionError):
+        strutils.mask_dict_password(cyclic)
+    with pytest.raises(RecursionError):
+        mask.dumps_masked(cyclic)
+    cyclic_list = {"a": []}
+    cyclic_list["a"].append(cyclic_list["a"])
+    with pytest.raises(RecursionError):
+        strutils.mask_dict_password(cyclic_list)
+    with pytest.raises(RecursionError):
+        mask.dumps_masked(cyclic_list)

@@ -15,8 +15,8 @@ from oslo_config import cfg  # noqa: E402
 from oslo_serialization import jsonutils  # noqa: E402
 from oslo_utils import strutils  # noqa: E402
 
-import notif  # noqa: E402
-from notif import oslo_driver  # noqa: E402
+import libnotif  # noqa: E402
+from libnotif import oslo_driver  # noqa: E402
 
 from conftest import wait_for  # noqa: E402
 
@@ -56,7 +56,7 @@ def library_subscribers(path):
 
 def open_and_subscribe(notifier, path, **kw):
     notifier.info({}, "test.open", {})  # the socket is opened lazily
-    sub = notif.Subscriber(path, timeout=10, **kw)
+    sub = libnotif.Subscriber(path, timeout=10, **kw)
     wait_for(lambda: library_subscribers(path) >= 1, what="the subscriber to be accepted")
     return sub
 
@@ -145,7 +145,7 @@ def test_fork_each_worker_serves_its_own_socket(sockdir):
     try:
         for pid in children:
             path = template.replace("{pid}", str(pid))
-            with notif.Subscriber(path, timeout=20) as sub:  # waits for the socket to appear
+            with libnotif.Subscriber(path, timeout=20) as sub:  # waits for the socket to appear
                 message = sub.recv(20)
                 assert message is not None, "nothing from worker %d" % pid
                 assert message["payload"]["pid"] == pid
@@ -154,7 +154,7 @@ def test_fork_each_worker_serves_its_own_socket(sockdir):
                 again = sub.recv(20)
                 assert again["payload"]["seq"] > message["payload"]["seq"]
         # The parent's socket still works and is the parent's.
-        with notif.Subscriber(parent_path, timeout=10) as sub:
+        with libnotif.Subscriber(parent_path, timeout=10) as sub:
             wait_for(lambda: library_subscribers(parent_path) >= 1)
             notifier.info({}, "parent.after", {"pid": os.getpid()})
             assert sub.recv(10)["payload"] == {"pid": os.getpid()}
@@ -210,17 +210,17 @@ def test_unknown_sock_group_names_the_option_as_text(sockdir, caplog):
 
 
 def test_publisher_group_error_shows_text(sockdir):
-    with pytest.raises(notif.NotifError) as info:
-        notif.Publisher(os.path.join(sockdir, "g.sock"), group="no-such-groupz")
+    with pytest.raises(libnotif.NotifError) as info:
+        libnotif.Publisher(os.path.join(sockdir, "g.sock"), group="no-such-groupz")
     assert "'no-such-groupz'" in str(info.value) and "b'" not in str(info.value)
 
 
 def test_busy_path_logs_one_error_and_counts(sockdir, caplog, monkeypatch):
     path = os.path.join(sockdir, "busy.sock")
-    other = notif.Publisher(path)  # another publisher is live there
+    other = libnotif.Publisher(path)  # another publisher is live there
     monkeypatch.setattr(oslo_driver, "REOPEN_INTERVAL", 0.3)
     notifier = make_notifier(make_conf(sockdir, path))
-    caplog.set_level(logging.DEBUG, logger="notif.oslo_driver")
+    caplog.set_level(logging.DEBUG, logger="libnotif.oslo_driver")
     t0 = time.monotonic()
     for i in range(20):
         notifier.error({}, "compute.fail", {"i": i})
@@ -236,7 +236,7 @@ def test_busy_path_logs_one_error_and_counts(sockdir, caplog, monkeypatch):
     time.sleep(0.4)
     notifier.info({}, "compute.ok", {})
     assert oslo_driver.driver_stats()[path]["open"]
-    with notif.Subscriber(path, timeout=10) as sub:
+    with libnotif.Subscriber(path, timeout=10) as sub:
         wait_for(lambda: library_subscribers(path) >= 1)
         notifier.info({}, "compute.ok", {"after": True})
         assert sub.recv(10)["payload"] == {"after": True}
@@ -244,7 +244,7 @@ def test_busy_path_logs_one_error_and_counts(sockdir, caplog, monkeypatch):
 
 
 def test_unopenable_directory_and_socket_options(sockdir, caplog):
-    caplog.set_level(logging.ERROR, logger="notif.oslo_driver")
+    caplog.set_level(logging.ERROR, logger="libnotif.oslo_driver")
     missing = os.path.join(sockdir, "nodir", "n.sock")
     notifier = make_notifier(make_conf(sockdir, missing))
     notifier.info({}, "a", {})
@@ -270,7 +270,7 @@ def test_sock_mode_type():
 
 def test_config_generator_lists_the_options():
     gen = os.path.join(os.path.dirname(sys.executable), "oslo-config-generator")
-    proc = subprocess.run([gen, "--namespace", "notif.oslo_driver"], capture_output=True,
+    proc = subprocess.run([gen, "--namespace", "libnotif.oslo_driver"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -278,3 +278,47 @@ def test_config_generator_lists_the_options():
     assert "#sock_path = <None>" in out
     assert "#sock_mode = 0600" in out
     assert "#sock_group = <None>" in out
+    # The limits, with their defaults and help.
+    for line in ("#sock_max_message = 1048576", "#sock_subscriber_buffer = 4194304",
+                 "#sock_memory_limit = 67108864", "#sock_linger_ms = 1000",
+                 "#sock_slow_policy = drop"):
+        assert line in out, out
+    assert "disconnected" in out and "all subscribers' queues" in out
+
+
+def test_limit_options_reach_the_library(sockdir, monkeypatch):
+    seen = []
+    real = oslo_driver.Publisher
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(oslo_driver, "Publisher", spy)
+    path = os.path.join(sockdir, "lim.sock")
+    make_notifier(make_conf(sockdir, path, extra=(
+        "sock_max_message = 4096\nsock_subscriber_buffer = 65536\n"
+        "sock_memory_limit = 131072\nsock_linger_ms = 0\nsock_slow_policy = disconnect\n")))
+    assert seen and seen[0]["max_message"] == 4096 and seen[0]["subscriber_buffer"] == 65536
+    assert seen[0]["memory_limit"] == 131072 and seen[0]["linger_ms"] == 0
+    assert seen[0]["slow_policy"] == "disconnect"
+    assert oslo_driver.driver_stats()[path]["open"]
+    # A notification over sock_max_message is refused by the library, counted.
+    with libnotif.Subscriber(path, timeout=10) as sub:
+        wait_for(lambda: library_subscribers(path) >= 1)
+        notifier = make_notifier(make_conf(sockdir, path))
+        notifier.info({}, "big", {"x": "y" * 5000})
+        notifier.info({}, "small", {"x": 1})
+        assert sub.recv(10)["event_type"] == "small"
+    assert oslo_driver.driver_stats()[path]["rejected"] == 1
+
+
+def test_publisher_memory_limit_option(sockdir):
+    with pytest.raises(libnotif.NotifError):
+        libnotif.Publisher(os.path.join(sockdir, "m.sock"), memory_limit=10)  # below 16 KiB
+    with libnotif.Publisher(os.path.join(sockdir, "m2.sock"), memory_limit=1 << 20) as pub:
+        assert pub.subscribers() == 0
+        assert pub.subscribers_or_skip() == 0
+        assert pub.stats()["dropped_no_subscriber"] == 1
+        pub.skip()
+        assert pub.stats()["dropped_no_subscriber"] == 2

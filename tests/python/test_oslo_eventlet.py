@@ -21,7 +21,7 @@ SERVICE = textwrap.dedent(r"""
     import json, logging, os, sys, time, warnings
     import oslo_messaging
     from oslo_config import cfg
-    from notif import oslo_driver
+    from libnotif import oslo_driver
 
     sockdir, fixture = sys.argv[1], sys.argv[2]
     path = os.path.join(sockdir, "e.sock")

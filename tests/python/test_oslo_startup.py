@@ -32,7 +32,7 @@ SERVICE = textwrap.dedent(r"""
     import os, sys, time
     import oslo_messaging
     from oslo_config import cfg
-    from notif import oslo_driver
+    from libnotif import oslo_driver
 
     sockdir, workers = sys.argv[1], int(sys.argv[2])
     conf_file = os.path.join(sockdir, "svc.conf")
@@ -160,3 +160,34 @@ def test_restarted_os_exit_workers_leave_only_live_sockets(sockdir):
         want = sorted(["n-%d.sock" % pid for pid in generation["live"]] + keep)
         assert generation["names"] == want, generation
     assert os.path.isfile(not_a_socket)
+
+
+def test_remove_dead_sockets_only_removes_dead_sockets_of_ours(sockdir):
+    from libnotif import oslo_driver
+    template = os.path.join(sockdir, "n-{pid}.sock")
+
+    def dead(name):
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(os.path.join(sockdir, name))
+        s.close()
+
+    dead("n-999999981.sock")                              # dead: removed
+    live = socket.socket(socket.AF_UNIX)                  # a live listener under a dead
+    live.bind(os.path.join(sockdir, "n-999999982.sock"))  # pid's name: kept
+    live.listen(1)
+    dead("other-999999983.sock")                          # another template: kept
+    dead("target.sock")
+    os.symlink(os.path.join(sockdir, "target.sock"),      # a symlink, not a socket: kept
+               os.path.join(sockdir, "n-999999984.sock"))
+    dead("n-%d.sock" % os.getpid())                       # our own pid: kept
+    dead("n-abc.sock")                                    # not a pid: kept
+    try:
+        removed = oslo_driver.remove_dead_sockets(template)
+    finally:
+        live.close()
+    assert removed == [os.path.join(sockdir, "n-999999981.sock")]
+    left = sorted(os.listdir(sockdir))
+    assert left == sorted(["n-999999982.sock", "other-999999983.sock", "target.sock",
+                           "n-999999984.sock", "n-%d.sock" % os.getpid(), "n-abc.sock"])
+    # {pid} in the directory part: nothing is scanned.
+    assert oslo_driver.remove_dead_sockets(os.path.join(sockdir, "{pid}", "n.sock")) == []

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-import notif
-from notif import _lib
-from notif.errors import NotifError
+import libnotif
+from libnotif import _lib
+from libnotif.errors import NotifError
 
 from conftest import HEADER, wait_for, wait_subscribers
 
@@ -30,21 +30,21 @@ def test_stats_structure_matches_header():
     assert fields, "no fields parsed from notif_stats"
     ours = [(name, ctype) for name, ctype in _lib.NotifStats._fields_]
     assert [name for name, _ in fields] == [name for name, _ in ours], (
-        "notif._lib.NotifStats differs from include/notif.h's notif_stats: update it")
+        "libnotif._lib.NotifStats differs from include/notif.h's notif_stats: update it")
     assert all(t == "uint64_t" for _, t in fields)
     assert all(c is ctypes.c_uint64 for _, c in ours)
     assert ctypes.sizeof(_lib.NotifStats) == 8 * len(fields)
 
 
 def test_version_and_library_path():
-    assert notif.version() == "0.1.0"
-    assert os.path.dirname(notif.library_path()) == os.path.dirname(notif.__file__)
-    assert "EMSGSIZE" in notif.strerror(-errno.EMSGSIZE) or notif.strerror(-errno.EMSGSIZE)
+    assert libnotif.version() == "0.1.0"
+    assert os.path.dirname(libnotif.library_path()) == os.path.dirname(libnotif.__file__)
+    assert "EMSGSIZE" in libnotif.strerror(-errno.EMSGSIZE) or libnotif.strerror(-errno.EMSGSIZE)
 
 
 def test_emit_and_stats(sockdir):
     path = os.path.join(sockdir, "p.sock")
-    with notif.Publisher(path, mode="0640") as pub:
+    with libnotif.Publisher(path, mode="0640") as pub:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
         assert pub.emit({"event_type": "a"}) == 0
         st = pub.stats()
@@ -68,7 +68,7 @@ def test_emit_and_stats(sockdir):
 
 def test_emit_errors(sockdir):
     path = os.path.join(sockdir, "e.sock")
-    with notif.Publisher(path, max_message=1024) as pub:
+    with libnotif.Publisher(path, max_message=1024) as pub:
         # With nobody connected, emit does not look at the input.
         assert pub.emit(b"{not json") == 0
         sock = socket.socket(socket.AF_UNIX)
@@ -92,20 +92,20 @@ def test_emit_errors(sockdir):
 def test_open_errors(sockdir):
     cases = []
     with pytest.raises(NotifError) as info:
-        notif.Publisher(os.path.join(sockdir, "x" * 120 + ".sock"))
+        libnotif.Publisher(os.path.join(sockdir, "x" * 120 + ".sock"))
     cases.append((info.value, errno.ENAMETOOLONG, "107"))
     with pytest.raises(NotifError) as info:
-        notif.Publisher(os.path.join(sockdir, "missing", "p.sock"))
+        libnotif.Publisher(os.path.join(sockdir, "missing", "p.sock"))
     cases.append((info.value, errno.ENOENT, os.path.join(sockdir, "missing")))
     regular = os.path.join(sockdir, "file")
     open(regular, "w").close()
     with pytest.raises(NotifError) as info:
-        notif.Publisher(regular)
+        libnotif.Publisher(regular)
     cases.append((info.value, errno.EEXIST, regular))
     live = os.path.join(sockdir, "live.sock")
-    with notif.Publisher(live):
+    with libnotif.Publisher(live):
         with pytest.raises(NotifError) as info:
-            notif.Publisher(live)
+            libnotif.Publisher(live)
         cases.append((info.value, errno.EADDRINUSE, live))
     for exc, code, needle in cases:
         assert exc.errno == code, exc
@@ -118,19 +118,19 @@ def test_open_errors(sockdir):
 def test_option_errors(sockdir):
     path = os.path.join(sockdir, "o.sock")
     with pytest.raises(NotifError) as info:
-        notif.Publisher(path, max_subscribers=0)
+        libnotif.Publisher(path, max_subscribers=0)
     assert info.value.errno == errno.EINVAL and "max_subscribers" in str(info.value)
     with pytest.raises(NotifError) as info:
-        notif.Publisher(path, mode=0o1777)
+        libnotif.Publisher(path, mode=0o1777)
     assert info.value.errno == errno.EINVAL
     with pytest.raises(NotifError) as info:
-        notif.Publisher(path, subscriber_buffer=64 * 1024, max_message=60 * 1024)
+        libnotif.Publisher(path, subscriber_buffer=64 * 1024, max_message=60 * 1024)
     assert info.value.errno == errno.EINVAL and info.value.strerror
     with pytest.raises(ValueError):
-        notif.Publisher(path, slow_policy="sometimes")
+        libnotif.Publisher(path, slow_policy="sometimes")
     with pytest.raises(ValueError):
-        notif.Publisher(path, mode="rw-")
-    with notif.Publisher(path, mode=0o600, slow_policy="disconnect", linger_ms=0,
+        libnotif.Publisher(path, mode="rw-")
+    with libnotif.Publisher(path, mode=0o600, slow_policy="disconnect", linger_ms=0,
                          backlog=1 << 20, max_subscribers=4, subscriber_buffer=1 << 20,
                          max_message=4096):
         pass
@@ -138,7 +138,7 @@ def test_option_errors(sockdir):
 
 def test_close_twice_and_after_close(sockdir):
     path = os.path.join(sockdir, "c.sock")
-    pub = notif.Publisher(path)
+    pub = libnotif.Publisher(path)
     assert os.path.exists(path)
     pub.close()
     pub.close()
@@ -148,15 +148,15 @@ def test_close_twice_and_after_close(sockdir):
     assert info.value.errno == errno.EBADF
     with pytest.raises(NotifError):
         pub.stats()
-    with notif.Publisher(path) as pub2:
+    with libnotif.Publisher(path) as pub2:
         pass
-    with notif.Publisher(path) as pub2:  # the path is free again
+    with libnotif.Publisher(path) as pub2:  # the path is free again
         pub2.close()
 
 
 def test_handle_is_dead_in_forked_child(sockdir):
     path = os.path.join(sockdir, "f.sock")
-    with notif.Publisher(path) as pub:
+    with libnotif.Publisher(path) as pub:
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -183,28 +183,28 @@ def run_python(code, env_extra):
 
 def test_notif_library_override(sockdir):
     copy = os.path.join(sockdir, "libnotif-copy.so")
-    shutil.copyfile(notif.library_path(), copy)
+    shutil.copyfile(libnotif.library_path(), copy)
     path = os.path.join(sockdir, "ov.sock")
-    code = ("import notif; p = notif.Publisher(%r); print(notif.library_path()); p.close()" % path)
+    code = ("import libnotif; p = libnotif.Publisher(%r); print(libnotif.library_path()); p.close()" % path)
     proc = run_python(code, {"NOTIF_LIBRARY": copy})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == copy
     # A bad override is an error, not a silent fallback to the shipped copy.
-    proc = run_python("import notif; notif.Publisher(%r)" % path,
+    proc = run_python("import libnotif; libnotif.Publisher(%r)" % path,
                       {"NOTIF_LIBRARY": os.path.join(sockdir, "nope.so")})
     assert proc.returncode != 0
     assert "NOTIF_LIBRARY" in proc.stderr and "nope.so" in proc.stderr
     # Without it: the copy shipped in the package.
     env = {k: v for k, v in os.environ.items() if k != "NOTIF_LIBRARY"}
-    proc = subprocess.run([sys.executable, "-c", "import notif; print(notif.library_path())"],
+    proc = subprocess.run([sys.executable, "-c", "import libnotif; print(libnotif.library_path())"],
                           env=env, capture_output=True, text=True, timeout=60)
-    assert proc.stdout.strip() == os.path.join(os.path.dirname(notif.__file__), "libnotif.so")
+    assert proc.stdout.strip() == os.path.join(os.path.dirname(libnotif.__file__), "libnotif.so")
 
 
 def test_emit_from_threads_then_close(sockdir):
     import threading
     path = os.path.join(sockdir, "t.sock")
-    pub = notif.Publisher(path)
+    pub = libnotif.Publisher(path)
     sock = socket.socket(socket.AF_UNIX)
     sock.connect(path)
     wait_subscribers(pub, 1)

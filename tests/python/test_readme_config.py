@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("oslo_messaging")
 from oslo_config import cfg  # noqa: E402
 
-from notif import oslo_driver  # noqa: E402
+from libnotif import oslo_driver  # noqa: E402
 
 from conftest import REPO_ROOT  # noqa: E402
 
@@ -56,7 +56,7 @@ def test_snippet_loads_with_oslo_config(name, block, sockdir):
 def test_bare_import_reaches_the_listener():
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-c", "import notif; print(callable("
-                           "notif.listener.dispatch))"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", "import libnotif; print(callable("
+                           "libnotif.listener.dispatch))"], capture_output=True, text=True,
                           timeout=60)
     assert proc.stdout.strip() == "True", proc.stderr

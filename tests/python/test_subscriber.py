@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-import notif
-from notif.subscriber import _Filter
+import libnotif
+from libnotif.subscriber import _Filter
 
 from conftest import wait_subscribers
 
@@ -48,7 +48,7 @@ def lines(*objs):
 def test_control_lines_filter_before_ack_markers_heartbeat(sockdir):
     path = os.path.join(sockdir, "fake.sock")
     fake = FakePublisher(path)
-    sub = notif.Subscriber(path, event_types=["compute.*"], priorities=["error"],
+    sub = libnotif.Subscriber(path, event_types=["compute.*"], priorities=["error"],
                            markers=True, heartbeat=0.5, reconnect=False, timeout=10)
     conn = fake.accept()
     assert fake.read_request(conn) == {
@@ -79,7 +79,7 @@ def test_control_lines_filter_before_ack_markers_heartbeat(sockdir):
 def test_no_request_when_nothing_asked_and_raw_lines(sockdir):
     path = os.path.join(sockdir, "plain.sock")
     fake = FakePublisher(path)
-    sub = notif.Subscriber(path, reconnect=False, timeout=10)
+    sub = libnotif.Subscriber(path, reconnect=False, timeout=10)
     conn = fake.accept()
     conn.settimeout(0.3)
     with pytest.raises(socket.timeout):
@@ -97,14 +97,14 @@ def test_no_request_when_nothing_asked_and_raw_lines(sockdir):
 def test_error_line_is_a_subscription_error(sockdir):
     path = os.path.join(sockdir, "err.sock")
     fake = FakePublisher(path)
-    sub = notif.Subscriber(path, publishers=["nova-*"], timeout=10)
+    sub = libnotif.Subscriber(path, publishers=["nova-*"], timeout=10)
     conn = fake.accept()
     fake.read_request(conn)
     conn.sendall(lines({"notif": {"error": "unknown key \"x\""}}))
-    with pytest.raises(notif.SubscriptionError) as info:
+    with pytest.raises(libnotif.SubscriptionError) as info:
         sub.recv()
     assert info.value.errno == errno.EPROTO and "unknown key" in str(info.value)
-    with pytest.raises(notif.SubscriptionError):
+    with pytest.raises(libnotif.SubscriptionError):
         sub.recv()  # permanent
     conn.close()
     fake.close()
@@ -123,15 +123,15 @@ def test_filter_semantics():
     g = _Filter(None, None, ["a?[b]*"])  # only * is special
     assert g.match({"publisher_id": "a?[b]"}) and not g.match({"publisher_id": "ax[b]"})
     with pytest.raises(ValueError):
-        notif.Subscriber("/nonexistent.sock", event_types=[])
+        libnotif.Subscriber("/nonexistent.sock", event_types=[])
     with pytest.raises(ValueError):
-        notif.Subscriber("/nonexistent.sock", heartbeat=0)
+        libnotif.Subscriber("/nonexistent.sock", heartbeat=0)
 
 
 def test_real_publisher_filtering_and_timeout(sockdir):
     path = os.path.join(sockdir, "real.sock")
-    with notif.Publisher(path) as pub:
-        sub = notif.Subscriber(path, event_types=["a.*"], priorities=["error"], timeout=10)
+    with libnotif.Publisher(path) as pub:
+        sub = libnotif.Subscriber(path, event_types=["a.*"], priorities=["error"], timeout=10)
         wait_subscribers(pub, 1)
         # Wait for the acknowledgement so that the publisher filters too.
         deadline = time.monotonic() + 10
@@ -152,19 +152,19 @@ def test_real_publisher_filtering_and_timeout(sockdir):
             next(iter(sub))
         assert pub.stats()["filtered"] >= 2
         sub.close()
-        assert notif.request_stats(path)["path"] == path
+        assert libnotif.request_stats(path)["path"] == path
 
 
 def test_reconnects_after_publisher_restart(sockdir):
     path = os.path.join(sockdir, "r.sock")
-    pub = notif.Publisher(path)
-    sub = notif.Subscriber(path, timeout=10)
+    pub = libnotif.Publisher(path)
+    sub = libnotif.Subscriber(path, timeout=10)
     wait_subscribers(pub, 1)
     pub.emit({"n": 1})
     assert sub.recv(5) == {"n": 1}
     pub.close()
     assert sub.recv(timeout=0.3) is None  # end-of-file seen, waiting to reconnect
-    pub = notif.Publisher(path)
+    pub = libnotif.Publisher(path)
     try:
         got = None
         deadline = time.monotonic() + 15
@@ -180,17 +180,17 @@ def test_reconnects_after_publisher_restart(sockdir):
 
 def test_connect_failures(sockdir):
     path = os.path.join(sockdir, "none.sock")
-    with pytest.raises(notif.NotifError) as info:
-        notif.Subscriber(path, reconnect=False)
+    with pytest.raises(libnotif.NotifError) as info:
+        libnotif.Subscriber(path, reconnect=False)
     assert info.value.errno == errno.ENOENT and path in str(info.value.filename)
     # reconnect=True: waits for the publisher to appear.
-    sub = notif.Subscriber(path, timeout=10)
+    sub = libnotif.Subscriber(path, timeout=10)
     assert not sub.connected
     assert sub.recv(timeout=0.15) is None
 
     def start_later():
         time.sleep(0.3)
-        holder.append(notif.Publisher(path))
+        holder.append(libnotif.Publisher(path))
 
     holder = []
     t = threading.Thread(target=start_later)
@@ -213,8 +213,8 @@ def test_connect_failures(sockdir):
 
 def test_context_manager_and_close(sockdir):
     path = os.path.join(sockdir, "cm.sock")
-    with notif.Publisher(path) as pub:
-        with notif.Subscriber(path, reconnect=False) as sub:
+    with libnotif.Publisher(path) as pub:
+        with libnotif.Subscriber(path, reconnect=False) as sub:
             wait_subscribers(pub, 1)
         assert sub.closed and not sub.connected
         assert sub.recv(0.1) is None

@@ -62,3 +62,30 @@ pub fn spawn(dirs: &[String], wake: impl Fn() -> bool + Send + 'static) -> bool 
     }
     started
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn wakes_on_a_new_socket_in_a_watched_directory() {
+        let dir = std::env::temp_dir().join(format!("notif-cli-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (tx, rx) = mpsc::channel();
+        assert!(spawn(&[dir.display().to_string()], move || tx
+            .send(())
+            .is_ok()));
+        let _listener = std::os::unix::net::UnixListener::bind(dir.join("new.sock")).unwrap();
+        // Generous bound: this checks that the event arrives, not how fast.
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("no wake-up for a socket created in the watched directory");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn nothing_to_watch_starts_nothing() {
+        assert!(!spawn(&["/nonexistent/notif-watch".into()], || true));
+    }
+}

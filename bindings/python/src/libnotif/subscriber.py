@@ -357,7 +357,7 @@ class Subscriber:
         self.close()
 
     def __repr__(self):
-        return "<notif.Subscriber %r%s>" % (self.path, " closed" if self._closed else "")
+        return "<libnotif.Subscriber %r%s>" % (self.path, " closed" if self._closed else "")
 
 
 def request_stats(path, timeout=5.0):

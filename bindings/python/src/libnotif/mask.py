@@ -178,7 +178,13 @@ def _refuse(value):
 
 
 # json.dumps(..., separators=..., default=...) builds an encoder per call: build both once.
-_FAST = json.JSONEncoder(separators=_COMPACT, default=_refuse).encode
+# The fast path skips json's cycle check: a cyclic message recurses until
+# RecursionError, then takes the exact path, which raises what oslo raises.
+# ensure_ascii=False: a message with any non-ASCII character gives non-ASCII
+# text, which takes the exact path (str.isascii() is one fast pass), so the
+# fast path's text is ASCII, exactly what ensure_ascii=True would write.
+_FAST = json.JSONEncoder(separators=_COMPACT, default=_refuse, check_circular=False,
+                         ensure_ascii=False).encode
 _EXACT = json.JSONEncoder(separators=_COMPACT, default=jsonutils.to_primitive).encode
 
 
@@ -189,28 +195,26 @@ def dumps_masked(message, secret="***"):
     Fast path: serialise the message as it is, with no fallback for
     non-native values (json does dicts and their subclasses, lists, tuples,
     str, int, float, bool, None natively, and for those masking changes
-    nothing but masked strings). If that succeeds and the text, lower-cased,
-    holds no marker and no ``\\u`` escape, no string in the message holds a
-    sensitive key: json writes every ASCII letter of every key and string
-    as is, and ensure_ascii turns every other character into a ``\\u``
-    escape (a non-ASCII character can lower-case to an ASCII letter, e.g.
-    KELVIN SIGN to "k", so such text takes the exact path). Then masking
-    would return an equal message, and the text is the answer. Otherwise
-    (and for anything json refused): mask_dict_password then
-    jsonutils.dumps, as the log driver does.
+    nothing but masked strings). If that succeeds, the text is ASCII (a
+    non-ASCII character can lower-case to an ASCII letter, e.g. KELVIN SIGN
+    to "k": such messages take the exact path) and, lower-cased, holds no
+    marker, then no string in the message holds a sensitive key (json
+    writes every ASCII letter of every key and string as is): masking would
+    return an equal message, and the text is the answer. Otherwise (and for
+    anything json refused): mask_dict_password then jsonutils.dumps, as the
+    log driver does.
     """
     try:
         text = _FAST(message)
     except _Exotic:
         text = None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         text = None  # e.g. a key json refuses: let the exact path raise as oslo does
-    if text is not None:
+    if text is not None and text.isascii():
         low = text.lower()
-        if "\\u" not in low:
-            for marker in _MARKERS:
-                if marker in low:
-                    break
-            else:
-                return text
+        for marker in _MARKERS:
+            if marker in low:
+                break
+        else:
+            return text
     return _EXACT(mask_dict_password(message, secret))

@@ -8,14 +8,14 @@
 
 (``{pid}`` is replaced by os.getpid(); ``sock_mode`` is octal; the group, the
 allow lists and the limits are optional: see list_opts() or
-oslo-config-generator --namespace notif.oslo_driver.)
+oslo-config-generator --namespace libnotif.oslo_driver.)
 
 With nobody connected, notify() costs one library call (notif_subscribers,
 one atomic load) and counts the notification as dropped (notif_skip): nothing
 is serialised or masked. With a subscriber, the notification is what the
 ``log`` driver writes (``jsonutils.dumps(strutils.mask_dict_password(message))``:
 message_id, publisher_id, event_type, priority, payload, timestamp; passwords
-masked), computed by notif.mask (equal results, much faster), and libnotif
+masked), computed by libnotif.mask (equal results, much faster), and libnotif
 sends it as one compact line to every subscriber.
 
 notify() never blocks. The socket is opened when the driver is constructed;
@@ -147,7 +147,7 @@ _FIXES = {
 
 
 def list_opts():
-    """For oslo-config-generator (namespace notif.oslo_driver)."""
+    """For oslo-config-generator (namespace libnotif.oslo_driver)."""
     return [(GROUP, copy.deepcopy(_opts))]
 
 
@@ -267,7 +267,7 @@ def remove_dead_sockets(template, keep=None):
             continue
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            probe.settimeout(1.0)
+            probe.setblocking(False)  # never wait: refused, accepted or EAGAIN at once
             probe.connect(path)
         except ConnectionRefusedError:
             dead = True
@@ -400,15 +400,20 @@ def driver_stats():
 
 
 def close_all():
-    """Closes this process's sockets (they are reopened on the next notify)."""
+    """Closes this process's sockets (they are reopened on the next notify).
+
+    The driver never calls Publisher.close() (it skips that method's guard on
+    its fast path): it drops its references, and a publisher is closed (its
+    socket file removed) by its finalizer as soon as nothing uses it: at
+    once, or when a notify() in progress on another thread returns."""
     global _gen
     with _lock:
         slots = list(_slots.values())
         _slots.clear()
         _gen += 1
-    for slot in slots:
-        if slot.publisher is not None and slot.pid == os.getpid():
-            slot.publisher.close()
+        for slot in slots:
+            slot.publisher = None
+    del slots
 
 
 def _config_error(key, option, exc):
@@ -500,7 +505,9 @@ class UnixSocketDriver(notifier.Driver):
                 slot.dropped_unopened += 1
                 return
         # Nobody listens: one atomic load, the drop counted; nothing built.
-        if publisher.subscribers_or_skip() == 0:
+        # (Unguarded: this module never calls close() on its publishers, and
+        # `publisher` keeps this one alive during the call; see close_all.)
+        if publisher._subscribers_or_skip_unguarded() == 0:
             slot.no_subscriber += 1
             return
         data = mask.dumps_masked(message)

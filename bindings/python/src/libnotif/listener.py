@@ -9,7 +9,7 @@ for every endpoint that has the method and whose ``filter_rule`` (an
         filter_rule = oslo_messaging.NotificationFilter(event_type="compute.*")
         def info(self, ctxt, publisher_id, event_type, payload, metadata): ...
 
-    notif.listener.dispatch("/run/nova/notifications.sock", [Endpoint()])
+    libnotif.listener.dispatch("/run/nova/notifications.sock", [Endpoint()])
 
 Differences from a broker: there is no request context on the wire (the log
 format has none), so ``ctxt`` is ``{}`` (after the serializer's

@@ -4,7 +4,7 @@ Lookup order (the first that exists wins):
 
 1. the environment variable ``NOTIF_LIBRARY``: a path to libnotif.so
    (an error if it is set and cannot be loaded: no silent fallback);
-2. the copy shipped inside this package (``notif/libnotif.so``, put there by
+2. the copy shipped inside this package (``libnotif/libnotif.so``, put there by
    ``pip install``);
 3. ``ctypes.util.find_library("notif")`` (a system-wide ``make install``).
 """
