@@ -41,9 +41,10 @@ needs_root = pytest.mark.skipif(
 # -- connecting as another user ------------------------------------------------
 def connect_as(path, uid, gid, groups=()):
     """Forks a child that becomes uid/gid (supplementary groups `groups`),
-    connects to `path` and waits up to 10 s for one byte. Exit status: 0 it
-    read something, 1 end-of-file at once, 2 timeout or read error, 20 it could
-    not drop privileges, 30 + errno connect() failed."""
+    connects to `path` and waits up to 10 s for a line. Exit status: 0 it read
+    a notification, 1 end-of-file at once, 4 it was told it is denied (the
+    error line, reason "denied") then closed, 2 timeout or read error, 20 it
+    could not drop privileges, 30 + errno connect() failed."""
     pid = os.fork()
     if pid != 0:
         return pid
@@ -64,7 +65,18 @@ def connect_as(path, uid, gid, groups=()):
             raise
         sock.settimeout(10)
         try:
-            code = 0 if sock.recv(1) else 1
+            line = b""
+            while not line.endswith(b"\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                line += chunk
+            if not line:
+                code = 1
+            elif line.startswith(b'{"notif":{"error"') and b'"reason":"denied"' in line:
+                code = 4 if not sock.recv(1) else 5
+            else:
+                code = 0
         except OSError:
             code = 2
     finally:
@@ -94,7 +106,7 @@ def expect_received(pub, pid):
 
 
 def expect_closed_at_accept(pid):
-    assert exit_code(pid) == 1, "the child was not closed at accept (1: EOF)"
+    assert exit_code(pid) == 4, "the child was not told it is denied, then closed at accept"
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
 
-import notif
+import libnotif
 from conftest import REPO_ROOT, wait_for, wait_subscribers
 
 
@@ -46,7 +46,7 @@ def samples(families):
 def test_counters_through_both_parsers(notif_tool, sockdir):
     path = os.path.join(sockdir, "pub.sock")
     missing = os.path.join(sockdir, 'gone "x"\\.sock')  # escaping, through a real parser
-    with notif.Publisher(path) as publisher:
+    with libnotif.Publisher(path) as publisher:
         reader = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         reader.connect(path)
         wait_subscribers(publisher, 1)
@@ -67,7 +67,7 @@ def test_counters_through_both_parsers(notif_tool, sockdir):
         assert types["notif_subscribers"] == "gauge"
         assert values[("notif_subscribers", p)] >= 1
         assert types["notif_publisher"] == "info"
-        assert values[("notif_publisher_info", frozenset({"path": path, "version": notif.version()}.items()))] == 1
+        assert values[("notif_publisher_info", frozenset({"path": path, "version": libnotif.version()}.items()))] == 1
         # Every counter of the library is there, as a counter.
         for field in publisher.stats():
             if field != "subscribers":
@@ -160,7 +160,7 @@ def test_readme_systemd_service_writes_the_textfile_atomically(notif_tool, sockd
     script = script.replace("/run/nova/notifications.sock", path)
     env = dict(os.environ, PATH=os.path.dirname(notif_tool) + os.pathsep + os.environ["PATH"])
 
-    with notif.Publisher(path):
+    with libnotif.Publisher(path):
         subprocess.run(["/bin/sh", "-c", script], env=env, check=True, timeout=60)
     assert os.listdir(collector) == ["notif.prom"]  # the temporary file is gone
     values, _ = samples(parse_prometheus(open(os.path.join(collector, "notif.prom")).read()))

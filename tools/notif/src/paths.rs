@@ -60,10 +60,16 @@ pub fn other_owner_warning(path: &str, uid: u32, owner: u32) -> String {
 }
 
 /// Whether the socket at `path` refuses connections (nobody listens on it).
-/// A live publisher sees one connection that closes at once.
+/// The probe asks for stats at once, so that a live publisher never counts it
+/// as a subscriber (a publisher waiting for its first subscriber must not
+/// start on a probe that leaves at once).
 pub fn is_dead(path: &str) -> bool {
     match UnixStream::connect(path) {
-        Ok(_) => false,
+        Ok(mut stream) => {
+            use std::io::Write;
+            let _ = stream.write_all(b"{\"stats\":true}\n");
+            false
+        }
         Err(err) => err.kind() == ErrorKind::ConnectionRefused,
     }
 }
