@@ -174,20 +174,22 @@ impl Index {
     /// Appends the positions of the bits of `bits`, offset by `base`.
     #[inline(always)]
     fn push_block(&mut self, mut bits: u64, base: u32) {
-        debug_assert!(self.len <= WINDOW);
+        assert!(self.len <= WINDOW);
         let count = bits.count_ones() as usize;
-        let mut written = 0;
         // Four at a time without looking at `count`, like simdjson's flattening: the extra
         // entries (at most three, past `count`) are garbage that the next block overwrites.
-        while written < count {
-            for _ in 0..4 {
-                let position = base.wrapping_add(bits.trailing_zeros());
-                // `len + written + 3 < WINDOW + 64`: `len <= WINDOW`, `written < count <= 64`
-                // and `written` is a multiple of 4, so `written + 3 <= 63`.
-                self.positions[self.len + written] = MaybeUninit::new(position);
-                written += 1;
+        let mut dst = self.positions[self.len..].as_mut_ptr().cast::<u32>();
+        let end = dst.wrapping_add(count);
+        while dst < end {
+            for k in 0..4 {
+                // SAFETY: dst + k is within `positions`: dst starts at `len <= WINDOW`,
+                // advances by 4 while below len + count, so at most to len + 60 + 3
+                // < WINDOW + 64 = INDEX_CAPACITY (count <= 64). MaybeUninit<u32> has u32's
+                // layout, and writing through the pointer initialises the entry.
+                unsafe { dst.add(k).write(base.wrapping_add(bits.trailing_zeros())) };
                 bits &= bits.wrapping_sub(1);
             }
+            dst = dst.wrapping_add(4);
         }
         self.len += count;
     }
@@ -248,7 +250,8 @@ pub(super) unsafe fn validate<S: Simd>(input: &[u8]) -> Option<Layout> {
             return None;
         }
     }
-    if !v.stage2.walk(input, v.index.as_slice()) || !v.stage2.is_done() {
+    // SAFETY: the index holds positions of input bytes only (see Validator::block).
+    if !unsafe { v.stage2.walk(input, v.index.as_slice()) } || !v.stage2.is_done() {
         return None;
     }
     // SAFETY: S's features as above.
@@ -302,9 +305,12 @@ impl<S: Simd> Validator<S> {
         {
             return false;
         }
-        self.index.push_block(strings.structurals, offset);
+        // `& valid`: the positions written are those of input bytes only, offset + bit <
+        // input.len() (stage 2 relies on it). Padding spaces are never structural anyway.
+        self.index.push_block(strings.structurals & valid, offset);
         if self.index.is_full() {
-            if !self.stage2.walk(input, self.index.as_slice()) {
+            // SAFETY: every position in the index is below input.len(): see push_block above.
+            if !unsafe { self.stage2.walk(input, self.index.as_slice()) } {
                 return false;
             }
             self.index.len = 0;

@@ -40,13 +40,18 @@ pub(super) unsafe fn compact_into(input: &[u8], out: &mut Vec<u8>) {
 
 pub(super) struct Avx2;
 
-/// The UTF-8 state between blocks: the previous vector (its last three bytes may begin a
-/// sequence that continues here), the errors so far, and whether the previous vector ended
-/// in the middle of a sequence.
+/// The UTF-8 state between blocks: the last non-ASCII block's second vector (its last
+/// three bytes may begin a sequence that continues in the next block), the errors so far,
+/// and whether that vector ended in the middle of a sequence.
+///
+/// An ASCII block is skipped: an open sequence before it is an error, and otherwise the
+/// stale `previous` behaves for the next block as ASCII would (its last bytes end complete
+/// sequences, which require nothing of the bytes after them).
 pub(super) struct Utf8State {
     previous: __m256i,
     error: __m256i,
-    previous_incomplete: __m256i,
+    previous_incomplete: bool,
+    incomplete_before_ascii: bool,
 }
 
 impl Default for Utf8State {
@@ -58,7 +63,8 @@ impl Default for Utf8State {
         Utf8State {
             previous: zero,
             error: zero,
-            previous_incomplete: zero,
+            previous_incomplete: false,
+            incomplete_before_ascii: false,
         }
     }
 }
@@ -147,11 +153,8 @@ impl Simd for Avx2 {
         // SAFETY (for the whole function): 64 readable bytes and AVX2, from the caller.
         unsafe {
             if non_ascii == 0 {
-                // An ASCII block: a sequence the previous one left open is an error, and the
-                // next block starts fresh.
-                state.error = _mm256_or_si256(state.error, state.previous_incomplete);
-                state.previous = _mm256_setzero_si256();
-                state.previous_incomplete = _mm256_setzero_si256();
+                // An ASCII block: a sequence the previous one left open is an error.
+                state.incomplete_before_ascii |= state.previous_incomplete;
                 return;
             }
             let low = _mm256_loadu_si256(block.cast());
@@ -159,7 +162,8 @@ impl Simd for Avx2 {
             let e1 = utf8_errors(low, state.previous);
             let e2 = utf8_errors(high, low);
             state.error = _mm256_or_si256(state.error, _mm256_or_si256(e1, e2));
-            state.previous_incomplete = is_incomplete(high);
+            let incomplete = is_incomplete(high);
+            state.previous_incomplete = _mm256_testz_si256(incomplete, incomplete) == 0;
             state.previous = high;
         }
     }
@@ -168,8 +172,9 @@ impl Simd for Avx2 {
     unsafe fn utf8_is_valid(state: &Utf8State, _input: &[u8]) -> bool {
         // SAFETY: AVX from the caller.
         unsafe {
-            let errors = _mm256_or_si256(state.error, state.previous_incomplete);
-            _mm256_testz_si256(errors, errors) == 1
+            _mm256_testz_si256(state.error, state.error) == 1
+                && !state.previous_incomplete
+                && !state.incomplete_before_ascii
         }
     }
 

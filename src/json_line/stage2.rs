@@ -1,15 +1,15 @@
 //! Stage 2: the grammar walk over the structural positions stage 1 wrote out. It reads the
 //! byte at each position, checks that it may come next, and checks numbers and literals from
 //! their first byte to the end of their run. Strings were checked by stage 1. The walk can
-//! stop at the end of one window of positions and go on with the next; its nesting stack is
-//! one bit per level in a `u128` (set for an object), as in the reference, so it never
-//! allocates.
+//! stop at the end of one window of positions and go on with the next, and it never
+//! allocates: its nesting stack is 128 bytes inside it.
 
 use super::MAX_DEPTH;
 
-const _: () = assert!(MAX_DEPTH < 128, "the nesting stack is a u128");
+const _: () = assert!(MAX_DEPTH < 128, "the nesting stack has 128 places");
 
-/// What the next structural may be.
+/// What the next structural may be. The container a value is in is part of the state, so
+/// that a `,` or a closing bracket after a value needs no look at the stack.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Expect {
     /// The top-level `{`.
@@ -20,12 +20,16 @@ enum Expect {
     Key,
     /// After a key: `:`.
     Colon,
-    /// After `:` or `,` in an array: a value.
-    Value,
+    /// After `:`: a member's value.
+    ObjectValue,
     /// Just after `[`: a value or `]`.
-    FirstValue,
-    /// After a value: `,` or the container's closing bracket.
-    AfterValue,
+    FirstArrayValue,
+    /// After `,` in an array: a value.
+    ArrayValue,
+    /// After a member's value: `,` or `}`.
+    AfterObjectValue,
+    /// After an array's value: `,` or `]`.
+    AfterArrayValue,
     /// After the top-level object's `}`: nothing.
     End,
 }
@@ -33,7 +37,10 @@ enum Expect {
 pub(super) struct Stage2 {
     expect: Expect,
     depth: usize,
-    object_levels: u128,
+    /// `is_object[d]` is 1 when the container at depth `d` (0 is the top level) is an
+    /// object. Indexed with `& 127`, which keeps every index in bounds without a check
+    /// (depth never exceeds MAX_DEPTH = 127).
+    is_object: [u8; 128],
 }
 
 impl Stage2 {
@@ -42,7 +49,7 @@ impl Stage2 {
         Stage2 {
             expect: Expect::Root,
             depth: 0,
-            object_levels: 0,
+            is_object: [0; 128],
         }
     }
 
@@ -54,95 +61,158 @@ impl Stage2 {
 
     /// Walks the next `positions` (ascending offsets of `input`). False when the input is not
     /// valid; the walk cannot go on after that.
-    #[inline(always)]
-    pub fn walk(&mut self, input: &[u8], positions: &[u32]) -> bool {
+    ///
+    /// # Safety
+    /// Every position is below `input.len()` (stage 1 only writes positions of bytes of the
+    /// input). The walk reads the bytes there without a bounds check: it is the hottest loop
+    /// of the fast path, and the checks were an eighth of its instructions.
+    ///
+    /// Not inlined: it needs no target feature, and on its own it keeps its state in
+    /// registers. The common runs (a member's `, "key" :` after a string or scalar value,
+    /// an array's `,` after one) are taken without going back to the state dispatch.
+    #[inline(never)]
+    pub unsafe fn walk(&mut self, input: &[u8], positions: &[u32]) -> bool {
+        debug_assert!(positions.iter().all(|&at| (at as usize) < input.len()));
         let mut expect = self.expect;
         let mut depth = self.depth;
-        let mut object_levels = self.object_levels;
-        for &position in positions {
-            let at = position as usize;
-            let Some(&byte) = input.get(at) else {
-                return false;
-            };
-            expect = match expect {
-                Expect::Root => {
-                    if byte != b'{' {
-                        return false;
-                    }
-                    object_levels = 1;
-                    depth = 1;
-                    Expect::FirstKey
+        let is_object = &mut self.is_object;
+        let n = positions.len();
+        // The byte at the i-th position; 0 (which no state accepts) past the last position.
+        let byte_at = |i: usize| -> u8 {
+            match positions.get(i) {
+                // SAFETY: the caller guarantees that every position is within `input`.
+                Some(&at) => unsafe { *input.get_unchecked(at as usize) },
+                None => 0,
+            }
+        };
+        // The state after a container closes: what the one around it expects, or the end.
+        macro_rules! close {
+            () => {{
+                depth -= 1;
+                if depth == 0 {
+                    Expect::End
+                } else if is_object[(depth - 1) & 127] == 1 {
+                    Expect::AfterObjectValue
+                } else {
+                    Expect::AfterArrayValue
                 }
-                Expect::FirstKey | Expect::Key => match byte {
-                    b'"' => Expect::Colon,
-                    b'}' if expect == Expect::FirstKey => {
-                        depth -= 1;
-                        if depth == 0 {
-                            Expect::End
-                        } else {
-                            Expect::AfterValue
+            }};
+        }
+        // Opens the container `byte` starts (`{` or `[`), leaving the walk's loop with the
+        // state inside it.
+        macro_rules! open {
+            ($byte:expr) => {{
+                if depth == MAX_DEPTH {
+                    return false;
+                }
+                let object = $byte == b'{';
+                is_object[depth & 127] = u8::from(object);
+                depth += 1;
+                if object {
+                    Expect::FirstKey
+                } else {
+                    Expect::FirstArrayValue
+                }
+            }};
+        }
+        // Checks a value that does not open a container (a string, checked by stage 1, or a
+        // scalar, checked here); returns false from the walk when it is not one.
+        macro_rules! primitive {
+            ($byte:expr, $at:expr) => {
+                match $byte {
+                    b'"' => {}
+                    b't' if literal(input, $at, b"true") => {}
+                    b'f' if literal(input, $at, b"false") => {}
+                    b'n' if literal(input, $at, b"null") => {}
+                    b'-' | b'0'..=b'9' if number(input, $at) => {}
+                    _ => return false,
+                }
+            };
+        }
+        let mut i = 0;
+        while i < n {
+            let mut at = positions[i] as usize;
+            let mut byte = byte_at(i);
+            i += 1;
+            expect = match expect {
+                Expect::ObjectValue => loop {
+                    if let b'{' | b'[' = byte {
+                        break open!(byte);
+                    }
+                    primitive!(byte, at);
+                    // `, "key" :` and the next member's value, when this window has them.
+                    if i + 3 < n && byte_at(i) == b',' {
+                        if byte_at(i + 1) != b'"' || byte_at(i + 2) != b':' {
+                            return false;
+                        }
+                        at = positions[i + 3] as usize;
+                        byte = byte_at(i + 3);
+                        i += 4;
+                        continue;
+                    }
+                    break Expect::AfterObjectValue;
+                },
+                Expect::ArrayValue | Expect::FirstArrayValue => {
+                    if byte == b']' && expect == Expect::FirstArrayValue {
+                        close!()
+                    } else {
+                        loop {
+                            if let b'{' | b'[' = byte {
+                                break open!(byte);
+                            }
+                            primitive!(byte, at);
+                            // `,` and the next value, when this window has them.
+                            if i + 1 < n && byte_at(i) == b',' {
+                                at = positions[i + 1] as usize;
+                                byte = byte_at(i + 1);
+                                i += 2;
+                                continue;
+                            }
+                            break Expect::AfterArrayValue;
                         }
                     }
+                }
+                Expect::AfterObjectValue => match byte {
+                    b',' => Expect::Key,
+                    b'}' => close!(),
+                    _ => return false,
+                },
+                Expect::AfterArrayValue => match byte {
+                    b',' => Expect::ArrayValue,
+                    b']' => close!(),
+                    _ => return false,
+                },
+                Expect::FirstKey | Expect::Key => match byte {
+                    b'"' => {
+                        if i < n && byte_at(i) == b':' {
+                            i += 1;
+                            Expect::ObjectValue
+                        } else {
+                            Expect::Colon
+                        }
+                    }
+                    b'}' if expect == Expect::FirstKey => close!(),
                     _ => return false,
                 },
                 Expect::Colon => {
                     if byte != b':' {
                         return false;
                     }
-                    Expect::Value
+                    Expect::ObjectValue
                 }
-                Expect::FirstValue if byte == b']' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        Expect::End
-                    } else {
-                        Expect::AfterValue
+                Expect::Root => {
+                    if byte != b'{' {
+                        return false;
                     }
-                }
-                Expect::Value | Expect::FirstValue => match byte {
-                    b'"' => Expect::AfterValue,
-                    b'{' | b'[' => {
-                        if depth == MAX_DEPTH {
-                            return false;
-                        }
-                        let is_object = byte == b'{';
-                        object_levels =
-                            (object_levels & !(1 << depth)) | (u128::from(is_object) << depth);
-                        depth += 1;
-                        if is_object {
-                            Expect::FirstKey
-                        } else {
-                            Expect::FirstValue
-                        }
-                    }
-                    b't' if literal(input, at, b"true") => Expect::AfterValue,
-                    b'f' if literal(input, at, b"false") => Expect::AfterValue,
-                    b'n' if literal(input, at, b"null") => Expect::AfterValue,
-                    b'-' | b'0'..=b'9' if number(input, at) => Expect::AfterValue,
-                    _ => return false,
-                },
-                Expect::AfterValue => {
-                    let in_object = (object_levels >> (depth - 1)) & 1 == 1;
-                    match (byte, in_object) {
-                        (b',', true) => Expect::Key,
-                        (b',', false) => Expect::Value,
-                        (b'}', true) | (b']', false) => {
-                            depth -= 1;
-                            if depth == 0 {
-                                Expect::End
-                            } else {
-                                Expect::AfterValue
-                            }
-                        }
-                        _ => return false,
-                    }
+                    is_object[0] = 1;
+                    depth = 1;
+                    Expect::FirstKey
                 }
                 Expect::End => return false,
             };
         }
         self.expect = expect;
         self.depth = depth;
-        self.object_levels = object_levels;
         true
     }
 }
