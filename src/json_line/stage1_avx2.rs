@@ -105,16 +105,33 @@ impl Simd for Avx2 {
             let x20 = _mm256_set1_epi8(0x20);
             let quote = _mm256_set1_epi8(b'"' as i8);
             let backslash = _mm256_set1_epi8(b'\\' as i8);
-            let non_ascii = mask64(low, high);
+            let backslash_low = _mm256_cmpeq_epi8(low, backslash);
+            let backslash_high = _mm256_cmpeq_epi8(high, backslash);
+            // Signed: bytes below 0x20 and bytes from 0x80 (negative).
+            let below_x20_low = _mm256_cmpgt_epi8(x20, low);
+            let below_x20_high = _mm256_cmpgt_epi8(x20, high);
+            // Most blocks of a compact message have no backslash, control or non-ASCII byte:
+            // one test instead of three masks.
+            let rare = _mm256_or_si256(
+                _mm256_or_si256(backslash_low, backslash_high),
+                _mm256_or_si256(below_x20_low, below_x20_high),
+            );
+            let (backslash, control, non_ascii) = if _mm256_testz_si256(rare, rare) == 1 {
+                (0, 0, 0)
+            } else {
+                let non_ascii = mask64(low, high);
+                (
+                    mask64(backslash_low, backslash_high),
+                    mask64(below_x20_low, below_x20_high) & !non_ascii,
+                    non_ascii,
+                )
+            };
             Masks {
                 quote: mask64(
                     _mm256_cmpeq_epi8(low, quote),
                     _mm256_cmpeq_epi8(high, quote),
                 ),
-                backslash: mask64(
-                    _mm256_cmpeq_epi8(low, backslash),
-                    _mm256_cmpeq_epi8(high, backslash),
-                ),
+                backslash,
                 op: mask64(
                     _mm256_cmpeq_epi8(
                         _mm256_or_si256(low, x20),
@@ -129,9 +146,7 @@ impl Simd for Avx2 {
                     _mm256_cmpeq_epi8(low, _mm256_shuffle_epi8(whitespace_table, low)),
                     _mm256_cmpeq_epi8(high, _mm256_shuffle_epi8(whitespace_table, high)),
                 ),
-                // Signed: bytes below 0x20, and bytes from 0x80 (negative), taken out again.
-                control: mask64(_mm256_cmpgt_epi8(x20, low), _mm256_cmpgt_epi8(x20, high))
-                    & !non_ascii,
+                control,
                 non_ascii,
             }
         }

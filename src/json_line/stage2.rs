@@ -141,14 +141,29 @@ impl Stage2 {
                     }
                     primitive!(byte, at);
                     // `, "key" :` and the next member's value, when this window has them.
-                    if i + 3 < n && byte_at(i) == b',' {
-                        if byte_at(i + 1) != b'"' || byte_at(i + 2) != b':' {
-                            return false;
+                    if i + 3 < n {
+                        // SAFETY: i + 3 < n, so the four positions exist, and the caller
+                        // guarantees that they are within `input`.
+                        let (comma, key, colon, next) = unsafe {
+                            let p = positions.as_ptr().add(i);
+                            let next = *p.add(3) as usize;
+                            (
+                                *input.get_unchecked(*p as usize),
+                                *input.get_unchecked(*p.add(1) as usize),
+                                *input.get_unchecked(*p.add(2) as usize),
+                                next,
+                            )
+                        };
+                        if comma == b',' {
+                            if key != b'"' || colon != b':' {
+                                return false;
+                            }
+                            at = next;
+                            // SAFETY: as above.
+                            byte = unsafe { *input.get_unchecked(next) };
+                            i += 4;
+                            continue;
                         }
-                        at = positions[i + 3] as usize;
-                        byte = byte_at(i + 3);
-                        i += 4;
-                        continue;
                     }
                     break Expect::AfterObjectValue;
                 },
