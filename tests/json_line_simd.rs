@@ -288,7 +288,9 @@ fn tokens_across_block_boundaries() {
 fn utf8_sequences_across_block_boundaries() {
     let mut count = 0;
     let probe = |bytes: &[u8], count: &mut usize| {
-        for pad in [0usize, 55, 57, 58, 59, 60, 61, 62, 63] {
+        // The string's body starts at byte 6: these put the sequence inside the first
+        // block, then across the boundary after its first 3, 2 and 1 bytes, then just after.
+        for pad in [0usize, 55, 56, 57, 58] {
             let input = [b"{\"k\":\"".as_slice(), &vec![b'x'; pad], bytes, b"\"}"].concat();
             check(&input, &|| format!("{bytes:x?} after {pad} bytes"));
             *count += 1;

@@ -272,3 +272,82 @@ pub fn scan_reference(input: &[u8]) -> Result<Layout, JsonLineError> {
 pub fn compact_reference(input: &[u8], out: &mut Vec<u8>) {
     reference::compact_into(input, out)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The fast kernels on a few inputs, small enough for Miri (`make miri`), which checks the
+    //! unsafe code they run: the uninitialised index, the unchecked reads of stage 2, the
+    //! padded tail, and compaction's writes into spare capacity. (Miri sees no AVX2, so it
+    //! covers the SSE2 kernel; tests/json_line_simd.rs checks every kernel at length.)
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        std::fs::read(dir.join(name)).expect("fixture is readable")
+    }
+
+    fn agree(input: &[u8]) {
+        let reference = reference::scan(input);
+        assert_eq!(scan(input), reference, "{}", input.escape_ascii());
+        let mut expected = Vec::new();
+        reference::compact_into(input, &mut expected);
+        for kernel in available_kernels() {
+            assert_eq!(
+                validate_with(kernel, input),
+                reference.ok(),
+                "{kernel:?} on {}",
+                input.escape_ascii()
+            );
+            let mut line = b"prefix".to_vec();
+            compact_with(kernel, input, &mut line);
+            if reference.is_ok() {
+                assert_eq!(&line[6..], &expected[..], "{kernel:?} compacting");
+            }
+        }
+    }
+
+    #[test]
+    fn kernels_agree_on_the_fixtures() {
+        for name in [
+            "nova-instance-update.json",
+            "nova-instance-update.pretty.json",
+            "small.json",
+            "unicode.json",
+        ] {
+            agree(&fixture(name));
+        }
+    }
+
+    #[test]
+    fn kernels_agree_on_edge_cases() {
+        let long_key = format!("{{\"{}\":1}}", "k".repeat(60));
+        for input in [
+            &b""[..],
+            b" ",
+            b"{}",
+            b" {} ",
+            b"{",
+            b"[]",
+            b"{\"a\":[1,{\"b\":null}],\"c\":\"\\u00e9\\uD834\\uDD1E\\\\\"}",
+            b"{\"a\":\"\\uDD1E\"}",
+            b"{\"a\":\"\xed\xa0\x80\"}",
+            b"{\"a\":1e400,\"b\":-0.5E-3,\"c\":true,\"d\":false}",
+            b"{\"a\":01}",
+            b"{\"a\":tru}",
+            b"{\"a\":\"\t\"}",
+            b"{\"a\" : [ 1 , 2 ] }\n",
+            long_key.as_bytes(),
+        ] {
+            agree(input);
+        }
+    }
+
+    #[test]
+    fn kernel_names_round_trip_through_notif_simd() {
+        for kernel in available_kernels() {
+            assert_eq!(choose_kernel(Some(kernel.name())), kernel);
+        }
+        assert_eq!(choose_kernel(Some("bogus")), available_kernels()[0]);
+        assert_eq!(choose_kernel(None), available_kernels()[0]);
+    }
+}

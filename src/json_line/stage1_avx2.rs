@@ -57,9 +57,9 @@ pub(super) struct Utf8State {
 impl Default for Utf8State {
     #[inline(always)]
     fn default() -> Self {
-        // SAFETY: _mm256_setzero_si256 only needs AVX, and Utf8State is only created by
-        // the kernel, which runs where AVX2 is available.
-        let zero = unsafe { _mm256_setzero_si256() };
+        // SAFETY: __m256i is plain bits, for which all zeros is a valid value; building it
+        // this way needs no CPU feature (the state is only used by the AVX2 kernel).
+        let zero: __m256i = unsafe { std::mem::zeroed() };
         Utf8State {
             previous: zero,
             error: zero,

@@ -58,10 +58,30 @@ impl Simd for Sse2 {
             ];
             let splat = |b: u8| _mm_set1_epi8(b as i8);
             let eq = |x, b: u8| _mm_cmpeq_epi8(x, splat(b));
-            let non_ascii = mask64(v);
+            let backslash = each(&v, |x| eq(x, b'\\'));
+            // Signed: bytes below 0x20 and bytes from 0x80 (negative).
+            let below_x20 = each(&v, |x| _mm_cmpgt_epi8(splat(0x20), x));
+            // Most blocks of a compact message have no backslash, control or non-ASCII byte:
+            // one test instead of three masks.
+            let rare = _mm_or_si128(
+                _mm_or_si128(
+                    _mm_or_si128(backslash[0], backslash[1]),
+                    _mm_or_si128(backslash[2], backslash[3]),
+                ),
+                _mm_or_si128(
+                    _mm_or_si128(below_x20[0], below_x20[1]),
+                    _mm_or_si128(below_x20[2], below_x20[3]),
+                ),
+            );
+            let (backslash, control, non_ascii) = if _mm_movemask_epi8(rare) == 0 {
+                (0, 0, 0)
+            } else {
+                let non_ascii = mask64(v);
+                (mask64(backslash), mask64(below_x20) & !non_ascii, non_ascii)
+            };
             Masks {
                 quote: mask64(each(&v, |x| eq(x, b'"'))),
-                backslash: mask64(each(&v, |x| eq(x, b'\\'))),
+                backslash,
                 // `x | 0x20` is `{` for `[` and `{`, `}` for `]` and `}`.
                 op: mask64(each(&v, |x| {
                     let folded = _mm_or_si128(x, splat(0x20));
@@ -76,8 +96,7 @@ impl Simd for Sse2 {
                         _mm_or_si128(eq(x, b'\n'), eq(x, b'\r')),
                     )
                 })),
-                // Signed: bytes below 0x20, and bytes from 0x80 (negative), taken out again.
-                control: mask64(each(&v, |x| _mm_cmpgt_epi8(splat(0x20), x))) & !non_ascii,
+                control,
                 non_ascii,
             }
         }
