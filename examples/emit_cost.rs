@@ -1,18 +1,19 @@
-//! Instructions per `json_line::scan`, per `json_line::compact_into` and per
-//! `Publisher::emit` with one subscriber, for each JSON kernel this CPU has (AVX2, SSE2,
+//! Instructions per `json_line::scan`, per `json_line::compact_into`, per
+//! `Publisher::emit` and per `notif_emit_len` (the C API) with one subscriber, for each JSON kernel this CPU has (AVX2, SSE2,
 //! the scalar reference) and the three sample messages, counted by callgrind (whose counts
 //! are steady on a noisy machine, unlike times).
 //!
 //! `cargo run --release --example emit_cost [FILE...]` prints the table: it runs itself
 //! under `valgrind --tool=callgrind --toggle-collect=...` once per kernel, message and
 //! measurement, with `NOTIF_SIMD` naming the kernel, and divides by the number of calls.
-//! `emit_cost --run scan|compact|emit FILE N` is one such run.
+//! `emit_cost --run scan|compact|emit|capi FILE N` is one such run.
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::Duration;
 
+use notif::capi;
 use notif::json_line::{self, Layout};
 use notif::{Options, Publisher};
 
@@ -51,8 +52,9 @@ fn main() {
                 "(compact)".into()
             };
             let emit = measure(kernel.name(), "emit", file);
+            let capi = measure(kernel.name(), "capi", file);
             println!(
-                "| {} | {} | {} | {scan:.0} | {:.2} | {compact} | {emit:.0} |",
+                "| {} | {} | {} | {scan:.0} | {:.2} | {compact} | {emit:.0} | {capi:.0} |",
                 kernel.name(),
                 file.rsplit('/').next().unwrap_or(file),
                 message.len(),
@@ -120,6 +122,12 @@ fn measured_emit(publisher: &Publisher, message: &[u8]) -> bool {
     publisher.emit(std::hint::black_box(message)).is_ok()
 }
 
+#[inline(never)]
+fn measured_capi(handle: *mut capi::notif_handle, message: &[u8]) -> bool {
+    // SAFETY: a live handle from notif_open_with, and `message.len()` readable bytes.
+    unsafe { capi::notif_emit_len(handle, message.as_ptr().cast(), message.len()) >= 0 }
+}
+
 fn run(what: &str, message: &[u8], calls: usize) {
     match what {
         "scan" => {
@@ -133,7 +141,8 @@ fn run(what: &str, message: &[u8], calls: usize) {
             }
         }
         "emit" => emit(message, calls),
-        _ => panic!("--run scan|compact|emit FILE N"),
+        "capi" => capi_emit(message, calls),
+        _ => panic!("--run scan|compact|emit|capi FILE N"),
     }
 }
 
@@ -163,5 +172,42 @@ fn emit(message: &[u8], calls: usize) {
     assert_eq!(ok, calls, "some emits failed");
     publisher.close();
     reader.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same through the C API, as C callers (and bench/notif_bench.c) emit.
+fn capi_emit(message: &[u8], calls: usize) {
+    let dir = std::env::temp_dir().join(format!("notif-emit-cost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.sock");
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: the options pointer comes from notif_options_new and is freed once; the path
+    // is a NUL-terminated string; the handle is closed once, after the last emit.
+    unsafe {
+        let options = capi::notif_options_new();
+        assert_eq!(
+            capi::notif_options_set_subscriber_buffer(options, 64 << 20),
+            0
+        );
+        assert_eq!(capi::notif_options_set_backlog(options, 64 << 20), 0);
+        let handle = capi::notif_open_with(c_path.as_ptr(), options);
+        capi::notif_options_free(options);
+        assert!(!handle.is_null(), "notif_open_with failed");
+        let mut stream = UnixStream::connect(&path).expect("connect");
+        let reader = std::thread::spawn(move || {
+            let mut sink = vec![0u8; 1 << 16];
+            while stream.read(&mut sink).is_ok_and(|n| n > 0) {}
+        });
+        // notif_emit_len returns the number of subscribers (outside the measured function).
+        while capi::notif_emit_len(handle, message.as_ptr().cast(), message.len()) < 1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let ok = (0..calls)
+            .filter(|_| measured_capi(handle, message))
+            .count();
+        assert_eq!(ok, calls, "some emits failed");
+        capi::notif_close(handle);
+        reader.join().unwrap();
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -136,7 +136,24 @@ impl Stage2 {
             i += 1;
             expect = match expect {
                 Expect::ObjectValue => loop {
-                    if let b'{' | b'[' = byte {
+                    if byte == b'{' {
+                        // An object as a member's value: `{ "key" :` and its first value
+                        // without leaving the loop, when the window has them.
+                        if depth < MAX_DEPTH
+                            && i + 2 < n
+                            && byte_at(i) == b'"'
+                            && byte_at(i + 1) == b':'
+                        {
+                            is_object[depth & 127] = 1;
+                            depth += 1;
+                            at = positions[i + 2] as usize;
+                            byte = byte_at(i + 2);
+                            i += 3;
+                            continue;
+                        }
+                        break open!(byte);
+                    }
+                    if byte == b'[' {
                         break open!(byte);
                     }
                     primitive!(byte, at);
@@ -188,6 +205,11 @@ impl Stage2 {
                     }
                 }
                 Expect::AfterObjectValue => match byte {
+                    // `"key" :` after the comma, when the window has them.
+                    b',' if i + 1 < n && byte_at(i) == b'"' && byte_at(i + 1) == b':' => {
+                        i += 2;
+                        Expect::ObjectValue
+                    }
                     b',' => Expect::Key,
                     b'}' => close!(),
                     _ => return false,
