@@ -7,16 +7,19 @@
 //! [`MAX_DEPTH`], "compact or not" reported):
 //!
 //! - a simdjson-style fast path on x86-64 (the kernel is chosen once, at the first call):
-//!   stage 1 ([`stage1`]) classifies 64-byte blocks with AVX2 ([`stage1_avx2`]) or SSE2
-//!   ([`stage1_sse2`]) into bit masks (quotes, backslashes, operators, whitespace,
+//!   stage 1 (`stage1.rs`) classifies 64-byte blocks with AVX2 (`stage1_avx2.rs`) or SSE2
+//!   (`stage1_sse2.rs`) into bit masks (quotes, backslashes, operators, whitespace,
 //!   control and non-ASCII bytes), finds the escaped bytes and the string extents, checks
 //!   UTF-8 and escapes, and writes out the positions of the structural bytes; stage 2
-//!   ([`stage2`]) walks those positions through the grammar, with a bounded stack buffer
-//!   and a `u128` bit stack, never allocating;
-//! - the scalar reference scanner ([`reference`]), which defined the contract. It runs on
+//!   (`stage2.rs`) walks those positions through the grammar. The positions live in a
+//!   bounded buffer on the stack (stage 1 fills it a window of blocks at a time) and the
+//!   nesting stack is 128 bytes: nothing is allocated. Compaction (`compact.rs`) leaves
+//!   out the whitespace outside strings that stage 1 finds;
+//! - the scalar reference scanner (`reference.rs`), which defined the contract. It runs on
 //!   other machines, and whenever the fast path rejects an input, to produce the exact
 //!   error (offset and what was expected): the fast path only says "valid, compact or not"
-//!   or "not valid", and its rejection is never reported without the reference's.
+//!   or "not valid", and its rejection is never reported without the reference's (were
+//!   the fast path ever to reject a valid input, the reference would accept it).
 //!
 //! `NOTIF_SIMD=avx2|sse2|scalar` in the environment (read once) forces a kernel, for tests
 //! and CI; a kernel the CPU lacks falls back to the best one it has.
