@@ -27,13 +27,17 @@
 use std::borrow::Cow;
 use std::fmt;
 
+// The fast path exists on x86-64 only; elsewhere the reference scanner does everything.
+#[cfg(target_arch = "x86_64")]
 mod compact;
 mod reference;
+#[cfg(target_arch = "x86_64")]
 mod stage1;
 #[cfg(target_arch = "x86_64")]
 mod stage1_avx2;
 #[cfg(target_arch = "x86_64")]
 mod stage1_sse2;
+#[cfg(target_arch = "x86_64")]
 mod stage2;
 
 pub(crate) use reference::next_quote_or_backslash;
