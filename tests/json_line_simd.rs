@@ -436,6 +436,25 @@ fn long_documents_span_several_windows() {
     assert!(!check(broken.as_bytes(), &|| {
         "3000 items, broken at the end".into()
     }));
+    // Shifted by one structural at a time, so that every place in the grammar (after a
+    // key, a colon, a comma, an opening or closing bracket) falls on a window's end.
+    let members: Vec<String> = (0..400)
+        .map(|i| format!("\"m{i}\":{{\"a\":[1,{{\"b\":\"c\"}},[]],\"d\":{{}}}}"))
+        .collect();
+    for shift in 0..16 {
+        let doc = format!(
+            "{{\"pad\":[{}],{}}}",
+            vec!["0"; shift].join(","),
+            members.join(",")
+        );
+        assert!(check(doc.as_bytes(), &|| format!(
+            "members shifted by {shift}"
+        )));
+        let broken = doc.replace("\"d\":{}}", "\"d\":{}]");
+        assert!(!check(broken.as_bytes(), &|| format!(
+            "broken, shifted by {shift}"
+        )));
+    }
 }
 
 /// `NOTIF_SIMD` forces the kernel `scan` uses: a child process of this test binary runs
