@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-TARGETS=(emit_line subscription_request message_fields glob control_line)
+TARGETS=(emit_line simd_scan subscription_request message_fields glob control_line)
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 MAX_LEN=${FUZZ_MAX_LEN:-4096}
 CARGO=${CARGO:-cargo}
@@ -43,7 +43,7 @@ ensure_cargo_fuzz() {
 options() {
     local -a opts=("-max_len=$MAX_LEN")
     case $1 in
-        emit_line | message_fields) opts+=(-dict=dict/json.dict) ;;
+        emit_line | simd_scan | message_fields) opts+=(-dict=dict/json.dict) ;;
         subscription_request | control_line) opts+=(-dict=dict/subscription.dict) ;;
         glob) opts=(-max_len=512) ;;
     esac

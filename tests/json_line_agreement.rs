@@ -2,7 +2,7 @@
 //! must not change the value. Inputs come from a seeded generator, mutations of its output and
 //! of the fixtures, and every truncation of the fixtures.
 
-use notif::json_line::{compact_into, scan, to_compact_line, Layout, MAX_DEPTH};
+use notif::json_line::{compact_into, scan, scan_reference, to_compact_line, Layout, MAX_DEPTH};
 use serde_json::Value;
 use std::path::Path;
 
@@ -191,6 +191,13 @@ fn check(input: &[u8], origin: &str) -> bool {
         .ok()
         .filter(Value::is_object);
     let verdict = scan(input);
+    // `scan` runs the fast kernel; the reference scanner must give the same answer (so both
+    // are checked against serde_json here; tests/json_line_simd.rs compares every kernel).
+    assert_eq!(
+        scan_reference(input),
+        verdict,
+        "reference vs scan on {origin}"
+    );
     assert_eq!(
         oracle.is_some(),
         verdict.is_ok(),

@@ -1,77 +1,15 @@
-//! Checks that a message is exactly one JSON object and turns it into one compact line.
+//! The reference scanner: the scalar, one-pass validator that defined notif's contract
+//! before the SIMD path existed. It is what runs on machines without a fast kernel, what
+//! every fast kernel is checked against (tests/json_line_agreement.rs, tests/json_line_simd.rs,
+//! fuzz/fuzz_targets/simd_scan.rs), and what produces the exact error when a fast kernel
+//! rejects an input: the fast kernels only say "valid, compact or not" or "not valid".
 //!
-//! Every message a caller emits goes through [`scan`] on the caller's thread, so this is a
-//! dedicated single-pass validator rather than a parser building a tree: it never allocates,
-//! keeps its nesting stack in one `u128`, and skips plain string bytes eight at a time.
-//! Strictness follows RFC 8259 and agrees with `serde_json::from_slice::<serde_json::Value>`
-//! (see `tests/json_line_agreement.rs`), including its nesting limit.
+//! It never allocates, keeps its nesting stack in one `u128`, and skips plain string bytes
+//! eight at a time. Strictness follows RFC 8259 and agrees with
+//! `serde_json::from_slice::<serde_json::Value>` (see `tests/json_line_agreement.rs`),
+//! including its nesting limit.
 
-use std::borrow::Cow;
-use std::fmt;
-
-/// Why an input is not exactly one JSON object. `offset` is the byte offset where the problem was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JsonLineError {
-    /// Nothing but whitespace.
-    Empty,
-    /// The bytes at `offset` are not valid UTF-8.
-    NotUtf8 { offset: usize },
-    /// The top-level value starts like an array, string, number or literal instead of an object.
-    NotAnObject,
-    /// The byte at `offset` cannot appear there; `expected` says what could.
-    Syntax {
-        offset: usize,
-        expected: &'static str,
-    },
-    /// The object or array opened at `offset` nests deeper than [`MAX_DEPTH`].
-    TooDeep { offset: usize },
-    /// The input ended inside the object.
-    Truncated,
-}
-
-impl fmt::Display for JsonLineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            JsonLineError::Empty => {
-                f.write_str("empty message: expected one JSON object, got only whitespace")
-            }
-            JsonLineError::NotUtf8 { offset } => write!(f, "not valid UTF-8 at byte {offset}"),
-            JsonLineError::NotAnObject => f.write_str(
-                "not a JSON object: a message must be one object {...}, \
-                 not an array, string, number, true, false or null",
-            ),
-            JsonLineError::Syntax { offset, expected } => {
-                write!(f, "not valid JSON at byte {offset}: expected {expected}")
-            }
-            JsonLineError::TooDeep { offset } => write!(
-                f,
-                "JSON nested too deeply at byte {offset}: \
-                 at most {MAX_DEPTH} levels of objects and arrays are allowed"
-            ),
-            JsonLineError::Truncated => {
-                f.write_str("truncated JSON: the input ended before the object was complete")
-            }
-        }
-    }
-}
-
-impl std::error::Error for JsonLineError {}
-
-/// The deepest nesting of objects and arrays accepted, the top-level object counting as one.
-///
-/// serde_json documents a recursion limit of 128, but its counter rejects the 128th level
-/// (it decrements before checking for zero), so the deepest document it accepts nests 127
-/// levels. This is that number, so that a message we accept is one serde_json can read.
-pub const MAX_DEPTH: usize = 127;
-
-/// Whether a valid input can be sent byte for byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// No whitespace outside strings: the input is its own compact form.
-    Compact,
-    /// Valid, but whitespace outside strings has to be removed first.
-    NeedsCompaction,
-}
+use super::{JsonLineError, Layout, MAX_DEPTH};
 
 /// Checks that `input` is exactly one JSON object, optionally surrounded by whitespace (space, \t, \n, \r).
 /// Compact means: no whitespace byte outside strings anywhere (leading/trailing included), so the input is already its own compact form.
@@ -128,21 +66,6 @@ pub fn compact_into(input: &[u8], out: &mut Vec<u8>) {
                 out.extend_from_slice(&input[i..run]);
                 i = run;
             }
-        }
-    }
-}
-
-/// Convenience: scan, then return `Cow::Borrowed(input)` when compact or `Cow::Owned(compacted)` otherwise.
-///
-/// # Errors
-/// Whatever [`scan`] reports.
-pub fn to_compact_line(input: &[u8]) -> Result<Cow<'_, [u8]>, JsonLineError> {
-    match scan(input)? {
-        Layout::Compact => Ok(Cow::Borrowed(input)),
-        Layout::NeedsCompaction => {
-            let mut out = Vec::with_capacity(input.len());
-            compact_into(input, &mut out);
-            Ok(Cow::Owned(out))
         }
     }
 }
@@ -495,8 +418,23 @@ impl Scanner<'_> {
 
 #[cfg(test)]
 mod tests {
+    //! The reference scanner's own tests (tests/json_line_simd.rs holds the fast kernels'
+    //! agreement with it).
     use super::*;
+    use std::borrow::Cow;
     use std::path::{Path, PathBuf};
+
+    /// `json_line::to_compact_line` with the reference scanner and compactor.
+    fn to_compact_line(input: &[u8]) -> Result<Cow<'_, [u8]>, JsonLineError> {
+        match scan(input)? {
+            Layout::Compact => Ok(Cow::Borrowed(input)),
+            Layout::NeedsCompaction => {
+                let mut out = Vec::new();
+                compact_into(input, &mut out);
+                Ok(Cow::Owned(out))
+            }
+        }
+    }
 
     fn fixtures_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
