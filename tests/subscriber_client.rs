@@ -182,6 +182,9 @@ fn reconnects_across_a_publisher_restart() {
     let second = Publisher::open(dir.socket()).unwrap();
     assert_eq!(next(&mut subscriber), Got::Reconnected);
     assert_eq!(subscriber.reconnects(), 1);
+    // It resumed after its cursor, of the first publisher: the second cannot
+    // say what was missed.
+    assert_eq!(next(&mut subscriber), Got::DroppedUnknown);
     wait_for_subscribers(&second, 1);
     second.emit(message(3).as_bytes()).unwrap();
     assert_eq!(next_line(&mut subscriber), message(3));
@@ -340,6 +343,12 @@ fn the_descriptor_works_with_poll() {
     let socket = subscriber.as_raw_fd();
     assert_ne!(socket, timer);
     wait_for_subscribers(&publisher, 1);
+    // The acknowledgement of its request for cursors comes first: take it.
+    assert!(poll_readable(socket, PATIENCE));
+    assert_eq!(
+        own(subscriber.recv(Some(Duration::ZERO)).unwrap()),
+        Got::Timeout
+    );
     assert!(!poll_readable(socket, Duration::ZERO));
     publisher.emit(message(1).as_bytes()).unwrap();
     publisher.emit(message(2).as_bytes()).unwrap();
@@ -539,26 +548,28 @@ fn control_lines_from_a_fake_publisher() {
 }
 
 #[test]
-fn a_plain_subscriber_writes_nothing_and_never_takes_a_control_line_for_a_notification() {
+fn a_default_subscriber_asks_only_for_cursors_and_never_takes_a_control_line_for_a_notification() {
     let dir = TempDir::new("fakeplain");
     let (listener, path) = fake(&dir);
     let server = serve(listener, |listener| {
         let mut stream = accept(&listener);
-        // Markers were not asked for: a drop marker is not for us either.
+        // A publisher sends drop markers only to those that asked, or that
+        // resumed: the subscriber reports every one it gets.
         stream
             .write_all(b"{\"notif\":{\"dropped\":3}}\n{\"notif\":{\"x\":1},\"a\":0}\n{\"a\":1,\"notif\":2}\n")
             .unwrap();
-        // Nothing was written by the client: it closes without a byte.
+        // All it writes is the request for cursors (so that it can resume).
         let mut received = Vec::new();
         stream.read_to_end(&mut received).unwrap();
-        assert!(received.is_empty(), "a plain subscriber wrote {received:?}");
+        assert_eq!(received, b"{\"cursor\":true}\n");
     });
     let mut subscriber = Subscriber::connect(&path, plain()).unwrap();
+    assert_eq!(next(&mut subscriber), Got::Dropped(3));
     assert_eq!(
         next(&mut subscriber),
         Got::Line(r#"{"a":1,"notif":2}"#.into())
     );
-    assert_eq!(subscriber.dropped_total(), 0);
+    assert_eq!(subscriber.dropped_total(), 3);
     drop(subscriber);
     server.join().unwrap();
 }

@@ -1213,6 +1213,45 @@ static void test_last_error_per_thread(void)
     notif_options_free(opts);
 }
 
+/* notif_subscribers / notif_skip, and the memory limit and replay options. */
+static void test_subscribers_skip_and_limits(void)
+{
+    char path[512];
+    notif_options *opts = notif_options_new();
+    notif_handle *handle;
+    notif_stats stats;
+    int subscriber;
+
+    CHECK_RC(notif_subscribers(NULL), -EBADF);
+    CHECK_RC(notif_skip(NULL), -EBADF);
+    CHECK_RC(notif_options_set_memory_limit(opts, 1000), -EINVAL);
+    CHECK(strstr(notif_last_error(), "memory limit") != NULL, "%s", notif_last_error());
+    CHECK_RC(notif_options_set_memory_limit(opts, 1 << 20), 0);
+    CHECK_RC(notif_options_set_replay(opts, 1 << 20), 0);
+    path_in_dir(path, sizeof path, "limits.sock");
+    /* A ring larger than half the memory limit it is counted in cannot work. */
+    errno = 0;
+    CHECK(notif_open_with(path, opts) == NULL && errno == EINVAL, "replay over half the limit: errno %d",
+          errno);
+    CHECK(strstr(notif_last_error(), "replay") != NULL, "%s", notif_last_error());
+    CHECK_RC(notif_options_set_replay(opts, 0), 0);
+    handle = open_or_die(path, opts);
+    notif_options_free(opts);
+    CHECK_RC(notif_subscribers(handle), 0);
+    CHECK_RC(notif_skip(handle), 0);
+    CHECK_RC(notif_skip(handle), 0);
+    stats = tl_stats(handle);
+    CHECK(stats.dropped_no_subscriber == 2, "dropped_no_subscriber=%llu",
+          (unsigned long long)stats.dropped_no_subscriber);
+    subscriber = tl_connect(path);
+    CHECK(tl_wait_subscribers(handle, 1) == 0, "one subscriber");
+    CHECK_RC(notif_subscribers(handle), 1);
+    close(subscriber);
+    CHECK(tl_wait_subscribers(handle, 0) == 0, "none again");
+    CHECK_RC(notif_subscribers(handle), 0);
+    notif_close(handle);
+}
+
 int main(void)
 {
     /* The library must never raise SIGPIPE; keep the default to prove it. */
@@ -1232,6 +1271,7 @@ int main(void)
     test_abstract();
     test_close();
     test_max_subscribers();
+    test_subscribers_skip_and_limits();
     test_last_error_per_thread();
     test_concurrent_emitters();
     test_slow_subscriber(NOTIF_SLOW_DROP);
