@@ -79,7 +79,7 @@ fn subscribers_killed_mid_read_cost_only_themselves() {
                     let line = relay.expect_line("more notifications");
                     let (_, seq) = parse_numbered(&line);
                     assert!(
-                        last.map_or(true, |last| seq > last),
+                        last.is_none_or(|last| seq > last),
                         "a relay got {seq} after {last:?}"
                     );
                     last = Some(seq);

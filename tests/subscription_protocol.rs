@@ -354,7 +354,7 @@ fn bad_requests_get_one_error_line_and_are_closed_without_disturbing_others() {
     // A request line over 64 KiB.
     let mut long = Subscriber::connect_to(&publisher, dir.socket(), 2);
     let mut huge = b"{\"subscribe\":{\"event_types\":[\"".to_vec();
-    huge.extend(std::iter::repeat(b'x').take(70 * 1024));
+    huge.extend(std::iter::repeat_n(b'x', 70 * 1024));
     huge.extend_from_slice(b"\"]}}\n");
     let _ = long.stream().write_all(&huge); // the publisher may close before it has all of it
     let lines = long.read_to_eof();

@@ -346,9 +346,9 @@ fn tail_reports_a_reconnection_and_pretty_prints() {
     let at = path.display();
     assert!(
         tailed.stderr.contains(&format!("notif: {at}: reconnected"))
-            && tailed
-                .stderr
-                .contains(&format!("notif: {at}: an unknown number of notifications missed")),
+            && tailed.stderr.contains(&format!(
+                "notif: {at}: an unknown number of notifications missed"
+            )),
         "stderr: {}",
         tailed.stderr
     );
