@@ -347,6 +347,11 @@ func (p *Publisher) Stats() (Stats, error) {
 		BadRequests:         uint64(cs.bad_requests),
 		StatsRequests:       uint64(cs.stats_requests),
 		Denied:              uint64(cs.denied),
+		Replayed:            uint64(cs.replayed),
+		ReplayBytes:         uint64(cs.replay_bytes),
+		ReplayMessages:      uint64(cs.replay_messages),
+		ReplayOldest:        uint64(cs.replay_oldest),
+		NextSeq:             uint64(cs.next_seq),
 	}, nil
 }
 

@@ -3,6 +3,7 @@
 package notif
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -451,9 +452,11 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// It is told why (after the grace a stats probe gets), then closed.
 	extra.SetReadDeadline(time.Now().Add(waitLong))
-	if _, err := extra.Read(make([]byte, 1)); err == nil {
-		t.Fatal("the extra connection was served")
+	refusal, err := bufio.NewReader(extra).ReadString('\n')
+	if err != nil || !strings.HasPrefix(refusal, `{"notif":{"error":`) || !strings.Contains(refusal, `"reason":"full"`) {
+		t.Fatalf("the extra connection was not told the publisher is full: %q, %v", refusal, err)
 	}
 	extra.Close()
 	// Wait until the filtering subscriber's request is acknowledged: a

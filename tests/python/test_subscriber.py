@@ -256,24 +256,24 @@ FULL = b'{"notif":{"error":"1 subscriber already","reason":"full"}}\n'
 
 
 @pytest.mark.parametrize("line,exc,code,words", [
-    (DENIED, notif.SubscriptionDenied, errno.EACCES, "allow-lists"),
-    (FULL, notif.PublisherFull, errno.EUSERS, "max_subscribers"),
+    (DENIED, libnotif.SubscriptionDenied, errno.EACCES, "allow-lists"),
+    (FULL, libnotif.PublisherFull, errno.EUSERS, "max_subscribers"),
 ])
 @pytest.mark.parametrize("kwargs", [{}, {"markers": True}, {"reconnect": False}])
 def test_denied_and_full_are_permanent_errors(sockdir, line, exc, code, words, kwargs):
     path = os.path.join(sockdir, "refuse.sock")
     fake = RefusingPublisher(path, line)
     try:
-        sub = notif.Subscriber(path, timeout=10, **kwargs)
+        sub = libnotif.Subscriber(path, timeout=10, **kwargs)
         with pytest.raises(exc) as info:
             sub.recv(10)
         assert info.value.errno == code and words in str(info.value)
-        assert isinstance(info.value, notif.SubscriptionError)
+        assert isinstance(info.value, libnotif.SubscriptionError)
         with pytest.raises(exc):
             sub.recv(0.5)  # permanent
         time.sleep(0.5)  # the back-off starts at 100 ms: a reconnection would show
         assert fake.connections == 1
-        if exc is notif.SubscriptionDenied:
+        if exc is libnotif.SubscriptionDenied:
             assert isinstance(info.value, PermissionError)
     finally:
         fake.close()
@@ -283,7 +283,7 @@ def test_denied_and_full_are_permanent_errors(sockdir, line, exc, code, words, k
 def test_too_slow_and_memory_are_lost_connections(sockdir, reason):
     path = os.path.join(sockdir, "slow.sock")
     fake = FakePublisher(path)
-    sub = notif.Subscriber(path, timeout=10)
+    sub = libnotif.Subscriber(path, timeout=10)
     conn = fake.accept()
     conn.sendall(b'{"n":1}\n{"notif":{"error":"bye","reason":"%s"}}\n' % reason.encode())
     conn.close()
@@ -304,13 +304,13 @@ def test_too_slow_and_memory_are_lost_connections(sockdir, reason):
 
 def test_request_stats_maps_denied_full_and_a_bare_close(sockdir):
     path = os.path.join(sockdir, "stats.sock")
-    for line, exc, code in [(DENIED, notif.SubscriptionDenied, errno.EACCES),
-                            (FULL, notif.PublisherFull, errno.EUSERS),
-                            (b'{"notif":{"error":"bad"}}\n', notif.SubscriptionError, errno.EPROTO)]:
+    for line, exc, code in [(DENIED, libnotif.SubscriptionDenied, errno.EACCES),
+                            (FULL, libnotif.PublisherFull, errno.EUSERS),
+                            (b'{"notif":{"error":"bad"}}\n', libnotif.SubscriptionError, errno.EPROTO)]:
         fake = RefusingPublisher(path, line)
         try:
             with pytest.raises(exc) as info:
-                notif.request_stats(path)
+                libnotif.request_stats(path)
             assert info.value.errno == code
         finally:
             fake.close()
@@ -318,8 +318,8 @@ def test_request_stats_maps_denied_full_and_a_bare_close(sockdir):
     # A publisher that closes without a line: not a notif publisher, as before.
     fake = RefusingPublisher(path, b"")
     try:
-        with pytest.raises(notif.NotifError) as info:
-            notif.request_stats(path)
+        with pytest.raises(libnotif.NotifError) as info:
+            libnotif.request_stats(path)
         assert info.value.errno == errno.EPROTO and "not a notif publisher" in str(info.value)
     finally:
         fake.close()
