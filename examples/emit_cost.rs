@@ -6,7 +6,9 @@
 //! `cargo run --release --example emit_cost [FILE...]` prints the table: it runs itself
 //! under `valgrind --tool=callgrind --toggle-collect=...` once per kernel, message and
 //! measurement, with `NOTIF_SIMD` naming the kernel, and divides by the number of calls.
-//! `emit_cost --run scan|compact|emit|capi FILE N` is one such run.
+//! `emit_cost --run scan|compact|emit|capi FILE N` is one such run. For `emit`,
+//! NOTIF_COST_REPLAY=BYTES opens the publisher with a replay ring of that size
+//! and NOTIF_COST_NOBODY=1 emits with nobody connected (what a ring costs emit).
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
@@ -155,18 +157,28 @@ fn emit(message: &[u8], calls: usize) {
     let dir = std::env::temp_dir().join(format!("notif-emit-cost-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("s.sock");
+    let replay: usize = std::env::var("NOTIF_COST_REPLAY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let nobody = std::env::var_os("NOTIF_COST_NOBODY").is_some();
     let options = Options {
         subscriber_buffer: 64 << 20,
         backlog: 64 << 20,
+        replay,
+        memory_limit: (2 * replay).max(notif::DEFAULT_MEMORY_LIMIT),
         ..Options::default()
     };
     let publisher = Publisher::open_with(&path, &options).expect("open");
-    let mut stream = UnixStream::connect(&path).expect("connect");
-    let reader = std::thread::spawn(move || {
-        let mut sink = vec![0u8; 1 << 16];
-        while stream.read(&mut sink).is_ok_and(|n| n > 0) {}
+    // One subscriber that reads and discards, unless nobody is to be connected.
+    let reader = (!nobody).then(|| {
+        let mut stream = UnixStream::connect(&path).expect("connect");
+        std::thread::spawn(move || {
+            let mut sink = vec![0u8; 1 << 16];
+            while stream.read(&mut sink).is_ok_and(|n| n > 0) {}
+        })
     });
-    while publisher.subscribers() < 1 {
+    while !nobody && publisher.subscribers() < 1 {
         std::thread::sleep(Duration::from_millis(1));
     }
     let ok = (0..calls)
@@ -174,7 +186,9 @@ fn emit(message: &[u8], calls: usize) {
         .count();
     assert_eq!(ok, calls, "some emits failed");
     publisher.close();
-    reader.join().unwrap();
+    if let Some(reader) = reader {
+        reader.join().unwrap();
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
