@@ -441,6 +441,7 @@ impl Server {
                 cursors,
                 start,
             } => {
+                self.note_unnumbered();
                 let history = match self.history(start) {
                     Ok(history) => history,
                     Err(why) => return self.refuse_request(fd, &why, Reason::BadRequest),
@@ -963,7 +964,10 @@ impl Server {
             };
             if fits {
                 subscriber.detach_from_log(&self.log);
-            } else {
+            }
+            // A resumed history not filtered yet cannot be copied as it is:
+            // past its limit, a subscriber that still pins the log loses its queue.
+            if !fits || subscriber.pins_too_much(&self.log) {
                 subscriber.discard_queue(&self.log, &self.shared.counters);
                 if self.options.slow_policy == SlowPolicy::Disconnect {
                     self.begin_closing(fd, Closing::Memory);
