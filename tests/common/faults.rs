@@ -883,6 +883,9 @@ fn publisher_main() -> i32 {
     if let Some(bytes) = env_number("NOTIF_FAULT_MEMORY_LIMIT") {
         options.memory_limit = bytes as usize;
     }
+    if let Some(bytes) = env_number("NOTIF_FAULT_REPLAY") {
+        options.replay = bytes as usize;
+    }
     if let Some(count) = env_number("NOTIF_FAULT_MAX_SUBSCRIBERS") {
         options.max_subscribers = count as usize;
     }
