@@ -86,3 +86,21 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libnotif\.so\.0 '; then
     grep -q 'libnotif.so.0: cannot open shared object file' "$own/err" || fail "unexpected: $(cat "$own/err")"
 fi
 echo "the README's own-prefix lines OK"
+
+# make install-strip: code only in the installed library and tool, the debug
+# information kept apart and linked back; uninstall removes both.
+echo "== make install-strip"
+strip_dest=$(mktemp -d "${TMPDIR:-/tmp}/notif-install-strip.XXXXXX")
+trap 'rm -rf "$dest" "$own" "$strip_dest"' EXIT
+$make --no-print-directory install-strip DESTDIR="$strip_dest" PREFIX=/opt/notif-strip
+slib=$strip_dest/opt/notif-strip/lib/libnotif.so.$version
+[[ -f $strip_dest/opt/notif-strip/lib/debug/libnotif.so.$version.debug ]] || fail "no kept-apart debug information"
+if readelf -S "$slib" | grep -q '\.debug_info'; then fail "$slib still has .debug_info"; fi
+readelf -S "$slib" | grep -q '\.gnu_debuglink' || fail "$slib has no .gnu_debuglink"
+readelf -d "$slib" | grep -q "Library soname: \[libnotif.so.$major\]" || fail "stripping lost the soname"
+"$strip_dest/opt/notif-strip/bin/notif" --help >/dev/null || fail "the stripped notif tool does not run"
+echo "libnotif.so: $(stat -c %s "$LIB_SO" 2>/dev/null || stat -c %s target/release/libnotif.so) bytes built, $(stat -c %s "$slib") installed stripped"
+$make --no-print-directory uninstall DESTDIR="$strip_dest" PREFIX=/opt/notif-strip
+left=$(find "$strip_dest" -type f -o -type l)
+[[ -z $left ]] || fail "left after uninstall of install-strip: $left"
+echo "install-strip OK"
