@@ -99,7 +99,7 @@ if readelf -S "$slib" | grep -q '\.debug_info'; then fail "$slib still has .debu
 readelf -S "$slib" | grep -q '\.gnu_debuglink' || fail "$slib has no .gnu_debuglink"
 readelf -d "$slib" | grep -q "Library soname: \[libnotif.so.$major\]" || fail "stripping lost the soname"
 "$strip_dest/opt/notif-strip/bin/notif" --help >/dev/null || fail "the stripped notif tool does not run"
-echo "libnotif.so: $(stat -c %s "$LIB_SO" 2>/dev/null || stat -c %s target/release/libnotif.so) bytes built, $(stat -c %s "$slib") installed stripped"
+echo "libnotif.so: $(stat -L -c %s target/release/libnotif.so) bytes built, $(stat -c %s "$slib") installed stripped"
 $make --no-print-directory uninstall DESTDIR="$strip_dest" PREFIX=/opt/notif-strip
 left=$(find "$strip_dest" -type f -o -type l)
 [[ -z $left ]] || fail "left after uninstall of install-strip: $left"
