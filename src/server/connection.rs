@@ -420,7 +420,7 @@ impl SubscriberConn {
                 self.queue.push_back(Span::History {
                     next: from,
                     end: to,
-                    mark: log.mark_of_entry(from),
+                    mark: log.mark_of(from),
                 });
             }
         }
@@ -473,7 +473,7 @@ impl SubscriberConn {
             self.history_filter = None;
         } else if let Some(Span::History { next, mark, .. }) = self.queue.front_mut() {
             *next = seq;
-            *mark = log.mark_of_entry(seq);
+            *mark = log.mark_of(seq);
         }
         for span in copies.into_iter().rev() {
             match &span {
@@ -501,8 +501,7 @@ impl SubscriberConn {
 
     /// Room left before the batch holding `first` (the newest) is counted.
     fn room_before(&self, log: &MessageLog, first: u64) -> usize {
-        let held =
-            self.pinned_until(log.mark_of_entry(first), log.ring_mark()) + self.own_footprint();
+        let held = self.pinned_until(log.mark_of(first), log.ring_mark()) + self.own_footprint();
         self.queue_capacity.saturating_sub(held)
     }
 
@@ -695,7 +694,7 @@ impl SubscriberConn {
             next: first,
             end,
             offset: 0,
-            mark: log.mark_of_entry(first),
+            mark: log.mark_of(first),
         });
     }
 
@@ -916,7 +915,7 @@ impl SubscriberConn {
                         completed += (to - *next) as usize;
                         *next = to;
                         *offset = within;
-                        *mark = log.mark_of_entry(to);
+                        *mark = log.mark_of(to);
                         written = 0;
                         false
                     }

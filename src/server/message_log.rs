@@ -21,9 +21,12 @@ struct Entry {
     /// Stream offset of the batch's first byte.
     first_byte: u64,
     /// Memory held by all batches before this one since the log began (see
-    /// `mark_of_entry`).
+    /// `mark_of`).
     first_mark: u64,
     batch: Batch,
+    /// A batch of the log's own that small batches are copied into while it
+    /// is the last one and has room.
+    open: bool,
 }
 
 impl Entry {
@@ -42,6 +45,11 @@ impl Entry {
 pub(crate) const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 2 * 16;
 /// What each message costs beside its bytes: its end in the batch's list.
 pub(crate) const MESSAGE_OVERHEAD: usize = std::mem::size_of::<usize>();
+/// A taken batch whose buffer has more room than this left is sparse: it is
+/// copied into the log's open batch rather than kept with its buffer.
+const SPARSE_SLACK: usize = 4096;
+/// What an open batch of the log's own holds at least.
+const TAIL_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Default)]
 pub(crate) struct MessageLog {
@@ -77,9 +85,51 @@ impl MessageLog {
             first_byte,
             first_mark: self.end_mark,
             batch,
+            open: false,
         };
         self.end_mark += entry.held();
         self.entries.push_back(entry);
+        first_seq
+    }
+
+    /// Appends a batch taken from the backlog. One that fills little of its
+    /// buffer (a quiet moment: a few messages in a 64 KiB chunk) is copied to
+    /// the end of an open batch of the log's own, TAIL_BYTES at a time, so
+    /// that a stream of small batches costs one batch's bookkeeping per
+    /// TAIL_BYTES, not per handful of messages; its buffer goes to `spare`.
+    pub(crate) fn append_taken(&mut self, batch: Batch, spare: &mut Vec<Batch>) -> u64 {
+        let sparse = batch.bytes.capacity() - batch.bytes.len() > SPARSE_SLACK;
+        if !sparse {
+            return self.append(batch);
+        }
+        let first_seq = self.next_seq;
+        let (len, count) = (batch.bytes.len(), batch.message_count());
+        let fits_tail = self.entries.back().is_some_and(|last| {
+            last.open && last.batch.bytes.capacity() - last.batch.bytes.len() >= len
+        });
+        if fits_tail {
+            let last = self.entries.back_mut().expect("checked above");
+            self.footprint -= footprint_of(&last.batch);
+            let base = last.batch.bytes.len();
+            last.batch.bytes.extend_from_slice(&batch.bytes);
+            last.batch
+                .ends
+                .extend(batch.ends.iter().map(|end| end + base));
+            self.footprint += footprint_of(&last.batch);
+            self.next_seq += count as u64;
+            self.end_byte += len as u64;
+            self.end_mark += (len + count * MESSAGE_OVERHEAD) as u64;
+        } else {
+            let mut tail = Batch {
+                bytes: Vec::with_capacity(len.max(TAIL_BYTES)),
+                ends: Vec::with_capacity(count.max(TAIL_BYTES / 128)),
+            };
+            tail.bytes.extend_from_slice(&batch.bytes);
+            tail.ends.extend_from_slice(&batch.ends);
+            self.append(tail);
+            self.entries.back_mut().expect("just appended").open = true;
+        }
+        spare.push(batch);
         first_seq
     }
 
@@ -102,12 +152,22 @@ impl MessageLog {
         self.entries.partition_point(|entry| entry.end_seq() <= seq)
     }
 
-    /// The mark of the batch holding message `seq` (`next_seq()`: the end mark).
-    pub(crate) fn mark_of_entry(&self, seq: u64) -> u64 {
+    /// The mark of message `seq` (`next_seq()`: the end mark): what keeping
+    /// it and everything after it alive costs is `end_mark() - mark_of(seq)`.
+    /// The first message of a batch carries the batch's own bookkeeping; a
+    /// message further in counts from its own bytes, so a subscriber well
+    /// into a large batch is not charged for what it already wrote.
+    pub(crate) fn mark_of(&self, seq: u64) -> u64 {
         if seq >= self.next_seq {
             return self.end_mark;
         }
-        self.entries[self.entry_index(seq)].first_mark
+        let entry = &self.entries[self.entry_index(seq)];
+        let index = (seq - entry.first_seq) as usize;
+        if index == 0 {
+            return entry.first_mark;
+        }
+        entry.first_mark
+            + (ENTRY_OVERHEAD + entry.batch.start_of(index) + index * MESSAGE_OVERHEAD) as u64
     }
 
     /// Where the replay ring starts: its mark and the number of its oldest message.
@@ -291,6 +351,39 @@ mod tests {
             batch.ends.push(batch.bytes.len());
         }
         batch
+    }
+
+    #[test]
+    fn sparse_batches_are_copied_into_one_open_batch() {
+        let mut log = MessageLog::default();
+        let mut spare = Vec::new();
+        let sparse = |messages: &[&str]| {
+            let mut b = batch(messages);
+            b.bytes.reserve(64 * 1024);
+            b
+        };
+        assert_eq!(log.append_taken(sparse(&["a", "bb"]), &mut spare), 0);
+        assert_eq!(log.append_taken(sparse(&["ccc"]), &mut spare), 2);
+        assert_eq!(spare.len(), 2);
+        assert_eq!(log.entries.len(), 1, "one open batch for both");
+        assert_eq!(log.offset_of(2), 5);
+        assert_eq!(log.locate(2).1, 2);
+        let mut out = Vec::new();
+        log.slices(0, 0, 3, 4, &mut out);
+        assert_eq!(out, vec![&b"a\nbb\nccc\n"[..]]);
+        assert_eq!(
+            log.end_mark(),
+            (9 + 3 * MESSAGE_OVERHEAD + ENTRY_OVERHEAD) as u64
+        );
+        // A full batch is kept as it is, and closes the open one.
+        assert_eq!(log.append_taken(batch(&["d"]), &mut spare), 3);
+        assert_eq!(log.entries.len(), 2);
+        assert_eq!(log.append_taken(sparse(&["e"]), &mut spare), 4);
+        assert_eq!(log.entries.len(), 3);
+        let mut recycled = 0;
+        log.trim(5, |_| recycled += 1);
+        assert!(log.is_empty());
+        assert_eq!(log.footprint(), 0);
     }
 
     #[test]

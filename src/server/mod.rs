@@ -59,9 +59,6 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const PROBE_GRACE: Duration = Duration::from_secs(1);
 /// Connections waiting like that at once; past it, "full" is said at once.
 const MAX_PROBES: usize = 64;
-/// A taken batch whose buffer is more than this much larger than what it
-/// holds is copied to a right-sized one, so that the log holds what it counts.
-const RIGHT_SIZE_SLACK: usize = 4096;
 
 struct Server {
     shared: Arc<Shared>,
@@ -870,9 +867,8 @@ impl Server {
         let mut overflowed: HashMap<RawFd, ()> = HashMap::new();
         let mut gone = Vec::new();
         for batch in taken.drain(..) {
-            let batch = right_sized(batch, &mut spare);
             let count = batch.message_count() as u64;
-            let first = self.log.append(batch);
+            let first = self.log.append_taken(batch, &mut spare);
             let (batch, _) = self.log.locate(first);
             // Each message's fields are read once, for every filter at once.
             if !self.filters.is_empty() {
@@ -1087,23 +1083,6 @@ impl Server {
             self.remove_subscriber(fd);
         }
     }
-}
-
-/// A batch taken while the backlog's chunk was mostly empty (a quiet moment)
-/// is copied into a buffer of its size, and the big one goes back to the pool:
-/// the log must not keep 64 KiB alive for one small message.
-fn right_sized(batch: Batch, spare: &mut Vec<Batch>) -> Batch {
-    if batch.bytes.capacity() - batch.bytes.len() <= RIGHT_SIZE_SLACK
-        && batch.ends.capacity() - batch.ends.len() <= RIGHT_SIZE_SLACK / 8
-    {
-        return batch;
-    }
-    let small = Batch {
-        bytes: batch.bytes.clone(),
-        ends: batch.ends.clone(),
-    };
-    spare.push(batch);
-    small
 }
 
 /// Says why to a connection refused at accept, then closes it. The line is
