@@ -1,0 +1,110 @@
+//! Red team: resumed subscribers with a filter materialize history copies.
+//! A sparse filter (one that matches every other notification) must not let a
+//! resumed subscriber hold more than its subscriber_buffer, nor all of them
+//! together more than memory_limit.
+
+mod common;
+#[path = "common/faults.rs"]
+mod faults;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::*;
+use faults::*;
+use notif::{Options, Publisher};
+
+const RING: usize = 8 * 1024 * 1024;
+const BUFFER: usize = 256 * 1024;
+const LIMIT: usize = 16 * 1024 * 1024;
+
+fn options() -> Options {
+    let mut options = Options::default();
+    options.set_memory_limit(LIMIT).unwrap();
+    options.set_replay(RING).unwrap();
+    options.set_max_message(64 * 1024).unwrap();
+    options.set_subscriber_buffer(BUFFER).unwrap();
+    options
+}
+
+/// Fills the ring with notifications whose event types alternate.
+fn fill_ring(publisher: &Publisher) {
+    let mut seq = 0u64;
+    loop {
+        let kind = if seq % 2 == 0 { "a.tick" } else { "b.tick" };
+        let line =
+            format!("{{\"event_type\":\"{kind}\",\"seq\":{seq},\"pad\":\"xxxxxxxxxxxxxxxx\"}}");
+        emit_retrying(publisher, line.as_bytes());
+        seq += 1;
+        if seq % 4096 == 0 {
+            let stats = publisher.stats();
+            if stats.replay_bytes as usize >= RING * 9 / 10 && stats.next_seq == seq {
+                return;
+            }
+        }
+    }
+}
+
+/// The publisher's stats answer, as JSON.
+fn stats_json(path: &std::path::Path) -> serde_json::Value {
+    let mut stream = UnixStream::connect(path).unwrap();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream.write_all(b"{\"stats\":true}\n").unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let value: serde_json::Value = serde_json::from_slice(answer.trim_ascii_end()).unwrap();
+    value["notif"]["stats"].clone()
+}
+
+fn attackers_held(path: &std::path::Path, n: usize) -> Vec<u64> {
+    let mut held = Vec::new();
+    wait_until("every attacker's request to be served", || {
+        let stats = stats_json(path);
+        held = stats["subscriber_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| !s["filter"].is_null())
+            .map(|s| s["queued_bytes"].as_u64().unwrap())
+            .collect();
+        held.len() == n
+    });
+    held
+}
+
+#[test]
+fn a_sparse_filtered_resume_holds_at_most_its_buffer() {
+    let dir = TempDir::new("redteam-sparse-resume");
+    let path = dir.socket();
+    let publisher = Publisher::open_with(&path, &options()).unwrap();
+    fill_ring(&publisher);
+    let before = resident_bytes();
+    let mut attackers = Vec::new();
+    const ATTACKERS: usize = 4;
+    for _ in 0..ATTACKERS {
+        let mut stream = UnixStream::connect(&path).unwrap();
+        stream
+            .write_all(b"{\"subscribe\":{\"event_types\":[\"a.*\"]},\"replay\":true}\n")
+            .unwrap();
+        attackers.push(stream);
+    }
+    let held = attackers_held(&path, ATTACKERS);
+    let after = resident_bytes();
+    eprintln!(
+        "held per attacker {held:?}, RSS {} -> {} MiB",
+        before >> 20,
+        after >> 20
+    );
+    for &h in &held {
+        assert!(
+            h as usize <= BUFFER,
+            "a resumed filtered subscriber holds {h} bytes, over its subscriber_buffer of {BUFFER}"
+        );
+    }
+    assert!(held.iter().sum::<u64>() as usize <= LIMIT);
+    drop(attackers);
+    let _ = std::time::Duration::from_secs(0);
+    let _ = Duration::ZERO;
+    publisher.close();
+}
