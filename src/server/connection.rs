@@ -36,6 +36,8 @@ pub(crate) const MAX_KERNEL_SHARE: usize = 256 * 1024;
 pub(crate) const MIN_KERNEL_SHARE: usize = 32 * 1024;
 /// Bookkeeping the allocator adds to each allocation we make for a subscriber.
 const ALLOCATION_OVERHEAD: usize = 16;
+/// About how much of a resumed history is filtered and copied at a time.
+const HISTORY_STEP_BYTES: usize = 64 * 1024;
 
 #[derive(Debug)]
 enum Span {
@@ -439,7 +441,11 @@ impl SubscriberConn {
         let mut copies: Vec<Span> = Vec::new();
         let mut chunk = OwnChunk::default();
         let (mut wanted, mut left_out) = (0u64, 0u64);
-        while seq < end && chunk.bytes.len() < 64 * 1024 {
+        // What this step copies, all chunks and seq lines counted: a filter
+        // that matches every other message starts a chunk per message, so
+        // the size of the current chunk alone would never stop the loop.
+        let mut copied = 0usize;
+        while seq < end && copied < HISTORY_STEP_BYTES {
             let (batch, index) = log.locate(seq);
             let line = &batch.bytes[batch.start_of(index)..batch.ends[index]];
             if filter.matches(&message_fields(&line[..line.len() - 1])) {
@@ -447,11 +453,12 @@ impl SubscriberConn {
                     if !chunk.ends.is_empty() {
                         copies.push(Span::Own(mem::take(&mut chunk)));
                     }
-                    copies.push(Span::Control {
-                        line: lines::seq(seq),
-                        offset: 0,
-                    });
+                    let line = lines::seq(seq);
+                    copied +=
+                        line.capacity() + 2 * mem::size_of::<Span>() + 4 * ALLOCATION_OVERHEAD;
+                    copies.push(Span::Control { line, offset: 0 });
                 }
+                copied += line.len() + mem::size_of::<usize>();
                 chunk.bytes.extend_from_slice(line);
                 chunk.ends.push(chunk.bytes.len());
                 self.next_line_seq = Some(seq + 1);
