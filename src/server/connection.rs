@@ -16,7 +16,7 @@ use std::io;
 use std::mem;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::filter_set::FilterId;
+use super::filter_set::{CachedFilter, FilterId};
 use super::message_log::{MessageLog, ENTRY_OVERHEAD, MESSAGE_OVERHEAD};
 use crate::fork_guard::OwnedFd;
 use crate::stats::{bump, Counters};
@@ -202,7 +202,7 @@ pub(crate) struct SubscriberConn {
     /// (the previous one's plus one, or what the last `seq` line said).
     next_line_seq: Option<u64>,
     /// The filter a resumed history is read through.
-    history_filter: Option<Filter>,
+    history_filter: Option<CachedFilter>,
 }
 
 /// Why a subscriber is being closed once its queue is written.
@@ -418,7 +418,7 @@ impl SubscriberConn {
                 self.enqueue_log(log, from, to);
             }
             Some(filter) => {
-                self.history_filter = Some(filter.clone());
+                self.history_filter = Some(CachedFilter::new(filter.clone()));
                 self.queue.push_back(Span::History {
                     next: from,
                     end: to,
@@ -435,7 +435,8 @@ impl SubscriberConn {
             return;
         };
         let (mut seq, end) = (*next, *end);
-        let Some(filter) = self.history_filter.clone() else {
+        // Taken out for the step (not cloned: a filter may hold 192 patterns).
+        let Some(mut filter) = self.history_filter.take() else {
             return;
         };
         let mut copies: Vec<Span> = Vec::new();
@@ -477,10 +478,10 @@ impl SubscriberConn {
         self.queued_messages += wanted as usize;
         if seq >= end {
             self.queue.pop_front();
-            self.history_filter = None;
         } else if let Some(Span::History { next, mark, .. }) = self.queue.front_mut() {
             *next = seq;
             *mark = log.mark_of_entry(seq);
+            self.history_filter = Some(filter);
         }
         for span in copies.into_iter().rev() {
             match &span {

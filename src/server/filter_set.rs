@@ -55,6 +55,42 @@ impl Verdicts {
     }
 }
 
+/// One filter with verdict caches of its own: what a resumed history is read
+/// through, so that its messages cost a hash look-up each, as live ones do,
+/// not every pattern every time.
+#[derive(Debug)]
+pub(crate) struct CachedFilter {
+    filter: Filter,
+    event_types: Verdicts,
+    publishers: Verdicts,
+}
+
+impl CachedFilter {
+    pub(crate) fn new(filter: Filter) -> CachedFilter {
+        CachedFilter {
+            filter,
+            event_types: Verdicts::default(),
+            publishers: Verdicts::default(),
+        }
+    }
+
+    pub(crate) fn matches(&mut self, message: &MessageFields<'_>) -> bool {
+        let filter = &self.filter;
+        let priority_ok = filter.priorities.is_empty()
+            || message
+                .priority
+                .as_deref()
+                .is_some_and(|v| filter.priorities.iter().any(|p| p.eq_ignore_ascii_case(v)));
+        priority_ok
+            && self
+                .event_types
+                .check(&filter.event_types, message.event_type.as_deref())
+            && self
+                .publishers
+                .check(&filter.publishers, message.publisher_id.as_deref())
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct FilterSet {
     slots: Vec<Option<Slot>>,
