@@ -432,6 +432,10 @@ impl Server {
                 bump(&self.shared.counters.stats_requests, 1);
                 subscriber.queue_control(stats_line);
                 self.begin_closing(fd, Closing::Answered);
+                // An answer nobody reads is held until linger runs out: it
+                // counts in the budget like any queue (a quiet publisher
+                // would otherwise never check it).
+                self.enforce_memory_limit(0, None);
             }
             Request::Subscribe { .. } if probing => self.refuse_full(fd),
             Request::Subscribe {
@@ -1023,6 +1027,25 @@ impl Server {
         let mut total = self.held_total() + extra;
         if total <= limit {
             return;
+        }
+        // Connections on their way out (unread stats answers, error lines,
+        // what a slow one had left) go first, before any subscriber loses
+        // its queue: closing them early only loses what they would have lost
+        // at linger. What they still held is counted in dropped_closed.
+        let mut leaving: Vec<(usize, RawFd)> = self
+            .subscribers
+            .iter()
+            .filter(|(&fd, s)| Some(fd) != spare && s.closing.is_some() && s.has_queue())
+            .map(|(&fd, s)| (s.held(&self.log), fd))
+            .collect();
+        leaving.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
+        for (_, fd) in leaving {
+            if total <= limit {
+                return;
+            }
+            self.remove_subscriber(fd);
+            self.release_log();
+            total = self.held_total() + extra;
         }
         let mut holders: Vec<(usize, RawFd)> = self
             .subscribers
