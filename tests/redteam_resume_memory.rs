@@ -155,3 +155,51 @@ fn a_sparse_filtered_resume_still_gets_every_match_in_order() {
     let final_stats = publisher.close();
     assert_invariant(&final_stats);
 }
+
+/// A peer that resumes from the start of the ring without a filter and never
+/// reads holds a range of the log; when the ring moves past it, it must not
+/// be given a private copy larger than its own buffer.
+#[test]
+fn an_unread_unfiltered_resume_holds_at_most_its_buffer_when_the_ring_moves_on() {
+    let dir = TempDir::new("redteam-unfiltered-resume");
+    let path = dir.socket();
+    let mut options = options();
+    options.set_memory_limit(4 * RING).unwrap();
+    let publisher = Publisher::open_with(&path, &options).unwrap();
+    fill_ring(&publisher);
+    let mut attacker = UnixStream::connect(&path).unwrap();
+    attacker.write_all(b"{\"replay\":true}\n").unwrap();
+    wait_until("the attacker to be subscribed", || {
+        stats_json(&path)["subscriber_list"]
+            .as_array()
+            .is_some_and(|l| l.len() == 1)
+    });
+    // Move the ring on by its whole size.
+    let start = publisher.stats().next_seq;
+    fill_ring_from(&publisher, start);
+    let stats = stats_json(&path);
+    let held = stats["subscriber_list"][0]["queued_bytes"]
+        .as_u64()
+        .unwrap();
+    eprintln!("unfiltered resumer holds {held} bytes (buffer {BUFFER})");
+    assert!(
+        held as usize <= BUFFER,
+        "an unread resumed subscriber holds {held} bytes, over its subscriber_buffer of {BUFFER}"
+    );
+    drop(attacker);
+    publisher.close();
+}
+
+fn fill_ring_from(publisher: &Publisher, start: u64) {
+    let mut seq = start;
+    while seq < 2 * start {
+        let kind = if seq % 2 == 0 { "a.tick" } else { "b.tick" };
+        let line =
+            format!("{{\"event_type\":\"{kind}\",\"seq\":{seq},\"pad\":\"xxxxxxxxxxxxxxxx\"}}");
+        emit_retrying(publisher, line.as_bytes());
+        seq += 1;
+    }
+    wait_until("every notification numbered", || {
+        publisher.stats().next_seq == seq
+    });
+}
