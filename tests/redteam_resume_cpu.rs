@@ -29,18 +29,21 @@ fn options() -> Options {
 }
 
 fn fill_ring(publisher: &Publisher) -> u64 {
-    let mut seq = 0u64;
+    let (mut seq, mut filled) = (0u64, 0usize);
     loop {
         let line = format!(
             "{{\"event_type\":\"compute.instance.update\",\"publisher_id\":\"nova-compute:host-1\",\"priority\":\"INFO\",\"seq\":{seq}}}"
         );
         emit_retrying(publisher, line.as_bytes());
         seq += 1;
-        if seq % 4096 == 0 {
-            let stats = publisher.stats();
-            if stats.replay_bytes as usize >= RING * 9 / 10 && stats.next_seq == seq {
-                return seq;
-            }
+        // Enough to fill the ring a little over (each message costs its
+        // line and its end in the batch).
+        filled += line.len() + 8;
+        if filled >= RING + RING / 4 {
+            wait_until("every notification numbered", || {
+                publisher.stats().next_seq == seq
+            });
+            return seq;
         }
     }
 }

@@ -14,6 +14,18 @@ use crate::subscription::{glob_matches, Filter, MessageFields};
 
 /// Verdicts remembered per filter and field; past it the memory starts over.
 const CACHE_ENTRIES: usize = 4096;
+/// Memory all filters' caches together may hold: peers choose how many
+/// distinct filters there are, and the host may emit endless distinct values
+/// (ids in event types), so per-filter limits alone would let a thousand
+/// filters hold a thousand full caches. Past it, a cache that needs room
+/// starts over (a cache that fills that fast helps little anyway).
+const CACHE_BUDGET: usize = 4 * 1024 * 1024;
+/// The same for the filter one resumed history is read through (one per
+/// resuming subscriber, for as long as it reads its history).
+const HISTORY_CACHE_BUDGET: usize = 64 * 1024;
+/// What one remembered verdict costs beside its value's bytes: the key's
+/// allocation and the table's slot, at the table's worst load.
+const ENTRY_COST: usize = 16 + 2 * (std::mem::size_of::<(Box<str>, bool)>() + 1);
 
 /// Names one filter in the set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +45,19 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Verdicts {
     known: HashMap<Box<str>, bool>,
+    /// What `known` holds, as CACHE_BUDGET counts it.
+    bytes: usize,
 }
 
 impl Verdicts {
-    fn check(&mut self, patterns: &[String], value: Option<&str>) -> bool {
+    /// `cached` is what every cache holds together (CACHE_BUDGET).
+    fn check(
+        &mut self,
+        patterns: &[String],
+        value: Option<&str>,
+        cached: &mut usize,
+        budget: usize,
+    ) -> bool {
         if patterns.is_empty() {
             return true;
         }
@@ -47,11 +68,23 @@ impl Verdicts {
             return verdict;
         }
         let verdict = patterns.iter().any(|p| glob_matches(p, value));
-        if self.known.len() >= CACHE_ENTRIES {
-            self.known.clear();
+        let cost = value.len() + ENTRY_COST;
+        if self.known.len() >= CACHE_ENTRIES || *cached + cost > budget {
+            self.forget(cached);
         }
-        self.known.insert(value.into(), verdict);
+        if *cached + cost <= budget {
+            self.known.insert(value.into(), verdict);
+            self.bytes += cost;
+            *cached += cost;
+        }
         verdict
+    }
+
+    /// Starts over, giving the table back too (clear() would keep it).
+    fn forget(&mut self, cached: &mut usize) {
+        self.known = HashMap::new();
+        *cached -= self.bytes;
+        self.bytes = 0;
     }
 }
 
@@ -63,6 +96,7 @@ pub(crate) struct CachedFilter {
     filter: Filter,
     event_types: Verdicts,
     publishers: Verdicts,
+    cached: usize,
 }
 
 impl CachedFilter {
@@ -71,6 +105,7 @@ impl CachedFilter {
             filter,
             event_types: Verdicts::default(),
             publishers: Verdicts::default(),
+            cached: 0,
         }
     }
 
@@ -82,12 +117,18 @@ impl CachedFilter {
                 .as_deref()
                 .is_some_and(|v| filter.priorities.iter().any(|p| p.eq_ignore_ascii_case(v)));
         priority_ok
-            && self
-                .event_types
-                .check(&filter.event_types, message.event_type.as_deref())
-            && self
-                .publishers
-                .check(&filter.publishers, message.publisher_id.as_deref())
+            && self.event_types.check(
+                &filter.event_types,
+                message.event_type.as_deref(),
+                &mut self.cached,
+                HISTORY_CACHE_BUDGET,
+            )
+            && self.publishers.check(
+                &filter.publishers,
+                message.publisher_id.as_deref(),
+                &mut self.cached,
+                HISTORY_CACHE_BUDGET,
+            )
     }
 }
 
@@ -96,6 +137,8 @@ pub(crate) struct FilterSet {
     slots: Vec<Option<Slot>>,
     by_filter: HashMap<Filter, usize>,
     free: Vec<usize>,
+    /// What all the slots' caches hold (CACHE_BUDGET).
+    cached: usize,
 }
 
 impl FilterSet {
@@ -131,7 +174,9 @@ impl FilterSet {
         let slot = self.slots[id.0].as_mut().expect("a live filter");
         slot.users -= 1;
         if slot.users == 0 {
-            let slot = self.slots[id.0].take().expect("checked above");
+            let mut slot = self.slots[id.0].take().expect("checked above");
+            slot.event_types.forget(&mut self.cached);
+            slot.publishers.forget(&mut self.cached);
             self.by_filter.remove(&slot.filter);
             self.free.push(id.0);
         }
@@ -152,12 +197,18 @@ impl FilterSet {
                         filter.priorities.iter().any(|p| p.eq_ignore_ascii_case(v))
                     });
                 let verdict = priority_ok
-                    && slot
-                        .event_types
-                        .check(&filter.event_types, message.event_type.as_deref())
-                    && slot
-                        .publishers
-                        .check(&filter.publishers, message.publisher_id.as_deref());
+                    && slot.event_types.check(
+                        &filter.event_types,
+                        message.event_type.as_deref(),
+                        &mut self.cached,
+                        CACHE_BUDGET,
+                    )
+                    && slot.publishers.check(
+                        &filter.publishers,
+                        message.publisher_id.as_deref(),
+                        &mut self.cached,
+                        CACHE_BUDGET,
+                    );
                 slot.matches.push(verdict);
             }
         }
