@@ -59,6 +59,8 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const PROBE_GRACE: Duration = Duration::from_secs(1);
 /// Connections waiting like that at once; past it, "full" is said at once.
 const MAX_PROBES: usize = 64;
+/// Connections accepted per wake-up, at most (see accept_all).
+const MAX_ACCEPTS_PER_WAKE: usize = 64;
 /// A taken batch whose buffer is more than this much larger than what it
 /// holds is copied to a right-sized one, so that the log holds what it counts.
 const RIGHT_SIZE_SLACK: usize = 4096;
@@ -693,7 +695,10 @@ impl Server {
             return;
         };
         let listener_fd = listener.raw();
-        loop {
+        // Bounded: a peer that connects as fast as we accept would otherwise
+        // keep us here for good, and nothing would be distributed meanwhile.
+        // The listener is level-triggered: the rest come at the next wake-up.
+        for _ in 0..MAX_ACCEPTS_PER_WAKE {
             // SAFETY: accept4 with no peer address requested.
             let fd = unsafe {
                 libc::accept4(
