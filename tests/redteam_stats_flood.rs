@@ -51,6 +51,7 @@ fn unread_stats_answers_stay_within_the_memory_limit() {
     wait_for_subscribers(&publisher, idle as u64);
     let before = resident_bytes();
     let watch = MemoryWatch::start();
+    let asked = std::time::Instant::now();
     let mut askers = Vec::new();
     for _ in 0..probes {
         let mut stream = UnixStream::connect(&path).unwrap();
@@ -60,9 +61,10 @@ fn unread_stats_answers_stay_within_the_memory_limit() {
     wait_until("every stats request answered", || {
         publisher.stats().stats_requests >= probes as u64
     });
+    let answered = asked.elapsed();
     let peak = watch.finish();
     eprintln!(
-        "{idle} idle subscribers, {probes} unread stats answers: RSS {} MiB -> peak {} MiB (limit {} MiB)",
+        "{idle} idle subscribers, {probes} unread stats answers in {answered:?}: RSS {} MiB -> peak {} MiB (limit {} MiB)",
         before >> 20,
         peak >> 20,
         LIMIT >> 20
