@@ -17,9 +17,10 @@ const CACHE_ENTRIES: usize = 4096;
 /// Memory all filters' caches together may hold: peers choose how many
 /// distinct filters there are, and the host may emit endless distinct values
 /// (ids in event types), so per-filter limits alone would let a thousand
-/// filters hold a thousand full caches. Past it, a cache that needs room
-/// starts over (a cache that fills that fast helps little anyway).
-const CACHE_BUDGET: usize = 4 * 1024 * 1024;
+/// filters hold a thousand full caches. Each cache gets an equal share (a
+/// thousand filters: 8 KiB per list, some 60 values); past it, it starts
+/// over (a cache that fills that fast helps little anyway).
+const CACHE_BUDGET: usize = 16 * 1024 * 1024;
 /// The same for the filter one resumed history is read through (one per
 /// resuming subscriber, for as long as it reads its history).
 const HISTORY_CACHE_BUDGET: usize = 64 * 1024;
@@ -50,14 +51,8 @@ struct Verdicts {
 }
 
 impl Verdicts {
-    /// `cached` is what every cache holds together (CACHE_BUDGET).
-    fn check(
-        &mut self,
-        patterns: &[String],
-        value: Option<&str>,
-        cached: &mut usize,
-        budget: usize,
-    ) -> bool {
+    /// `share`: the bytes this cache may hold.
+    fn check(&mut self, patterns: &[String], value: Option<&str>, share: usize) -> bool {
         if patterns.is_empty() {
             return true;
         }
@@ -69,21 +64,26 @@ impl Verdicts {
         }
         let verdict = patterns.iter().any(|p| glob_matches(p, value));
         let cost = value.len() + ENTRY_COST;
-        if self.known.len() >= CACHE_ENTRIES || *cached + cost > budget {
-            self.forget(cached);
+        if self.known.len() >= CACHE_ENTRIES || self.bytes + cost > share {
+            self.forget();
         }
-        if *cached + cost <= budget {
+        if cost <= share {
             self.known.insert(value.into(), verdict);
             self.bytes += cost;
-            *cached += cost;
         }
         verdict
     }
 
+    /// Starts over when over `share` (more filters now share the budget).
+    fn fit(&mut self, share: usize) {
+        if self.bytes > share {
+            self.forget();
+        }
+    }
+
     /// Starts over, giving the table back too (clear() would keep it).
-    fn forget(&mut self, cached: &mut usize) {
+    fn forget(&mut self) {
         self.known = HashMap::new();
-        *cached -= self.bytes;
         self.bytes = 0;
     }
 }
@@ -96,7 +96,6 @@ pub(crate) struct CachedFilter {
     filter: Filter,
     event_types: Verdicts,
     publishers: Verdicts,
-    cached: usize,
 }
 
 impl CachedFilter {
@@ -105,7 +104,6 @@ impl CachedFilter {
             filter,
             event_types: Verdicts::default(),
             publishers: Verdicts::default(),
-            cached: 0,
         }
     }
 
@@ -120,14 +118,12 @@ impl CachedFilter {
             && self.event_types.check(
                 &filter.event_types,
                 message.event_type.as_deref(),
-                &mut self.cached,
-                HISTORY_CACHE_BUDGET,
+                HISTORY_CACHE_BUDGET / 2,
             )
             && self.publishers.check(
                 &filter.publishers,
                 message.publisher_id.as_deref(),
-                &mut self.cached,
-                HISTORY_CACHE_BUDGET,
+                HISTORY_CACHE_BUDGET / 2,
             )
     }
 }
@@ -137,8 +133,6 @@ pub(crate) struct FilterSet {
     slots: Vec<Option<Slot>>,
     by_filter: HashMap<Filter, usize>,
     free: Vec<usize>,
-    /// What all the slots' caches hold (CACHE_BUDGET).
-    cached: usize,
 }
 
 impl FilterSet {
@@ -174,9 +168,7 @@ impl FilterSet {
         let slot = self.slots[id.0].as_mut().expect("a live filter");
         slot.users -= 1;
         if slot.users == 0 {
-            let mut slot = self.slots[id.0].take().expect("checked above");
-            slot.event_types.forget(&mut self.cached);
-            slot.publishers.forget(&mut self.cached);
+            let slot = self.slots[id.0].take().expect("checked above");
             self.by_filter.remove(&slot.filter);
             self.free.push(id.0);
         }
@@ -188,7 +180,11 @@ impl FilterSet {
 
     /// Decides, for every live filter, which of a batch's messages it lets through.
     pub(crate) fn evaluate(&mut self, fields: &[MessageFields<'_>]) {
+        // Two caches per filter, equal shares of the budget.
+        let share = CACHE_BUDGET / (2 * self.by_filter.len().max(1));
         for slot in self.slots.iter_mut().flatten() {
+            slot.event_types.fit(share);
+            slot.publishers.fit(share);
             slot.matches.clear();
             let filter = &slot.filter;
             for message in fields {
@@ -200,14 +196,12 @@ impl FilterSet {
                     && slot.event_types.check(
                         &filter.event_types,
                         message.event_type.as_deref(),
-                        &mut self.cached,
-                        CACHE_BUDGET,
+                        share,
                     )
                     && slot.publishers.check(
                         &filter.publishers,
                         message.publisher_id.as_deref(),
-                        &mut self.cached,
-                        CACHE_BUDGET,
+                        share,
                     );
                 slot.matches.push(verdict);
             }
@@ -271,5 +265,41 @@ mod tests {
         set.remove(b);
         set.remove(other);
         assert!(set.is_empty());
+    }
+
+    #[test]
+    fn all_caches_together_stay_within_the_budget_and_agree_with_the_filters() {
+        let mut set = FilterSet::default();
+        let filters: Vec<Filter> = (0..300)
+            .map(|i| Filter {
+                event_types: vec![format!("e{i}.*"), "x*".into()],
+                publishers: vec![format!("p{i}*"), "*".into()],
+                ..Filter::default()
+            })
+            .collect();
+        let ids: Vec<FilterId> = filters.iter().map(|f| set.add(f.clone())).collect();
+        let pad = "v".repeat(200);
+        for round in 0..6 {
+            let batch: Vec<MessageFields<'static>> = (0..1000)
+                .map(|i| MessageFields {
+                    event_type: Some(Cow::Owned(format!("x{round}.{i}.{pad}"))),
+                    priority: None,
+                    publisher_id: Some(Cow::Owned(format!("p{i}.{pad}"))),
+                })
+                .collect();
+            set.evaluate(&batch);
+            let held: usize = set
+                .slots
+                .iter()
+                .flatten()
+                .map(|s| s.event_types.bytes + s.publishers.bytes)
+                .sum();
+            assert!(held <= CACHE_BUDGET, "{held} bytes cached");
+            for (filter, &id) in filters.iter().zip(&ids).step_by(37) {
+                for (message, &verdict) in batch.iter().zip(set.matches(id)) {
+                    assert_eq!(filter.matches(message), verdict);
+                }
+            }
+        }
     }
 }
