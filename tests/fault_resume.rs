@@ -189,7 +189,7 @@ fn a_slow_subscriber_disconnected_again_and_again_misses_nothing() {
                     );
                     next += 1;
                     // Read slowly now and then, so that the publisher gives up on us.
-                    if next % 5000 == 0 {
+                    if next % 2000 == 0 {
                         std::thread::sleep(Duration::from_millis(50));
                     }
                 }

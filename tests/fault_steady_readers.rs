@@ -41,7 +41,11 @@ fn readers_within_their_buffer_lose_nothing() {
     });
     for reader in steady {
         let (_, counts) = reader.join();
-        assert_eq!(counts, vec![sent], "a reader that kept up missed notifications");
+        assert_eq!(
+            counts,
+            vec![sent],
+            "a reader that kept up missed notifications"
+        );
     }
     let stats = wait_for_quiet(&publisher);
     eprintln!("{sent} notifications to 2 readers within their buffers: {stats:?}");

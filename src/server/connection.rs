@@ -16,7 +16,7 @@ use std::io;
 use std::mem;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::filter_set::FilterId;
+use super::filter_set::{CachedFilter, FilterId};
 use super::message_log::{MessageLog, ENTRY_OVERHEAD, MESSAGE_OVERHEAD};
 use crate::fork_guard::OwnedFd;
 use crate::stats::{bump, Counters};
@@ -36,6 +36,8 @@ pub(crate) const MAX_KERNEL_SHARE: usize = 256 * 1024;
 pub(crate) const MIN_KERNEL_SHARE: usize = 32 * 1024;
 /// Bookkeeping the allocator adds to each allocation we make for a subscriber.
 const ALLOCATION_OVERHEAD: usize = 16;
+/// About how much of a resumed history is filtered and copied at a time.
+const HISTORY_STEP_BYTES: usize = 64 * 1024;
 
 #[derive(Debug)]
 enum Span {
@@ -200,7 +202,7 @@ pub(crate) struct SubscriberConn {
     /// (the previous one's plus one, or what the last `seq` line said).
     next_line_seq: Option<u64>,
     /// The filter a resumed history is read through.
-    history_filter: Option<Filter>,
+    history_filter: Option<CachedFilter>,
 }
 
 /// Why a subscriber is being closed once its queue is written.
@@ -304,6 +306,11 @@ impl SubscriberConn {
             let end = until.min(ring_mark).max(mark);
             (end - mark) as usize
         })
+    }
+
+    /// Bytes its queue may hold (its buffer less the kernel's share).
+    pub(crate) fn capacity(&self) -> usize {
+        self.queue_capacity
     }
 
     /// Whether it keeps more of the log alive than its own limit allows: it
@@ -416,7 +423,7 @@ impl SubscriberConn {
                 self.enqueue_log(log, from, to);
             }
             Some(filter) => {
-                self.history_filter = Some(filter.clone());
+                self.history_filter = Some(CachedFilter::new(filter.clone()));
                 self.queue.push_back(Span::History {
                     next: from,
                     end: to,
@@ -433,13 +440,18 @@ impl SubscriberConn {
             return;
         };
         let (mut seq, end) = (*next, *end);
-        let Some(filter) = self.history_filter.clone() else {
+        // Taken out for the step (not cloned: a filter may hold 192 patterns).
+        let Some(mut filter) = self.history_filter.take() else {
             return;
         };
         let mut copies: Vec<Span> = Vec::new();
         let mut chunk = OwnChunk::default();
         let (mut wanted, mut left_out) = (0u64, 0u64);
-        while seq < end && chunk.bytes.len() < 64 * 1024 {
+        // What this step copies, all chunks and seq lines counted: a filter
+        // that matches every other message starts a chunk per message, so
+        // the size of the current chunk alone would never stop the loop.
+        let mut copied = 0usize;
+        while seq < end && copied < HISTORY_STEP_BYTES {
             let (batch, index) = log.locate(seq);
             let line = &batch.bytes[batch.start_of(index)..batch.ends[index]];
             if filter.matches(&message_fields(&line[..line.len() - 1])) {
@@ -447,11 +459,12 @@ impl SubscriberConn {
                     if !chunk.ends.is_empty() {
                         copies.push(Span::Own(mem::take(&mut chunk)));
                     }
-                    copies.push(Span::Control {
-                        line: lines::seq(seq),
-                        offset: 0,
-                    });
+                    let line = lines::seq(seq);
+                    copied +=
+                        line.capacity() + 2 * mem::size_of::<Span>() + 4 * ALLOCATION_OVERHEAD;
+                    copies.push(Span::Control { line, offset: 0 });
                 }
+                copied += line.len() + mem::size_of::<usize>();
                 chunk.bytes.extend_from_slice(line);
                 chunk.ends.push(chunk.bytes.len());
                 self.next_line_seq = Some(seq + 1);
@@ -470,10 +483,10 @@ impl SubscriberConn {
         self.queued_messages += wanted as usize;
         if seq >= end {
             self.queue.pop_front();
-            self.history_filter = None;
         } else if let Some(Span::History { next, mark, .. }) = self.queue.front_mut() {
             *next = seq;
             *mark = log.mark_of(seq);
+            self.history_filter = Some(filter);
         }
         for span in copies.into_iter().rev() {
             match &span {

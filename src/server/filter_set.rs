@@ -14,6 +14,19 @@ use crate::subscription::{glob_matches, Filter, MessageFields};
 
 /// Verdicts remembered per filter and field; past it the memory starts over.
 const CACHE_ENTRIES: usize = 4096;
+/// Memory all filters' caches together may hold: peers choose how many
+/// distinct filters there are, and the host may emit endless distinct values
+/// (ids in event types), so per-filter limits alone would let a thousand
+/// filters hold a thousand full caches. Each cache gets an equal share (a
+/// thousand filters: 8 KiB per list, some 60 values); past it, it starts
+/// over (a cache that fills that fast helps little anyway).
+const CACHE_BUDGET: usize = 16 * 1024 * 1024;
+/// The same for the filter one resumed history is read through (one per
+/// resuming subscriber, for as long as it reads its history).
+const HISTORY_CACHE_BUDGET: usize = 64 * 1024;
+/// What one remembered verdict costs beside its value's bytes: the key's
+/// allocation and the table's slot, at the table's worst load.
+const ENTRY_COST: usize = 16 + 2 * (std::mem::size_of::<(Box<str>, bool)>() + 1);
 
 /// Names one filter in the set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +46,13 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Verdicts {
     known: HashMap<Box<str>, bool>,
+    /// What `known` holds, as CACHE_BUDGET counts it.
+    bytes: usize,
 }
 
 impl Verdicts {
-    fn check(&mut self, patterns: &[String], value: Option<&str>) -> bool {
+    /// `share`: the bytes this cache may hold.
+    fn check(&mut self, patterns: &[String], value: Option<&str>, share: usize) -> bool {
         if patterns.is_empty() {
             return true;
         }
@@ -47,11 +63,68 @@ impl Verdicts {
             return verdict;
         }
         let verdict = patterns.iter().any(|p| glob_matches(p, value));
-        if self.known.len() >= CACHE_ENTRIES {
-            self.known.clear();
+        let cost = value.len() + ENTRY_COST;
+        if self.known.len() >= CACHE_ENTRIES || self.bytes + cost > share {
+            self.forget();
         }
-        self.known.insert(value.into(), verdict);
+        if cost <= share {
+            self.known.insert(value.into(), verdict);
+            self.bytes += cost;
+        }
         verdict
+    }
+
+    /// Starts over when over `share` (more filters now share the budget).
+    fn fit(&mut self, share: usize) {
+        if self.bytes > share {
+            self.forget();
+        }
+    }
+
+    /// Starts over, giving the table back too (clear() would keep it).
+    fn forget(&mut self) {
+        self.known = HashMap::new();
+        self.bytes = 0;
+    }
+}
+
+/// One filter with verdict caches of its own: what a resumed history is read
+/// through, so that its messages cost a hash look-up each, as live ones do,
+/// not every pattern every time.
+#[derive(Debug)]
+pub(crate) struct CachedFilter {
+    filter: Filter,
+    event_types: Verdicts,
+    publishers: Verdicts,
+}
+
+impl CachedFilter {
+    pub(crate) fn new(filter: Filter) -> CachedFilter {
+        CachedFilter {
+            filter,
+            event_types: Verdicts::default(),
+            publishers: Verdicts::default(),
+        }
+    }
+
+    pub(crate) fn matches(&mut self, message: &MessageFields<'_>) -> bool {
+        let filter = &self.filter;
+        let priority_ok = filter.priorities.is_empty()
+            || message
+                .priority
+                .as_deref()
+                .is_some_and(|v| filter.priorities.iter().any(|p| p.eq_ignore_ascii_case(v)));
+        priority_ok
+            && self.event_types.check(
+                &filter.event_types,
+                message.event_type.as_deref(),
+                HISTORY_CACHE_BUDGET / 2,
+            )
+            && self.publishers.check(
+                &filter.publishers,
+                message.publisher_id.as_deref(),
+                HISTORY_CACHE_BUDGET / 2,
+            )
     }
 }
 
@@ -107,7 +180,11 @@ impl FilterSet {
 
     /// Decides, for every live filter, which of a batch's messages it lets through.
     pub(crate) fn evaluate(&mut self, fields: &[MessageFields<'_>]) {
+        // Two caches per filter, equal shares of the budget.
+        let share = CACHE_BUDGET / (2 * self.by_filter.len().max(1));
         for slot in self.slots.iter_mut().flatten() {
+            slot.event_types.fit(share);
+            slot.publishers.fit(share);
             slot.matches.clear();
             let filter = &slot.filter;
             for message in fields {
@@ -116,12 +193,16 @@ impl FilterSet {
                         filter.priorities.iter().any(|p| p.eq_ignore_ascii_case(v))
                     });
                 let verdict = priority_ok
-                    && slot
-                        .event_types
-                        .check(&filter.event_types, message.event_type.as_deref())
-                    && slot
-                        .publishers
-                        .check(&filter.publishers, message.publisher_id.as_deref());
+                    && slot.event_types.check(
+                        &filter.event_types,
+                        message.event_type.as_deref(),
+                        share,
+                    )
+                    && slot.publishers.check(
+                        &filter.publishers,
+                        message.publisher_id.as_deref(),
+                        share,
+                    );
                 slot.matches.push(verdict);
             }
         }
@@ -184,5 +265,41 @@ mod tests {
         set.remove(b);
         set.remove(other);
         assert!(set.is_empty());
+    }
+
+    #[test]
+    fn all_caches_together_stay_within_the_budget_and_agree_with_the_filters() {
+        let mut set = FilterSet::default();
+        let filters: Vec<Filter> = (0..300)
+            .map(|i| Filter {
+                event_types: vec![format!("e{i}.*"), "x*".into()],
+                publishers: vec![format!("p{i}*"), "*".into()],
+                ..Filter::default()
+            })
+            .collect();
+        let ids: Vec<FilterId> = filters.iter().map(|f| set.add(f.clone())).collect();
+        let pad = "v".repeat(200);
+        for round in 0..6 {
+            let batch: Vec<MessageFields<'static>> = (0..1000)
+                .map(|i| MessageFields {
+                    event_type: Some(Cow::Owned(format!("x{round}.{i}.{pad}"))),
+                    priority: None,
+                    publisher_id: Some(Cow::Owned(format!("p{i}.{pad}"))),
+                })
+                .collect();
+            set.evaluate(&batch);
+            let held: usize = set
+                .slots
+                .iter()
+                .flatten()
+                .map(|s| s.event_types.bytes + s.publishers.bytes)
+                .sum();
+            assert!(held <= CACHE_BUDGET, "{held} bytes cached");
+            for (filter, &id) in filters.iter().zip(&ids).step_by(37) {
+                for (message, &verdict) in batch.iter().zip(set.matches(id)) {
+                    assert_eq!(filter.matches(message), verdict);
+                }
+            }
+        }
     }
 }

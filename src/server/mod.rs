@@ -59,6 +59,8 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const PROBE_GRACE: Duration = Duration::from_secs(1);
 /// Connections waiting like that at once; past it, "full" is said at once.
 const MAX_PROBES: usize = 64;
+/// Connections accepted per wake-up, at most (see accept_all).
+const MAX_ACCEPTS_PER_WAKE: usize = 64;
 
 struct Server {
     shared: Arc<Shared>,
@@ -429,6 +431,10 @@ impl Server {
                 bump(&self.shared.counters.stats_requests, 1);
                 subscriber.queue_control(stats_line);
                 self.begin_closing(fd, Closing::Answered);
+                // An answer nobody reads is held until linger runs out: it
+                // counts in the budget like any queue (a quiet publisher
+                // would otherwise never check it).
+                self.enforce_memory_limit(0, None);
             }
             Request::Subscribe { .. } if probing => self.refuse_full(fd),
             Request::Subscribe {
@@ -687,7 +693,10 @@ impl Server {
             return;
         };
         let listener_fd = listener.raw();
-        loop {
+        // Bounded: a peer that connects as fast as we accept would otherwise
+        // keep us here for good, and nothing would be distributed meanwhile.
+        // The listener is level-triggered: the rest come at the next wake-up.
+        for _ in 0..MAX_ACCEPTS_PER_WAKE {
             // SAFETY: accept4 with no peer address requested.
             let fd = unsafe {
                 libc::accept4(
@@ -953,8 +962,16 @@ impl Server {
                 Some(s) => s.log_ranges_size(&self.log),
                 None => continue,
             };
-            self.enforce_memory_limit(needed, Some(fd));
-            let fits = self.held_total() + needed <= self.options.memory_limit;
+            // A copy must fit the subscriber's own limit (a resumed history
+            // may be larger than its buffer) as well as the memory limit.
+            let within_its_buffer = self
+                .subscribers
+                .get(&fd)
+                .is_some_and(|s| needed <= s.capacity());
+            if within_its_buffer {
+                self.enforce_memory_limit(needed, Some(fd));
+            }
+            let fits = within_its_buffer && self.held_total() + needed <= self.options.memory_limit;
             let Some(subscriber) = self.subscribers.get_mut(&fd) else {
                 continue;
             };
@@ -1023,6 +1040,25 @@ impl Server {
         let mut total = self.held_total() + extra;
         if total <= limit {
             return;
+        }
+        // Connections on their way out (unread stats answers, error lines,
+        // what a slow one had left) go first, before any subscriber loses
+        // its queue: closing them early only loses what they would have lost
+        // at linger. What they still held is counted in dropped_closed.
+        let mut leaving: Vec<(usize, RawFd)> = self
+            .subscribers
+            .iter()
+            .filter(|(&fd, s)| Some(fd) != spare && s.closing.is_some() && s.has_queue())
+            .map(|(&fd, s)| (s.held(&self.log), fd))
+            .collect();
+        leaving.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
+        for (_, fd) in leaving {
+            if total <= limit {
+                return;
+            }
+            self.remove_subscriber(fd);
+            self.release_log();
+            total = self.held_total() + extra;
         }
         let mut holders: Vec<(usize, RawFd)> = self
             .subscribers
