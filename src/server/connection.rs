@@ -198,6 +198,8 @@ pub(crate) struct SubscriberConn {
     pub(crate) dropped_slow: u64,
     /// Whether it asked to be told its position (`seq` lines).
     cursors: bool,
+    /// Whether what the replay ring keeps is free for it (see free_from).
+    pub(crate) ring_is_free: bool,
     /// The number the client will give the next notification line it reads
     /// (the previous one's plus one, or what the last `seq` line said).
     next_line_seq: Option<u64>,
@@ -256,6 +258,7 @@ impl SubscriberConn {
             delivered: 0,
             dropped_slow: 0,
             cursors: false,
+            ring_is_free: true,
             next_line_seq: None,
             history_filter: None,
         }
@@ -292,7 +295,21 @@ impl SubscriberConn {
     /// The log memory this subscriber keeps alive: every batch from the one
     /// holding its oldest message on.
     pub(crate) fn pinned(&self, log: &MessageLog) -> usize {
-        self.pinned_until(log.end_mark(), log.ring_mark())
+        self.pinned_until(log.end_mark(), self.free_from(log))
+    }
+
+    /// From which mark the log is kept for the replay ring anyway, at no cost
+    /// of this subscriber's: under the drop policy, a subscriber keeps its
+    /// place while the ring holds what it still needs (nothing is dropped
+    /// that the ring keeps); under the disconnect policy its lag counts
+    /// against its buffer as without a ring, so that it is let go while the
+    /// ring still holds what it missed, and resumes from there without loss.
+    fn free_from(&self, log: &MessageLog) -> u64 {
+        if self.ring_is_free {
+            log.ring_mark()
+        } else {
+            log.end_mark()
+        }
     }
 
     /// What it keeps alive of the batches before the one with mark `until`.
@@ -514,7 +531,8 @@ impl SubscriberConn {
 
     /// Room left before the batch holding `first` (the newest) is counted.
     fn room_before(&self, log: &MessageLog, first: u64) -> usize {
-        let held = self.pinned_until(log.mark_of(first), log.ring_mark()) + self.own_footprint();
+        let held =
+            self.pinned_until(log.mark_of(first), self.free_from(log)) + self.own_footprint();
         self.queue_capacity.saturating_sub(held)
     }
 

@@ -760,6 +760,7 @@ impl Server {
                 self.kernel_share(active),
                 peer,
             );
+            subscriber.ring_is_free = self.options.slow_policy == SlowPolicy::Drop;
             if full {
                 subscriber.probe_deadline = Some(Instant::now() + PROBE_GRACE);
                 self.probing += 1;
