@@ -879,10 +879,12 @@ impl Server {
         for batch in taken.drain(..) {
             let count = batch.message_count() as u64;
             let first = self.log.append_taken(batch, &mut spare);
-            let (batch, _) = self.log.locate(first);
+            // The new messages may have joined a batch of the log's own:
+            // they are [base, base + count) of the batch that holds them.
+            let (batch, base) = self.log.locate(first);
             // Each message's fields are read once, for every filter at once.
             if !self.filters.is_empty() {
-                let fields: Vec<MessageFields<'_>> = (0..batch.message_count())
+                let fields: Vec<MessageFields<'_>> = (base..base + count as usize)
                     .map(|i| message_fields(&batch.bytes[batch.start_of(i)..batch.ends[i] - 1]))
                     .collect();
                 self.filters.evaluate(&fields);
