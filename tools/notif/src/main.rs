@@ -2,6 +2,8 @@
 //! notif sockets from a shell.
 
 mod bounded;
+#[allow(dead_code)] // used by tail once the client has cursors (branch replay)
+mod cursor_file;
 mod emit;
 mod exit;
 mod json;
