@@ -80,6 +80,11 @@ impl CursorFile {
         self.cursors.get(socket).map(String::as_str)
     }
 
+    /// Every (socket, cursor) saved.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.cursors.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Records that the notification `cursor` names, from `socket`, was printed
     /// (and flushed).
     pub fn set(&mut self, socket: &str, cursor: String) {

@@ -130,13 +130,13 @@ const HELP: &[(&str, &str)] = &[
     ),
     (
         "replayed",
-        "Notifications sent to resuming subscribers (after, replay) from what the publisher held.",
+        "(notification, subscriber) pairs sent again from the log to a subscriber that resumed or asked for the replay ring (in fanout too).",
     ),
-    ("replay_bytes", "Bytes the replay ring holds now."),
+    ("replay_bytes", "Bytes of memory the replay ring holds now."),
     ("replay_messages", "Notifications the replay ring holds now."),
     (
         "replay_oldest",
-        "Sequence number of the oldest notification the replay ring holds.",
+        "Sequence number of the oldest notification the replay ring holds (next_seq when it holds none).",
     ),
     (
         "next_seq",
@@ -510,7 +510,7 @@ mod tests {
             "notif_replay_oldest{path=\"/s\"} 60",
             "# TYPE notif_next_seq gauge",
             "notif_next_seq{path=\"/s\"} 100",
-            "# HELP notif_replay_bytes Bytes the replay ring holds now.",
+            "# HELP notif_replay_bytes Bytes of memory the replay ring holds now.",
         ] {
             assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
         }
