@@ -1635,6 +1635,10 @@ fn a_killed_tail_repeats_at_most_what_it_printed_and_never_skips() {
     let total = sent + 1000;
     let saved = seq_of(&cursors(&file)[&socket]);
     let printed = lines(&r.stdout);
+    eprintln!(
+        "killed after printing {} of {sent} emitted; the file names {saved}",
+        printed.len()
+    );
     assert_eq!(printed, numbered(0..printed.len() as u64), "{}", r.stderr);
     assert!(
         saved < printed.len() as u64,
@@ -1725,4 +1729,87 @@ fn tail_over_a_glob_keeps_one_cursor_per_socket() {
         (14, 19),
         "{saved:?}"
     );
+}
+
+#[test]
+fn a_filtered_tail_resumes_after_the_last_notification_it_printed() {
+    let dir = TempDir::new("filtres");
+    let path = dir.path("f.sock");
+    let socket = dir.str("f.sock");
+    let file = dir.str("cursor");
+    let publisher = replaying(&path, 4 << 20);
+    let line = |n: u64| {
+        let kind = if n % 2 == 0 { "even" } else { "odd" };
+        format!("{{\"event_type\":\"{kind}\",\"n\":{n}}}")
+    };
+    let emit = |range: std::ops::Range<u64>| {
+        for n in range {
+            let deadline = Instant::now() + PATIENCE;
+            while let Err(err) = publisher.emit(line(n).as_bytes()) {
+                assert!(
+                    err.errno() == libc::EAGAIN && Instant::now() < deadline,
+                    "{err:?}"
+                );
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+    };
+    let args = |count: &'static str| {
+        [
+            "tail",
+            socket.as_str(),
+            "--event-type",
+            "odd",
+            "--cursor-file",
+            file.as_str(),
+            "--count",
+            count,
+        ]
+    };
+    let first = spawn(&args("100"), false);
+    wait_for_subscribers(&publisher, 1);
+    emit(0..300);
+    let r = first.finish(PATIENCE);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let odd = |range: std::ops::Range<u64>| -> Vec<String> {
+        range.filter(|n| n % 2 == 1).map(line).collect()
+    };
+    assert_eq!(lines(&r.stdout), odd(0..200), "{}", r.stderr);
+    // The cursor is the last odd one printed (199), not the last emitted.
+    assert_eq!(seq_of(&cursors(Path::new(&file))[&socket]), 199);
+    emit(300..1000);
+    let r = run(&args("400"));
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert_eq!(lines(&r.stdout), odd(200..1000), "{}", r.stderr);
+
+    // The ring's fields in notif stats, like the other counters.
+    let r = run(&["stats", &socket, "--json"]);
+    let answer: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(answer["stats"]["next_seq"], 1000, "{answer}");
+    assert_eq!(answer["stats"]["replay_messages"], 1000, "{answer}");
+    assert!(
+        answer["stats"]["replayed"].as_u64().unwrap() >= 400,
+        "{answer}"
+    );
+    let r = run(&["stats", &socket]);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["replay_messages", "1000"]),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["stats", &socket, "--format", "prometheus"]);
+    for want in [
+        "# TYPE notif_replayed_total counter",
+        "# TYPE notif_replay_bytes gauge",
+        "# TYPE notif_next_seq gauge",
+        &format!("notif_next_seq{{path=\"{socket}\"}} 1000"),
+    ] {
+        assert!(
+            r.stdout.lines().any(|l| l == want),
+            "no {want:?} in\n{}",
+            r.stdout
+        );
+    }
 }
