@@ -315,8 +315,9 @@ fn follow(path: String, options: SubscribeOptions, tx: Tx) {
             }
             Event::Reconnected => {
                 // The client resumes after the last notification it handed
-                // out when the publisher gave it cursors; a gap comes next.
-                resuming = subscriber.cursor().is_some();
+                // out when the publisher gave it cursors (before the first
+                // one, where the options said); a gap comes next.
+                resuming = resumes || subscriber.cursor().is_some();
                 say(if resuming {
                     format!("{path}: reconnected; resuming after the last notification received")
                 } else {

@@ -1813,3 +1813,50 @@ fn a_filtered_tail_resumes_after_the_last_notification_it_printed() {
         );
     }
 }
+
+#[test]
+fn tail_replay_that_reconnects_before_its_first_notification_replays_again() {
+    const N: u64 = 4000;
+    let dir = TempDir::new("replay2");
+    let path = dir.path("p.sock");
+    let socket = dir.str("p.sock");
+    let first = replaying(&path, 256 << 10);
+    let tail = spawn(&["tail", &socket, "--replay", "--count", "1"], false);
+    wait_for_subscribers(&first, 1);
+    first.close();
+    // A new publisher whose ring no longer goes back to its first
+    // notification, filled before tail can reconnect to it: it is moved into
+    // place once full.
+    let publisher = replaying(&dir.path("new.sock"), 256 << 10);
+    let pad = "y".repeat(200);
+    for n in 0..N {
+        let line = format!("{{\"n\":{n},\"pad\":\"{pad}\"}}");
+        let deadline = Instant::now() + PATIENCE;
+        while let Err(err) = publisher.emit(line.as_bytes()) {
+            assert!(
+                err.errno() == libc::EAGAIN && Instant::now() < deadline,
+                "{err:?}"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    wait_until("the ring", || publisher.stats().next_seq >= N);
+    let oldest = publisher.stats().replay_oldest;
+    assert!(oldest > 0, "{:?}", publisher.stats());
+    std::fs::rename(dir.path("new.sock"), &path).unwrap();
+    let r = tail.finish(PATIENCE);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert_eq!(
+        lines(&r.stdout),
+        [format!("{{\"n\":{oldest},\"pad\":\"{pad}\"}}")],
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("{oldest} notifications missed before resuming")),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("too slow"), "{}", r.stderr);
+}
