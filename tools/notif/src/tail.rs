@@ -3,6 +3,7 @@
 //! re-scans the globs as soon as their directories change (inotify, see
 //! watch.rs), and every second in any case.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufWriter, Write};
 use std::sync::{Arc, OnceLock};
@@ -66,29 +67,42 @@ fn quoted(text: &str) -> Vec<u8> {
         .unwrap_or_else(|_| quoted.into_bytes())
 }
 
+/// Room kept after a wrapped line for its cursor (`,"cursor":"EPOCH-SEQ"`
+/// is 48 bytes): inserting it then moves the line within its allocation.
+const CURSOR_ROOM: usize = 64;
+
 /// A line from a socket as it goes to stdout: checked (only JSON objects),
-/// made harmless for a terminal, and with --with-path wrapped with its path
-/// (and with --show-cursor its cursor).
-fn shaped(path: &str, text: Vec<u8>, cursor: Option<&str>) -> Vec<u8> {
+/// made harmless for a terminal, and with --with-path (or --show-cursor)
+/// wrapped with its path. The line is copied once, whatever the options: it
+/// may be 64 MiB. Returns where [`with_cursor`] inserts the cursor.
+fn shaped(path: &str, text: Cow<'_, [u8]>) -> (Vec<u8>, usize) {
     let printing = printing();
     if !printing.with_path && !printing.show_cursor {
-        return text;
+        return (text.into_owned(), 0);
     }
     let path = quoted(path);
-    let mut out = Vec::with_capacity(text.len() + path.len() + 64);
+    let mut out = Vec::with_capacity(text.len() + path.len() + 32 + CURSOR_ROOM);
     out.extend_from_slice(b"{\"path\":");
     out.extend_from_slice(&path);
-    if printing.show_cursor {
-        out.extend_from_slice(b",\"cursor\":");
-        match cursor {
-            Some(cursor) => out.extend_from_slice(&quoted(cursor)),
-            None => out.extend_from_slice(b"null"),
-        }
-    }
+    let at = out.len();
     out.extend_from_slice(b",\"notification\":");
     out.extend_from_slice(&text);
     out.push(b'}');
-    out
+    (out, at)
+}
+
+/// Inserts `,"cursor":...` at `at` of a line from [`shaped`] (with
+/// --show-cursor), in place.
+fn with_cursor(line: &mut Vec<u8>, at: usize, cursor: Option<&str>) {
+    let mut member = b",\"cursor\":".to_vec();
+    match cursor {
+        Some(cursor) => member.extend_from_slice(&quoted(cursor)),
+        None => member.extend_from_slice(b"null"),
+    }
+    let end = line.len();
+    line.resize(end + member.len(), 0);
+    line.copy_within(at..end, at + member.len());
+    line[at..at + member.len()].copy_from_slice(&member);
 }
 
 /// Why a permanent failure of the subscriber ends following `path`: None
@@ -285,13 +299,17 @@ fn follow(path: String, options: SubscribeOptions, tx: Tx) {
                         let Ok(permit) = tx.reserve(cost) else {
                             return;
                         };
-                        let text = text.into_owned();
+                        let (mut line, at) = shaped(&path, text);
+                        // Only now, the line being copied: the subscriber
+                        // is borrowed until then.
                         let cursor = if printing().show_cursor || printing().track_cursors {
                             subscriber.cursor()
                         } else {
                             None
                         };
-                        let line = shaped(&path, text, cursor.as_deref());
+                        if printing().show_cursor {
+                            with_cursor(&mut line, at, cursor.as_deref());
+                        }
                         let cursor = cursor
                             .filter(|_| printing().track_cursors)
                             .map(|c| (Arc::clone(&key), c));

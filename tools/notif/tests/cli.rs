@@ -1003,9 +1003,20 @@ fn peak_rss(pid: u32) -> u64 {
 
 #[test]
 fn tail_with_a_stopped_reader_holds_a_bounded_number_of_bytes() {
-    const LINE: usize = 60 << 20;
     let dir = TempDir::new("hwm");
+    stopped_reader_holds_a_bounded_number_of_bytes(&dir, &[]);
+    // Wrapping each line with its path and cursor copies it no more.
+    let file = dir.str("cursors");
+    stopped_reader_holds_a_bounded_number_of_bytes(
+        &dir,
+        &["--show-cursor", "--cursor-file", &file],
+    );
+}
+
+fn stopped_reader_holds_a_bounded_number_of_bytes(dir: &TempDir, extra: &[&str]) {
+    const LINE: usize = 60 << 20;
     let path = dir.path("h.sock");
+    let _ = std::fs::remove_file(&path);
     let options = Options {
         max_message: LINE + 64,
         subscriber_buffer: 2 * LINE + 1024,
@@ -1015,11 +1026,9 @@ fn tail_with_a_stopped_reader_holds_a_bounded_number_of_bytes() {
     };
     let publisher = Publisher::open_with(&path, &options).unwrap();
     // Nobody ever reads tail's stdout.
-    let mut tail = spawn_with(
-        &["tail", "--no-markers", path.to_str().unwrap()],
-        false,
-        false,
-    );
+    let mut args = vec!["tail", "--no-markers", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut tail = spawn_with(&args, false, false);
     let _stdout: ChildStdout = tail.child.stdout.take().unwrap();
     wait_for_subscribers(&publisher, 1);
     let mut line = vec![b'x'; LINE];
@@ -1038,10 +1047,13 @@ fn tail_with_a_stopped_reader_holds_a_bounded_number_of_bytes() {
     let stats = publisher.stats();
     drop(tail);
     publisher.close();
-    eprintln!("tail VmHWM {} MiB; publisher {stats:?}", peak >> 20);
+    eprintln!(
+        "tail {extra:?} VmHWM {} MiB; publisher {stats:?}",
+        peak >> 20
+    );
     assert!(
         peak < (64 << 20) + (64 << 20) + (32 << 20),
-        "tail reached {} MiB with a stopped reader",
+        "tail {extra:?} reached {} MiB with a stopped reader",
         peak >> 20
     );
 }
