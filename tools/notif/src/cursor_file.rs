@@ -13,8 +13,9 @@
 //! after the lines it names were flushed to stdout: the file never claims a
 //! notification that was not printed. Writing is rate-limited to one every
 //! [`INTERVAL`] while notifications flow, plus one at exit, so a tail that is
-//! killed may print again, when restarted, what it printed in its last
-//! [`INTERVAL`]: at least once, never a gap. There is no fsync: after a
+//! killed may print again, when restarted, what it printed since the last
+//! save ([`INTERVAL`] of output, or more while stdout blocks): at least
+//! once, never a gap. There is no fsync: after a
 //! power loss the file may be older still (more repeats), never newer.
 
 use std::collections::BTreeMap;

@@ -77,7 +77,8 @@ Resuming: every notification has a cursor (EPOCH-SEQ, opaque: store it, pass it 
 takes precedence for its socket) and saves the cursor of the last notification printed from each
 socket, by replacing FILE (a temporary file, then rename), after stdout is flushed, at most every
 100 ms while notifications flow, and at exit: a tail killed may repeat, when restarted, what it
-printed in its last 100 ms, never skip any. What the publisher no longer holds (its replay ring
+printed since the last save (at most 100 ms of output, unless stdout was blocking), never skip
+any. What the publisher no longer holds (its replay ring
 is too small, or it restarted since) is reported on stderr, then the stream continues. After a
 reconnection, tail resumes after the last notification it received.
 
