@@ -474,16 +474,13 @@ struct Starts {
     /// --after, for the one socket given.
     after: Option<String>,
     replay: bool,
-    /// The cursor file's content at start.
-    saved: Option<CursorFile>,
+    /// The cursor file's content at start, socket -> cursor.
+    saved: HashMap<String, String>,
 }
 
 impl Starts {
     fn options(&self, path: &str) -> Result<SubscribeOptions, Failure> {
-        let after = self
-            .after
-            .clone()
-            .or_else(|| self.saved.as_ref()?.get(path).map(str::to_owned));
+        let after = self.after.clone().or_else(|| self.saved.get(path).cloned());
         let replay = after.is_none() && self.replay;
         options_for(&self.base, Resume { after, replay })
     }
@@ -518,18 +515,10 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
              over several sockets, use --cursor-file",
         ));
     }
-    let saved = match &args.cursor_file {
+    let cursor_file = match &args.cursor_file {
         None => None,
         Some(path) => {
             let mut file = CursorFile::open(path)?;
-            // Now rather than after the first notification: a file that
-            // cannot be written is said before anything is printed.
-            file.save().map_err(|e| {
-                Failure::new(
-                    exit::OTHER,
-                    format!("{}: cannot write the cursor file: {e}", path.display()),
-                )
-            })?;
             // Every cursor now, not when its socket turns up in a glob.
             for (socket, cursor) in file.entries() {
                 cursor
@@ -541,6 +530,14 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
                         ))
                     })?;
             }
+            // Now rather than after the first notification: a file that
+            // cannot be written is said before anything is printed.
+            file.save().map_err(|e| {
+                Failure::new(
+                    exit::OTHER,
+                    format!("{}: cannot write the cursor file: {e}", path.display()),
+                )
+            })?;
             Some(file)
         }
     };
@@ -548,7 +545,11 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
         base: options,
         after: args.after.clone(),
         replay: args.replay,
-        saved,
+        saved: cursor_file
+            .iter()
+            .flat_map(|file| file.entries())
+            .map(|(socket, cursor)| (socket.to_owned(), cursor.to_owned()))
+            .collect(),
     };
     // SAFETY: isatty only inspects the descriptor.
     let colour = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
@@ -562,7 +563,13 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
         out: BufWriter::with_capacity(64 << 10, io::stdout()),
         pretty: args.pretty.then_some(colour),
         scratch: Vec::new(),
-        cursors: None,
+        // Entries of sockets not followed this time are written back as
+        // they were.
+        cursors: cursor_file.map(|file| Cursors {
+            file,
+            unflushed: HashMap::new(),
+            last_error: None,
+        }),
     };
     if args.count == Some(0) {
         return Ok(exit::OK);
@@ -597,16 +604,6 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
             active += start(&found, &mut known, &starts, &tx)?;
         }
     }
-    // The saved cursors go on in the output: entries of sockets not followed
-    // this time are written back as they were.
-    if let Some(path) = &args.cursor_file {
-        output.cursors = Some(Cursors {
-            file: CursorFile::open(path)?,
-            unflushed: HashMap::new(),
-            last_error: None,
-        });
-    }
-
     if reconnect && !patterns.is_empty() {
         let dirs: Vec<String> = patterns
             .iter()
