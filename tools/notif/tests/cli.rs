@@ -1533,6 +1533,16 @@ fn tail_cursor_options_are_checked_before_anything_is_printed() {
     assert_eq!(r.code(), 1, "{}", r.stderr);
     assert!(r.stderr.contains("not a notif cursor file"), "{}", r.stderr);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious\n");
+    // A cursor file with a cursor that is not one: refused, left as it is.
+    let bad = "{\"/x.sock\":\"0123456789abcdef-1\",\"/y.sock\":\"nope\"}\n";
+    std::fs::write(&file, bad).unwrap();
+    let r = run(&["tail", &a, "--cursor-file", file.to_str().unwrap()]);
+    assert_eq!(r.code(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("the cursor of /y.sock"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), bad);
+    let r = run(&["tail", &a, "--after", "nope"]);
+    assert_eq!(r.code(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("cursor \"nope\""), "{}", r.stderr);
     let r = run(&["tail", &a, "--cursor-file", &dir.str("no-such-dir/cursors")]);
     assert_eq!(r.code(), 5, "{}", r.stderr);
     assert!(
