@@ -12,8 +12,9 @@
 //! rename(2)), so a reader or a killed tail never sees half a file, and only
 //! after the lines it names were flushed to stdout: the file never claims a
 //! notification that was not printed. Writing is rate-limited to one every
-//! [`INTERVAL`] while notifications flow, plus one at exit, so a tail that is
-//! killed may print again, when restarted, what it printed since the last
+//! [`INTERVAL`] while notifications flow, plus one at exit (also on SIGINT,
+//! SIGTERM, SIGHUP: stop_signal.rs), so a tail that is killed otherwise
+//! (SIGKILL) may print again, when restarted, what it printed since the last
 //! save ([`INTERVAL`] of output, or more while stdout blocks): at least
 //! once, never a gap. There is no fsync: after a
 //! power loss the file may be older still (more repeats), never newer.

@@ -9,6 +9,7 @@ mod json;
 mod openmetrics;
 mod paths;
 mod stats;
+mod stop_signal;
 mod subscriber_table;
 mod tail;
 mod untrusted;
@@ -76,9 +77,10 @@ Resuming: every notification has a cursor (EPOCH-SEQ, opaque: store it, pass it 
 {\"<socket path>\":\"<cursor>\",...}; without an entry: live, or the ring with --replay; --after
 takes precedence for its socket) and saves the cursor of the last notification printed from each
 socket, by replacing FILE (a temporary file, then rename), after stdout is flushed, at most every
-100 ms while notifications flow, and at exit: a tail killed may repeat, when restarted, what it
-printed since the last save (at most 100 ms of output, unless stdout was blocking), never skip
-any. What the publisher no longer holds (its replay ring
+100 ms while notifications flow, and at exit; SIGINT, SIGTERM and SIGHUP save it too, then end
+tail by that signal (a second one ends it at once). A tail killed otherwise (SIGKILL) may repeat,
+when restarted, what it printed since the last save (at most 100 ms of output, unless stdout was
+blocking), never skip any. What the publisher no longer holds (its replay ring
 is too small, or it restarted since) is reported on stderr, then the stream continues. After a
 reconnection, tail resumes after the last notification it received.
 

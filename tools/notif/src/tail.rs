@@ -16,7 +16,7 @@ use notif::{Event, SubscribeOptions, Subscriber};
 use crate::bounded;
 use crate::cursor_file::CursorFile;
 use crate::exit::{self, connect_failure, file_kind, Failure};
-use crate::{json, note, paths, untrusted, TailArgs};
+use crate::{json, note, paths, stop_signal, untrusted, TailArgs};
 
 /// Bytes of lines and notes in flight between the socket threads and stdout
 /// (queued, or being written). When stdout is slower than the publishers,
@@ -616,7 +616,16 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
     }
     let mut printed = 0u64;
     let mut next_scan = Instant::now() + RESCAN;
+    let on_signal = args.cursor_file.is_some();
+    if on_signal {
+        stop_signal::install();
+    }
     loop {
+        if let Some(signal) = stop_signal::received() {
+            // Everything received was printed: save, then go as the signal says.
+            let _ = output.finish(exit::OK);
+            stop_signal::raise_again(signal);
+        }
         let ended = active == 0 && (patterns.is_empty() || !reconnect);
         if ended {
             if let Some(failure) = failure {
@@ -638,6 +647,9 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
         };
         if let Some(due) = output.save_due() {
             wake_at = wake_at.min(due);
+        }
+        if on_signal {
+            wake_at = wake_at.min(Instant::now() + stop_signal::POLL);
         }
         let mut next = rx.recv_timeout(wake_at.saturating_duration_since(Instant::now()));
         // Write everything already waiting, then flush once.

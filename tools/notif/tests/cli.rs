@@ -1882,3 +1882,41 @@ fn tail_replay_that_reconnects_before_its_first_notification_replays_again() {
     );
     assert!(!r.stderr.contains("too slow"), "{}", r.stderr);
 }
+
+#[test]
+fn a_tail_stopped_by_a_signal_saves_exactly_what_it_printed() {
+    use std::os::unix::process::ExitStatusExt;
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let dir = TempDir::new("sigterm");
+        let path = dir.path("t.sock");
+        let socket = dir.str("t.sock");
+        let file = dir.path("cursor");
+        let file_arg = dir.str("cursor");
+        let publisher = replaying(&path, 4 << 20);
+        let tail = spawn(&["tail", &socket, "--cursor-file", &file_arg], false);
+        wait_for_subscribers(&publisher, 1);
+        let mut sent = 0;
+        // Stopped mid-stream: notifications are still coming.
+        while sent < 2000 {
+            emit_numbered(&publisher, sent..sent + 50);
+            sent += 50;
+            thread::sleep(Duration::from_millis(2));
+        }
+        // SAFETY: a plain kill(2) of our own child.
+        assert_eq!(unsafe { libc::kill(tail.child.id() as i32, signal) }, 0);
+        emit_numbered(&publisher, sent..sent + 500);
+        let r = tail.finish(PATIENCE);
+        assert_eq!(
+            r.status.signal(),
+            Some(signal),
+            "{:?} {}",
+            r.status,
+            r.stderr
+        );
+        let printed = lines(&r.stdout);
+        assert!(!printed.is_empty(), "{}", r.stderr);
+        assert_eq!(printed, numbered(0..printed.len() as u64), "{}", r.stderr);
+        let saved = seq_of(&cursors(&file)[&socket]);
+        assert_eq!(saved + 1, printed.len() as u64, "signal {signal}");
+    }
+}
