@@ -78,7 +78,7 @@ Resuming: every notification has a cursor (EPOCH-SEQ, opaque: store it, pass it 
 takes precedence for its socket) and saves the cursor of the last notification printed from each
 socket, by replacing FILE (a temporary file, then rename), after stdout is flushed, at most every
 100 ms while notifications flow, and at exit; SIGINT, SIGTERM and SIGHUP save it too, then end
-tail by that signal (a second one ends it at once). A tail killed otherwise (SIGKILL) may repeat,
+tail by that signal (without saving, after 2 s stuck on stdout or at a second signal). A tail killed otherwise (SIGKILL) may repeat,
 when restarted, what it printed since the last save (at most 100 ms of output, unless stdout was
 blocking), never skip any. What the publisher no longer holds (its replay ring
 is too small, or it restarted since) is reported on stderr, then the stream continues. After a

@@ -3,15 +3,19 @@
 //! exactly the last notification printed and the next run repeats nothing.
 //!
 //! The handler only records the signal and restores its default action, so
-//! a second one ends tail at once, even if stdout blocks it. The main loop
-//! sees the record within [`POLL`], saves, and raises the signal again: the
-//! exit status still says "killed by SIGTERM" to whoever waits for it.
+//! a second one ends tail at once. The main loop sees the record within
+//! [`POLL`], saves, and raises the signal again: the exit status still says
+//! "killed by SIGTERM" to whoever waits for it. Should the main loop be stuck
+//! (a write to a stdout nobody reads), a watchdog raises it after [`GRACE`]
+//! without saving: one signal always ends tail.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 /// How often the main loop looks for a signal while it waits.
 pub const POLL: Duration = Duration::from_millis(100);
+/// How long the main loop has to save and go after a signal.
+pub const GRACE: Duration = Duration::from_secs(2);
 
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
@@ -42,6 +46,15 @@ pub fn install() {
             libc::sigaction(signal, &action, std::ptr::null_mut());
         }
     }
+    let _ = std::thread::Builder::new()
+        .name("notif-signal".into())
+        .spawn(|| loop {
+            std::thread::sleep(POLL);
+            if let Some(signal) = received() {
+                std::thread::sleep(GRACE);
+                raise_again(signal);
+            }
+        });
 }
 
 /// The signal received, if any.

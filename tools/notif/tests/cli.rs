@@ -1920,3 +1920,38 @@ fn a_tail_stopped_by_a_signal_saves_exactly_what_it_printed() {
         assert_eq!(saved + 1, printed.len() as u64, "signal {signal}");
     }
 }
+
+#[test]
+fn one_signal_ends_a_tail_whose_stdout_is_not_read() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TempDir::new("sigstuck");
+    let path = dir.path("s.sock");
+    let file = dir.str("cursor");
+    let publisher = replaying(&path, 4 << 20);
+    let mut tail = spawn_with(
+        &["tail", path.to_str().unwrap(), "--cursor-file", &file],
+        false,
+        false,
+    );
+    // Never read: tail ends up blocked writing to it.
+    let _stdout: ChildStdout = tail.child.stdout.take().unwrap();
+    wait_for_subscribers(&publisher, 1);
+    let pad = "z".repeat(1000);
+    for n in 0..2000 {
+        let _ = publisher.emit(format!("{{\"n\":{n},\"pad\":\"{pad}\"}}").as_bytes());
+    }
+    wait_until("tail to take some", || publisher.stats().delivered >= 200);
+    // SAFETY: a plain kill(2) of our own child.
+    assert_eq!(
+        unsafe { libc::kill(tail.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let r = tail.finish(PATIENCE);
+    assert_eq!(
+        r.status.signal(),
+        Some(libc::SIGTERM),
+        "{:?} {}",
+        r.status,
+        r.stderr
+    );
+}
