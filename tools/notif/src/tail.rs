@@ -632,7 +632,9 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
                 return output.finish(failure.code);
             }
             if let Some(count) = args.count {
-                output.finish(exit::OTHER)?;
+                if let Err(err) = output.flush(true) {
+                    return stdout_failure(err);
+                }
                 note(&format!(
                     "the stream ended after {printed} of the {count} notifications asked for"
                 ));
