@@ -192,6 +192,12 @@ struct EmitArgs {
     /// How long --wait-subscribers waits, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     timeout: f64,
+    /// Keep the most recent notifications, up to this many bytes (suffix K
+    /// or M for KiB, MiB; at most half of the 64 MiB memory limit), in a
+    /// replay ring, so that `notif tail --replay` or `--after` gets them even
+    /// if it connects later. Default: off.
+    #[arg(long, value_name = "BYTES")]
+    replay: Option<String>,
 }
 
 #[derive(Args, Debug)]

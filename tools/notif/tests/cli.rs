@@ -1955,3 +1955,33 @@ fn one_signal_ends_a_tail_whose_stdout_is_not_read() {
         r.stderr
     );
 }
+
+#[test]
+fn emit_replay_keeps_a_ring_for_a_tail_that_comes_later() {
+    let dir = TempDir::new("emitring");
+    let socket = dir.str("e.sock");
+    let mut emit = spawn(&["emit", &socket, "--replay", "64K"], true);
+    emit.write_stdin(&(numbered(0..10).join("\n") + "\n"));
+    // Nobody listens yet: the ring keeps them (stdin stays open meanwhile).
+    wait_until("the ring to hold 10", || {
+        let r = run(&["stats", "--json", &socket]);
+        serde_json::from_str::<serde_json::Value>(r.stdout.trim())
+            .is_ok_and(|v| v["stats"]["replay_messages"] == 10)
+    });
+    let r = run(&["tail", &socket, "--replay", "--count", "10"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert_eq!(lines(&r.stdout), numbered(0..10), "{}", r.stderr);
+    emit.close_stdin();
+    let done = emit.finish(PATIENCE);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+
+    for bad in ["lots", "1G", "", "40M"] {
+        let r = run(&["emit", &dir.str("bad.sock"), "--replay", bad]);
+        assert_eq!(r.code(), 1, "--replay {bad:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("replay"),
+            "--replay {bad:?}: {}",
+            r.stderr
+        );
+    }
+}
