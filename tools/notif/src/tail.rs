@@ -74,16 +74,16 @@ const CURSOR_ROOM: usize = 64;
 /// A line from a socket as it goes to stdout: checked (only JSON objects),
 /// made harmless for a terminal, and with --with-path (or --show-cursor)
 /// wrapped with its path. The line is copied once, whatever the options: it
-/// may be 64 MiB. Returns where [`with_cursor`] inserts the cursor.
-fn shaped(path: &str, text: Cow<'_, [u8]>) -> (Vec<u8>, usize) {
+/// may be 64 MiB. `path` is the socket's path as a JSON string, from
+/// [`quoted`]. Returns where [`with_cursor`] inserts the cursor.
+fn shaped(path: &[u8], text: Cow<'_, [u8]>) -> (Vec<u8>, usize) {
     let printing = printing();
     if !printing.with_path && !printing.show_cursor {
         return (text.into_owned(), 0);
     }
-    let path = quoted(path);
     let mut out = Vec::with_capacity(text.len() + path.len() + 32 + CURSOR_ROOM);
     out.extend_from_slice(b"{\"path\":");
-    out.extend_from_slice(&path);
+    out.extend_from_slice(path);
     let at = out.len();
     out.extend_from_slice(b",\"notification\":");
     out.extend_from_slice(&text);
@@ -96,6 +96,17 @@ fn shaped(path: &str, text: Cow<'_, [u8]>) -> (Vec<u8>, usize) {
 fn with_cursor(line: &mut Vec<u8>, at: usize, cursor: Option<&str>) {
     let mut member = b",\"cursor\":".to_vec();
     match cursor {
+        // EPOCH-SEQ, from the client: hex digits, a dash, decimal digits;
+        // anything else is quoted as any string.
+        Some(cursor)
+            if cursor
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            member.push(b'"');
+            member.extend_from_slice(cursor.as_bytes());
+            member.push(b'"');
+        }
         Some(cursor) => member.extend_from_slice(&quoted(cursor)),
         None => member.extend_from_slice(b"null"),
     }
@@ -232,6 +243,8 @@ fn follow(path: String, options: SubscribeOptions, tx: Tx) {
     let reconnect = options.reconnect;
     let resumes = options_resume(&options);
     let key: Arc<str> = Arc::from(path.as_str());
+    // Once, not for every line (--with-path, --show-cursor).
+    let quoted_path = quoted(&path);
     let end = |failure: Option<Failure>| {
         let _ = tx.send_with(OVERHEAD, || Msg::Ended(failure));
     };
@@ -299,7 +312,7 @@ fn follow(path: String, options: SubscribeOptions, tx: Tx) {
                         let Ok(permit) = tx.reserve(cost) else {
                             return;
                         };
-                        let (mut line, at) = shaped(&path, text);
+                        let (mut line, at) = shaped(&quoted_path, text);
                         // Only now, the line being copied: the subscriber
                         // is borrowed until then.
                         let cursor = if printing().show_cursor || printing().track_cursors {
