@@ -181,6 +181,16 @@ fn wait_for_subscribers(publisher: &Publisher, n: u64) {
     });
 }
 
+/// Over a glob, tail first probes each match (connect, close: is it live?),
+/// which `subscribers` may count for a moment: wait for the connection after
+/// the probe, `accepted_before` being the count before tail started.
+fn wait_for_glob_subscriber(publisher: &Publisher, accepted_before: u64) {
+    wait_until("tail's subscription after its probe", || {
+        let stats = publisher.stats();
+        stats.accepted >= accepted_before + 2 && stats.subscribers >= 1
+    });
+}
+
 fn lines(text: &str) -> Vec<&str> {
     text.lines().collect()
 }
@@ -1116,8 +1126,8 @@ fn tail_with_path_says_which_socket_each_line_came_from() {
     let pb = Publisher::open(&b).unwrap();
     let pattern = dir.str("w-*.sock");
     let tail = spawn(&["tail", "--with-path", &pattern, "--count", "2"], false);
-    wait_for_subscribers(&pa, 1);
-    wait_for_subscribers(&pb, 1);
+    wait_for_glob_subscriber(&pa, 0);
+    wait_for_glob_subscriber(&pb, 0);
     pa.emit(br#"{"from":"a"}"#).unwrap();
     pb.emit(br#"{"from":"b"}"#).unwrap();
     let r = tail.finish(PATIENCE);
@@ -1221,8 +1231,9 @@ fn globs_skip_another_owners_sockets_with_a_warning() {
     assert_eq!(r.code(), 0, "{}", r.stderr);
     assert_eq!(lines(&r.stdout).len(), 2, "{}", r.stdout);
 
+    let accepted = mine.stats().accepted;
     let tail = spawn(&["tail", &pattern, "--count", "1"], false);
-    wait_for_subscribers(&mine, 1);
+    wait_for_glob_subscriber(&mine, accepted);
     theirs.emit(br#"{"from":"b"}"#).unwrap();
     mine.emit(br#"{"from":"a"}"#).unwrap();
     let tailed = tail.finish(PATIENCE);
@@ -1707,8 +1718,8 @@ fn tail_over_a_glob_keeps_one_cursor_per_socket() {
         ],
         false,
     );
-    wait_for_subscribers(&pa, 1);
-    wait_for_subscribers(&pb, 1);
+    wait_for_glob_subscriber(&pa, 0);
+    wait_for_glob_subscriber(&pb, 0);
     emit_numbered(&pa, 0..10);
     emit_numbered(&pb, 0..10);
     let r = tail.finish(PATIENCE);
