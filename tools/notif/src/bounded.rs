@@ -56,6 +56,15 @@ pub struct Disconnected;
 impl<T> Sender<T> {
     /// Waits for room for `cost` bytes, then builds the message and queues it.
     pub fn send_with(&self, cost: usize, build: impl FnOnce() -> T) -> Result<(), Disconnected> {
+        let permit = self.reserve(cost)?;
+        // Build outside the lock: copying a large line takes a while.
+        permit.send(build());
+        Ok(())
+    }
+
+    /// Waits for room for `cost` bytes and holds it: the caller builds its
+    /// message (copies its line) only then, and sends it with the permit.
+    pub fn reserve(&self, cost: usize) -> Result<Permit<'_, T>, Disconnected> {
         let shared = &*self.shared;
         let mut state = shared.lock();
         loop {
@@ -71,14 +80,44 @@ impl<T> Sender<T> {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
         state.in_flight += cost;
-        // Build outside the lock: copying a large line takes a while.
-        drop(state);
-        let message = build();
+        Ok(Permit {
+            sender: self,
+            cost: Some(cost),
+        })
+    }
+}
+
+/// Room reserved in the channel for one message (see [`Sender::reserve`]);
+/// given back if dropped unused.
+pub struct Permit<'a, T> {
+    sender: &'a Sender<T>,
+    cost: Option<usize>,
+}
+
+impl<T> Permit<'_, T> {
+    pub fn send(mut self, message: T) {
+        let Some(cost) = self.cost.take() else {
+            return;
+        };
+        let shared = &*self.sender.shared;
         let mut state = shared.lock();
+        if state.receiver_gone {
+            state.in_flight -= cost;
+            return;
+        }
         state.queue.push_back((message, cost));
         drop(state);
         shared.filled.notify_one();
-        Ok(())
+    }
+}
+
+impl<T> Drop for Permit<'_, T> {
+    fn drop(&mut self) {
+        if let Some(cost) = self.cost.take() {
+            let shared = &*self.sender.shared;
+            shared.lock().in_flight -= cost;
+            shared.drained.notify_all();
+        }
     }
 }
 
@@ -193,6 +232,19 @@ mod tests {
         }
         sender.join().unwrap();
         assert_eq!(got, [60, 30, 20, 500, 10]);
+    }
+
+    #[test]
+    fn an_unused_permit_gives_its_room_back() {
+        let (tx, mut rx) = channel::<u8>(10);
+        let permit = tx.reserve(10).unwrap();
+        assert_eq!(rx.shared.lock().in_flight, 10);
+        drop(permit);
+        assert_eq!(rx.shared.lock().in_flight, 0);
+        tx.reserve(4).unwrap().send(7);
+        assert_eq!(rx.try_recv(), Some(7));
+        assert_eq!(rx.try_recv(), None);
+        assert_eq!(rx.shared.lock().in_flight, 0);
     }
 
     #[test]

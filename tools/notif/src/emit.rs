@@ -27,12 +27,37 @@ fn options(args: &EmitArgs) -> Result<Options, Failure> {
             .set_mode(mode)
             .map_err(|e| Failure::usage(format!("--mode {text}: {}", e.message())))?;
     }
+    if let Some(text) = &args.replay {
+        let bytes = size(text).ok_or_else(|| {
+            Failure::usage(format!(
+                "--replay {text}: give a number of bytes, optionally with K or M (KiB, MiB), e.g. 4M"
+            ))
+        })?;
+        options
+            .set_replay(bytes)
+            .map_err(|e| Failure::usage(format!("--replay {text}: {}", e.message())))?;
+    }
     if let Some(group) = &args.group {
         options
             .set_group(group.as_bytes())
             .map_err(|e| Failure::usage(format!("--group {group}: {}", e.message())))?;
     }
     Ok(options)
+}
+
+/// `N`, `NK` or `NM` (KiB, MiB) as bytes.
+fn size(text: &str) -> Option<usize> {
+    let (digits, unit) = match text.strip_suffix(['K', 'k']) {
+        Some(digits) => (digits, 1 << 10),
+        None => match text.strip_suffix(['M', 'm']) {
+            Some(digits) => (digits, 1 << 20),
+            None => (text, 1),
+        },
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<usize>().ok()?.checked_mul(unit)
 }
 
 fn open_failure(path: &str, err: &notif::Error) -> Failure {

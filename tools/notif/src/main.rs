@@ -2,12 +2,14 @@
 //! notif sockets from a shell.
 
 mod bounded;
+mod cursor_file;
 mod emit;
 mod exit;
 mod json;
 mod openmetrics;
 mod paths;
 mod stats;
+mod stop_signal;
 mod subscriber_table;
 mod tail;
 mod untrusted;
@@ -69,6 +71,18 @@ socket being read: the publishers drop for us meanwhile, and the drop markers sa
 (quote it: 'notif tail \"/run/nova/notifications-*.sock\"'); it is re-scanned every second,
 so sockets that appear later are picked up. Filters combine with AND; repeated options of one
 kind are alternatives (OR).
+
+Resuming: every notification has a cursor (EPOCH-SEQ, opaque: store it, pass it back). With
+--cursor-file FILE, tail starts each socket after the cursor FILE holds for it (one JSON object,
+{\"<socket path>\":\"<cursor>\",...}; without an entry: live, or the ring with --replay; --after
+takes precedence for its socket) and saves the cursor of the last notification printed from each
+socket, by replacing FILE (a temporary file, then rename), after stdout is flushed, at most every
+100 ms while notifications flow, and at exit; SIGINT, SIGTERM and SIGHUP save it too, then end
+tail by that signal (without saving, after 2 s stuck on stdout or at a second signal). A tail killed otherwise (SIGKILL) may repeat,
+when restarted, what it printed since the last save (at most 100 ms of output, unless stdout was
+blocking), never skip any. What the publisher no longer holds (its replay ring
+is too small, or it restarted since) is reported on stderr, then the stream continues. After a
+reconnection, tail resumes after the last notification it received.
 
 Exit codes: 0 success (also when stdout is closed, e.g. piped to head); 1 usage error;
 2 no socket at the path (with --no-reconnect); 3 permission denied (by the socket file's
@@ -141,6 +155,24 @@ struct TailArgs {
     /// match's owner (by default they are skipped with a warning).
     #[arg(long)]
     any_owner: bool,
+    /// Start after the notification this cursor names (from --show-cursor or a
+    /// cursor file): what the publisher still holds after it, then live. One
+    /// socket only: a cursor belongs to one publisher (see --cursor-file).
+    #[arg(long, value_name = "CURSOR", conflicts_with = "replay")]
+    after: Option<String>,
+    /// Start with everything the publisher's replay ring holds, then live.
+    #[arg(long)]
+    replay: bool,
+    /// Resume each socket after the cursor saved for it in FILE (if FILE
+    /// exists), and save there the cursor of the last notification printed
+    /// from each socket as it goes.
+    #[arg(long, value_name = "FILE")]
+    cursor_file: Option<PathBuf>,
+    /// Print each notification as {"path":...,"cursor":...,"notification":{...}}
+    /// (--with-path with the notification's cursor; null from a publisher that
+    /// does not number its notifications).
+    #[arg(long)]
+    show_cursor: bool,
 }
 
 #[derive(Args, Debug)]
@@ -160,6 +192,12 @@ struct EmitArgs {
     /// How long --wait-subscribers waits, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     timeout: f64,
+    /// Keep the most recent notifications, up to this many bytes (suffix K
+    /// or M for KiB, MiB; at most half of the 64 MiB memory limit), in a
+    /// replay ring, so that `notif tail --replay` or `--after` gets them even
+    /// if it connects later. Default: off.
+    #[arg(long, value_name = "BYTES")]
+    replay: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -128,12 +128,33 @@ const HELP: &[(&str, &str)] = &[
         "denied",
         "Connections closed at accept because the peer matched no allow-list.",
     ),
+    (
+        "replayed",
+        "(notification, subscriber) pairs sent again from the log to a subscriber that resumed or asked for the replay ring (in fanout too).",
+    ),
+    ("replay_bytes", "Bytes of memory the replay ring holds now."),
+    ("replay_messages", "Notifications the replay ring holds now."),
+    (
+        "replay_oldest",
+        "Sequence number of the oldest notification the replay ring holds (next_seq when it holds none).",
+    ),
+    (
+        "next_seq",
+        "Sequence number the next notification will get (this open of the publisher).",
+    ),
 ];
 
 /// Which numeric members are levels rather than running totals: the count of
-/// subscribers and anything that measures what is queued or held now.
+/// subscribers, anything that measures what is queued or held now, and the
+/// replay ring's content and numbering (`replay_oldest`, `next_seq`: they
+/// start again at 0 when the publisher reopens, so they are no counters).
+/// `replayed` is a running total.
 fn is_gauge(key: &str) -> bool {
-    key == "subscribers" || key.contains("queued") || key.starts_with("memory")
+    key == "subscribers"
+        || key.contains("queued")
+        || key.starts_with("memory")
+        || key.starts_with("replay_")
+        || key == "next_seq"
 }
 
 /// A metric name from a stats key: [a-zA-Z0-9_] only (keys are snake_case;
@@ -472,6 +493,38 @@ mod tests {
                 "{line:?} in\n{out}"
             );
         }
+    }
+
+    #[test]
+    fn replay_fields_are_gauges_but_replayed_is_a_counter() {
+        let stats = br#"{"replayed":12,"replay_bytes":4096,"replay_messages":40,"replay_oldest":60,"next_seq":100}"#;
+        let out = text(&[("/s", Some(stats))], Flavor::OpenMetrics);
+        for line in [
+            "# TYPE notif_replayed counter",
+            "notif_replayed_total{path=\"/s\"} 12",
+            "# TYPE notif_replay_bytes gauge",
+            "notif_replay_bytes{path=\"/s\"} 4096",
+            "# TYPE notif_replay_messages gauge",
+            "notif_replay_messages{path=\"/s\"} 40",
+            "# TYPE notif_replay_oldest gauge",
+            "notif_replay_oldest{path=\"/s\"} 60",
+            "# TYPE notif_next_seq gauge",
+            "notif_next_seq{path=\"/s\"} 100",
+            "# HELP notif_replay_bytes Bytes of memory the replay ring holds now.",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+        }
+        let out = text(&[("/s", Some(stats))], Flavor::Prometheus);
+        assert!(
+            out.contains(
+                "# TYPE notif_replayed_total counter\nnotif_replayed_total{path=\"/s\"} 12\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("# TYPE notif_next_seq gauge\nnotif_next_seq{path=\"/s\"} 100\n"),
+            "{out}"
+        );
     }
 
     #[test]

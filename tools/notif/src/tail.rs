@@ -3,18 +3,20 @@
 //! re-scans the globs as soon as their directories change (inotify, see
 //! watch.rs), and every second in any case.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufWriter, Write};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use notif::subscription::{Filter, Request};
+use notif::subscription::{Filter, Request, Start};
 use notif::{Event, SubscribeOptions, Subscriber};
 
 use crate::bounded;
+use crate::cursor_file::CursorFile;
 use crate::exit::{self, connect_failure, file_kind, Failure};
-use crate::{json, note, paths, untrusted, TailArgs};
+use crate::{json, note, paths, stop_signal, untrusted, TailArgs};
 
 /// Bytes of lines and notes in flight between the socket threads and stdout
 /// (queued, or being written). When stdout is slower than the publishers,
@@ -40,6 +42,10 @@ struct Printing {
     terminal: bool,
     /// Wrap each line as {"path":...,"notification":...}.
     with_path: bool,
+    /// Wrap each line as {"path":...,"cursor":...,"notification":...}.
+    show_cursor: bool,
+    /// Hand each line's cursor to the main thread (for --cursor-file).
+    track_cursors: bool,
 }
 
 static PRINTING: OnceLock<Printing> = OnceLock::new();
@@ -48,26 +54,66 @@ fn printing() -> &'static Printing {
     PRINTING.get_or_init(|| Printing {
         terminal: false,
         with_path: false,
+        show_cursor: false,
+        track_cursors: false,
     })
 }
 
-/// A line from a socket as it goes to stdout: checked (only JSON objects),
-/// made harmless for a terminal, and with --with-path wrapped with its path.
-fn shaped(path: &str, text: &[u8]) -> Vec<u8> {
-    if !printing().with_path {
-        return text.to_vec();
-    }
-    let quoted = serde_json::to_string(path).unwrap_or_else(|_| "null".into());
-    let quoted = untrusted::printable(quoted.as_bytes(), printing().terminal)
+/// A JSON string of what a publisher or the user gave, harmless on a terminal.
+fn quoted(text: &str) -> Vec<u8> {
+    let quoted = serde_json::to_string(text).unwrap_or_else(|_| "null".into());
+    untrusted::printable(quoted.as_bytes(), printing().terminal)
         .map(|q| q.into_owned())
-        .unwrap_or_else(|_| quoted.into_bytes());
-    let mut out = Vec::with_capacity(text.len() + quoted.len() + 32);
+        .unwrap_or_else(|_| quoted.into_bytes())
+}
+
+/// Room kept after a wrapped line for its cursor (`,"cursor":"EPOCH-SEQ"`
+/// is 48 bytes): inserting it then moves the line within its allocation.
+const CURSOR_ROOM: usize = 64;
+
+/// A line from a socket as it goes to stdout: checked (only JSON objects),
+/// made harmless for a terminal, and with --with-path (or --show-cursor)
+/// wrapped with its path. The line is copied once, whatever the options: it
+/// may be 64 MiB. `path` is the socket's path as a JSON string, from
+/// [`quoted`]. Returns where [`with_cursor`] inserts the cursor.
+fn shaped(path: &[u8], text: Cow<'_, [u8]>) -> (Vec<u8>, usize) {
+    let printing = printing();
+    if !printing.with_path && !printing.show_cursor {
+        return (text.into_owned(), 0);
+    }
+    let mut out = Vec::with_capacity(text.len() + path.len() + 32 + CURSOR_ROOM);
     out.extend_from_slice(b"{\"path\":");
-    out.extend_from_slice(&quoted);
+    out.extend_from_slice(path);
+    let at = out.len();
     out.extend_from_slice(b",\"notification\":");
-    out.extend_from_slice(text);
+    out.extend_from_slice(&text);
     out.push(b'}');
-    out
+    (out, at)
+}
+
+/// Inserts `,"cursor":...` at `at` of a line from [`shaped`] (with
+/// --show-cursor), in place.
+fn with_cursor(line: &mut Vec<u8>, at: usize, cursor: Option<&str>) {
+    let mut member = b",\"cursor\":".to_vec();
+    match cursor {
+        // EPOCH-SEQ, from the client: hex digits, a dash, decimal digits;
+        // anything else is quoted as any string.
+        Some(cursor)
+            if cursor
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            member.push(b'"');
+            member.extend_from_slice(cursor.as_bytes());
+            member.push(b'"');
+        }
+        Some(cursor) => member.extend_from_slice(&quoted(cursor)),
+        None => member.extend_from_slice(b"null"),
+    }
+    let end = line.len();
+    line.resize(end + member.len(), 0);
+    line.copy_within(at..end, at + member.len());
+    line[at..at + member.len()].copy_from_slice(&member);
 }
 
 /// Why a permanent failure of the subscriber ends following `path`: None
@@ -94,7 +140,9 @@ fn permanent_failure(path: &str, err: &notif::Error) -> Option<Failure> {
 }
 
 enum Msg {
-    Line(Vec<u8>),
+    /// A line for stdout and, for --cursor-file, the socket and the cursor of
+    /// its notification.
+    Line(Vec<u8>, Option<(Arc<str>, String)>),
     /// Something to say on stderr, in order with the lines around it.
     Note(String),
     /// A socket's thread ended: None when its publisher closed the stream
@@ -113,6 +161,51 @@ fn is_power_of_ten(mut n: u64) -> bool {
 
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Where one socket's stream starts: after a cursor, with the replay ring, or live.
+#[derive(Clone, Debug, Default)]
+struct Resume {
+    after: Option<String>,
+    replay: bool,
+}
+
+/// The options for one socket: `base` with where it starts, checked as the
+/// publisher will check them (a malformed cursor is a usage error here, not a
+/// refusal from the publisher).
+fn options_for(base: &SubscribeOptions, start: Resume) -> Result<SubscribeOptions, Failure> {
+    let options = SubscribeOptions {
+        after: start.after,
+        replay: start.replay,
+        ..base.clone()
+    };
+    check(&options)?;
+    Ok(options)
+}
+
+fn check(options: &SubscribeOptions) -> Result<(), Failure> {
+    let start = match &options.after {
+        Some(cursor) => Start::After(
+            cursor
+                .parse()
+                .map_err(|why: String| Failure::usage(format!("cursor {cursor:?}: {why}")))?,
+        ),
+        None if options.replay => Start::Replay,
+        None => Start::Live,
+    };
+    // Check the request as the publisher will, so a mistake is a usage error
+    // here rather than a refusal from every publisher.
+    let line = Request::Subscribe {
+        filter: options.filter.clone(),
+        markers: options.markers,
+        heartbeat: options.heartbeat,
+        cursors: true,
+        start,
+    }
+    .to_line();
+    Request::parse(&line[..line.len() - 1])
+        .map_err(|why| Failure::usage(format!("invalid subscription: {why}")))?;
+    Ok(())
 }
 
 fn subscribe_options(args: &TailArgs) -> Result<SubscribeOptions, Failure> {
@@ -136,24 +229,22 @@ fn subscribe_options(args: &TailArgs) -> Result<SubscribeOptions, Failure> {
         reconnect: !args.no_reconnect,
         ..SubscribeOptions::default()
     };
-    // Check the request as the publisher will, so a mistake is a usage error
-    // here rather than a refusal from every publisher.
-    let line = Request::Subscribe {
-        filter: options.filter.clone(),
-        markers: options.markers,
-        heartbeat: options.heartbeat,
-        cursors: true,
-        start: notif::subscription::Start::Live,
-    }
-    .to_line();
-    Request::parse(&line[..line.len() - 1])
-        .map_err(|why| Failure::usage(format!("invalid subscription: {why}")))?;
+    check(&options)?;
     Ok(options)
+}
+
+/// Whether a subscription starts by resuming (see follow).
+fn options_resume(options: &SubscribeOptions) -> bool {
+    options.after.is_some() || options.replay
 }
 
 /// Follows one socket until its stream ends for good or the receiver is gone.
 fn follow(path: String, options: SubscribeOptions, tx: Tx) {
     let reconnect = options.reconnect;
+    let resumes = options_resume(&options);
+    let key: Arc<str> = Arc::from(path.as_str());
+    // Once, not for every line (--with-path, --show-cursor).
+    let quoted_path = quoted(&path);
     let end = |failure: Option<Failure>| {
         let _ = tx.send_with(OVERHEAD, || Msg::Ended(failure));
     };
@@ -183,6 +274,10 @@ fn follow(path: String, options: SubscribeOptions, tx: Tx) {
     let mut last_error: Option<String> = None;
     // Lines that are not JSON objects: not from a notif publisher.
     let mut garbage = 0u64;
+    // Until the first notification of a connection that resumes (after a
+    // cursor, with the ring, or after a reconnection), a drop marker counts
+    // what the publisher no longer had, not what it dropped for us.
+    let mut resuming = resumes;
     loop {
         let event = match subscriber.recv(None) {
             Ok(event) => event,
@@ -208,10 +303,31 @@ fn follow(path: String, options: SubscribeOptions, tx: Tx) {
         let sent = match event {
             Event::Notification(line) => {
                 last_error = None;
+                resuming = false;
                 match untrusted::printable(line, printing().terminal) {
                     Ok(text) => {
                         let cost = text.len() + path.len() + OVERHEAD;
-                        tx.send_with(cost, || Msg::Line(shaped(&path, &text)))
+                        // Room first, then the copy: what waits for stdout
+                        // stays within its budget (see bounded.rs).
+                        let Ok(permit) = tx.reserve(cost) else {
+                            return;
+                        };
+                        let (mut line, at) = shaped(&quoted_path, text);
+                        // Only now, the line being copied: the subscriber
+                        // is borrowed until then.
+                        let cursor = if printing().show_cursor || printing().track_cursors {
+                            subscriber.cursor()
+                        } else {
+                            None
+                        };
+                        if printing().show_cursor {
+                            with_cursor(&mut line, at, cursor.as_deref());
+                        }
+                        let cursor = cursor
+                            .filter(|_| printing().track_cursors)
+                            .map(|c| (Arc::clone(&key), c));
+                        permit.send(Msg::Line(line, cursor));
+                        Ok(())
                     }
                     Err(why) => {
                         garbage += 1;
@@ -228,12 +344,26 @@ fn follow(path: String, options: SubscribeOptions, tx: Tx) {
                     }
                 }
             }
-            Event::Reconnected => say(format!("{path}: reconnected")),
+            Event::Reconnected => {
+                // The client resumes after the last notification it handed
+                // out when the publisher gave it cursors (before the first
+                // one, where the options said); a gap comes next.
+                resuming = resumes || subscriber.cursor().is_some();
+                say(if resuming {
+                    format!("{path}: reconnected; resuming after the last notification received")
+                } else {
+                    format!("{path}: reconnected; notifications may have been missed")
+                })
+            }
             Event::DroppedUnknown => say(format!(
                 "{path}: an unknown number of notifications missed (the publisher restarted, or keeps no replay ring)"
             )),
+            Event::Dropped(n) if resuming => say(format!(
+                "{path}: {} missed before resuming (the publisher no longer holds them)",
+                plural(n, "notification", "notifications")
+            )),
             Event::Dropped(n) => say(format!(
-                "{path}: {} dropped (too slow, or no longer held by the publisher)",
+                "{path}: {} dropped (subscriber too slow)",
                 plural(n, "notification", "notifications")
             )),
             Event::Timeout => continue,
@@ -248,21 +378,81 @@ struct Output {
     out: BufWriter<io::Stdout>,
     pretty: Option<bool>,
     scratch: Vec<u8>,
+    cursors: Option<Cursors>,
+}
+
+/// --cursor-file: the cursors of lines written but not flushed yet, and the
+/// file, which only ever names notifications that reached stdout.
+struct Cursors {
+    file: CursorFile,
+    unflushed: HashMap<Arc<str>, String>,
+    /// The last failure to write the file, said once.
+    last_error: Option<String>,
 }
 
 impl Output {
-    fn line(&mut self, line: &[u8]) -> io::Result<()> {
+    fn line(&mut self, line: &[u8], cursor: Option<(Arc<str>, String)>) -> io::Result<()> {
         match self.pretty {
             None => {
                 self.out.write_all(line)?;
-                self.out.write_all(b"\n")
+                self.out.write_all(b"\n")?;
             }
             Some(colour) => {
                 self.scratch.clear();
                 json::pretty(line, colour, &mut self.scratch);
                 self.scratch.push(b'\n');
-                self.out.write_all(&self.scratch)
+                self.out.write_all(&self.scratch)?;
             }
+        }
+        if let (Some(cursors), Some((socket, cursor))) = (&mut self.cursors, cursor) {
+            cursors.unflushed.insert(socket, cursor);
+        }
+        Ok(())
+    }
+
+    /// Flushes stdout, then saves the cursors of what it flushed (when their
+    /// interval has passed, or `force`). A failure to save is said on stderr
+    /// (once) and returned; a failure to flush is returned as the outer error.
+    fn flush(&mut self, force: bool) -> io::Result<Result<(), String>> {
+        self.out.flush()?;
+        let Some(cursors) = &mut self.cursors else {
+            return Ok(Ok(()));
+        };
+        for (socket, cursor) in cursors.unflushed.drain() {
+            cursors.file.set(&socket, cursor);
+        }
+        match cursors.file.save_if_due(force) {
+            Ok(()) => {
+                cursors.last_error = None;
+                Ok(Ok(()))
+            }
+            Err(err) => {
+                let message = format!(
+                    "{}: cannot save the cursors: {err}",
+                    cursors.file.path().display()
+                );
+                if cursors.last_error.as_deref() != Some(&message) {
+                    cursors.last_error = Some(message.clone());
+                    note(&message);
+                }
+                Ok(Err(message))
+            }
+        }
+    }
+
+    /// When the cursor file is due to be written.
+    fn save_due(&self) -> Option<Instant> {
+        self.cursors.as_ref().and_then(|c| c.file.due())
+    }
+
+    /// The last flush before exiting with `code`: a cursor file that could not
+    /// be saved turns success into a failure (5), since the next tail would
+    /// repeat what this one printed.
+    fn finish(&mut self, code: u8) -> Result<u8, Failure> {
+        match self.flush(true) {
+            Err(err) => stdout_failure(err),
+            Ok(Err(_)) if code == exit::OK => Ok(exit::OTHER),
+            Ok(_) => Ok(code),
         }
     }
 }
@@ -291,18 +481,37 @@ fn glob(pattern: &str, any_owner: bool, known: &mut HashSet<String>) -> Vec<Stri
     matches.paths
 }
 
+/// What tail knows at start about where each socket's stream starts.
+struct Starts {
+    base: SubscribeOptions,
+    /// --after, for the one socket given.
+    after: Option<String>,
+    replay: bool,
+    /// The cursor file's content at start, socket -> cursor.
+    saved: HashMap<String, String>,
+}
+
+impl Starts {
+    fn options(&self, path: &str) -> Result<SubscribeOptions, Failure> {
+        let after = self.after.clone().or_else(|| self.saved.get(path).cloned());
+        let replay = after.is_none() && self.replay;
+        options_for(&self.base, Resume { after, replay })
+    }
+}
+
 /// Starts following `path` unless it is followed already; returns how many
 /// threads it started (0 or 1).
 fn start(
     path: &str,
     known: &mut HashSet<String>,
-    options: &SubscribeOptions,
+    starts: &Starts,
     tx: &Tx,
 ) -> Result<usize, Failure> {
     if !known.insert(path.to_owned()) {
         return Ok(0);
     }
-    let (path, options, tx) = (path.to_owned(), options.clone(), tx.clone());
+    let options = starts.options(path)?;
+    let (path, tx) = (path.to_owned(), tx.clone());
     thread::Builder::new()
         .name("notif-tail".into())
         .spawn(move || follow(path, options, tx))
@@ -313,16 +522,67 @@ fn start(
 pub fn run(args: TailArgs) -> Result<u8, Failure> {
     let options = subscribe_options(&args)?;
     let reconnect = options.reconnect;
+    if args.after.is_some() && (args.paths.len() != 1 || paths::is_pattern(&args.paths[0])) {
+        return Err(Failure::usage(
+            "--after names a notification of one publisher: give one socket path (not a glob); \
+             over several sockets, use --cursor-file",
+        ));
+    }
+    let cursor_file = match &args.cursor_file {
+        None => None,
+        Some(path) => {
+            let mut file = CursorFile::open(path)?;
+            // Every cursor now, not when its socket turns up in a glob.
+            for (socket, cursor) in file.entries() {
+                cursor
+                    .parse::<notif::subscription::Cursor>()
+                    .map_err(|why| {
+                        Failure::usage(format!(
+                            "{}: the cursor of {socket}: {why}: fix or remove the file",
+                            path.display()
+                        ))
+                    })?;
+            }
+            // Now rather than after the first notification: a file that
+            // cannot be written is said before anything is printed.
+            file.save().map_err(|e| {
+                Failure::new(
+                    exit::OTHER,
+                    format!("{}: cannot write the cursor file: {e}", path.display()),
+                )
+            })?;
+            Some(file)
+        }
+    };
+    let starts = Starts {
+        base: options,
+        after: args.after.clone(),
+        replay: args.replay,
+        saved: cursor_file
+            .iter()
+            .flat_map(|file| file.entries())
+            .map(|(socket, cursor)| (socket.to_owned(), cursor.to_owned()))
+            .collect(),
+    };
     // SAFETY: isatty only inspects the descriptor.
     let colour = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
     let _ = PRINTING.set(Printing {
         terminal: colour,
         with_path: args.with_path,
+        show_cursor: args.show_cursor,
+        track_cursors: args.cursor_file.is_some(),
     });
     let mut output = Output {
         out: BufWriter::with_capacity(64 << 10, io::stdout()),
         pretty: args.pretty.then_some(colour),
         scratch: Vec::new(),
+        // Entries of sockets not followed this time are written back as
+        // they were.
+        cursors: cursor_file.map(|file| Cursors {
+            file,
+            unflushed: HashMap::new(),
+            last_error: None,
+        }),
     };
     if args.count == Some(0) {
         return Ok(exit::OK);
@@ -335,7 +595,7 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
     let patterns: Vec<&String> = args.paths.iter().filter(|p| paths::is_pattern(p)).collect();
     for path in &args.paths {
         if !paths::is_pattern(path) {
-            active += start(path, &mut known, &options, &tx)?;
+            active += start(path, &mut known, &starts, &tx)?;
             continue;
         }
         let matches = glob(path, args.any_owner, &mut known);
@@ -354,10 +614,9 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
             }
         }
         for found in matches {
-            active += start(&found, &mut known, &options, &tx)?;
+            active += start(&found, &mut known, &starts, &tx)?;
         }
     }
-
     if reconnect && !patterns.is_empty() {
         let dirs: Vec<String> = patterns
             .iter()
@@ -370,47 +629,59 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
     }
     let mut printed = 0u64;
     let mut next_scan = Instant::now() + RESCAN;
+    let on_signal = args.cursor_file.is_some();
+    if on_signal {
+        stop_signal::install();
+    }
     loop {
+        if let Some(signal) = stop_signal::received() {
+            // Everything received was printed: save, then go as the signal says.
+            let _ = output.finish(exit::OK);
+            stop_signal::raise_again(signal);
+        }
         let ended = active == 0 && (patterns.is_empty() || !reconnect);
         if ended {
-            if let Err(err) = output.out.flush() {
-                return stdout_failure(err);
-            }
             if let Some(failure) = failure {
-                return Ok(failure.code);
+                return output.finish(failure.code);
             }
             if let Some(count) = args.count {
+                if let Err(err) = output.flush(true) {
+                    return stdout_failure(err);
+                }
                 note(&format!(
                     "the stream ended after {printed} of the {count} notifications asked for"
                 ));
                 return Ok(exit::OTHER);
             }
-            return Ok(exit::OK);
+            return output.finish(exit::OK);
         }
-        let wait = if patterns.is_empty() {
-            Duration::from_secs(3600)
+        let mut wake_at = if patterns.is_empty() {
+            Instant::now() + Duration::from_secs(3600)
         } else {
-            next_scan.saturating_duration_since(Instant::now())
+            next_scan
         };
-        let mut next = rx.recv_timeout(wait);
+        if let Some(due) = output.save_due() {
+            wake_at = wake_at.min(due);
+        }
+        if on_signal {
+            wake_at = wake_at.min(Instant::now() + stop_signal::POLL);
+        }
+        let mut next = rx.recv_timeout(wake_at.saturating_duration_since(Instant::now()));
         // Write everything already waiting, then flush once.
         let mut budget = BATCH;
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Line(line) => {
-                    if let Err(err) = output.line(&line) {
+                Msg::Line(line, cursor) => {
+                    if let Err(err) = output.line(&line, cursor) {
                         return stdout_failure(err);
                     }
                     printed += 1;
                     if args.count == Some(printed) {
-                        return match output.out.flush() {
-                            Ok(()) => Ok(exit::OK),
-                            Err(err) => stdout_failure(err),
-                        };
+                        return output.finish(exit::OK);
                     }
                 }
                 Msg::Note(text) => {
-                    if let Err(err) = output.out.flush() {
+                    if let Err(err) = output.flush(false) {
                         return stdout_failure(err);
                     }
                     note(&text);
@@ -419,7 +690,7 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
                 Msg::Ended(why) => {
                     active -= 1;
                     if let Some(why) = why {
-                        if let Err(err) = output.out.flush() {
+                        if let Err(err) = output.flush(false) {
                             return stdout_failure(err);
                         }
                         note(&why.message);
@@ -432,13 +703,13 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
                 next = rx.try_recv();
             }
         }
-        if let Err(err) = output.out.flush() {
+        if let Err(err) = output.flush(false) {
             return stdout_failure(err);
         }
         if !patterns.is_empty() && Instant::now() >= next_scan {
             for pattern in &patterns {
                 for found in glob(pattern, args.any_owner, &mut known) {
-                    active += start(&found, &mut known, &options, &tx)?;
+                    active += start(&found, &mut known, &starts, &tx)?;
                 }
             }
             next_scan = Instant::now() + RESCAN;
