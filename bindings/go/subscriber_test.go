@@ -92,7 +92,9 @@ func TestSubscribeArgumentErrors(t *testing.T) {
 	}
 }
 
-func TestPlainStreamWritesNothing(t *testing.T) {
+// Without options the request asks for cursors only, and nothing else is
+// ever written.
+func TestNoOptionsAsksForCursorsOnly(t *testing.T) {
 	path := sockPath(t)
 	fake := newFakePublisher(t, path)
 	s, err := Subscribe(context.Background(), path)
@@ -101,6 +103,9 @@ func TestPlainStreamWritesNothing(t *testing.T) {
 	}
 	defer s.Close()
 	c := fake.accept(t)
+	if req := readRequest(t, c); req != `{"cursor":true}` {
+		t.Fatalf("request %s", req)
+	}
 	// A line whose first member is "notif" is a control line, never a
 	// notification, even on the plain stream; a drop marker nobody asked for
 	// is not reported either.
@@ -140,7 +145,7 @@ func TestRequestLineAndControlLines(t *testing.T) {
 	if err := json.Unmarshal([]byte(line), &req); err != nil {
 		t.Fatalf("request %q: %v", line, err)
 	}
-	want := `{"subscribe":{"event_types":["compute.*"],"priorities":["ERROR"]},"markers":true,"heartbeat_s":5}`
+	want := `{"subscribe":{"event_types":["compute.*"],"priorities":["ERROR"]},"markers":true,"heartbeat_s":5,"cursor":true}`
 	if line != want {
 		t.Fatalf("request %s, want %s", line, want)
 	}
@@ -334,6 +339,7 @@ func TestIncompleteLastLineIsDiscarded(t *testing.T) {
 	}
 	defer s.Close()
 	c := fake.accept(t)
+	readRequest(t, c)
 	write(t, c, `{"a":1}`+"\n"+`{"cut":"sho`)
 	c.Close()
 	if got := nextNotification(t, s); string(got) != `{"a":1}` {
