@@ -218,3 +218,83 @@ func TestReplayThenResume(t *testing.T) {
 		t.Fatalf("request %s", req)
 	}
 }
+
+// A publisher from before cursors refuses the "cursor" key: the subscription
+// connects again at once without it (no Reconnected: nothing was lost), as it
+// did before cursors; one given WithAfter cannot do without and fails.
+func TestOlderPublisherWithoutCursors(t *testing.T) {
+	refusal := `{"notif":{"error":"unknown key \"cursor\" in the request (known: subscribe, markers, heartbeat_s, stats)","reason":"bad_request"}}` + "\n"
+	for _, tc := range []struct {
+		opts  []SubscribeOption
+		plain string // the request without cursors, "" for none
+	}{
+		{nil, ""},
+		{[]SubscribeOption{WithMarkers()}, `{"markers":true}`},
+	} {
+		path := sockPath(t)
+		fake := newFakePublisher(t, path)
+		s, err := Subscribe(context.Background(), path, tc.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := fake.accept(t)
+		readRequest(t, c)
+		write(t, c, refusal)
+		c.Close()
+		c = fake.accept(t)
+		if tc.plain != "" {
+			if req := readRequest(t, c); req != tc.plain {
+				t.Fatalf("request without cursors %s, want %s", req, tc.plain)
+			}
+		}
+		write(t, c, `{"n":1}`+"\n")
+		if ev := next(t, s); ev.Kind != Notification || string(ev.Data) != `{"n":1}` || ev.Cursor != "" {
+			t.Fatalf("got %v %q %q", ev.Kind, ev.Data, ev.Cursor)
+		}
+		if tc.plain == "" {
+			c.SetReadDeadline(time.Now().Add(quiet))
+			if n, _ := c.Read(make([]byte, 1)); n != 0 {
+				t.Fatal("wrote a request on the plain stream")
+			}
+		}
+		// A lost connection later: still without cursors, now a reconnection.
+		c.Close()
+		c = fake.accept(t)
+		write(t, c, `{"n":2}`+"\n")
+		if ev := next(t, s); ev.Kind != Reconnected {
+			t.Fatalf("got %v", ev.Kind)
+		}
+		if got := nextNotification(t, s); string(got) != `{"n":2}` {
+			t.Fatalf("got %s", got)
+		}
+		s.Close()
+		fake.close()
+	}
+
+	path := sockPath(t)
+	fake := newFakePublisher(t, path)
+	s, err := Subscribe(context.Background(), path, WithAfter(epochA+"-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := fake.accept(t)
+	readRequest(t, c)
+	write(t, c, refusal)
+	c.Close()
+	expectErrno(t, expectClosed(t, s, waitLong), syscall.EPROTO)
+
+	// A refusal that is not about cursors is the options' own: EPROTO.
+	path = sockPath(t)
+	fake = newFakePublisher(t, path)
+	s, err = Subscribe(context.Background(), path, WithMarkers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c = fake.accept(t)
+	readRequest(t, c)
+	write(t, c, `{"notif":{"error":"unknown key \"x\"","reason":"bad_request"}}`+"\n")
+	c.Close()
+	expectErrno(t, expectClosed(t, s, waitLong), syscall.EPROTO)
+}

@@ -451,9 +451,11 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// It is told why (reason "full"), then closed.
 	extra.SetReadDeadline(time.Now().Add(waitLong))
-	if _, err := extra.Read(make([]byte, 1)); err == nil {
-		t.Fatal("the extra connection was served")
+	if line, err := readAll(extra); err != nil || !strings.HasPrefix(line, `{"notif":{"error":`) ||
+		!strings.HasSuffix(line, `"reason":"full"}}`+"\n") {
+		t.Fatalf("the extra connection got %q (%v), want the full error line and the close", line, err)
 	}
 	extra.Close()
 	// Wait until the filtering subscriber's request is acknowledged: a

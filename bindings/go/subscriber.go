@@ -225,6 +225,11 @@ type Subscription struct {
 	// until a notification was delivered).
 	resume string
 	replay bool
+	// An older publisher refused "cursor" (an unknown key to it): ask it
+	// for what the options ask, as before cursors, from then on.
+	legacy      bool
+	userResume  bool // WithAfter or WithReplay: no fallback, the publisher cannot do it
+	cursorsSeen bool // an acknowledgement carried an epoch: the publisher knows cursors
 
 	// What Cursor reports: the cursor after the last event the receiver
 	// took from the channel (see cursorTrack).
@@ -328,6 +333,7 @@ func Subscribe(ctx context.Context, path string, opts ...SubscribeOption) (*Subs
 		s.base.Subscribe = s.filter
 	}
 	s.resume, s.replay = cfg.after, cfg.replay
+	s.userResume = cfg.after != "" || cfg.replay
 	s.track.initial = cfg.after
 	s.cursorQuery = make(chan chan string)
 	// The longest request: with the longest cursor.
@@ -411,8 +417,15 @@ func (s *Subscription) Cursor() string {
 // ("": from WithReplay's ring, or live).
 func (s *Subscription) requestLine(cursor string) ([]byte, error) {
 	req := s.base
-	req.After = cursor
-	req.Replay = cursor == "" && s.replay
+	if s.legacy {
+		if req.Subscribe == nil && !req.Markers && req.Heartbeat == 0 {
+			return nil, nil // the plain stream: nothing to write
+		}
+		req.Cursor = false
+	} else {
+		req.After = cursor
+		req.Replay = cursor == "" && s.replay
+	}
 	line, err := json.Marshal(req)
 	if err != nil {
 		return nil, newError("subscribe", syscall.EINVAL, err.Error())
@@ -559,6 +572,7 @@ func (s *Subscription) run(conn net.Conn, outcome dialOutcome, dialErr error) {
 	backoff := firstBackoff
 	everConnected := conn != nil
 	var reported string // the ConnectFailed last reported: one event per failure, not per attempt
+	retrying := false   // connecting again without cursors: not a reconnection
 	if conn == nil {
 		if stop, why := s.connectFailed(outcome, dialErr, &reported); stop {
 			s.finish(why)
@@ -593,11 +607,12 @@ func (s *Subscription) run(conn net.Conn, outcome dialOutcome, dialErr error) {
 			}
 			conn = c
 			reported = ""
-			if everConnected && !s.send(Event{Kind: Reconnected}) {
+			if everConnected && !retrying && !s.send(Event{Kind: Reconnected}) {
 				s.finish(nil)
 				return
 			}
 			everConnected = true
+			retrying = false
 		}
 		established := time.Now()
 		worked, err := s.serve(conn)
@@ -606,6 +621,11 @@ func (s *Subscription) run(conn net.Conn, outcome dialOutcome, dialErr error) {
 		if s.isStopped() {
 			s.finish(nil)
 			return
+		}
+		if err == errRetryWithoutCursors {
+			// Not a lost connection: the same one again, plainer.
+			retrying = true
+			continue
 		}
 		var perm *permanentError
 		if errors.As(err, &perm) {
@@ -682,13 +702,15 @@ func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
 	// for everything after the cursor itself, in its numbered stream after
 	// the acknowledgement (sent, or counted in a dropped marker), and sends
 	// markers whether or not they were asked for.
-	resuming := s.resume != "" || s.replay
-	// The request is at most 64 KiB: it fits in the socket buffer. A
-	// publisher that already hung up is noticed by the read (EOF), so a
-	// write error is not reported here.
-	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, _ = conn.Write(request)
-	_ = conn.SetWriteDeadline(time.Time{})
+	resuming := !s.legacy && (s.resume != "" || s.replay)
+	if request != nil {
+		// The request is at most 64 KiB: it fits in the socket buffer. A
+		// publisher that already hung up is noticed by the read (EOF), so a
+		// write error is not reported here.
+		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = conn.Write(request)
+		_ = conn.SetWriteDeadline(time.Time{})
+	}
 	reader := bufio.NewReaderSize(ac, 64<<10)
 	acknowledged := false
 	epoch := ""        // this connection's, from the acknowledgement
@@ -707,6 +729,7 @@ func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
 			case body.Subscribed:
 				acknowledged = true
 				epoch = body.Epoch
+				s.cursorsSeen = s.cursorsSeen || epoch != ""
 			case body.Seq != nil && acknowledged:
 				nextSeq, numbered = *body.Seq, true
 			case (body.Dropped != nil || body.DroppedUnknown) && (s.markers || resuming):
@@ -719,6 +742,10 @@ func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
 					return ac.worked, nil
 				}
 			case body.Error != nil:
+				if !acknowledged && s.olderPublisher(*body.Error, body.Reason) {
+					s.legacy = true
+					return ac.worked, errRetryWithoutCursors
+				}
 				return ac.worked, s.refusal(*body.Error, body.Reason)
 			}
 			// Heartbeats (the deadline moved already), stats answers, markers
@@ -747,6 +774,17 @@ func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
 			s.resume, s.replay = ev.Cursor, false
 		}
 	}
+}
+
+// errRetryWithoutCursors: connect again at once, without asking for cursors.
+var errRetryWithoutCursors = errors.New("the publisher does not know cursors")
+
+// olderPublisher tells a publisher from before cursors, which refuses the
+// request's "cursor" key as unknown (bad_request), from one that refuses
+// the options' own request.
+func (s *Subscription) olderPublisher(message, reason string) bool {
+	return !s.legacy && !s.userResume && !s.cursorsSeen &&
+		(reason == "" || reason == "bad_request") && strings.Contains(message, `"cursor"`)
 }
 
 // refusal is what an error line from the publisher means, by its reason:
