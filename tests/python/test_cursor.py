@@ -2,6 +2,7 @@
 real library are in test_replay.py)."""
 
 import os
+import socket
 
 import pytest
 
@@ -125,3 +126,56 @@ def test_replay_until_something_is_handed_out(sockdir):
     sub.close()
     conn.close()
     fake.close()
+
+
+OLD_REFUSAL = {"notif": {"error": 'unknown key "cursor" in the request (known: subscribe, '
+                         'markers, heartbeat_s, stats)', "reason": "bad_request"}}
+
+
+@pytest.mark.parametrize("kwargs,plain", [({}, None), ({"markers": True}, {"markers": True})])
+def test_older_publisher_without_cursors(sockdir, kwargs, plain):
+    path = os.path.join(sockdir, "old.sock")
+    fake = FakePublisher(path)
+    sub = notif.Subscriber(path, timeout=10, **kwargs)
+    conn = fake.accept()
+    fake.read_request(conn)
+    conn.sendall(lines(OLD_REFUSAL))
+    conn.close()
+    assert sub.recv(timeout=0.3) is None  # reads the refusal, connects again at once
+    conn = fake.accept()
+    if plain is None:
+        conn.settimeout(0.3)
+        with pytest.raises(socket.timeout):
+            conn.recv(1)  # the plain stream: no request
+        conn.settimeout(10)
+    else:
+        assert fake.read_request(conn) == plain
+    conn.sendall(lines({"n": 1}))
+    assert sub.recv() == {"n": 1} and sub.cursor is None and sub.reconnects == 0
+    conn.close()
+    assert sub.recv(timeout=0.3) is None
+    conn = fake.accept()  # a lost connection later: a reconnection, still without cursors
+    if plain is not None:
+        assert fake.read_request(conn) == plain
+    conn.sendall(lines({"n": 2}))
+    assert sub.recv() == {"n": 2} and sub.reconnects == 1
+    sub.close()
+    conn.close()
+    fake.close()
+
+
+def test_older_publisher_cannot_resume_and_other_refusals_stay(sockdir):
+    for kwargs, error in (({"after": EPOCH_A + "-1"}, OLD_REFUSAL),
+                          ({"markers": True}, {"notif": {"error": 'unknown key "x"',
+                                                         "reason": "bad_request"}})):
+        path = os.path.join(sockdir, "old2.sock")
+        fake = FakePublisher(path)
+        sub = notif.Subscriber(path, timeout=10, **kwargs)
+        conn = fake.accept()
+        fake.read_request(conn)
+        conn.sendall(lines(error))
+        with pytest.raises(notif.SubscriptionError):
+            sub.recv()
+        conn.close()
+        fake.close()
+        os.unlink(path)

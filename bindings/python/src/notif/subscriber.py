@@ -166,6 +166,12 @@ class Subscriber:
             after = None
         self.cursor = after
         self._replay = bool(replay)
+        # An older publisher refuses "cursor" (an unknown key to it): then ask
+        # for what the options ask, as before cursors (not with after/replay:
+        # such a publisher cannot do them).
+        self._legacy = False
+        self._user_resume = after is not None or self._replay
+        self._cursors_seen = False
         self.dropped = 0
         self.dropped_unknown = 0
         self.reconnects = 0
@@ -212,7 +218,11 @@ class Subscriber:
     def _request_line(self):
         """This connection's request: resume after ``cursor``, or from the ring."""
         request = dict(self._request_base)
-        if self.cursor is not None:
+        if self._legacy:
+            del request["cursor"]
+            if not request:
+                return None  # the plain stream: nothing to write
+        elif self.cursor is not None:
             request["after"] = self.cursor
         elif self._replay:
             request["replay"] = True
@@ -224,10 +234,12 @@ class Subscriber:
             sock.connect(self._address)
             # Resuming: the publisher accounts for everything after the
             # cursor in its numbered stream (sent, or counted as dropped).
-            self._resuming = self.cursor is not None or self._replay
+            self._resuming = not self._legacy and (self.cursor is not None or self._replay)
             self._epoch = self._next_seq = None
+            request = self._request_line()
             try:
-                sock.sendall(self._request_line())
+                if request is not None:
+                    sock.sendall(request)
             except (BrokenPipeError, ConnectionResetError):
                 # It hung up already, maybe after saying why (denied,
                 # full): the read finds that line, or the end of file.
@@ -322,6 +334,7 @@ class Subscriber:
             self.acked = True
             epoch = body.get("epoch")
             self._epoch = epoch if isinstance(epoch, str) else None
+            self._cursors_seen = self._cursors_seen or self._epoch is not None
         seq = body.get("seq")
         if self.acked and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
             self._next_seq = seq
@@ -335,6 +348,18 @@ class Subscriber:
             self.last_heartbeat = body["heartbeat"]
         if "error" in body:
             reason = body.get("reason")
+            if (not self.acked and not self._legacy and not self._user_resume
+                    and not self._cursors_seen and reason in (None, "bad_request")
+                    and '"cursor"' in str(body["error"])):
+                # A publisher from before cursors: the same connection again,
+                # without them (not a reconnection: nothing was missed).
+                self._legacy = True
+                self._sock.close()
+                self._sock = None
+                self._buf.clear()
+                self._connected_once = False
+                self._try_connect(first=not self.reconnect)
+                return
             if reason in _TRANSIENT:
                 # Disconnected for being too slow or for the publisher's memory
                 # budget: a lost connection like any other.
