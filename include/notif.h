@@ -44,14 +44,19 @@
 #define NOTIF_RECV_MESSAGE 1
 
 /**
- * notif_recv: the connection was lost and re-established; notifications
- * emitted in between were missed.
+ * notif_recv: the connection was lost and re-established. The subscriber
+ * resumed after the last notification it returned: when the publisher (its
+ * replay ring, notif_options_set_replay) still had what followed, nothing was
+ * missed; what it no longer had comes next as NOTIF_RECV_DROPPED.
  */
 #define NOTIF_RECV_RECONNECTED 2
 
 /**
  * notif_recv: the publisher reported notifications dropped for this
- * subscriber (it fell behind); the running total is notif_subscriber_dropped().
+ * subscriber (it fell behind, or no longer had them when it resumed); the
+ * running total is notif_subscriber_dropped(). When the publisher cannot say
+ * how many (it restarted since, or keeps no replay ring), the total does not
+ * change and notif_last_error() is not set.
  */
 #define NOTIF_RECV_DROPPED 3
 
@@ -174,6 +179,27 @@ typedef struct notif_stats {
    * Connections closed at accept because the peer's credentials matched no allow-list.
    */
   uint64_t denied;
+  /**
+   * (message, subscriber) pairs sent again from the log to a subscriber
+   * that resumed (`after`) or asked for the replay ring (also in fanout).
+   */
+  uint64_t replayed;
+  /**
+   * Memory the replay ring holds now (notif_options_set_replay; 0 when off).
+   */
+  uint64_t replay_bytes;
+  /**
+   * Notifications the replay ring holds now.
+   */
+  uint64_t replay_messages;
+  /**
+   * Sequence number of the oldest notification the ring holds (next_seq when it is empty).
+   */
+  uint64_t replay_oldest;
+  /**
+   * Sequence number the next notification will get.
+   */
+  uint64_t next_seq;
 } notif_stats;
 
 #ifdef __cplusplus
@@ -344,6 +370,16 @@ int notif_options_set_subscriber_buffer(struct notif_options *opts, size_t bytes
 int notif_options_set_memory_limit(struct notif_options *opts, size_t bytes);
 
 /**
+ * Keeps the most recent notifications, up to `bytes` (allocation included),
+ * whether or not anyone is connected, so that a subscriber that reconnects or
+ * restarts resumes without loss (the request's `after`) or reads them
+ * (`replay`); see docs/subscription-protocol.md. 0 (the default): off, nothing
+ * is kept for absent subscribers. The ring is counted in the memory limit and
+ * must be at most half of it (checked at open). Returns 0 or -EINVAL.
+ */
+int notif_options_set_replay(struct notif_options *opts, size_t bytes);
+
+/**
  * Largest message, in bytes of its compact form (default 1 MiB; 1 to 64 MiB).
  * It must be at most half the subscriber buffer and half the backlog: when
  * either was set and is less than twice `bytes`, this returns -EINVAL and
@@ -400,11 +436,14 @@ int notif_options_allow_gid(struct notif_options *opts, unsigned int gid);
  * for an abstract socket) and returns a subscriber that reads its
  * notifications.
  *
- * `request_json` is NULL for the plain stream (every notification, nothing is
- * written to the publisher), or a subscription request as in
- * docs/subscription-protocol.md, e.g.
- * `{"subscribe":{"event_types":["compute.*"]},"markers":true,"heartbeat_s":5}`;
- * it is only read during the call. A stats request is refused.
+ * `request_json` is NULL for every notification, or a subscription request as
+ * in docs/subscription-protocol.md, e.g.
+ * `{"subscribe":{"event_types":["compute.*"]},"markers":true,"heartbeat_s":5}`,
+ * `{"after":"5f3a9c0d12e4b7a8-1041"}` (resume after a cursor from
+ * notif_subscriber_cursor) or `{"replay":true}` (everything the publisher's
+ * replay ring holds first); it is only read during the call. A stats request
+ * is refused. The subscriber always asks the publisher for cursors, and
+ * resumes after its cursor when it reconnects.
  *
  * The subscriber reconnects by itself: this succeeds even if the publisher is
  * not there yet, and notif_recv keeps trying (back-off from 100 ms to 5 s)
@@ -461,6 +500,15 @@ int notif_subscriber_fd(struct notif_subscriber *s);
  * subscriber (requests with "markers":true). 0 for NULL.
  */
 uint64_t notif_subscriber_dropped(const struct notif_subscriber *s);
+
+/**
+ * The cursor of the last notification notif_recv returned, as a
+ * NUL-terminated string (`EPOCH-SEQ`), or NULL before the first (or for a
+ * NULL subscriber). Valid until the next call on `s`. Pass it as
+ * `{"after":"<cursor>"}` to notif_subscribe to resume after it, from this or
+ * another process. Not thread-safe with other calls on `s`.
+ */
+const char *notif_subscriber_cursor(struct notif_subscriber *s);
 
 /**
  * Closes the connection and frees the subscriber. NULL is a no-op. No other

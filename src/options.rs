@@ -53,6 +53,11 @@ pub struct Options {
     /// overhead included); when it is reached, the subscribers holding the most
     /// are dropped for, or disconnected, per the slow policy.
     pub memory_limit: usize,
+    /// Bytes of the most recent notifications kept whether or not anyone is
+    /// connected, so that a subscriber that reconnects or restarts can resume
+    /// without loss (`after`) or read them (`replay`). 0 (the default): off,
+    /// nothing is kept for absent subscribers. Counted in memory_limit.
+    pub replay: usize,
 }
 
 /// The default total budget for subscriber queues: 16 subscribers at the
@@ -75,6 +80,7 @@ impl Default for Options {
             allow_uids: Vec::new(),
             allow_gids: Vec::new(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            replay: 0,
         }
     }
 }
@@ -157,6 +163,16 @@ impl Options {
         Ok(())
     }
 
+    /// The replay ring's size in bytes (0: off). At open it must be at most
+    /// half the memory limit, which it is counted in.
+    pub fn set_replay(&mut self, bytes: usize) -> Result<(), Error> {
+        if bytes > isize::MAX as usize {
+            return Err(invalid(format!("replay ring of {bytes} bytes is too large")));
+        }
+        self.replay = bytes;
+        Ok(())
+    }
+
     /// Lets processes running as `uid` subscribe; repeatable.
     pub fn allow_uid(&mut self, uid: u32) {
         if !self.allow_uids.contains(&uid) {
@@ -181,6 +197,13 @@ impl Options {
         checked.set_max_subscribers(self.max_subscribers)?;
         checked.set_backlog(self.backlog)?;
         checked.set_memory_limit(self.memory_limit)?;
+        checked.set_replay(self.replay)?;
+        if self.replay > self.memory_limit / 2 {
+            return Err(invalid(format!(
+                "the replay ring ({} bytes) is more than half the memory limit ({} bytes), which it is counted in: lower replay or raise memory_limit",
+                self.replay, self.memory_limit
+            )));
+        }
         // A message must fit in the user-space half of a subscriber's buffer
         // (the kernel holds the other half) and in the backlog, or it could
         // never be delivered to anyone.

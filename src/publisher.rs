@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -28,6 +28,8 @@ pub struct Publisher {
     file: Option<CreatedFile>,
     address: SocketAddress,
     max_message: usize,
+    /// Whether a replay ring keeps notifications for absent subscribers.
+    replay: bool,
     /// The fork generation this publisher belongs to; in a child it is stale.
     generation: u64,
 }
@@ -99,6 +101,8 @@ impl Publisher {
             subscribers: AtomicUsize::new(0),
             backlog,
             counters: Counters::default(),
+            epoch: random_epoch(),
+            unnumbered: AtomicU64::new(0),
         });
         let Listener { fd, file } = listener;
         let listen_fd = fd.raw();
@@ -109,6 +113,7 @@ impl Publisher {
                 file,
                 address,
                 max_message: options.max_message,
+                replay: options.replay > 0,
                 generation: fork_guard::generation(),
             }),
             Err((fd, e)) => {
@@ -146,8 +151,9 @@ impl Publisher {
             ));
         }
         let subscribers = self.shared.subscribers.load(Ordering::Acquire);
-        if subscribers == 0 {
+        if subscribers == 0 && !self.replay {
             bump(&self.shared.counters.dropped_no_subscriber, 1);
+            bump(&self.shared.unnumbered, 1);
             return Ok(0);
         }
         self.queue(json)?;
@@ -178,6 +184,13 @@ impl Publisher {
     #[inline]
     pub fn skip(&self) {
         bump(&self.shared.counters.dropped_no_subscriber, 1);
+        bump(&self.shared.unnumbered, 1);
+    }
+
+    /// The epoch of this open: cursors of notifications of other opens name
+    /// another one.
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch
     }
 
     fn queue(&self, json: &[u8]) -> Result<(), Error> {
@@ -286,6 +299,21 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         self.shut_down();
     }
+}
+
+/// A random number to tell this open of a publisher from every other
+/// (getrandom(2); the clock and the pid where it is unavailable).
+fn random_epoch() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: writes at most 8 bytes into a live buffer.
+    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), libc::GRND_NONBLOCK) };
+    if got == 8 {
+        return u64::from_ne_bytes(bytes);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32) ^ (&bytes as *const _ as u64)
 }
 
 /// The address as the stats answer shows it: a relative path made absolute, so

@@ -75,6 +75,23 @@ counters! {
     stats_requests,
     /// Connections closed at accept because the peer's credentials matched no allow-list.
     denied,
+    /// (message, subscriber) pairs sent again from the log to a subscriber
+    /// that resumed or asked for the replay ring (they are in fanout too).
+    replayed,
+    /// Gauge: memory the replay ring holds now (0 when it is off).
+    replay_bytes,
+    /// Gauge: notifications the replay ring holds now.
+    replay_messages,
+    /// Gauge: sequence number of the oldest notification the ring holds
+    /// (next_seq when it holds none).
+    replay_oldest,
+    /// Gauge: the sequence number the next notification will get.
+    next_seq,
+}
+
+#[inline]
+pub(crate) fn set(gauge: &AtomicU64, value: u64) {
+    gauge.store(value, Ordering::Relaxed);
 }
 
 #[inline]

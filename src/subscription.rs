@@ -38,8 +38,63 @@ pub enum Request {
         filter: Filter,
         markers: bool,
         heartbeat: Option<Duration>,
+        /// Whether it wants to be told its position (epoch and `seq` lines).
+        cursors: bool,
+        /// Where its stream starts.
+        start: Start,
     },
     Stats,
+}
+
+/// Where a subscriber's stream starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Start {
+    /// With what is emitted from now on.
+    #[default]
+    Live,
+    /// Right after the notification this cursor names (what the publisher
+    /// still holds of what followed it, then live).
+    After(Cursor),
+    /// With everything the publisher's replay ring holds, then live.
+    Replay,
+}
+
+/// Names one notification of one open of a publisher: its epoch (drawn at
+/// random when the publisher opened) and its sequence number. Written
+/// `EPOCH-SEQ`: 16 lowercase hex digits, a dash, the number in decimal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}-{}", self.epoch, self.seq)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Cursor, String> {
+        let bad = || {
+            format!(
+                "{text:?} is not a notif cursor (EPOCH-SEQ: 16 hex digits, a dash, a number)"
+            )
+        };
+        let (epoch, seq) = text.split_once('-').ok_or_else(bad)?;
+        if epoch.len() != 16 || !epoch.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        Ok(Cursor {
+            epoch: u64::from_str_radix(epoch, 16).map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
 }
 
 /// The fields of a notification that filters look at: its top-level
@@ -54,8 +109,15 @@ pub struct MessageFields<'a> {
 /// A line from the publisher that is not a notification.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ControlLine {
-    Subscribed,
+    /// The acknowledgement; with cursors, the publisher's epoch.
+    Subscribed {
+        epoch: Option<u64>,
+    },
+    /// `{"notif":{"seq":N}}`: the next notification line has number N.
+    Seq(u64),
     Dropped(u64),
+    /// `{"notif":{"dropped":"unknown"}}`: some were missed, how many is not known.
+    DroppedUnknown,
     Heartbeat(f64),
     /// `{"notif":{"error":"<message>","reason":"<reason>"}}`: the publisher
     /// refused the request or is closing the connection, and says why.
@@ -199,6 +261,8 @@ impl Request {
         let mut filter = Filter::default();
         let mut markers = false;
         let mut heartbeat = None;
+        let mut cursors = false;
+        let mut start = Start::Live;
         for (key, value) in &request {
             match key.as_str() {
                 "subscribe" => filter = parse_filter(value)?,
@@ -211,9 +275,26 @@ impl Request {
                     }
                     heartbeat = Some(seconds);
                 }
+                "cursor" => cursors = value.as_bool().ok_or("\"cursor\" must be true or false")?,
+                "after" => {
+                    let text = value.as_str().ok_or("\"after\" must be a cursor string")?;
+                    if start == Start::Replay {
+                        return Err("\"after\" and \"replay\" cannot be combined".into());
+                    }
+                    start = Start::After(text.parse()?);
+                }
+                "replay" => {
+                    if value != &Value::Bool(true) {
+                        return Err("\"replay\" must be true (leave it out otherwise)".into());
+                    }
+                    if matches!(start, Start::After(_)) {
+                        return Err("\"after\" and \"replay\" cannot be combined".into());
+                    }
+                    start = Start::Replay;
+                }
                 other => {
                     return Err(format!(
-                        "unknown key {other:?} in the request (known: subscribe, markers, heartbeat_s, stats)"
+                        "unknown key {other:?} in the request (known: subscribe, markers, heartbeat_s, cursor, after, replay, stats)"
                     ))
                 }
             }
@@ -222,6 +303,8 @@ impl Request {
             filter,
             markers,
             heartbeat,
+            cursors: cursors || start != Start::Live,
+            start,
         })
     }
 
@@ -233,6 +316,8 @@ impl Request {
                 filter,
                 markers,
                 heartbeat,
+                cursors,
+                start,
             } => {
                 let mut request = Map::new();
                 let mut subscribe = Map::new();
@@ -253,6 +338,18 @@ impl Request {
                 }
                 if let Some(heartbeat) = heartbeat {
                     request.insert("heartbeat_s".into(), heartbeat.as_secs_f64().into());
+                }
+                match start {
+                    Start::Live if *cursors => {
+                        request.insert("cursor".into(), true.into());
+                    }
+                    Start::Live => {}
+                    Start::After(cursor) => {
+                        request.insert("after".into(), cursor.to_string().into());
+                    }
+                    Start::Replay => {
+                        request.insert("replay".into(), true.into());
+                    }
                 }
                 Value::Object(request)
             }
@@ -500,10 +597,21 @@ pub fn parse_control_line(line: &[u8]) -> Option<ControlLine> {
         return Some(ControlLine::Unknown);
     };
     if body.get("subscribed") == Some(&Value::Bool(true)) {
-        return Some(ControlLine::Subscribed);
+        let epoch = body
+            .get("epoch")
+            .and_then(Value::as_str)
+            .filter(|e| e.len() == 16)
+            .and_then(|e| u64::from_str_radix(e, 16).ok());
+        return Some(ControlLine::Subscribed { epoch });
+    }
+    if let Some(n) = body.get("seq").and_then(Value::as_u64) {
+        return Some(ControlLine::Seq(n));
     }
     if let Some(n) = body.get("dropped").and_then(Value::as_u64) {
         return Some(ControlLine::Dropped(n));
+    }
+    if body.get("dropped").and_then(Value::as_str) == Some("unknown") {
+        return Some(ControlLine::DroppedUnknown);
     }
     if let Some(t) = body.get("heartbeat").and_then(Value::as_f64) {
         return Some(ControlLine::Heartbeat(t));
@@ -530,8 +638,24 @@ pub(crate) mod lines {
         bytes
     }
 
-    pub(crate) fn subscribed() -> Vec<u8> {
-        line(json!({"notif": {"subscribed": true, "version": crate::VERSION}}))
+    /// The acknowledgement; with cursors it carries the publisher's epoch.
+    pub(crate) fn subscribed(epoch: Option<u64>) -> Vec<u8> {
+        match epoch {
+            Some(epoch) => line(json!({"notif": {
+                "subscribed": true, "version": crate::VERSION, "epoch": format!("{epoch:016x}")
+            }})),
+            None => line(json!({"notif": {"subscribed": true, "version": crate::VERSION}})),
+        }
+    }
+
+    /// The next notification line has number `seq`.
+    pub(crate) fn seq(seq: u64) -> Vec<u8> {
+        line(json!({"notif": {"seq": seq}}))
+    }
+
+    /// Some notifications were missed; how many is not known.
+    pub(crate) fn dropped_unknown() -> Vec<u8> {
+        line(json!({"notif": {"dropped": "unknown"}}))
     }
 
     pub(crate) fn dropped(count: u64) -> Vec<u8> {
@@ -657,6 +781,7 @@ mod tests {
             filter,
             markers,
             heartbeat,
+            ..
         } = &request
         else {
             panic!()
@@ -675,9 +800,50 @@ mod tests {
             Request::Subscribe {
                 filter: Filter::default(),
                 markers: false,
-                heartbeat: None
+                heartbeat: None,
+                cursors: false,
+                start: Start::Live,
             }
         );
+        // Cursors, resume and replay.
+        let cursor: Cursor = "5f3a9c0d12e4b7a8-1041".parse().unwrap();
+        assert_eq!(
+            cursor,
+            Cursor {
+                epoch: 0x5f3a9c0d12e4b7a8,
+                seq: 1041
+            }
+        );
+        assert_eq!(cursor.to_string(), "5f3a9c0d12e4b7a8-1041");
+        for (line, cursors, start) in [
+            (&br#"{"cursor":true}"#[..], true, Start::Live),
+            (br#"{"after":"5f3a9c0d12e4b7a8-1041"}"#, true, Start::After(cursor)),
+            (br#"{"replay":true}"#, true, Start::Replay),
+        ] {
+            let request = Request::parse(line).unwrap();
+            assert_eq!(
+                request,
+                Request::Subscribe {
+                    filter: Filter::default(),
+                    markers: false,
+                    heartbeat: None,
+                    cursors,
+                    start,
+                }
+            );
+            let again = request.to_line();
+            assert_eq!(Request::parse(&again[..again.len() - 1]).unwrap(), request);
+        }
+        for bad in [
+            &br#"{"after":"5f3a9c0d12e4b7a-1"}"#[..],
+            br#"{"after":"5f3a9c0d12e4b7a8-"}"#,
+            br#"{"after":"5f3a9c0d12e4b7a8-x"}"#,
+            br#"{"after":12}"#,
+            br#"{"replay":false}"#,
+            br#"{"replay":true,"after":"5f3a9c0d12e4b7a8-1"}"#,
+        ] {
+            assert!(Request::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
@@ -710,8 +876,19 @@ mod tests {
     #[test]
     fn control_lines() {
         assert_eq!(
-            parse_control_line(&lines::subscribed()),
-            Some(ControlLine::Subscribed)
+            parse_control_line(&lines::subscribed(None)),
+            Some(ControlLine::Subscribed { epoch: None })
+        );
+        assert_eq!(
+            parse_control_line(&lines::subscribed(Some(0x5f3a9c0d12e4b7a8))),
+            Some(ControlLine::Subscribed {
+                epoch: Some(0x5f3a9c0d12e4b7a8)
+            })
+        );
+        assert_eq!(parse_control_line(&lines::seq(7)), Some(ControlLine::Seq(7)));
+        assert_eq!(
+            parse_control_line(&lines::dropped_unknown()),
+            Some(ControlLine::DroppedUnknown)
         );
         assert_eq!(
             parse_control_line(&lines::dropped(7)),

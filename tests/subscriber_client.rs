@@ -30,6 +30,7 @@ enum Got {
     Line(String),
     Reconnected,
     Dropped(u64),
+    DroppedUnknown,
     Timeout,
 }
 
@@ -38,6 +39,7 @@ fn own(event: Event<'_>) -> Got {
         Event::Notification(line) => Got::Line(String::from_utf8(line.to_vec()).unwrap()),
         Event::Reconnected => Got::Reconnected,
         Event::Dropped(n) => Got::Dropped(n),
+        Event::DroppedUnknown => Got::DroppedUnknown,
         Event::Timeout => Got::Timeout,
     }
 }
@@ -462,11 +464,14 @@ fn control_lines_from_a_fake_publisher() {
         markers: true,
         heartbeat: Some(Duration::from_secs(60)),
         reconnect: true,
+        ..SubscribeOptions::default()
     };
     let expected = Request::Subscribe {
         filter: options.filter.clone(),
         markers: true,
         heartbeat: Some(Duration::from_secs(60)),
+        cursors: true,
+        start: notif::subscription::Start::Live,
     };
     let server = serve(listener, move |listener| {
         let mut stream = accept(&listener);
@@ -840,6 +845,7 @@ fn drop_markers_from_the_real_publisher_add_up() {
                 "the final notification never came"
             ),
             Got::Reconnected => panic!("reconnected"),
+            Got::DroppedUnknown => panic!("an unknown drop count"),
         }
     }
     assert_eq!(markers, subscriber.dropped_total());

@@ -38,8 +38,14 @@ fuzz_target!(|input: &[u8]| {
         );
     };
     match control {
-        ControlLine::Subscribed => assert_eq!(body.get("subscribed"), Some(&Value::Bool(true))),
+        ControlLine::Subscribed { .. } => {
+            assert_eq!(body.get("subscribed"), Some(&Value::Bool(true)))
+        }
+        ControlLine::Seq(n) => assert_eq!(body.get("seq").and_then(Value::as_u64), Some(n)),
         ControlLine::Dropped(n) => assert_eq!(body.get("dropped").and_then(Value::as_u64), Some(n)),
+        ControlLine::DroppedUnknown => {
+            assert_eq!(body.get("dropped").and_then(Value::as_str), Some("unknown"))
+        }
         ControlLine::Heartbeat(t) => {
             let got = body.get("heartbeat").and_then(Value::as_f64);
             assert!(

@@ -200,6 +200,17 @@ pub unsafe extern "C" fn notif_options_set_memory_limit(
     set(opts, |o| o.set_memory_limit(bytes))
 }
 
+/// Keeps the most recent notifications, up to `bytes` (allocation included),
+/// whether or not anyone is connected, so that a subscriber that reconnects or
+/// restarts resumes without loss (the request's `after`) or reads them
+/// (`replay`); see docs/subscription-protocol.md. 0 (the default): off, nothing
+/// is kept for absent subscribers. The ring is counted in the memory limit and
+/// must be at most half of it (checked at open). Returns 0 or -EINVAL.
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_set_replay(opts: *mut notif_options, bytes: usize) -> c_int {
+    set(opts, |o| o.set_replay(bytes))
+}
+
 /// Largest message, in bytes of its compact form (default 1 MiB; 1 to 64 MiB).
 /// It must be at most half the subscriber buffer and half the backlog: when
 /// either was set and is less than twice `bytes`, this returns -EINVAL and

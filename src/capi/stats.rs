@@ -43,6 +43,17 @@ pub struct notif_stats {
     pub stats_requests: u64,
     /// Connections closed at accept because the peer's credentials matched no allow-list.
     pub denied: u64,
+    /// (message, subscriber) pairs sent again from the log to a subscriber
+    /// that resumed (`after`) or asked for the replay ring (also in fanout).
+    pub replayed: u64,
+    /// Memory the replay ring holds now (notif_options_set_replay; 0 when off).
+    pub replay_bytes: u64,
+    /// Notifications the replay ring holds now.
+    pub replay_messages: u64,
+    /// Sequence number of the oldest notification the ring holds (next_seq when it is empty).
+    pub replay_oldest: u64,
+    /// Sequence number the next notification will get.
+    pub next_seq: u64,
 }
 
 impl From<Stats> for notif_stats {
@@ -65,6 +76,11 @@ impl From<Stats> for notif_stats {
             bad_requests: stats.bad_requests,
             stats_requests: stats.stats_requests,
             denied: stats.denied,
+            replayed: stats.replayed,
+            replay_bytes: stats.replay_bytes,
+            replay_messages: stats.replay_messages,
+            replay_oldest: stats.replay_oldest,
+            next_seq: stats.next_seq,
         }
     }
 }

@@ -7,18 +7,23 @@ use std::time::Duration;
 use super::error::{null_argument, remember, remember_with_errno};
 use super::panic_guard::guard;
 use crate::client::subscriber::{Event, SubscribeOptions, Subscriber};
-use crate::subscription::Request;
+use crate::subscription::{Request, Start};
 use crate::Error;
 
 /// notif_recv: nothing arrived within the timeout.
 pub const NOTIF_RECV_TIMEOUT: c_int = 0;
 /// notif_recv: a notification is in *msg / *len.
 pub const NOTIF_RECV_MESSAGE: c_int = 1;
-/// notif_recv: the connection was lost and re-established; notifications
-/// emitted in between were missed.
+/// notif_recv: the connection was lost and re-established. The subscriber
+/// resumed after the last notification it returned: when the publisher (its
+/// replay ring, notif_options_set_replay) still had what followed, nothing was
+/// missed; what it no longer had comes next as NOTIF_RECV_DROPPED.
 pub const NOTIF_RECV_RECONNECTED: c_int = 2;
 /// notif_recv: the publisher reported notifications dropped for this
-/// subscriber (it fell behind); the running total is notif_subscriber_dropped().
+/// subscriber (it fell behind, or no longer had them when it resumed); the
+/// running total is notif_subscriber_dropped(). When the publisher cannot say
+/// how many (it restarted since, or keeps no replay ring), the total does not
+/// change and notif_last_error() is not set.
 pub const NOTIF_RECV_DROPPED: c_int = 3;
 
 /// A connection to a publisher that reads notifications. Opaque: create with
@@ -26,6 +31,8 @@ pub const NOTIF_RECV_DROPPED: c_int = 3;
 #[allow(non_camel_case_types)]
 pub struct notif_subscriber {
     subscriber: Subscriber,
+    /// What notif_subscriber_cursor returned last.
+    cursor: std::ffi::CString,
 }
 
 fn bad_subscriber() -> c_int {
@@ -39,11 +46,18 @@ fn options_from_request(json: &[u8]) -> Result<SubscribeOptions, Error> {
             filter,
             markers,
             heartbeat,
+            cursors: _,
+            start,
         }) => Ok(SubscribeOptions {
             filter,
             markers,
             heartbeat,
             reconnect: true,
+            after: match start {
+                Start::After(cursor) => Some(cursor.to_string()),
+                _ => None,
+            },
+            replay: start == Start::Replay,
         }),
         Ok(Request::Stats) => Err(Error::new(
             libc::EINVAL,
@@ -57,11 +71,14 @@ fn options_from_request(json: &[u8]) -> Result<SubscribeOptions, Error> {
 /// for an abstract socket) and returns a subscriber that reads its
 /// notifications.
 ///
-/// `request_json` is NULL for the plain stream (every notification, nothing is
-/// written to the publisher), or a subscription request as in
-/// docs/subscription-protocol.md, e.g.
-/// `{"subscribe":{"event_types":["compute.*"]},"markers":true,"heartbeat_s":5}`;
-/// it is only read during the call. A stats request is refused.
+/// `request_json` is NULL for every notification, or a subscription request as
+/// in docs/subscription-protocol.md, e.g.
+/// `{"subscribe":{"event_types":["compute.*"]},"markers":true,"heartbeat_s":5}`,
+/// `{"after":"5f3a9c0d12e4b7a8-1041"}` (resume after a cursor from
+/// notif_subscriber_cursor) or `{"replay":true}` (everything the publisher's
+/// replay ring holds first); it is only read during the call. A stats request
+/// is refused. The subscriber always asks the publisher for cursors, and
+/// resumes after its cursor when it reconnects.
 ///
 /// The subscriber reconnects by itself: this succeeds even if the publisher is
 /// not there yet, and notif_recv keeps trying (back-off from 100 ms to 5 s)
@@ -90,7 +107,10 @@ pub unsafe extern "C" fn notif_subscribe(
             options_from_request(unsafe { CStr::from_ptr(request_json) }.to_bytes())
         };
         match options.and_then(|options| Subscriber::connect_bytes(path, options)) {
-            Ok(subscriber) => Box::into_raw(Box::new(notif_subscriber { subscriber })),
+            Ok(subscriber) => Box::into_raw(Box::new(notif_subscriber {
+                subscriber,
+                cursor: std::ffi::CString::default(),
+            })),
             Err(err) => {
                 remember_with_errno(&err);
                 ptr::null_mut()
@@ -160,7 +180,7 @@ pub unsafe extern "C" fn notif_recv(
             }
             Ok(Event::Timeout) => NOTIF_RECV_TIMEOUT,
             Ok(Event::Reconnected) => NOTIF_RECV_RECONNECTED,
-            Ok(Event::Dropped(_)) => NOTIF_RECV_DROPPED,
+            Ok(Event::Dropped(_)) | Ok(Event::DroppedUnknown) => NOTIF_RECV_DROPPED,
             Err(err) => remember(&err),
         }
     })
@@ -195,6 +215,29 @@ pub unsafe extern "C" fn notif_subscriber_dropped(s: *const notif_subscriber) ->
     guard(0, || {
         // SAFETY: s is NULL or live until notif_unsubscribe (documented).
         unsafe { s.as_ref() }.map_or(0, |s| s.subscriber.dropped_total())
+    })
+}
+
+/// The cursor of the last notification notif_recv returned, as a
+/// NUL-terminated string (`EPOCH-SEQ`), or NULL before the first (or for a
+/// NULL subscriber). Valid until the next call on `s`. Pass it as
+/// `{"after":"<cursor>"}` to notif_subscribe to resume after it, from this or
+/// another process. Not thread-safe with other calls on `s`.
+#[no_mangle]
+pub unsafe extern "C" fn notif_subscriber_cursor(s: *mut notif_subscriber) -> *const c_char {
+    guard(ptr::null(), || {
+        if s.is_null() {
+            return ptr::null();
+        }
+        // SAFETY: s is live until notif_unsubscribe (documented).
+        let s = unsafe { &mut *s };
+        match s.subscriber.cursor() {
+            Some(cursor) => {
+                s.cursor = std::ffi::CString::new(cursor).expect("a cursor has no NUL");
+                s.cursor.as_ptr()
+            }
+            None => ptr::null(),
+        }
     })
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::subscription::{
-    parse_control_line, ControlLine, Filter, Reason, Request, MAX_REQUEST_LINE,
+    parse_control_line, ControlLine, Cursor, Filter, Reason, Request, Start, MAX_REQUEST_LINE,
 };
 use crate::{Error, SocketAddress};
 
@@ -41,6 +41,12 @@ pub struct SubscribeOptions {
     /// Keep trying when the publisher is absent or goes away (the default).
     /// With `false`, connect fails when it is absent and recv fails when it leaves.
     pub reconnect: bool,
+    /// Start right after the notification this cursor names (a cursor from
+    /// [`Subscriber::cursor`], kept by an earlier run): what the publisher
+    /// still holds of what followed it, then live.
+    pub after: Option<String>,
+    /// Start with everything the publisher's replay ring holds, then live.
+    pub replay: bool,
 }
 
 impl Default for SubscribeOptions {
@@ -50,36 +56,60 @@ impl Default for SubscribeOptions {
             markers: false,
             heartbeat: None,
             reconnect: true,
+            after: None,
+            replay: false,
         }
     }
 }
 
 impl SubscribeOptions {
-    /// The request line to write after connecting (newline included), or None
-    /// for the plain stream. Checked as the publisher will check it.
-    fn request_line(&self) -> Result<Option<Vec<u8>>, Error> {
-        if self.filter.is_everything() && !self.markers && self.heartbeat.is_none() {
-            return Ok(None);
-        }
-        let line = Request::Subscribe {
-            filter: self.filter.clone(),
-            markers: self.markers,
-            heartbeat: self.heartbeat,
-        }
-        .to_line();
-        if line.len() > MAX_REQUEST_LINE {
-            return Err(Error::new(
+    /// Where the stream starts, as the options say.
+    fn start(&self) -> Result<Start, Error> {
+        match (&self.after, self.replay) {
+            (Some(_), true) => Err(Error::new(
                 libc::EINVAL,
-                format!(
-                    "the subscription request is {} bytes; the publisher accepts at most {MAX_REQUEST_LINE}",
-                    line.len()
-                ),
-            ));
+                "after and replay cannot be combined: after resumes from a cursor, replay starts from the oldest notification the publisher holds",
+            )),
+            (Some(cursor), false) => Ok(Start::After(
+                cursor
+                    .parse()
+                    .map_err(|why: String| Error::new(libc::EINVAL, why))?,
+            )),
+            (None, true) => Ok(Start::Replay),
+            (None, false) => Ok(Start::Live),
         }
-        Request::parse(&line[..line.len() - 1])
-            .map_err(|why| Error::new(libc::EINVAL, format!("invalid subscription: {why}")))?;
-        Ok(Some(line))
     }
+}
+
+/// The request line to write after connecting (newline included). The
+/// subscriber always asks for cursors, so that it knows where it is and can
+/// resume after a reconnection. Checked as the publisher will check it.
+fn request_line(
+    filter: &Filter,
+    markers: bool,
+    heartbeat: Option<Duration>,
+    start: Start,
+) -> Result<Vec<u8>, Error> {
+    let line = Request::Subscribe {
+        filter: filter.clone(),
+        markers,
+        heartbeat,
+        cursors: true,
+        start,
+    }
+    .to_line();
+    if line.len() > MAX_REQUEST_LINE {
+        return Err(Error::new(
+            libc::EINVAL,
+            format!(
+                "the subscription request is {} bytes; the publisher accepts at most {MAX_REQUEST_LINE}",
+                line.len()
+            ),
+        ));
+    }
+    Request::parse(&line[..line.len() - 1])
+        .map_err(|why| Error::new(libc::EINVAL, format!("invalid subscription: {why}")))?;
+    Ok(line)
 }
 
 /// What [`Subscriber::recv`] returns.
@@ -89,12 +119,20 @@ pub enum Event<'a> {
     /// call on the subscriber. (The byte right after the slice in memory is a
     /// NUL, which the C API relies on.)
     Notification(&'a [u8]),
-    /// The connection was lost and re-established: notifications emitted in
-    /// between were missed. Returned once, before anything from the new connection.
+    /// The connection was lost and re-established. The subscriber resumed
+    /// after the last notification it handed out: if the publisher no longer
+    /// had some of what followed, a [`Event::Dropped`] (or
+    /// [`Event::DroppedUnknown`]) comes next; otherwise nothing was missed.
+    /// Returned once, before anything from the new connection.
     Reconnected,
-    /// The publisher reported this many notifications dropped for us because we
-    /// fell behind (only with [`SubscribeOptions::markers`]).
+    /// The publisher reported this many notifications dropped for us: we fell
+    /// behind (reported with [`SubscribeOptions::markers`]), or it no longer
+    /// had them when we resumed.
     Dropped(u64),
+    /// Some notifications were missed and the publisher cannot say how many:
+    /// it restarted since our cursor (another epoch), or it drops
+    /// notifications at once while nobody listens (its replay ring is off).
+    DroppedUnknown,
     /// Nothing arrived within the timeout.
     Timeout,
 }
@@ -105,6 +143,10 @@ struct Connection {
     unsent: Vec<u8>,
     /// The publisher acknowledged the request: from here on, it filters.
     acknowledged: bool,
+    /// The request resumes (after a cursor, or from the ring): lines before
+    /// the acknowledgement were emitted before it was read and come again
+    /// after it, so they are skipped.
+    resuming: bool,
     /// When anything (a byte of a line, a heartbeat) last arrived.
     last_activity: Instant,
     /// Something arrived on this connection.
@@ -126,8 +168,15 @@ enum State {
 /// not meant to be used in a child process after fork().
 pub struct Subscriber {
     address: SocketAddress,
-    request: Option<Vec<u8>>,
     filter: Filter,
+    /// Where the first connection's stream starts; later ones resume after `cursor`.
+    start: Start,
+    /// The publisher's epoch, from the last acknowledgement.
+    epoch: Option<u64>,
+    /// The number the next notification line will have, when known.
+    next_seq: Option<u64>,
+    /// The last notification handed out.
+    cursor: Option<Cursor>,
     markers: bool,
     heartbeat: Option<Duration>,
     reconnect: bool,
@@ -201,11 +250,15 @@ impl Subscriber {
     /// Like [`Subscriber::connect`], for a path given as raw bytes.
     pub fn connect_bytes(path: &[u8], options: SubscribeOptions) -> Result<Subscriber, Error> {
         let address = SocketAddress::parse(path)?;
-        let request = options.request_line()?;
+        let start = options.start()?;
+        request_line(&options.filter, options.markers, options.heartbeat, start)?;
         let now = Instant::now();
         let mut subscriber = Subscriber {
             address,
-            request,
+            start,
+            epoch: None,
+            next_seq: None,
+            cursor: None,
             filter: options.filter,
             markers: options.markers,
             heartbeat: options.heartbeat,
@@ -276,15 +329,19 @@ impl Subscriber {
             // publisher that refuses us (denied, full) says so on one.
             if let Some(control) = parse_control_line(line) {
                 match control {
-                    ControlLine::Subscribed => {
+                    ControlLine::Subscribed { epoch } => {
                         if let State::Connected(c) = &mut self.state {
                             c.acknowledged = true;
                         }
+                        self.epoch = epoch;
+                        self.next_seq = None;
                     }
-                    ControlLine::Dropped(n) if self.markers => {
+                    ControlLine::Seq(n) => self.next_seq = Some(n),
+                    ControlLine::Dropped(n) => {
                         self.dropped_total = self.dropped_total.saturating_add(n);
                         return Ok(Event::Dropped(n));
                     }
+                    ControlLine::DroppedUnknown => return Ok(Event::DroppedUnknown),
                     ControlLine::Heartbeat(_) => self.last_heartbeat = Some(SystemTime::now()),
                     ControlLine::Error { message, reason } => {
                         if let Some(err) = self.refused(&message, &reason)? {
@@ -292,14 +349,22 @@ impl Subscriber {
                         }
                     }
                     // Not asked for, or not understood: nothing to do with it.
-                    ControlLine::Dropped(_) | ControlLine::Stats(_) | ControlLine::Unknown => {}
+                    ControlLine::Stats(_) | ControlLine::Unknown => {}
                 }
                 continue;
             }
-            if self.request.is_some() {
-                let acknowledged = matches!(&self.state, State::Connected(c) if c.acknowledged);
-                if !acknowledged && !self.filter.matches_line(line) {
-                    continue;
+            let (acknowledged, resuming) = match &self.state {
+                State::Connected(c) => (c.acknowledged, c.resuming),
+                _ => (false, false),
+            };
+            if !acknowledged && (resuming || !self.filter.matches_line(line)) {
+                continue;
+            }
+            // Its number: the previous one's plus one, unless a seq line said.
+            if acknowledged {
+                if let (Some(epoch), Some(seq)) = (self.epoch, self.next_seq) {
+                    self.cursor = Some(Cursor { epoch, seq });
+                    self.next_seq = Some(seq + 1);
                 }
             }
             // The '\n' after the line becomes a NUL, so C gets a C string for free.
@@ -345,6 +410,14 @@ impl Subscriber {
             State::Waiting(_) => self.timer.as_ref().map_or(-1, |t| t.as_raw_fd()),
             State::Failed(_) => -1,
         }
+    }
+
+    /// The cursor of the last notification handed out (None before the
+    /// first): pass it as [`SubscribeOptions::after`] to resume after it,
+    /// from this or another process. The subscriber itself resumes after it
+    /// when it reconnects.
+    pub fn cursor(&self) -> Option<String> {
+        self.cursor.map(|cursor| cursor.to_string())
     }
 
     /// Notifications the publisher reported dropped for us, in total.
@@ -685,6 +758,13 @@ impl Subscriber {
     }
 
     fn open_connection(&self) -> Result<Connection, Error> {
+        // After the first notification, every connection resumes after the
+        // last one handed out.
+        let start = match self.cursor {
+            Some(cursor) => Start::After(cursor),
+            None => self.start,
+        };
+        let request = request_line(&self.filter, self.markers, self.heartbeat, start)?;
         // SAFETY: plain system call; the result is checked.
         let fd = unsafe {
             libc::socket(
@@ -715,8 +795,9 @@ impl Subscriber {
         }
         let mut connection = Connection {
             fd,
-            unsent: self.request.clone().unwrap_or_default(),
+            unsent: request,
             acknowledged: false,
+            resuming: start != Start::Live,
             last_activity: Instant::now(),
             worked: false,
             established: Instant::now(),

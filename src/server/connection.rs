@@ -20,7 +20,7 @@ use super::filter_set::FilterId;
 use super::message_log::{MessageLog, ENTRY_OVERHEAD, MESSAGE_OVERHEAD};
 use crate::fork_guard::OwnedFd;
 use crate::stats::{bump, Counters};
-use crate::subscription::{lines, MAX_REQUEST_LINE};
+use crate::subscription::{lines, message_fields, Filter, MAX_REQUEST_LINE};
 
 /// Bytes a private copy grows by at least, so copying a few small messages
 /// does not mean an allocation each.
@@ -52,6 +52,11 @@ enum Span {
     Own(OwnChunk),
     /// A control line for this subscriber only.
     Control { line: Vec<u8>, offset: usize },
+    /// Log messages [next, end) a filtered subscriber resumed from, not yet
+    /// filtered: they are filtered and copied a little at a time as it reads
+    /// (the log holds them meanwhile), so a long history costs its copies
+    /// only as fast as it is read.
+    History { next: u64, end: u64, mark: u64 },
 }
 
 #[derive(Debug, Default)]
@@ -189,6 +194,13 @@ pub(crate) struct SubscriberConn {
     pub(crate) delivered: u64,
     /// Messages dropped for this subscriber because it fell behind.
     pub(crate) dropped_slow: u64,
+    /// Whether it asked to be told its position (`seq` lines).
+    cursors: bool,
+    /// The number the client will give the next notification line it reads
+    /// (the previous one's plus one, or what the last `seq` line said).
+    next_line_seq: Option<u64>,
+    /// The filter a resumed history is read through.
+    history_filter: Option<Filter>,
 }
 
 /// Why a subscriber is being closed once its queue is written.
@@ -241,6 +253,9 @@ impl SubscriberConn {
             probe_deadline: None,
             delivered: 0,
             dropped_slow: 0,
+            cursors: false,
+            next_line_seq: None,
+            history_filter: None,
         }
     }
 
@@ -260,7 +275,7 @@ impl SubscriberConn {
     /// The oldest log message this subscriber still needs, if any.
     pub(crate) fn oldest_log_seq(&self) -> Option<u64> {
         self.queue.iter().find_map(|span| match span {
-            Span::Log { next, .. } => Some(*next),
+            Span::Log { next, .. } | Span::History { next, .. } => Some(*next),
             _ => None,
         })
     }
@@ -275,16 +290,20 @@ impl SubscriberConn {
     /// The log memory this subscriber keeps alive: every batch from the one
     /// holding its oldest message on.
     pub(crate) fn pinned(&self, log: &MessageLog) -> usize {
-        self.pinned_until(log.end_mark())
+        self.pinned_until(log.end_mark(), log.ring_mark())
     }
 
     /// What it keeps alive of the batches before the one with mark `until`.
-    fn pinned_until(&self, until: u64) -> usize {
+    /// What the replay ring keeps anyway (from `ring_mark` on) is not counted.
+    fn pinned_until(&self, until: u64, ring_mark: u64) -> usize {
         let first = self.queue.iter().find_map(|span| match span {
-            Span::Log { mark, .. } => Some(*mark),
+            Span::Log { mark, .. } | Span::History { mark, .. } => Some(*mark),
             _ => None,
         });
-        first.map_or(0, |mark| until.saturating_sub(mark) as usize)
+        first.map_or(0, |mark| {
+            let end = until.min(ring_mark).max(mark);
+            (end - mark) as usize
+        })
     }
 
     /// Whether it keeps more of the log alive than its own limit allows: it
@@ -354,16 +373,116 @@ impl SubscriberConn {
     }
 
     /// Applies a subscription request and queues the acknowledgement.
+    /// `epoch` is Some when the subscriber asked for cursors.
     pub(crate) fn subscribe(
         &mut self,
         filter: Option<FilterId>,
         markers: bool,
         heartbeat: Option<Duration>,
+        epoch: Option<u64>,
     ) {
         self.filter = filter;
         self.markers = markers;
         self.heartbeat = heartbeat;
-        self.queue_control(lines::subscribed());
+        self.cursors = epoch.is_some();
+        self.next_line_seq = None;
+        self.queue_control(lines::subscribed(epoch));
+    }
+
+    /// Queues what a resuming subscriber missed: log messages [from, to), all
+    /// of them or, with a filter, those that pass it (filtered as it reads).
+    /// `missed` comes first: Some(n) for n gone, None for an unknown number.
+    pub(crate) fn resume(
+        &mut self,
+        log: &MessageLog,
+        from: u64,
+        to: u64,
+        filter: Option<&Filter>,
+        missed: Option<Option<u64>>,
+        counters: &Counters,
+    ) {
+        match missed {
+            Some(Some(0)) | None => {}
+            Some(Some(n)) => self.queue_control(lines::dropped(n)),
+            Some(None) => self.queue_control(lines::dropped_unknown()),
+        }
+        if from >= to {
+            return;
+        }
+        match filter {
+            None => {
+                bump(&counters.fanout, to - from);
+                bump(&counters.replayed, to - from);
+                self.enqueue_log(log, from, to);
+            }
+            Some(filter) => {
+                self.history_filter = Some(filter.clone());
+                self.queue.push_back(Span::History {
+                    next: from,
+                    end: to,
+                    mark: log.mark_of_entry(from),
+                });
+            }
+        }
+    }
+
+    /// Filters and copies the next part of a resumed history (about 64 KiB
+    /// of what passes the filter) ahead of the rest, if the queue starts with one.
+    fn materialize_history(&mut self, log: &MessageLog, counters: &Counters) {
+        let Some(Span::History { next, end, .. }) = self.queue.front() else {
+            return;
+        };
+        let (mut seq, end) = (*next, *end);
+        let Some(filter) = self.history_filter.clone() else {
+            return;
+        };
+        let mut copies: Vec<Span> = Vec::new();
+        let mut chunk = OwnChunk::default();
+        let (mut wanted, mut left_out) = (0u64, 0u64);
+        while seq < end && chunk.bytes.len() < 64 * 1024 {
+            let (batch, index) = log.locate(seq);
+            let line = &batch.bytes[batch.start_of(index)..batch.ends[index]];
+            if filter.matches(&message_fields(&line[..line.len() - 1])) {
+                if self.cursors && self.next_line_seq != Some(seq) {
+                    if !chunk.ends.is_empty() {
+                        copies.push(Span::Own(mem::take(&mut chunk)));
+                    }
+                    copies.push(Span::Control {
+                        line: lines::seq(seq),
+                        offset: 0,
+                    });
+                }
+                chunk.bytes.extend_from_slice(line);
+                chunk.ends.push(chunk.bytes.len());
+                self.next_line_seq = Some(seq + 1);
+                wanted += 1;
+            } else {
+                left_out += 1;
+            }
+            seq += 1;
+        }
+        if !chunk.ends.is_empty() {
+            copies.push(Span::Own(chunk));
+        }
+        bump(&counters.fanout, wanted);
+        bump(&counters.replayed, wanted);
+        bump(&counters.filtered, left_out);
+        self.queued_messages += wanted as usize;
+        if seq >= end {
+            self.queue.pop_front();
+            self.history_filter = None;
+        } else if let Some(Span::History { next, mark, .. }) = self.queue.front_mut() {
+            *next = seq;
+            *mark = log.mark_of_entry(seq);
+        }
+        for span in copies.into_iter().rev() {
+            match &span {
+                Span::Own(chunk) => self.own_footprint += chunk.footprint(),
+                Span::Control { line, .. } => self.own_footprint += line.capacity() + ALLOCATION_OVERHEAD,
+                _ => {}
+            }
+            self.queue.push_front(span);
+        }
     }
 
     /// Queues a control line; it counts against the buffer but is always
@@ -380,7 +499,7 @@ impl SubscriberConn {
 
     /// Room left before the batch holding `first` (the newest) is counted.
     fn room_before(&self, log: &MessageLog, first: u64) -> usize {
-        let held = self.pinned_until(log.mark_of_entry(first)) + self.own_footprint();
+        let held = self.pinned_until(log.mark_of_entry(first), log.ring_mark()) + self.own_footprint();
         self.queue_capacity.saturating_sub(held)
     }
 
@@ -456,7 +575,9 @@ impl SubscriberConn {
                         self.report_drops();
                     }
                 }
-                if self.unreported_drops == 0 && self.enqueue_copy(message, self.room(log)) {
+                if self.unreported_drops == 0
+                    && self.enqueue_copy(first + index as u64, message, self.room(log))
+                {
                     left -= 1;
                     break;
                 }
@@ -548,7 +669,17 @@ impl SubscriberConn {
         first + low as u64
     }
 
+    /// With cursors, tells the client the number of the message it is about
+    /// to get when it would not count it itself.
+    fn announce_seq(&mut self, seq: u64, end: u64) {
+        if self.cursors && self.next_line_seq != Some(seq) {
+            self.queue_control(lines::seq(seq));
+        }
+        self.next_line_seq = Some(end);
+    }
+
     fn enqueue_log(&mut self, log: &MessageLog, first: u64, end: u64) {
+        self.announce_seq(first, end);
         self.queued_messages += (end - first) as usize;
         self.last_sent = Instant::now();
         if let Some(Span::Log { end: last, .. }) = self.queue.back_mut() {
@@ -565,10 +696,14 @@ impl SubscriberConn {
         });
     }
 
-    /// Copies one message to the end of our own spans if its cost (the bytes,
-    /// or a new chunk's whole allocation) fits in `room`; false if it does not.
-    fn enqueue_copy(&mut self, message: &[u8], room: usize) -> bool {
-        let reusable = matches!(self.queue.back(), Some(Span::Own(chunk))
+    /// Copies message `seq` to the end of our own spans if its cost (the
+    /// bytes, or a new chunk's whole allocation) fits in `room`; false if it
+    /// does not.
+    fn enqueue_copy(&mut self, seq: u64, message: &[u8], room: usize) -> bool {
+        // A seq line in between means a chunk of its own after it.
+        let announce = self.cursors && self.next_line_seq != Some(seq);
+        let reusable = !announce
+            && matches!(self.queue.back(), Some(Span::Own(chunk))
             if chunk.bytes.capacity() - chunk.bytes.len() >= message.len()
                 && chunk.ends.len() < chunk.ends.capacity());
         if reusable {
@@ -579,13 +714,18 @@ impl SubscriberConn {
             // A chunk as large as the room allows, up to OWN_CHUNK_BYTES, so
             // that a small buffer still takes copies.
             let ends = 8;
-            let overhead =
-                ends * mem::size_of::<usize>() + 2 * ALLOCATION_OVERHEAD + mem::size_of::<Span>();
+            let overhead = ends * mem::size_of::<usize>()
+                + 2 * ALLOCATION_OVERHEAD
+                + mem::size_of::<Span>()
+                + if announce { 64 } else { 0 };
             let capacity = message
                 .len()
                 .max(OWN_CHUNK_BYTES.min(room.saturating_sub(overhead)));
             if capacity + overhead > room {
                 return false;
+            }
+            if announce {
+                self.queue_control(lines::seq(seq));
             }
             let mut chunk = OwnChunk::default();
             chunk.bytes.reserve_exact(capacity);
@@ -593,6 +733,7 @@ impl SubscriberConn {
             self.own_footprint += chunk.footprint();
             self.queue.push_back(Span::Own(chunk));
         }
+        self.next_line_seq = Some(seq + 1);
         self.queued_messages += 1;
         self.last_sent = Instant::now();
         let Some(Span::Own(chunk)) = self.queue.back_mut() else {
@@ -651,6 +792,15 @@ impl SubscriberConn {
                         dropped += chunk.unwritten_messages();
                     }
                 }
+                Span::History { next, end, .. } => {
+                    // Not handed out yet, so not in fanout: counted as handed
+                    // out and dropped (for a filter, an upper bound: they
+                    // are not filtered any more).
+                    bump(&counters.fanout, end - next);
+                    self.queued_messages += (end - next) as usize;
+                    dropped += (end - next) as usize;
+                    self.history_filter = None;
+                }
             }
             first = false;
         }
@@ -661,7 +811,7 @@ impl SubscriberConn {
             .map(|span| match span {
                 Span::Own(chunk) => chunk.footprint(),
                 Span::Control { line, .. } => line.capacity() + ALLOCATION_OVERHEAD,
-                Span::Log { .. } => 0,
+                Span::Log { .. } | Span::History { .. } => 0,
             })
             .sum();
         self.queued_messages -= dropped;
@@ -672,7 +822,11 @@ impl SubscriberConn {
     /// Writes as much of the queue as the socket takes, counting every message
     /// that is now fully written.
     pub(crate) fn flush(&mut self, log: &MessageLog, counters: &Counters) -> Flush {
-        while !self.queue.is_empty() {
+        loop {
+            self.materialize_history(log, counters);
+            if self.queue.is_empty() {
+                break;
+            }
             let mut slices: Vec<&[u8]> = Vec::with_capacity(MAX_IOVECS);
             for span in &self.queue {
                 let room = MAX_IOVECS - slices.len();
@@ -685,6 +839,8 @@ impl SubscriberConn {
                     } => log.slices(*next, *offset, *end, room, &mut slices),
                     Span::Own(chunk) => slices.push(&chunk.bytes[chunk.offset..]),
                     Span::Control { line, offset } => slices.push(&line[*offset..]),
+                    // Not filtered yet: nothing after it may go before it.
+                    Span::History { .. } => break,
                 }
             }
             let mut iovecs: [libc::iovec; MAX_IOVECS] = [libc::iovec {
@@ -780,6 +936,7 @@ impl SubscriberConn {
                     *offset += step;
                     *offset == line.len()
                 }
+                Span::History { .. } => unreachable!("nothing of a history is written before it is copied"),
             };
             if done {
                 match self.queue.pop_front() {

@@ -56,6 +56,12 @@ pub(crate) struct MessageLog {
     /// subscriber whose oldest message is in a batch with mark M keeps
     /// `end_mark - M` alive, computed in O(1).
     end_mark: u64,
+    /// The oldest batch the replay ring keeps (its mark; end_mark when the
+    /// ring is off or empty): what is kept for the ring is nobody's cost.
+    ring_mark: u64,
+    ring_seq: u64,
+    /// The ring's size in bytes; 0: off.
+    ring_bytes: usize,
 }
 
 impl MessageLog {
@@ -102,6 +108,61 @@ impl MessageLog {
             return self.end_mark;
         }
         self.entries[self.entry_index(seq)].first_mark
+    }
+
+    /// Where the replay ring starts: its mark and the number of its oldest message.
+    pub(crate) fn ring_mark(&self) -> u64 {
+        if self.ring_bytes == 0 {
+            self.end_mark
+        } else {
+            self.ring_mark
+        }
+    }
+
+    pub(crate) fn ring_seq(&self) -> u64 {
+        if self.ring_bytes == 0 {
+            self.next_seq
+        } else {
+            self.ring_seq
+        }
+    }
+
+    /// The oldest message the log still holds (next_seq when it holds none).
+    pub(crate) fn oldest_seq(&self) -> u64 {
+        self.entries.front().map_or(self.next_seq, |e| e.first_seq)
+    }
+
+    /// Marks the newest batches that fit in `bytes` as the replay ring.
+    pub(crate) fn keep_ring(&mut self, bytes: usize) {
+        self.ring_bytes = bytes;
+        if bytes == 0 {
+            self.ring_mark = self.end_mark;
+            self.ring_seq = self.next_seq;
+            return;
+        }
+        let limit = bytes as u64;
+        // The ring only ever moves forward: start from where it was.
+        let mut index = self
+            .entries
+            .partition_point(|entry| entry.first_mark < self.ring_mark);
+        while index < self.entries.len() && self.end_mark - self.entries[index].first_mark > limit {
+            index += 1;
+        }
+        match self.entries.get(index) {
+            Some(entry) => {
+                self.ring_mark = entry.first_mark;
+                self.ring_seq = entry.first_seq;
+            }
+            None => {
+                self.ring_mark = self.end_mark;
+                self.ring_seq = self.next_seq;
+            }
+        }
+    }
+
+    /// Memory the ring holds, as the limits count it.
+    pub(crate) fn ring_held(&self) -> u64 {
+        self.end_mark - self.ring_mark()
     }
 
     /// The mark past every batch: what a subscriber pinning from mark M

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,8 +26,8 @@ mod peer_credentials;
 use crate::backlog::{Backlog, Batch};
 use crate::fork_guard::OwnedFd;
 use crate::options::{Options, SlowPolicy};
-use crate::stats::{bump, Counters};
-use crate::subscription::{lines, message_fields, Filter, MessageFields, Reason, Request};
+use crate::stats::{bump, set, Counters};
+use crate::subscription::{lines, message_fields, Filter, MessageFields, Reason, Request, Start};
 use connection::{Closing, Flush, Input, Offered, Peer, SubscriberConn, ONE_REQUEST};
 use filter_set::FilterSet;
 use message_log::MessageLog;
@@ -40,6 +40,12 @@ pub(crate) struct Shared {
     pub(crate) subscribers: AtomicUsize,
     pub(crate) backlog: Backlog,
     pub(crate) counters: Counters,
+    /// Drawn at random at open: names this open of the publisher in cursors.
+    pub(crate) epoch: u64,
+    /// Notifications emit dropped at once because nobody was connected (and
+    /// the replay ring is off): they are never numbered, so a resume across
+    /// them cannot say how many it missed.
+    pub(crate) unnumbered: AtomicU64,
 }
 
 const LISTENER_TOKEN: u64 = u64::MAX;
@@ -79,6 +85,10 @@ struct Server {
     /// Who the publisher runs as: that user (and root) see every subscriber's
     /// credentials in the stats answer.
     own_uid: u32,
+    /// `Shared::unnumbered` when last looked at, and the sequence number
+    /// after which notifications went unnumbered last.
+    unnumbered_seen: u64,
+    unnumbered_before: Option<u64>,
 }
 
 /// Starts the server thread for a listening socket.
@@ -134,6 +144,8 @@ pub(crate) fn spawn(
                     taken: Vec::new(),
                     // SAFETY: geteuid never fails.
                     own_uid: unsafe { libc::geteuid() },
+                    unnumbered_seen: 0,
+                    unnumbered_before: None,
                 };
                 let shared = Arc::clone(&server.shared);
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || server.run()))
@@ -426,14 +438,59 @@ impl Server {
                 filter,
                 markers,
                 heartbeat,
+                cursors,
+                start,
             } => {
-                let filter = (!filter.is_everything()).then(|| self.filters.add(filter));
+                let history = match self.history(start) {
+                    Ok(history) => history,
+                    Err(why) => return self.refuse_request(fd, &why, Reason::BadRequest),
+                };
+                let everything = filter.is_everything();
+                let filter_id = (!everything).then(|| self.filters.add(filter.clone()));
+                let epoch = cursors.then_some(self.shared.epoch);
                 let Some(subscriber) = self.subscribers.get_mut(&fd) else {
                     return;
                 };
-                subscriber.subscribe(filter, markers, heartbeat);
+                subscriber.subscribe(filter_id, markers, heartbeat, epoch);
+                if let Some((from, missed)) = history {
+                    let to = self.log.next_seq();
+                    let filter = (!everything).then_some(&filter);
+                    subscriber.resume(&self.log, from, to, filter, missed, &self.shared.counters);
+                }
                 self.heartbeating += usize::from(heartbeat.is_some());
                 self.write_to(fd);
+            }
+        }
+    }
+
+    /// Where a resuming subscriber's stream starts in the log, and what to
+    /// say first about what it missed (Some(n): n are gone; None: unknown).
+    /// None for a live start. An error for a cursor that cannot be.
+    #[allow(clippy::type_complexity)]
+    fn history(&self, start: Start) -> Result<Option<(u64, Option<Option<u64>>)>, String> {
+        let oldest = self.log.oldest_seq();
+        let next = self.log.next_seq();
+        match start {
+            Start::Live => Ok(None),
+            Start::Replay => Ok(Some((oldest, Some(Some(oldest))))),
+            Start::After(cursor) if cursor.epoch != self.shared.epoch => {
+                Ok(Some((oldest, Some(None))))
+            }
+            Start::After(cursor) => {
+                let from = cursor.seq.checked_add(1).ok_or("the cursor's number is out of range")?;
+                if from > next {
+                    return Err(format!(
+                        "the cursor {cursor} is beyond this publisher's last notification (the next will be number {next})"
+                    ));
+                }
+                // Notifications dropped unnumbered after the cursor: uncountable.
+                if self.unnumbered_before.is_some_and(|before| before >= from) {
+                    return Ok(Some((oldest.max(from), Some(None))));
+                }
+                if from < oldest {
+                    return Ok(Some((oldest, Some(Some(oldest - from)))));
+                }
+                Ok(Some((from, Some(Some(0)))))
             }
         }
     }
@@ -777,6 +834,7 @@ impl Server {
 
     /// Takes what emitters queued into the log and offers it to every subscriber.
     fn take_and_distribute(&mut self) {
+        self.note_unnumbered();
         let mut taken = std::mem::take(&mut self.taken);
         self.shared.backlog.take(&mut taken);
         if taken.is_empty() {
@@ -906,16 +964,33 @@ impl Server {
     }
 
     fn release_log(&mut self) {
+        self.log.keep_ring(self.options.replay);
         let keep_from = self
             .subscribers
             .values()
             .filter_map(SubscriberConn::oldest_log_seq)
             .min()
-            .unwrap_or(self.log.next_seq());
+            .unwrap_or(self.log.next_seq())
+            .min(self.log.ring_seq());
         let mut recycled = Vec::new();
         self.log.trim(keep_from, |batch| recycled.push(batch));
         if !recycled.is_empty() {
             self.shared.backlog.recycle(recycled);
+        }
+        let counters = &self.shared.counters;
+        let ring_messages = self.log.next_seq() - self.log.ring_seq();
+        set(&counters.replay_bytes, self.log.ring_held());
+        set(&counters.replay_messages, ring_messages);
+        set(&counters.replay_oldest, self.log.ring_seq());
+        set(&counters.next_seq, self.log.next_seq());
+    }
+
+    /// Notes where notifications went unnumbered (emit dropped them at once).
+    fn note_unnumbered(&mut self) {
+        let now = self.shared.unnumbered.load(Ordering::Relaxed);
+        if now != self.unnumbered_seen {
+            self.unnumbered_seen = now;
+            self.unnumbered_before = Some(self.log.next_seq());
         }
     }
 

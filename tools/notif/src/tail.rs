@@ -134,6 +134,7 @@ fn subscribe_options(args: &TailArgs) -> Result<SubscribeOptions, Failure> {
         markers: !args.no_markers,
         heartbeat,
         reconnect: !args.no_reconnect,
+        ..SubscribeOptions::default()
     };
     // Check the request as the publisher will, so a mistake is a usage error
     // here rather than a refusal from every publisher.
@@ -141,6 +142,8 @@ fn subscribe_options(args: &TailArgs) -> Result<SubscribeOptions, Failure> {
         filter: options.filter.clone(),
         markers: options.markers,
         heartbeat: options.heartbeat,
+        cursors: true,
+        start: notif::subscription::Start::Live,
     }
     .to_line();
     Request::parse(&line[..line.len() - 1])
@@ -225,11 +228,12 @@ fn follow(path: String, options: SubscribeOptions, tx: Tx) {
                     }
                 }
             }
-            Event::Reconnected => say(format!(
-                "{path}: reconnected; notifications may have been missed"
+            Event::Reconnected => say(format!("{path}: reconnected")),
+            Event::DroppedUnknown => say(format!(
+                "{path}: an unknown number of notifications missed (the publisher restarted, or keeps no replay ring)"
             )),
             Event::Dropped(n) => say(format!(
-                "{path}: {} dropped (subscriber too slow)",
+                "{path}: {} dropped (too slow, or no longer held by the publisher)",
                 plural(n, "notification", "notifications")
             )),
             Event::Timeout => continue,
