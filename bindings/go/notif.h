@@ -44,16 +44,26 @@
 #define NOTIF_RECV_MESSAGE 1
 
 /**
- * notif_recv: the connection was lost and re-established; notifications
- * emitted in between were missed.
+ * notif_recv: the connection was lost and re-established. The subscriber
+ * resumed after the last notification it returned: when the publisher (its
+ * replay ring, notif_options_set_replay) still had what followed, nothing was
+ * missed; what it no longer had comes next as NOTIF_RECV_DROPPED.
  */
 #define NOTIF_RECV_RECONNECTED 2
 
 /**
  * notif_recv: the publisher reported notifications dropped for this
- * subscriber (it fell behind); the running total is notif_subscriber_dropped().
+ * subscriber (it fell behind, or no longer had them when it resumed); the
+ * running total is notif_subscriber_dropped(). When the publisher cannot say
+ * how many (it restarted since, or keeps no replay ring), the total does not
+ * change and notif_last_error() is not set.
  */
 #define NOTIF_RECV_DROPPED 3
+
+/**
+ * The default largest message.
+ */
+#define DEFAULT_MAX_MESSAGE (1024 * 1024)
 
 /**
  * The default total budget for subscriber queues: 16 subscribers at the
@@ -62,6 +72,18 @@
  * connections can cost.
  */
 #define DEFAULT_MEMORY_LIMIT ((64 * 1024) * 1024)
+
+/**
+ * Most patterns in one list of a filter (`event_types`, `priorities` or
+ * `publishers`): matching cost per notification must stay small whatever a
+ * peer asks for.
+ */
+#define MAX_PATTERNS 64
+
+/**
+ * Longest pattern, in bytes.
+ */
+#define MAX_PATTERN_BYTES 256
 
 /**
  * An open publisher. Opaque: create with notif_open, release with notif_close.
@@ -157,6 +179,27 @@ typedef struct notif_stats {
    * Connections closed at accept because the peer's credentials matched no allow-list.
    */
   uint64_t denied;
+  /**
+   * (message, subscriber) pairs sent again from the log to a subscriber
+   * that resumed (`after`) or asked for the replay ring (also in fanout).
+   */
+  uint64_t replayed;
+  /**
+   * Memory the replay ring holds now (notif_options_set_replay; 0 when off).
+   */
+  uint64_t replay_bytes;
+  /**
+   * Notifications the replay ring holds now.
+   */
+  uint64_t replay_messages;
+  /**
+   * Sequence number of the oldest notification the ring holds (next_seq when it is empty).
+   */
+  uint64_t replay_oldest;
+  /**
+   * Sequence number the next notification will get.
+   */
+  uint64_t next_seq;
 } notif_stats;
 
 #ifdef __cplusplus
@@ -224,7 +267,9 @@ struct notif_handle *notif_open_fd(int fd, const struct notif_options *opts);
  *
  * Returns the number of subscribers connected (0: nobody, the message is
  * dropped without being looked at), or a negative errno: -EINVAL (NULL json,
- * not exactly one JSON object, invalid UTF-8), -EMSGSIZE (over max_message),
+ * not exactly one JSON object, invalid UTF-8, or an object whose first
+ * member is named "notif" in any spelling: that name is reserved for the
+ * protocol's control lines; counted in rejected), -EMSGSIZE (over max_message),
  * -EBADF (NULL handle, or a handle used in a child after fork()), -EAGAIN
  * (backlog full: dropped and counted). Never blocks, never raises SIGPIPE.
  * Thread-safe: any number of threads may emit on one handle at once.
@@ -257,8 +302,10 @@ int notif_skip(struct notif_handle *handle);
 /**
  * Copies the handle's counters into `out`. Pass `sizeof(notif_stats)` as
  * `out_size`: a program built against an older, smaller notif_stats gets the
- * fields it knows. Returns 0, -EBADF (NULL handle) or -EINVAL (NULL out, or
- * out_size smaller than the first version of the struct). Thread-safe.
+ * fields it knows. Returns 0, -EBADF (NULL handle, or a handle used in a
+ * child after fork(): its counters are the parent's, frozen at the fork) or
+ * -EINVAL (NULL out, or out_size smaller than the first version of the
+ * struct). Thread-safe.
  */
 int notif_get_stats(struct notif_handle *handle, struct notif_stats *out, size_t out_size);
 
@@ -296,14 +343,20 @@ int notif_options_set_mode(struct notif_options *opts, unsigned int mode);
 
 /**
  * Group owning the socket file, by name or decimal id, resolved now.
- * Returns 0, -EINVAL (NULL or empty), -ENOENT (no such group). The calling
+ * Returns 0, -EINVAL (NULL or empty, or an id over 4294967294: (gid_t)-1
+ * means "no change" to chown and is not a group), -ENOENT (no such group). The calling
  * process must be allowed to give the file to that group (EPERM at open otherwise).
  */
 int notif_options_set_group(struct notif_options *opts, const char *group);
 
 /**
  * Bytes one subscriber may have waiting, the kernel's socket buffer counted
- * in (default 4 MiB, at least 16 KiB). Returns 0 or -EINVAL.
+ * in (default 4 MiB, at least 16 KiB). It must be at least twice max_message:
+ * when max_message was set (notif_options_set_max_message) and is more than
+ * half of `bytes`, this returns -EINVAL and changes nothing; when max_message
+ * was not set, its default (1 MiB) is lowered to half of `bytes` if that is
+ * less. Returns 0 or -EINVAL (under 16 KiB, under twice a max_message set,
+ * NULL opts).
  */
 int notif_options_set_subscriber_buffer(struct notif_options *opts, size_t bytes);
 
@@ -317,9 +370,23 @@ int notif_options_set_subscriber_buffer(struct notif_options *opts, size_t bytes
 int notif_options_set_memory_limit(struct notif_options *opts, size_t bytes);
 
 /**
+ * Keeps the most recent notifications, up to `bytes` (allocation included),
+ * whether or not anyone is connected, so that a subscriber that reconnects or
+ * restarts resumes without loss (the request's `after`) or reads them
+ * (`replay`); see docs/subscription-protocol.md. 0 (the default): off, nothing
+ * is kept for absent subscribers. The ring is counted in the memory limit and
+ * must be at most half of it (checked at open). Returns 0 or -EINVAL.
+ */
+int notif_options_set_replay(struct notif_options *opts, size_t bytes);
+
+/**
  * Largest message, in bytes of its compact form (default 1 MiB; 1 to 64 MiB).
- * At open it must be at most half the subscriber buffer and half the backlog.
- * Returns 0 or -EINVAL.
+ * It must be at most half the subscriber buffer and half the backlog: when
+ * either was set and is less than twice `bytes`, this returns -EINVAL and
+ * changes nothing; against a buffer left at its default (4 MiB subscriber
+ * buffer, 16 MiB backlog) it is checked at notif_open_with (-EINVAL there),
+ * so the buffers may be raised after it. Returns 0 or -EINVAL (0, over
+ * 64 MiB, over half a buffer set, NULL opts).
  */
 int notif_options_set_max_message(struct notif_options *opts, size_t bytes);
 
@@ -342,7 +409,9 @@ int notif_options_set_slow_policy(struct notif_options *opts, int policy);
 
 /**
  * Bytes of emitted messages the server thread has not yet taken (default
- * 16 MiB, at least 16 KiB); beyond it notif_emit returns -EAGAIN.
+ * 16 MiB, at least 16 KiB); beyond it notif_emit returns -EAGAIN. Like the
+ * subscriber buffer, it must be at least twice max_message (see
+ * notif_options_set_subscriber_buffer: the same rules apply).
  * Returns 0 or -EINVAL.
  */
 int notif_options_set_backlog(struct notif_options *opts, size_t bytes);
@@ -367,11 +436,14 @@ int notif_options_allow_gid(struct notif_options *opts, unsigned int gid);
  * for an abstract socket) and returns a subscriber that reads its
  * notifications.
  *
- * `request_json` is NULL for the plain stream (every notification, nothing is
- * written to the publisher), or a subscription request as in
- * docs/subscription-protocol.md, e.g.
- * `{"subscribe":{"event_types":["compute.*"]},"markers":true,"heartbeat_s":5}`;
- * it is only read during the call. A stats request is refused.
+ * `request_json` is NULL for every notification, or a subscription request as
+ * in docs/subscription-protocol.md, e.g.
+ * `{"subscribe":{"event_types":["compute.*"]},"markers":true,"heartbeat_s":5}`,
+ * `{"after":"5f3a9c0d12e4b7a8-1041"}` (resume after a cursor from
+ * notif_subscriber_cursor) or `{"replay":true}` (everything the publisher's
+ * replay ring holds first); it is only read during the call. A stats request
+ * is refused. The subscriber always asks the publisher for cursors, and
+ * resumes after its cursor when it reconnects.
  *
  * The subscriber reconnects by itself: this succeeds even if the publisher is
  * not there yet, and notif_recv keeps trying (back-off from 100 ms to 5 s)
@@ -395,12 +467,21 @@ struct notif_subscriber *notif_subscribe(const char *path, const char *request_j
  * NOTIF_RECV_TIMEOUT (0), NOTIF_RECV_RECONNECTED (2: the connection was lost
  * and re-established, notifications were missed), NOTIF_RECV_DROPPED (3: the
  * publisher reported drops, see notif_subscriber_dropped), or a negative
- * errno: -EBADF (NULL s), -EINVAL (NULL msg or len), -EPROTO (the publisher
- * refused the request; permanent: every later call returns it),
- * -EMSGSIZE (a line over 64 MiB; the subscriber reconnects), or an error of a
- * reconnection attempt such as -EACCES (the next call tries again).
- * Control lines of the protocol are never returned as messages. Never raises
- * SIGPIPE. Not thread-safe for one `s`: one thread at a time.
+ * errno: -EBADF (NULL s), -EINVAL (NULL msg or len); permanent failures,
+ * after which every later call returns the same error and
+ * notif_subscriber_fd() returns -ENOTCONN: -EPROTO (the publisher refused
+ * the request), -EACCES (the publisher's allow-lists refuse this process:
+ * error reason "denied"), -EUSERS (the publisher has max_subscribers
+ * already: reason "full"; try again later with a new subscriber);
+ * -EMSGSIZE (a line over 64 MiB; the subscriber reconnects), or an error of
+ * a reconnection attempt such as -EACCES from connect(2) on the socket file
+ * (the next call tries again; notif_subscriber_fd() stays >= 0). A
+ * publisher that disconnects a subscriber for being too slow or for its
+ * memory budget (reasons "too_slow", "memory") is a lost connection: the
+ * subscriber reconnects and returns NOTIF_RECV_RECONNECTED.
+ * Control lines of the protocol (lines starting `{"notif":`) are never
+ * returned as messages. Never raises SIGPIPE. Not thread-safe for one `s`:
+ * one thread at a time.
  */
 int notif_recv(struct notif_subscriber *s, const char **msg, size_t *len, int timeout_ms);
 
@@ -419,6 +500,15 @@ int notif_subscriber_fd(struct notif_subscriber *s);
  * subscriber (requests with "markers":true). 0 for NULL.
  */
 uint64_t notif_subscriber_dropped(const struct notif_subscriber *s);
+
+/**
+ * The cursor of the last notification notif_recv returned, as a
+ * NUL-terminated string (`EPOCH-SEQ`), or NULL before the first (or for a
+ * NULL subscriber). Valid until the next call on `s`. Pass it as
+ * `{"after":"<cursor>"}` to notif_subscribe to resume after it, from this or
+ * another process. Not thread-safe with other calls on `s`.
+ */
+const char *notif_subscriber_cursor(struct notif_subscriber *s);
 
 /**
  * Closes the connection and frees the subscriber. NULL is a no-op. No other

@@ -43,7 +43,7 @@ const (
 	// anything from the new connection. The subscription resumes after the
 	// last notification it delivered (it sends its cursor): when the
 	// publisher still holds what was emitted in between (its replay ring,
-	// WithReplay on the publisher), nothing was missed; what it no longer
+	// WithReplayBytes on the publisher), nothing was missed; what it no longer
 	// holds comes as a Dropped event next. A publisher without cursors (an
 	// older one) cannot say: notifications in between may be missing.
 	Reconnected
@@ -118,7 +118,7 @@ func WithAfter(cursor string) SubscribeOption {
 }
 
 // WithReplay starts with every notification the publisher's replay ring
-// holds (see the publisher's WithReplay), oldest first, then the live
+// holds (see the publisher's WithReplayBytes), oldest first, then the live
 // stream. When the ring does not go back to the publisher's first
 // notification, a Dropped event with the count of the older ones comes first.
 func WithReplay() SubscribeOption {
