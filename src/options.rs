@@ -167,7 +167,9 @@ impl Options {
     /// half the memory limit, which it is counted in.
     pub fn set_replay(&mut self, bytes: usize) -> Result<(), Error> {
         if bytes > isize::MAX as usize {
-            return Err(invalid(format!("replay ring of {bytes} bytes is too large")));
+            return Err(invalid(format!(
+                "replay ring of {bytes} bytes is too large"
+            )));
         }
         self.replay = bytes;
         Ok(())

@@ -306,7 +306,8 @@ impl Drop for Publisher {
 fn random_epoch() -> u64 {
     let mut bytes = [0u8; 8];
     // SAFETY: writes at most 8 bytes into a live buffer.
-    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), libc::GRND_NONBLOCK) };
+    let got =
+        unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), libc::GRND_NONBLOCK) };
     if got == 8 {
         return u64::from_ne_bytes(bytes);
     }

@@ -79,9 +79,7 @@ impl std::str::FromStr for Cursor {
 
     fn from_str(text: &str) -> Result<Cursor, String> {
         let bad = || {
-            format!(
-                "{text:?} is not a notif cursor (EPOCH-SEQ: 16 hex digits, a dash, a number)"
-            )
+            format!("{text:?} is not a notif cursor (EPOCH-SEQ: 16 hex digits, a dash, a number)")
         };
         let (epoch, seq) = text.split_once('-').ok_or_else(bad)?;
         if epoch.len() != 16 || !epoch.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -817,7 +815,11 @@ mod tests {
         assert_eq!(cursor.to_string(), "5f3a9c0d12e4b7a8-1041");
         for (line, cursors, start) in [
             (&br#"{"cursor":true}"#[..], true, Start::Live),
-            (br#"{"after":"5f3a9c0d12e4b7a8-1041"}"#, true, Start::After(cursor)),
+            (
+                br#"{"after":"5f3a9c0d12e4b7a8-1041"}"#,
+                true,
+                Start::After(cursor),
+            ),
             (br#"{"replay":true}"#, true, Start::Replay),
         ] {
             let request = Request::parse(line).unwrap();
@@ -842,7 +844,11 @@ mod tests {
             br#"{"replay":false}"#,
             br#"{"replay":true,"after":"5f3a9c0d12e4b7a8-1"}"#,
         ] {
-            assert!(Request::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                Request::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -885,7 +891,10 @@ mod tests {
                 epoch: Some(0x5f3a9c0d12e4b7a8)
             })
         );
-        assert_eq!(parse_control_line(&lines::seq(7)), Some(ControlLine::Seq(7)));
+        assert_eq!(
+            parse_control_line(&lines::seq(7)),
+            Some(ControlLine::Seq(7))
+        );
         assert_eq!(
             parse_control_line(&lines::dropped_unknown()),
             Some(ControlLine::DroppedUnknown)

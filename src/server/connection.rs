@@ -478,7 +478,9 @@ impl SubscriberConn {
         for span in copies.into_iter().rev() {
             match &span {
                 Span::Own(chunk) => self.own_footprint += chunk.footprint(),
-                Span::Control { line, .. } => self.own_footprint += line.capacity() + ALLOCATION_OVERHEAD,
+                Span::Control { line, .. } => {
+                    self.own_footprint += line.capacity() + ALLOCATION_OVERHEAD
+                }
                 _ => {}
             }
             self.queue.push_front(span);
@@ -499,7 +501,8 @@ impl SubscriberConn {
 
     /// Room left before the batch holding `first` (the newest) is counted.
     fn room_before(&self, log: &MessageLog, first: u64) -> usize {
-        let held = self.pinned_until(log.mark_of_entry(first), log.ring_mark()) + self.own_footprint();
+        let held =
+            self.pinned_until(log.mark_of_entry(first), log.ring_mark()) + self.own_footprint();
         self.queue_capacity.saturating_sub(held)
     }
 
@@ -936,7 +939,9 @@ impl SubscriberConn {
                     *offset += step;
                     *offset == line.len()
                 }
-                Span::History { .. } => unreachable!("nothing of a history is written before it is copied"),
+                Span::History { .. } => {
+                    unreachable!("nothing of a history is written before it is copied")
+                }
             };
             if done {
                 match self.queue.pop_front() {

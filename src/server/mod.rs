@@ -477,7 +477,10 @@ impl Server {
                 Ok(Some((oldest, Some(None))))
             }
             Start::After(cursor) => {
-                let from = cursor.seq.checked_add(1).ok_or("the cursor's number is out of range")?;
+                let from = cursor
+                    .seq
+                    .checked_add(1)
+                    .ok_or("the cursor's number is out of range")?;
                 if from > next {
                     return Err(format!(
                         "the cursor {cursor} is beyond this publisher's last notification (the next will be number {next})"
@@ -851,9 +854,16 @@ impl Server {
             .count();
         if receivers == 0 {
             bump(&counters.dropped_no_subscriber, messages as u64);
-            self.shared.backlog.recycle(taken.drain(..));
-            self.taken = taken;
-            return;
+            if self.options.replay == 0 {
+                // Numbered all the same, so that cursors count what was
+                // missed; then let go at once.
+                for batch in taken.drain(..) {
+                    self.log.append(batch);
+                }
+                self.taken = taken;
+                self.trim_log();
+                return;
+            }
         }
         let mut spare = Vec::new();
         let mut overflowed: HashMap<RawFd, ()> = HashMap::new();

@@ -545,6 +545,7 @@ pub fn role_hook() {
     };
     let code = match role.as_str() {
         "relay" => relay_main(),
+        "cursor-reader" => cursor_reader_main(),
         "publisher" => publisher_main(),
         other => {
             eprintln!("unknown {ROLE_ENV} {other:?}");
@@ -788,6 +789,62 @@ fn relay_main() -> i32 {
             std::thread::sleep(delay);
         }
     }
+}
+
+/// Subscribes to $NOTIF_FAULT_PATH with the library's subscriber, resuming
+/// after $NOTIF_FAULT_AFTER if set, keeping only $NOTIF_FAULT_EVENT_TYPES
+/// (comma-separated globs) if set; prints each of $NOTIF_FAULT_COUNT
+/// notifications, then `@ cursor CURSOR`, `@ dropped N` for each drop
+/// reported, and exits 0.
+fn cursor_reader_main() -> i32 {
+    let path = std::env::var("NOTIF_FAULT_PATH").expect("NOTIF_FAULT_PATH");
+    let count = env_number("NOTIF_FAULT_COUNT").expect("NOTIF_FAULT_COUNT");
+    let mut options = notif::SubscribeOptions {
+        after: std::env::var("NOTIF_FAULT_AFTER").ok(),
+        ..Default::default()
+    };
+    if let Ok(globs) = std::env::var("NOTIF_FAULT_EVENT_TYPES") {
+        options.filter.event_types = globs.split(',').map(String::from).collect();
+    }
+    let mut subscriber = match notif::Subscriber::connect(&path, options) {
+        Ok(subscriber) => subscriber,
+        Err(e) => {
+            eprintln!("cursor-reader: {e}");
+            return 2;
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut read = 0;
+    while read < count {
+        match subscriber.recv(Some(Duration::from_secs(30))) {
+            Ok(notif::Event::Notification(line)) => {
+                read += 1;
+                let _ = out.write_all(line);
+                let _ = out.write_all(b"\n");
+            }
+            Ok(notif::Event::Dropped(n)) => {
+                let _ = writeln!(out, "@ dropped {n}");
+            }
+            Ok(notif::Event::DroppedUnknown) => {
+                let _ = writeln!(out, "@ dropped unknown");
+            }
+            Ok(notif::Event::Reconnected) => {
+                let _ = writeln!(out, "@ reconnected");
+            }
+            Ok(notif::Event::Timeout) => {
+                eprintln!("cursor-reader: nothing for 30 s after {read}");
+                return 3;
+            }
+            Err(e) => {
+                eprintln!("cursor-reader: {e}");
+                return 4;
+            }
+        }
+    }
+    let _ = writeln!(out, "@ cursor {}", subscriber.cursor().unwrap_or_default());
+    let _ = out.flush();
+    0
 }
 
 fn env_number(name: &str) -> Option<u64> {
