@@ -103,7 +103,12 @@ func TestHelperSubscriberProcess(t *testing.T) {
 	if os.Getenv("NOTIF_HELPER") != "subscriber" {
 		t.Skip("the subscriber process of TestResumeInAnotherProcess")
 	}
-	opts := []SubscribeOption{WithoutReconnect(), WithAfter(os.Getenv("NOTIF_AFTER"))}
+	// Without a cursor, from the ring: then every notification is numbered
+	// (one that arrived before the publisher read the request has no cursor).
+	opts := []SubscribeOption{WithoutReconnect(), WithReplay()}
+	if after := os.Getenv("NOTIF_AFTER"); after != "" {
+		opts = []SubscribeOption{WithoutReconnect(), WithAfter(after)}
+	}
 	if types := os.Getenv("NOTIF_TYPES"); types != "" {
 		opts = append(opts, WithFilters(Filter{EventTypes: strings.Split(types, ",")}))
 	}
@@ -254,7 +259,7 @@ func TestSlowSubscriberResumesWithoutLoss(t *testing.T) {
 	path := sockPath(t)
 	p := openPub(t, path, WithSlowPolicy(SlowDisconnect), WithSubscriberBuffer(16<<10),
 		WithMemoryLimit(128<<20), WithReplayBytes(64<<20))
-	s := subscribe(t, path)
+	s := subscribe(t, path, WithReplay()) // every notification numbered, the first too
 	waitSubscribers(t, p, 1)
 	emitted := make(chan struct{})
 	go func() {
@@ -313,7 +318,7 @@ func TestOldCursorAndOtherEpoch(t *testing.T) {
 	const total = 20000
 	path := sockPath(t)
 	p := openPub(t, path, WithReplayBytes(64<<10))
-	first := subscribe(t, path)
+	first := subscribe(t, path, WithReplay()) // so that even an early notification is numbered
 	waitSubscribers(t, p, 1)
 	emit(t, p, numbered(0))
 	if got := nextNotification(t, first); number(t, got) != 0 {
