@@ -41,9 +41,11 @@ needs_root = pytest.mark.skipif(
 # -- connecting as another user ------------------------------------------------
 def connect_as(path, uid, gid, groups=()):
     """Forks a child that becomes uid/gid (supplementary groups `groups`),
-    connects to `path` and waits up to 10 s for one byte. Exit status: 0 it
-    read something, 1 end-of-file at once, 2 timeout or read error, 20 it could
-    not drop privileges, 30 + errno connect() failed."""
+    connects to `path` and waits up to 10 s for its first line. Exit status: 0
+    it read a notification, 1 it was closed at accept (end-of-file at once, or
+    the "denied" error line, then end-of-file), 2 timeout or read error, 4
+    anything else, 20 it could not drop privileges, 30 + errno connect()
+    failed."""
     pid = os.fork()
     if pid != 0:
         return pid
@@ -64,7 +66,21 @@ def connect_as(path, uid, gid, groups=()):
             raise
         sock.settimeout(10)
         try:
-            code = 0 if sock.recv(1) else 1
+            data = b""
+            while b"\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            if not data:
+                code = 1
+            elif not data.startswith(b'{"notif":'):
+                code = 0
+            elif (data.startswith(b'{"notif":{"error":') and b'"reason":"denied"' in data
+                  and data.endswith(b"\n") and not sock.recv(1)):
+                code = 1
+            else:
+                code = 4
         except OSError:
             code = 2
     finally:
@@ -424,6 +440,15 @@ def test_oslo_allow_options_resolve_names_and_numbers(oslo, sockdir, monkeypatch
     if root_user is None or root_group is None:
         pytest.skip("uid/gid 0 have no passwd/group entry")
     path = os.path.join(sockdir, "allow.sock")
+    seen = []
+    real = oslo.Publisher
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    # Before the driver is made: it opens its socket at once.
+    monkeypatch.setattr(oslo, "Publisher", spy)
     conf, notifier = make_notifier(
         sockdir, path, "sock_allow_users = %s, %d\nsock_allow_groups = %s,%d\n"
         % (root_user, NOBODY, root_group, NOBODY))
@@ -432,14 +457,6 @@ def test_oslo_allow_options_resolve_names_and_numbers(oslo, sockdir, monkeypatch
     assert group.sock_allow_groups == [root_group, str(NOBODY)]
     assert oslo._allow_lists(group.sock_allow_users, group.sock_allow_groups) == (
         [0, NOBODY], [0, NOBODY])
-    seen = []
-    real = oslo.Publisher
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(oslo, "Publisher", spy)
     notifier.info({}, "compute.open", {})
     assert oslo.driver_stats()[path]["open"]
     assert seen[0]["allow_uids"] == [0, NOBODY] and seen[0]["allow_gids"] == [0, NOBODY]
