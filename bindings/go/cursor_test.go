@@ -53,8 +53,8 @@ func TestCursorsAndResume(t *testing.T) {
 		t.Helper()
 		for i, w := range ws {
 			ev := next(t, s)
-			if ev.Kind != w.kind || string(ev.Data) != w.data || ev.Cursor != w.cursor || ev.Dropped != w.dropped || ev.Unknown != w.unknown {
-				t.Fatalf("event %d: got %v %q cursor %q dropped %d unknown %v, want %+v", i, ev.Kind, ev.Data, ev.Cursor, ev.Dropped, ev.Unknown, w)
+			if ev.Kind != w.kind || string(ev.Data) != w.data || ev.Cursor() != w.cursor || ev.Dropped != w.dropped || ev.Unknown != w.unknown {
+				t.Fatalf("event %d: got %v %q cursor %q dropped %d unknown %v, want %+v", i, ev.Kind, ev.Data, ev.Cursor(), ev.Dropped, ev.Unknown, w)
 			}
 			// What the receiver took: this event's cursor, or the last one.
 			if w.cursor != "" {
@@ -209,8 +209,8 @@ func TestReplayThenResume(t *testing.T) {
 	if ev := next(t, s); ev.Kind != Dropped || ev.Dropped != 40 {
 		t.Fatalf("got %v %d", ev.Kind, ev.Dropped)
 	}
-	if ev := next(t, s); ev.Cursor != epochA+"-40" {
-		t.Fatalf("got %v %q %q", ev.Kind, ev.Data, ev.Cursor)
+	if ev := next(t, s); ev.Cursor() != epochA+"-40" {
+		t.Fatalf("got %v %q %q", ev.Kind, ev.Data, ev.Cursor())
 	}
 	c.Close()
 	c = fake.accept(t)
@@ -248,8 +248,8 @@ func TestOlderPublisherWithoutCursors(t *testing.T) {
 			}
 		}
 		write(t, c, `{"n":1}`+"\n")
-		if ev := next(t, s); ev.Kind != Notification || string(ev.Data) != `{"n":1}` || ev.Cursor != "" {
-			t.Fatalf("got %v %q %q", ev.Kind, ev.Data, ev.Cursor)
+		if ev := next(t, s); ev.Kind != Notification || string(ev.Data) != `{"n":1}` || ev.Cursor() != "" {
+			t.Fatalf("got %v %q %q", ev.Kind, ev.Data, ev.Cursor())
 		}
 		if tc.plain == "" {
 			c.SetReadDeadline(time.Now().Add(quiet))

@@ -365,8 +365,8 @@ func TestOldCursorAndOtherEpoch(t *testing.T) {
 		live := end
 		emit(t, p, numbered(live))
 		ev = next(t, s)
-		if ev.Kind != Notification || number(t, ev.Data) != live || ev.Cursor != fmt.Sprintf("%s-%d", epoch, live) {
-			t.Fatalf("after %s: live event %v %s %q", tc.after, ev.Kind, ev.Data, ev.Cursor)
+		if ev.Kind != Notification || number(t, ev.Data) != live || ev.Cursor() != fmt.Sprintf("%s-%d", epoch, live) {
+			t.Fatalf("after %s: live event %v %s %q", tc.after, ev.Kind, ev.Data, ev.Cursor())
 		}
 		if s.DroppedTotal() != dropped {
 			t.Errorf("DroppedTotal %d", s.DroppedTotal())

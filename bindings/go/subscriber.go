@@ -80,15 +80,41 @@ func (k EventKind) String() string {
 // Event is what a Subscription delivers.
 type Event struct {
 	Kind    EventKind
-	Data    []byte // Notification: the JSON object, a fresh copy the receiver owns
-	Dropped uint64 // Dropped: how many notifications were dropped (0 with Unknown)
-	Unknown bool   // Dropped: some were missed, how many is not known
-	Err     error  // ConnectFailed: why (an *Error: ENOTSOCK, ENOENT, ENOTDIR, EACCES...)
-	// Cursor (Notification): the cursor of this notification, "" when the
-	// publisher did not number it (an older publisher; a notification that
-	// arrived before the publisher read the request). Pass it to WithAfter
-	// to resume after it.
-	Cursor string
+	Data    []byte   // Notification: the JSON object, a fresh copy the receiver owns
+	Dropped uint64   // Dropped: how many notifications were dropped (0 with Unknown)
+	Unknown bool     // Dropped: some were missed, how many is not known
+	Err     error    // ConnectFailed: why (an *Error: ENOTSOCK, ENOENT, ENOTDIR, EACCES...)
+	pos     position // Notification: its place in the publisher's numbering
+}
+
+// Cursor is the cursor of a Notification event, "" when the publisher did
+// not number it (an older publisher; a notification that arrived before the
+// publisher read the request) and for other events. Pass it to WithAfter to
+// resume after this notification.
+func (e Event) Cursor() string { return e.pos.String() }
+
+// position is one notification's place: the publisher's epoch ("" for none)
+// and its number. Kept apart so that a cursor string is only made when asked.
+type position struct {
+	epoch string
+	seq   uint64
+}
+
+func (p position) String() string {
+	if p.epoch == "" {
+		return ""
+	}
+	return p.epoch + "-" + strconv.FormatUint(p.seq, 10)
+}
+
+// parsePosition reads a cursor validCursor accepted ("": none).
+func parsePosition(c string) position {
+	epoch, seq, ok := strings.Cut(c, "-")
+	if !ok {
+		return position{}
+	}
+	n, _ := strconv.ParseUint(seq, 10, 64)
+	return position{epoch, n}
 }
 
 // SubscribeOption configures Subscribe.
@@ -105,7 +131,7 @@ type subscribeConfig struct {
 }
 
 // WithAfter resumes after the notification cursor names (a Cursor or an
-// Event's Cursor saved earlier): the publisher first sends every
+// Event's Cursor() saved earlier): the publisher first sends every
 // notification after it that it still holds (that passes the filter), then
 // the live stream, with no gap and no duplicate between the two. What it no
 // longer holds comes first as a Dropped event (Unknown when the publisher
@@ -223,7 +249,7 @@ type Subscription struct {
 	// (the cursor of the last notification put in the channel, or
 	// WithAfter's), and whether to ask for the ring instead (WithReplay,
 	// until a notification was delivered).
-	resume string
+	resume position
 	replay bool
 	// An older publisher refused "cursor" (an unknown key to it): ask it
 	// for what the options ask, as before cursors, from then on.
@@ -234,7 +260,7 @@ type Subscription struct {
 	// What Cursor reports: the cursor after the last event the receiver
 	// took from the channel (see cursorTrack).
 	track       cursorTrack
-	cursorQuery chan chan string
+	cursorQuery chan chan position
 }
 
 // cursorTrack knows which events are still in the channel: sent events were
@@ -247,8 +273,8 @@ type Subscription struct {
 type cursorTrack struct {
 	mu       sync.Mutex
 	sent     uint64
-	ring     [eventBuffer + 1]string
-	initial  string // before any event: WithAfter's cursor, or ""
+	ring     [eventBuffer + 1]position
+	initial  position // before any event: WithAfter's cursor, or none
 	sending  bool
 	sendDone chan struct{} // closed when the blocking send ends
 }
@@ -256,15 +282,15 @@ type cursorTrack struct {
 // record notes one event sent; mu held.
 func (t *cursorTrack) record(ev Event) {
 	after := t.at(t.sent)
-	if ev.Kind == Notification && ev.Cursor != "" {
-		after = ev.Cursor
+	if ev.Kind == Notification && ev.pos.epoch != "" {
+		after = ev.pos
 	}
 	t.ring[t.sent%uint64(len(t.ring))] = after
 	t.sent++
 }
 
-// at is the cursor once n events were taken; mu held.
-func (t *cursorTrack) at(n uint64) string {
+// at is the position once n events were taken; mu held.
+func (t *cursorTrack) at(n uint64) position {
 	if n == 0 {
 		return t.initial
 	}
@@ -273,7 +299,7 @@ func (t *cursorTrack) at(n uint64) string {
 
 // now is the cursor after what the receiver took, with queued events still
 // in the channel; mu held and no send in progress.
-func (t *cursorTrack) now(queued int) string {
+func (t *cursorTrack) now(queued int) position {
 	return t.at(t.sent - uint64(queued))
 }
 
@@ -332,10 +358,10 @@ func Subscribe(ctx context.Context, path string, opts ...SubscribeOption) (*Subs
 	if !s.filter.empty() {
 		s.base.Subscribe = s.filter
 	}
-	s.resume, s.replay = cfg.after, cfg.replay
+	s.resume, s.replay = parsePosition(cfg.after), cfg.replay
 	s.userResume = cfg.after != "" || cfg.replay
-	s.track.initial = cfg.after
-	s.cursorQuery = make(chan chan string)
+	s.track.initial = s.resume
+	s.cursorQuery = make(chan chan position)
 	// The longest request: with the longest cursor.
 	if _, err := s.requestLine(strings.Repeat("f", 16) + "-18446744073709551615"); err != nil {
 		return nil, err
@@ -399,14 +425,14 @@ func (s *Subscription) Cursor() string {
 		if !s.track.sending {
 			c := s.track.now(len(s.events))
 			s.track.mu.Unlock()
-			return c
+			return c.String()
 		}
 		done := s.track.sendDone
 		s.track.mu.Unlock()
-		reply := make(chan string, 1)
+		reply := make(chan position, 1)
 		select {
 		case s.cursorQuery <- reply:
-			return <-reply
+			return (<-reply).String()
 		case <-done:
 			// The send ended meanwhile: look again.
 		}
@@ -694,7 +720,7 @@ func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
 	if s.heartbeat > 0 {
 		ac.silence = s.heartbeat * heartbeatMisses
 	}
-	request, err := s.requestLine(s.resume)
+	request, err := s.requestLine(s.resume.String())
 	if err != nil {
 		return false, &permanentError{err}
 	}
@@ -702,7 +728,7 @@ func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
 	// for everything after the cursor itself, in its numbered stream after
 	// the acknowledgement (sent, or counted in a dropped marker), and sends
 	// markers whether or not they were asked for.
-	resuming := !s.legacy && (s.resume != "" || s.replay)
+	resuming := !s.legacy && (s.resume.epoch != "" || s.replay)
 	if request != nil {
 		// The request is at most 64 KiB: it fits in the socket buffer. A
 		// publisher that already hung up is noticed by the read (EOF), so a
@@ -763,15 +789,15 @@ func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
 				continue
 			}
 		} else if numbered && epoch != "" {
-			ev.Cursor = epoch + "-" + strconv.FormatUint(nextSeq, 10)
+			ev.pos = position{epoch, nextSeq}
 			nextSeq++
 		}
 		if !s.send(ev) {
 			return ac.worked, nil
 		}
-		if ev.Cursor != "" {
+		if ev.pos.epoch != "" {
 			// Delivered: the next connection resumes after it.
-			s.resume, s.replay = ev.Cursor, false
+			s.resume, s.replay = ev.pos, false
 		}
 	}
 }
