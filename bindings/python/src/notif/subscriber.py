@@ -164,7 +164,12 @@ class Subscriber:
                 raise ValueError("after and replay exclude each other")
         else:
             after = None
-        self.cursor = after
+        # The last notification handed out: (epoch, number); the cursor
+        # string is only made when asked for.
+        self._cur_epoch = self._cur_seq = None
+        if after is not None:
+            epoch, _, seq = after.partition("-")
+            self._cur_epoch, self._cur_seq = epoch, int(seq)
         self._replay = bool(replay)
         # An older publisher refuses "cursor" (an unknown key to it): then ask
         # for what the options ask, as before cursors (not with after/replay:
@@ -283,6 +288,14 @@ class Subscriber:
         self._schedule_retry()
 
     @property
+    def cursor(self):
+        """The cursor of the last notification handed out (None before the
+        first; ``after`` until then): pass it as ``after=`` to resume after it."""
+        if self._cur_epoch is None:
+            return None
+        return "%s-%d" % (self._cur_epoch, self._cur_seq)
+
+    @property
     def connected(self):
         return self._sock is not None
 
@@ -399,7 +412,8 @@ class Subscriber:
                     if not self._filter.match(obj):
                         continue
             elif self._next_seq is not None and self._epoch is not None:
-                self.cursor = "%s-%d" % (self._epoch, self._next_seq)
+                self._cur_epoch = self._epoch
+                self._cur_seq = self._next_seq
                 self._next_seq += 1
                 # Handed out from here on: a reconnection resumes after it.
                 self._replay = False
