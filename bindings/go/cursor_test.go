@@ -298,3 +298,29 @@ func TestOlderPublisherWithoutCursors(t *testing.T) {
 	c.Close()
 	expectErrno(t, expectClosed(t, s, waitLong), syscall.EPROTO)
 }
+
+// After a seq line a reconnection resumes just before the notification it
+// announced, so that drops already reported are not reported again.
+func TestResumePointFollowsSeqLines(t *testing.T) {
+	path := sockPath(t)
+	fake := newFakePublisher(t, path)
+	s, err := Subscribe(context.Background(), path, WithAfter(epochA+"-3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := fake.accept(t)
+	readRequest(t, c)
+	write(t, c, ack(epochA)+`{"notif":{"dropped":6}}`+"\n"+`{"notif":{"seq":10}}`+"\n")
+	if ev := next(t, s); ev.Kind != Dropped || ev.Dropped != 6 {
+		t.Fatalf("got %v %d", ev.Kind, ev.Dropped)
+	}
+	c.Close() // before notification 10
+	c = fake.accept(t)
+	if req := readRequest(t, c); req != `{"cursor":true,"after":"`+epochA+`-9"}` {
+		t.Fatalf("request %s", req)
+	}
+	if got := s.Cursor(); got != epochA+"-3" {
+		t.Fatalf("Cursor() = %q: it moves with what is handed out only", got)
+	}
+}

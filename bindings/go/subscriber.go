@@ -758,6 +758,12 @@ func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
 				s.cursorsSeen = s.cursorsSeen || epoch != ""
 			case body.Seq != nil && acknowledged:
 				nextSeq, numbered = *body.Seq, true
+				if nextSeq > 0 && epoch != "" {
+					// Everything before it was delivered, left out by the
+					// filter or reported dropped: a reconnection resumes
+					// here, without reporting the same drops again.
+					s.resume, s.replay = position{epoch, nextSeq - 1}, false
+				}
 			case (body.Dropped != nil || body.DroppedUnknown) && (s.markers || resuming):
 				ev := Event{Kind: Dropped, Unknown: body.DroppedUnknown}
 				if body.Dropped != nil {

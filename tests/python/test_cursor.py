@@ -179,3 +179,29 @@ def test_older_publisher_cannot_resume_and_other_refusals_stay(sockdir):
         conn.close()
         fake.close()
         os.unlink(path)
+
+
+def test_resume_point_follows_seq_lines(sockdir):
+    """After a seq line a reconnection resumes just before the notification it
+    announced: drops already reported are not reported again."""
+    path = os.path.join(sockdir, "sq.sock")
+    fake = FakePublisher(path)
+    sub = notif.Subscriber(path, after=EPOCH_A + "-3", timeout=10)
+    conn = fake.accept()
+    fake.read_request(conn)
+    conn.sendall(lines(ack(EPOCH_A), {"notif": {"dropped": 6}}, {"notif": {"seq": 10}}))
+    conn.close()  # before notification 10
+    assert sub.recv(timeout=0.5) is None
+    assert sub.dropped == 6
+    conn = fake.accept()
+    assert fake.read_request(conn) == {"cursor": True, "after": EPOCH_A + "-9"}
+    assert sub.cursor == EPOCH_A + "-3"  # moves with what is handed out only
+    conn.sendall(lines(ack(EPOCH_A), {"notif": {"seq": 10}}, {"n": 10}))
+    assert sub.recv() == {"n": 10} and sub.cursor == EPOCH_A + "-10" and sub.dropped == 6
+    conn.close()
+    assert sub.recv(timeout=0.5) is None
+    conn = fake.accept()
+    assert fake.read_request(conn) == {"cursor": True, "after": EPOCH_A + "-10"}
+    sub.close()
+    conn.close()
+    fake.close()

@@ -170,6 +170,10 @@ class Subscriber:
         if after is not None:
             epoch, _, seq = after.partition("-")
             self._cur_epoch, self._cur_seq = epoch, int(seq)
+        # Where the next connection resumes: the cursor, or, after a seq line,
+        # just before the notification it announced (what came before was
+        # handed out, left out by the filter or reported dropped).
+        self._resume = after
         self._replay = bool(replay)
         # An older publisher refuses "cursor" (an unknown key to it): then ask
         # for what the options ask, as before cursors (not with after/replay:
@@ -220,6 +224,9 @@ class Subscriber:
         self._try_connect(first=True)
 
     # -- connection -----------------------------------------------------------
+    def _resume_point(self):
+        return self._resume if self._resume is not None else self.cursor
+
     def _request_line(self):
         """This connection's request: resume after ``cursor``, or from the ring."""
         request = dict(self._request_base)
@@ -227,8 +234,8 @@ class Subscriber:
             del request["cursor"]
             if not request:
                 return None  # the plain stream: nothing to write
-        elif self.cursor is not None:
-            request["after"] = self.cursor
+        elif self._resume_point() is not None:
+            request["after"] = self._resume_point()
         elif self._replay:
             request["replay"] = True
         return json.dumps(request, separators=(",", ":")).encode() + b"\n"
@@ -239,7 +246,8 @@ class Subscriber:
             sock.connect(self._address)
             # Resuming: the publisher accounts for everything after the
             # cursor in its numbered stream (sent, or counted as dropped).
-            self._resuming = not self._legacy and (self.cursor is not None or self._replay)
+            self._resuming = not self._legacy and (
+                self._resume_point() is not None or self._replay)
             self._epoch = self._next_seq = None
             request = self._request_line()
             try:
@@ -351,6 +359,9 @@ class Subscriber:
         seq = body.get("seq")
         if self.acked and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
             self._next_seq = seq
+            if seq > 0 and self._epoch is not None:
+                self._resume = "%s-%d" % (self._epoch, seq - 1)
+                self._replay = False
         if (self._markers or self._resuming) and "dropped" in body:
             count = body["dropped"]
             if count == "unknown":
@@ -415,6 +426,7 @@ class Subscriber:
                 self._cur_epoch = self._epoch
                 self._cur_seq = self._next_seq
                 self._next_seq += 1
+                self._resume = None  # the cursor, made on the next connection
                 # Handed out from here on: a reconnection resumes after it.
                 self._replay = False
             if parse:
