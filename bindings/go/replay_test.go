@@ -246,6 +246,16 @@ func TestResumeInAnotherProcess(t *testing.T) {
 			if st.Replayed == 0 {
 				t.Error("Stats.Replayed is 0")
 			}
+			// The stats answer on the socket carries the same fields.
+			ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+			defer cancel()
+			ps, err := RequestStats(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ps.NextSeq != 7000 || ps.ReplayMessages != st.ReplayMessages || ps.ReplayOldest != st.ReplayOldest || ps.Replayed == 0 || ps.ReplayBytes == 0 {
+				t.Errorf("RequestStats: %+v, Stats: %+v", ps.Stats, st)
+			}
 		})
 	}
 }
