@@ -104,6 +104,8 @@ def test_after_and_replay_requests(sockdir):
             notif.Subscriber("/nonexistent/x.sock", after=bad)
     with pytest.raises(ValueError):
         notif.Subscriber("/nonexistent/x.sock", after=cur, replay=True)
+    with pytest.raises(ValueError):  # over the publisher's 64 KiB, cursor included
+        notif.Subscriber("/nonexistent/x.sock", event_types=["x" * (64 * 1024 - 40)], after=cur)
 
 
 def test_replay_until_something_is_handed_out(sockdir):
