@@ -119,9 +119,9 @@ def test_resume_in_another_process(sockdir, filtered):
 def test_slow_subscriber_resumes_without_loss(sockdir):
     """A subscriber that reads slowly, on a publisher with the disconnect
     policy, a small subscriber buffer and a large ring, is disconnected and
-    reconnects many times during a 20,000-notification stream and ends with
+    reconnects many times during a 100,000-notification stream and ends with
     every notification exactly once, in order."""
-    total = 20000
+    total = 100000
     path = os.path.join(sockdir, "slow.sock")
     with notif.Publisher(path, slow_policy="disconnect", subscriber_buffer=16 << 10,
                          memory_limit=128 << 20, replay_bytes=32 << 20, linger_ms=100) as pub:
