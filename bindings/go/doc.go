@@ -9,7 +9,11 @@
 //   - Subscription (pure Go, no cgo, builds with CGO_ENABLED=0): Subscribe to
 //     a publisher's socket and receive its notifications on a channel, with
 //     optional server-side filters (WithFilters), drop markers and heartbeats
-//     (docs/subscription-protocol.md), reconnecting by itself.
+//     (docs/subscription-protocol.md), reconnecting by itself. It knows the
+//     cursor of each notification (Event.Cursor, Subscription.Cursor),
+//     starts after a saved one (WithAfter) or from the publisher's replay
+//     ring (WithReplay; the publisher's WithReplayBytes), and resumes after
+//     its own when it reconnects, so that nothing the ring holds is missed.
 //
 // The module is not published: use a checkout with
 //

@@ -28,6 +28,8 @@ const (
 	WithMode             = needsCgo
 	WithGroup            = needsCgo
 	WithSubscriberBuffer = needsCgo
+	WithMemoryLimit      = needsCgo
+	WithReplayBytes      = needsCgo
 	WithMaxMessage       = needsCgo
 	WithMaxSubscribers   = needsCgo
 	WithBacklog          = needsCgo

@@ -102,6 +102,30 @@ func WithMaxMessage(bytes int) Option {
 	})
 }
 
+// WithMemoryLimit sets the total memory budget for all subscribers' queues
+// and the replay ring (allocation overhead included; default 64 MiB, at least
+// 16 KiB). When it is reached, the subscribers holding the most lose their
+// queued notifications (counted in DroppedSlow) or are disconnected, per the
+// slow policy. notif_options_set_memory_limit.
+func WithMemoryLimit(bytes int) Option {
+	return sizeOption("memory limit", bytes, func(o *C.notif_options, n C.size_t) C.int {
+		return C.notif_options_set_memory_limit(o, n)
+	})
+}
+
+// WithReplayBytes keeps the most recent notifications, up to bytes (allocation
+// included), in a replay ring whether or not anyone is connected, so that a
+// subscriber that reconnects or restarts resumes after its cursor without
+// loss (see Subscription.Cursor, WithAfter) or reads them (WithReplay, the
+// subscriber's option). 0 (the default): off, nothing is kept for absent subscribers.
+// The ring is counted in the memory limit and must be at most half of it
+// (else Open fails with EINVAL). notif_options_set_replay.
+func WithReplayBytes(bytes int) Option {
+	return sizeOption("replay", bytes, func(o *C.notif_options, n C.size_t) C.int {
+		return C.notif_options_set_replay(o, n)
+	})
+}
+
 // WithMaxSubscribers sets how many subscribers may be connected at once (default 1024).
 func WithMaxSubscribers(n int) Option {
 	return sizeOption("max subscribers", n, func(o *C.notif_options, n C.size_t) C.int {

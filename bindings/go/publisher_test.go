@@ -3,7 +3,6 @@
 package notif
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -452,11 +451,11 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// It is told why (after the grace a stats probe gets), then closed.
+	// It is told why (reason "full"), then closed.
 	extra.SetReadDeadline(time.Now().Add(waitLong))
-	refusal, err := bufio.NewReader(extra).ReadString('\n')
-	if err != nil || !strings.HasPrefix(refusal, `{"notif":{"error":`) || !strings.Contains(refusal, `"reason":"full"`) {
-		t.Fatalf("the extra connection was not told the publisher is full: %q, %v", refusal, err)
+	if line, err := readAll(extra); err != nil || !strings.HasPrefix(line, `{"notif":{"error":`) ||
+		!strings.HasSuffix(line, `"reason":"full"}}`+"\n") {
+		t.Fatalf("the extra connection got %q (%v), want the full error line and the close", line, err)
 	}
 	extra.Close()
 	// Wait until the filtering subscriber's request is acknowledged: a

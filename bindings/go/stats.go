@@ -21,9 +21,9 @@ type Stats struct {
 	BadRequests         uint64 `json:"bad_requests"`          // subscription requests that were invalid (answered with an error, then closed)
 	StatsRequests       uint64 `json:"stats_requests"`        // stats requests answered on the socket
 	Denied              uint64 `json:"denied"`                // connections closed at accept because the peer's credentials matched no allow-list
-	Replayed            uint64 `json:"replayed"`              // pairs sent again from the log to a subscriber that resumed or asked for the ring (in Fanout too)
-	ReplayBytes         uint64 `json:"replay_bytes"`          // memory the replay ring holds now
+	Replayed            uint64 `json:"replayed"`              // pairs sent again from the log to subscribers that resumed (after) or asked for the ring (replay); also in Fanout
+	ReplayBytes         uint64 `json:"replay_bytes"`          // memory the replay ring holds now (WithReplayBytes; 0 when off)
 	ReplayMessages      uint64 `json:"replay_messages"`       // notifications the replay ring holds now
-	ReplayOldest        uint64 `json:"replay_oldest"`         // number of the oldest notification the ring holds (NextSeq when empty)
-	NextSeq             uint64 `json:"next_seq"`              // the number the next notification will get
+	ReplayOldest        uint64 `json:"replay_oldest"`         // number of the oldest notification the ring holds (NextSeq when it is empty)
+	NextSeq             uint64 `json:"next_seq"`              // number the next notification will get
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,11 +39,19 @@ type EventKind int
 const (
 	// Notification: Data holds one notification line, without its newline.
 	Notification EventKind = iota
-	// Reconnected: the connection was lost and re-established; notifications
-	// emitted in between were missed. Sent before anything from the new connection.
+	// Reconnected: the connection was lost and re-established. Sent before
+	// anything from the new connection. The subscription resumes after the
+	// last notification it delivered (it sends its cursor): when the
+	// publisher still holds what was emitted in between (its replay ring,
+	// WithReplayBytes on the publisher), nothing was missed; what it no longer
+	// holds comes as a Dropped event next. A publisher without cursors (an
+	// older one) cannot say: notifications in between may be missing.
 	Reconnected
 	// Dropped: the publisher dropped Dropped notifications for this
-	// subscriber because it fell behind (only WithMarkers).
+	// subscriber because it fell behind (WithMarkers), or, when resuming
+	// (a reconnection, WithAfter, WithReplay), that many notifications after
+	// the cursor are no longer held. Unknown set (Dropped 0): the count is
+	// not known (the publisher restarted since the cursor, or cannot tell).
 	Dropped
 	// ConnectFailed: connecting failed for a reason that waiting for the
 	// publisher to start does not fix: the path is not a socket, its
@@ -71,9 +80,41 @@ func (k EventKind) String() string {
 // Event is what a Subscription delivers.
 type Event struct {
 	Kind    EventKind
-	Data    []byte // Notification: the JSON object, a fresh copy the receiver owns
-	Dropped uint64 // Dropped: how many notifications were dropped
-	Err     error  // ConnectFailed: why (an *Error: ENOTSOCK, ENOENT, ENOTDIR, EACCES...)
+	Data    []byte   // Notification: the JSON object, a fresh copy the receiver owns
+	Dropped uint64   // Dropped: how many notifications were dropped (0 with Unknown)
+	Unknown bool     // Dropped: some were missed, how many is not known
+	Err     error    // ConnectFailed: why (an *Error: ENOTSOCK, ENOENT, ENOTDIR, EACCES...)
+	pos     position // Notification: its place in the publisher's numbering
+}
+
+// Cursor is the cursor of a Notification event, "" when the publisher did
+// not number it (an older publisher; a notification that arrived before the
+// publisher read the request) and for other events. Pass it to WithAfter to
+// resume after this notification.
+func (e Event) Cursor() string { return e.pos.String() }
+
+// position is one notification's place: the publisher's epoch ("" for none)
+// and its number. Kept apart so that a cursor string is only made when asked.
+type position struct {
+	epoch string
+	seq   uint64
+}
+
+func (p position) String() string {
+	if p.epoch == "" {
+		return ""
+	}
+	return p.epoch + "-" + strconv.FormatUint(p.seq, 10)
+}
+
+// parsePosition reads a cursor validCursor accepted ("": none).
+func parsePosition(c string) position {
+	epoch, seq, ok := strings.Cut(c, "-")
+	if !ok {
+		return position{}
+	}
+	n, _ := strconv.ParseUint(seq, 10, 64)
+	return position{epoch, n}
 }
 
 // SubscribeOption configures Subscribe.
@@ -84,7 +125,51 @@ type subscribeConfig struct {
 	markers     bool
 	heartbeat   time.Duration
 	noReconnect bool
-	giveUp      bool // WithGiveUpOnConnectFailure
+	giveUp      bool   // WithGiveUpOnConnectFailure
+	after       string // WithAfter
+	replay      bool   // WithReplay
+}
+
+// WithAfter resumes after the notification cursor names (a Cursor or an
+// Event's Cursor() saved earlier): the publisher first sends every
+// notification after it that it still holds (that passes the filter), then
+// the live stream, with no gap and no duplicate between the two. What it no
+// longer holds comes first as a Dropped event (Unknown when the publisher
+// restarted since: a cursor of another epoch). "" starts with the live
+// stream, as without the option (so a cursor file that does not exist yet
+// can be passed as is). Subscribe fails with EINVAL for a string that is not
+// a cursor, or with WithReplay.
+func WithAfter(cursor string) SubscribeOption {
+	return func(c *subscribeConfig) { c.after = cursor }
+}
+
+// WithReplay starts with every notification the publisher's replay ring
+// holds (see the publisher's WithReplayBytes), oldest first, then the live
+// stream. When the ring does not go back to the publisher's first
+// notification, a Dropped event with the count of the older ones comes first.
+func WithReplay() SubscribeOption {
+	return func(c *subscribeConfig) { c.replay = true }
+}
+
+// validCursor: EPOCH-SEQ, 16 lowercase hexadecimal digits, a dash, a decimal
+// number (the protocol's form; the publisher checks it too).
+func validCursor(c string) bool {
+	epoch, seq, ok := strings.Cut(c, "-")
+	if !ok || len(epoch) != 16 || len(seq) == 0 || len(seq) > 20 {
+		return false
+	}
+	for i := 0; i < len(epoch); i++ {
+		if !('0' <= epoch[i] && epoch[i] <= '9' || 'a' <= epoch[i] && epoch[i] <= 'f') {
+			return false
+		}
+	}
+	for i := 0; i < len(seq); i++ {
+		if seq[i] < '0' || seq[i] > '9' {
+			return false
+		}
+	}
+	_, err := strconv.ParseUint(seq, 10, 64)
+	return err == nil
 }
 
 // WithMarkers asks the publisher to report notifications it drops for this
@@ -120,6 +205,9 @@ type subscribeRequest struct {
 	Subscribe *requestFilter `json:"subscribe,omitempty"`
 	Markers   bool           `json:"markers,omitempty"`
 	Heartbeat float64        `json:"heartbeat_s,omitempty"`
+	Cursor    bool           `json:"cursor,omitempty"`
+	After     string         `json:"after,omitempty"`
+	Replay    bool           `json:"replay,omitempty"`
 }
 
 type requestFilter struct {
@@ -138,7 +226,7 @@ func (f *requestFilter) empty() bool {
 type Subscription struct {
 	ctx       context.Context
 	path      string
-	request   []byte // the request line with its newline, nil for the plain stream
+	base      subscribeRequest // the request without its resume point
 	filter    *requestFilter
 	heartbeat time.Duration
 	reconnect bool
@@ -156,12 +244,70 @@ type Subscription struct {
 	err      error // Err: set before events is closed
 	stopOnce sync.Once
 	dropped  atomic.Uint64
+
+	// The reading goroutine's own: where to resume on the next connection
+	// (the cursor of the last notification put in the channel, or
+	// WithAfter's), and whether to ask for the ring instead (WithReplay,
+	// until a notification was delivered).
+	resume position
+	replay bool
+	// An older publisher refused "cursor" (an unknown key to it): ask it
+	// for what the options ask, as before cursors, from then on.
+	legacy      bool
+	userResume  bool // WithAfter or WithReplay: no fallback, the publisher cannot do it
+	cursorsSeen bool // an acknowledgement carried an epoch: the publisher knows cursors
+
+	// What Cursor reports: the cursor after the last event the receiver
+	// took from the channel (see cursorTrack).
+	track       cursorTrack
+	cursorQuery chan chan position
+}
+
+// cursorTrack knows which events are still in the channel: sent events were
+// put in it, len(events) are still there, so the receiver has taken
+// sent-len(events). ring holds the cursor after each of the last
+// eventBuffer+1 events sent (a non-notification event keeps the previous
+// one). Sends that do not block are made under mu, so sent and the channel
+// agree whenever mu is free; during a send that blocks (the channel is
+// full), sending is set and the goroutine answers Cursor's queries itself.
+type cursorTrack struct {
+	mu       sync.Mutex
+	sent     uint64
+	ring     [eventBuffer + 1]position
+	initial  position // before any event: WithAfter's cursor, or none
+	sending  bool
+	sendDone chan struct{} // closed when the blocking send ends
+}
+
+// record notes one event sent; mu held.
+func (t *cursorTrack) record(ev Event) {
+	after := t.at(t.sent)
+	if ev.Kind == Notification && ev.pos.epoch != "" {
+		after = ev.pos
+	}
+	t.ring[t.sent%uint64(len(t.ring))] = after
+	t.sent++
+}
+
+// at is the position once n events were taken; mu held.
+func (t *cursorTrack) at(n uint64) position {
+	if n == 0 {
+		return t.initial
+	}
+	return t.ring[(n-1)%uint64(len(t.ring))]
+}
+
+// now is the cursor after what the receiver took, with queued events still
+// in the channel; mu held and no send in progress.
+func (t *cursorTrack) now(queued int) position {
+	return t.at(t.sent - uint64(queued))
 }
 
 // Subscribe connects to the publisher at path (a socket file path, or
-// "@name" for a Linux abstract socket) and writes a subscription request if
-// the options ask for anything (a filter, markers, a heartbeat); without
-// options it reads the plain stream and writes nothing.
+// "@name" for a Linux abstract socket) and writes its subscription request:
+// the options' filter, markers and heartbeat, and always "cursor": true, so
+// that it knows each notification's cursor (Cursor) and resumes after the
+// last one it delivered when it reconnects (see Reconnected).
 //
 // Unless WithoutReconnect is given, it succeeds even when the publisher is not
 // there yet (no socket yet, or a socket nobody listens on) and keeps trying;
@@ -201,21 +347,24 @@ func Subscribe(ctx context.Context, path string, opts ...SubscribeOption) (*Subs
 		return nil, newError("subscribe", syscall.EINVAL,
 			fmt.Sprintf("heartbeat %v is out of range (%v to %v)", cfg.heartbeat, minHeartbeat, maxHeartbeat))
 	}
-	if !s.filter.empty() || cfg.markers || cfg.heartbeat != 0 {
-		req := subscribeRequest{Markers: cfg.markers, Heartbeat: cfg.heartbeat.Seconds()}
-		if !s.filter.empty() {
-			req.Subscribe = s.filter
-		}
-		line, err := json.Marshal(req)
-		if err != nil {
-			return nil, newError("subscribe", syscall.EINVAL, err.Error())
-		}
-		line = append(line, '\n')
-		if len(line) > maxRequestLine {
-			return nil, newError("subscribe", syscall.EINVAL, fmt.Sprintf(
-				"the subscription request is %d bytes; the publisher accepts at most %d", len(line), maxRequestLine))
-		}
-		s.request = line
+	if cfg.after != "" && !validCursor(cfg.after) {
+		return nil, newError("subscribe", syscall.EINVAL, fmt.Sprintf(
+			"%q is not a cursor (EPOCH-SEQ: 16 hexadecimal digits, a dash, a number)", cfg.after))
+	}
+	if cfg.after != "" && cfg.replay {
+		return nil, newError("subscribe", syscall.EINVAL, "WithAfter and WithReplay exclude each other")
+	}
+	s.base = subscribeRequest{Markers: cfg.markers, Heartbeat: cfg.heartbeat.Seconds(), Cursor: true}
+	if !s.filter.empty() {
+		s.base.Subscribe = s.filter
+	}
+	s.resume, s.replay = parsePosition(cfg.after), cfg.replay
+	s.userResume = cfg.after != "" || cfg.replay
+	s.track.initial = s.resume
+	s.cursorQuery = make(chan chan position)
+	// The longest request: with the longest cursor.
+	if _, err := s.requestLine(strings.Repeat("f", 16) + "-18446744073709551615"); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -260,8 +409,60 @@ func (s *Subscription) Err() error {
 }
 
 // DroppedTotal is the number of notifications the publisher reported dropped
-// for this subscriber so far (WithMarkers).
+// for this subscriber so far (WithMarkers, and when resuming; Dropped events
+// of unknown count add nothing).
 func (s *Subscription) DroppedTotal() uint64 { return s.dropped.Load() }
+
+// Cursor is the cursor of the last notification the receiver took from
+// Events (events still waiting in the channel are not counted): save it, and
+// a later subscription WithAfter(cursor) gets the notifications that came
+// after it. Before the first notification it is WithAfter's cursor, or "".
+// A notification the publisher did not number (see Event.Cursor) leaves it as
+// it was. Safe to call from any goroutine, also after Close.
+func (s *Subscription) Cursor() string {
+	for {
+		s.track.mu.Lock()
+		if !s.track.sending {
+			c := s.track.now(len(s.events))
+			s.track.mu.Unlock()
+			return c.String()
+		}
+		done := s.track.sendDone
+		s.track.mu.Unlock()
+		reply := make(chan position, 1)
+		select {
+		case s.cursorQuery <- reply:
+			return (<-reply).String()
+		case <-done:
+			// The send ended meanwhile: look again.
+		}
+	}
+}
+
+// requestLine is the request for a connection that resumes after cursor
+// ("": from WithReplay's ring, or live).
+func (s *Subscription) requestLine(cursor string) ([]byte, error) {
+	req := s.base
+	if s.legacy {
+		if req.Subscribe == nil && !req.Markers && req.Heartbeat == 0 {
+			return nil, nil // the plain stream: nothing to write
+		}
+		req.Cursor = false
+	} else {
+		req.After = cursor
+		req.Replay = cursor == "" && s.replay
+	}
+	line, err := json.Marshal(req)
+	if err != nil {
+		return nil, newError("subscribe", syscall.EINVAL, err.Error())
+	}
+	line = append(line, '\n')
+	if len(line) > maxRequestLine {
+		return nil, newError("subscribe", syscall.EINVAL, fmt.Sprintf(
+			"the subscription request is %d bytes; the publisher accepts at most %d", len(line), maxRequestLine))
+	}
+	return line, nil
+}
 
 // Close ends the subscription: it closes the connection and waits until the
 // reading goroutine is gone (the Events channel is then closed; events
@@ -324,13 +525,44 @@ func (s *Subscription) setConn(conn net.Conn) bool {
 	return true
 }
 
-// send delivers an event unless the subscription is stopped first.
+// send delivers an event unless the subscription is stopped first, keeping
+// track of it for Cursor.
 func (s *Subscription) send(ev Event) bool {
+	t := &s.track
+	t.mu.Lock()
 	select {
 	case s.events <- ev:
+		t.record(ev)
+		t.mu.Unlock()
 		return true
-	case <-s.done:
-		return false
+	default:
+	}
+	// The channel is full: wait for the receiver without holding mu, and
+	// answer Cursor meanwhile (sent is exact: this event is not in yet).
+	done := make(chan struct{})
+	t.sending, t.sendDone = true, done
+	t.mu.Unlock()
+	end := func(ok bool) bool {
+		t.mu.Lock()
+		if ok {
+			t.record(ev)
+		}
+		t.sending = false
+		close(done)
+		t.mu.Unlock()
+		return ok
+	}
+	for {
+		select {
+		case s.events <- ev:
+			return end(true)
+		case reply := <-s.cursorQuery:
+			t.mu.Lock()
+			reply <- t.now(len(s.events))
+			t.mu.Unlock()
+		case <-s.done:
+			return end(false)
+		}
 	}
 }
 
@@ -366,6 +598,7 @@ func (s *Subscription) run(conn net.Conn, outcome dialOutcome, dialErr error) {
 	backoff := firstBackoff
 	everConnected := conn != nil
 	var reported string // the ConnectFailed last reported: one event per failure, not per attempt
+	retrying := false   // connecting again without cursors: not a reconnection
 	if conn == nil {
 		if stop, why := s.connectFailed(outcome, dialErr, &reported); stop {
 			s.finish(why)
@@ -400,11 +633,12 @@ func (s *Subscription) run(conn net.Conn, outcome dialOutcome, dialErr error) {
 			}
 			conn = c
 			reported = ""
-			if everConnected && !s.send(Event{Kind: Reconnected}) {
+			if everConnected && !retrying && !s.send(Event{Kind: Reconnected}) {
 				s.finish(nil)
 				return
 			}
 			everConnected = true
+			retrying = false
 		}
 		established := time.Now()
 		worked, err := s.serve(conn)
@@ -413,6 +647,11 @@ func (s *Subscription) run(conn net.Conn, outcome dialOutcome, dialErr error) {
 		if s.isStopped() {
 			s.finish(nil)
 			return
+		}
+		if err == errRetryWithoutCursors {
+			// Not a lost connection: the same one again, plainer.
+			retrying = true
+			continue
 		}
 		var perm *permanentError
 		if errors.As(err, &perm) {
@@ -481,16 +720,28 @@ func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
 	if s.heartbeat > 0 {
 		ac.silence = s.heartbeat * heartbeatMisses
 	}
-	if s.request != nil {
+	request, err := s.requestLine(s.resume.String())
+	if err != nil {
+		return false, &permanentError{err}
+	}
+	// Resuming (after a cursor, or from the ring): the publisher accounts
+	// for everything after the cursor itself, in its numbered stream after
+	// the acknowledgement (sent, or counted in a dropped marker), and sends
+	// markers whether or not they were asked for.
+	resuming := !s.legacy && (s.resume.epoch != "" || s.replay)
+	if request != nil {
 		// The request is at most 64 KiB: it fits in the socket buffer. A
 		// publisher that already hung up is noticed by the read (EOF), so a
 		// write error is not reported here.
 		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = conn.Write(s.request)
+		_, _ = conn.Write(request)
 		_ = conn.SetWriteDeadline(time.Time{})
 	}
 	reader := bufio.NewReaderSize(ac, 64<<10)
 	acknowledged := false
+	epoch := ""        // this connection's, from the acknowledgement
+	numbered := false  // a seq line said what the next notification's number is
+	var nextSeq uint64 // the number of the next notification line
 	for {
 		line, err := readLine(reader)
 		if err != nil {
@@ -503,12 +754,30 @@ func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
 			switch {
 			case body.Subscribed:
 				acknowledged = true
-			case body.Dropped != nil && s.markers:
-				s.dropped.Add(*body.Dropped)
-				if !s.send(Event{Kind: Dropped, Dropped: *body.Dropped}) {
+				epoch = body.Epoch
+				s.cursorsSeen = s.cursorsSeen || epoch != ""
+			case body.Seq != nil && acknowledged:
+				nextSeq, numbered = *body.Seq, true
+				if nextSeq > 0 && epoch != "" {
+					// Everything before it was delivered, left out by the
+					// filter or reported dropped: a reconnection resumes
+					// here, without reporting the same drops again.
+					s.resume, s.replay = position{epoch, nextSeq - 1}, false
+				}
+			case (body.Dropped != nil || body.DroppedUnknown) && (s.markers || resuming):
+				ev := Event{Kind: Dropped, Unknown: body.DroppedUnknown}
+				if body.Dropped != nil {
+					ev.Dropped = *body.Dropped
+					s.dropped.Add(*body.Dropped)
+				}
+				if !s.send(ev) {
 					return ac.worked, nil
 				}
 			case body.Error != nil:
+				if !acknowledged && s.olderPublisher(*body.Error, body.Reason) {
+					s.legacy = true
+					return ac.worked, errRetryWithoutCursors
+				}
 				return ac.worked, s.refusal(*body.Error, body.Reason)
 			}
 			// Heartbeats (the deadline moved already), stats answers, markers
@@ -516,14 +785,38 @@ func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
 			// deliver.
 			continue
 		}
-		// Before the acknowledgement the stream is unfiltered: filter here.
-		if s.request != nil && !acknowledged && !s.filter.empty() && !s.filter.matches(line) {
-			continue
+		ev := Event{Kind: Notification, Data: line}
+		if !acknowledged {
+			// Emitted before the publisher read the request: unnumbered
+			// and unfiltered. When resuming, the numbered stream after
+			// the acknowledgement holds them again (or counts them as
+			// dropped): skip them. Otherwise filter here.
+			if resuming || !s.filter.empty() && !s.filter.matches(line) {
+				continue
+			}
+		} else if numbered && epoch != "" {
+			ev.pos = position{epoch, nextSeq}
+			nextSeq++
 		}
-		if !s.send(Event{Kind: Notification, Data: line}) {
+		if !s.send(ev) {
 			return ac.worked, nil
 		}
+		if ev.pos.epoch != "" {
+			// Delivered: the next connection resumes after it.
+			s.resume, s.replay = ev.pos, false
+		}
 	}
+}
+
+// errRetryWithoutCursors: connect again at once, without asking for cursors.
+var errRetryWithoutCursors = errors.New("the publisher does not know cursors")
+
+// olderPublisher tells a publisher from before cursors, which refuses the
+// request's "cursor" key as unknown (bad_request), from one that refuses
+// the options' own request.
+func (s *Subscription) olderPublisher(message, reason string) bool {
+	return !s.legacy && !s.userResume && !s.cursorsSeen &&
+		(reason == "" || reason == "bad_request") && strings.Contains(message, `"cursor"`)
 }
 
 // refusal is what an error line from the publisher means, by its reason:
@@ -604,10 +897,13 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 }
 
 type controlBody struct {
-	Subscribed bool    `json:"subscribed"`
-	Dropped    *uint64 `json:"dropped"`
-	Error      *string `json:"error"`
-	Reason     string  `json:"reason"` // of an error line; "" from older publishers
+	Subscribed     bool
+	Epoch          string // of the acknowledgement, with cursors
+	Seq            *uint64
+	Dropped        *uint64
+	DroppedUnknown bool // "dropped":"unknown"
+	Error          *string
+	Reason         string // of an error line; "" from older publishers
 }
 
 // controlLine recognises a control line: one whose first member is named
@@ -638,9 +934,21 @@ func controlLine(line []byte) (body controlBody, ok bool) {
 	}
 	if v, found := fields["dropped"]; found {
 		var n uint64
+		var word string
 		if json.Unmarshal(v, &n) == nil {
 			body.Dropped = &n
+		} else if json.Unmarshal(v, &word) == nil && word == "unknown" {
+			body.DroppedUnknown = true
 		}
+	}
+	if v, found := fields["seq"]; found {
+		var n uint64
+		if json.Unmarshal(v, &n) == nil {
+			body.Seq = &n
+		}
+	}
+	if v, found := fields["epoch"]; found {
+		_ = json.Unmarshal(v, &body.Epoch)
 	}
 	if v, found := fields["error"]; found {
 		var msg string

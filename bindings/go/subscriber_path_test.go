@@ -162,7 +162,9 @@ func TestErrorTexts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	fake.accept(t).Close()
+	c := fake.accept(t)
+	readRequest(t, c) // as a publisher does: unread, the close would be a reset
+	c.Close()
 	err = expectClosed(t, s, waitLong)
 	expectErrno(t, err, syscall.EPIPE)
 	checkText(t, err, "closed the connection")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"syscall"
 	"testing"
@@ -92,7 +93,9 @@ func TestSubscribeArgumentErrors(t *testing.T) {
 	}
 }
 
-func TestPlainStreamWritesNothing(t *testing.T) {
+// Without options the request asks for cursors only, and nothing else is
+// ever written.
+func TestNoOptionsAsksForCursorsOnly(t *testing.T) {
 	path := sockPath(t)
 	fake := newFakePublisher(t, path)
 	s, err := Subscribe(context.Background(), path)
@@ -101,6 +104,9 @@ func TestPlainStreamWritesNothing(t *testing.T) {
 	}
 	defer s.Close()
 	c := fake.accept(t)
+	if req := readRequest(t, c); req != `{"cursor":true}` {
+		t.Fatalf("request %s", req)
+	}
 	// A line whose first member is "notif" is a control line, never a
 	// notification, even on the plain stream; a drop marker nobody asked for
 	// is not reported either.
@@ -140,7 +146,7 @@ func TestRequestLineAndControlLines(t *testing.T) {
 	if err := json.Unmarshal([]byte(line), &req); err != nil {
 		t.Fatalf("request %q: %v", line, err)
 	}
-	want := `{"subscribe":{"event_types":["compute.*"],"priorities":["ERROR"]},"markers":true,"heartbeat_s":5}`
+	want := `{"subscribe":{"event_types":["compute.*"],"priorities":["ERROR"]},"markers":true,"heartbeat_s":5,"cursor":true}`
 	if line != want {
 		t.Fatalf("request %s, want %s", line, want)
 	}
@@ -297,6 +303,7 @@ func TestBareCloseIsALostConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := fake.accept(t)
+	readRequest(t, c) // as a publisher does: unread, the close would be a reset
 	c.Close()
 	expectErrno(t, expectClosed(t, s, waitLong), syscall.EPIPE)
 }
@@ -334,6 +341,7 @@ func TestIncompleteLastLineIsDiscarded(t *testing.T) {
 	}
 	defer s.Close()
 	c := fake.accept(t)
+	readRequest(t, c)
 	write(t, c, `{"a":1}`+"\n"+`{"cut":"sho`)
 	c.Close()
 	if got := nextNotification(t, s); string(got) != `{"a":1}` {
@@ -495,9 +503,10 @@ func TestCloseSubscription(t *testing.T) {
 	if err := expectClosed(t, s, time.Second); err != nil {
 		t.Fatalf("Err() after Close = %v", err)
 	}
-	// The connection is gone on the publisher's side.
+	// The connection is gone on the publisher's side (after the request,
+	// if it was written before the Close).
 	c.SetReadDeadline(time.Now().Add(waitLong))
-	if _, err := c.Read(make([]byte, 1)); err == nil {
-		t.Fatal("connection still open")
+	if got, err := io.ReadAll(c); err != nil || len(got) > 0 && string(got) != `{"cursor":true}`+"\n" {
+		t.Fatalf("connection still open, or more than the request: %q, %v", got, err)
 	}
 }

@@ -284,6 +284,7 @@ def test_config_generator_lists_the_options():
                  "#sock_slow_policy = drop"):
         assert line in out, out
     assert "disconnected" in out and "all subscribers' queues" in out
+    assert "#sock_replay_bytes = 0" in out and "replay ring" in out
 
 
 def test_limit_options_reach_the_library(sockdir, monkeypatch):
@@ -322,3 +323,31 @@ def test_publisher_memory_limit_option(sockdir):
         assert pub.stats()["dropped_no_subscriber"] == 1
         pub.skip()
         assert pub.stats()["dropped_no_subscriber"] == 2
+
+
+
+def test_sock_replay_bytes_keeps_a_ring(sockdir, caplog):
+    path = os.path.join(sockdir, "ring.sock")
+    notifier = make_notifier(make_conf(sockdir, path, extra="sock_replay_bytes = 1048576\n"))
+    live = open_and_subscribe(notifier, path)
+    for i in range(3):
+        notifier.info({}, "ring.test", {"i": i})
+    got = [live.recv()["payload"]["i"] for _ in range(3)]
+    assert got == [0, 1, 2]
+    # A subscriber that comes later reads them from the ring.
+    late = notif.Subscriber(path, replay=True, event_types=["ring.*"], timeout=10)
+    assert [late.recv()["payload"]["i"] for _ in range(3)] == [0, 1, 2]
+    assert late.cursor == live.cursor
+    stats = notif.request_stats(path)
+    assert stats["replay_messages"] >= 3 and stats["replay_bytes"] > 0 and stats["replayed"] >= 3
+    live.close()
+    late.close()
+    # More than half the memory limit: the library refuses it, one error line.
+    oslo_driver.close_all()
+    caplog.set_level(logging.ERROR, logger="notif.oslo_driver")
+    path = os.path.join(sockdir, "big.sock")
+    notifier = make_notifier(make_conf(sockdir, path, extra="sock_memory_limit = 65536\n"
+                                                            "sock_replay_bytes = 65536\n"))
+    notifier.info({}, "a", {})
+    assert len(caplog.records) == 1 and "EINVAL" in caplog.records[0].getMessage()
+    assert "replay" in caplog.records[0].getMessage()

@@ -53,7 +53,7 @@ def test_control_lines_filter_before_ack_markers_heartbeat(sockdir):
     conn = fake.accept()
     assert fake.read_request(conn) == {
         "subscribe": {"event_types": ["compute.*"], "priorities": ["error"]},
-        "markers": True, "heartbeat_s": 0.5}
+        "markers": True, "heartbeat_s": 0.5, "cursor": True}
     conn.sendall(
         lines({"event_type": "image.update", "priority": "ERROR", "n": 0},   # before ack: filtered here
               {"event_type": "compute.x", "priority": "INFO", "n": 1},       # wrong priority
@@ -76,14 +76,15 @@ def test_control_lines_filter_before_ack_markers_heartbeat(sockdir):
     fake.close()
 
 
-def test_no_request_when_nothing_asked_and_raw_lines(sockdir):
+def test_only_cursors_asked_when_nothing_asked_and_raw_lines(sockdir):
     path = os.path.join(sockdir, "plain.sock")
     fake = FakePublisher(path)
     sub = libnotif.Subscriber(path, reconnect=False, timeout=10)
     conn = fake.accept()
+    assert fake.read_request(conn) == {"cursor": True}
     conn.settimeout(0.3)
     with pytest.raises(socket.timeout):
-        conn.recv(1)  # the plain stream: the subscriber writes nothing
+        conn.recv(1)  # nothing more
     # A line whose first member is "notif" is a control line, never a
     # notification, on the plain stream too; markers were not asked for.
     conn.sendall(b'{"a":1}\n{"notif":{"dropped":1}}\n{"notif":{"x":1},"c":3}\n'

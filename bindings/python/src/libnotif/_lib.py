@@ -42,6 +42,11 @@ class NotifStats(ctypes.Structure):
         ("bad_requests", ctypes.c_uint64),
         ("stats_requests", ctypes.c_uint64),
         ("denied", ctypes.c_uint64),
+        ("replayed", ctypes.c_uint64),
+        ("replay_bytes", ctypes.c_uint64),
+        ("replay_messages", ctypes.c_uint64),
+        ("replay_oldest", ctypes.c_uint64),
+        ("next_seq", ctypes.c_uint64),
     ]
 
 
@@ -85,6 +90,7 @@ def _prototype(lib):
         "notif_options_set_linger_ms": (c_int, [c_void_p, c_uint]),
         "notif_options_set_slow_policy": (c_int, [c_void_p, c_int]),
         "notif_options_set_backlog": (c_int, [c_void_p, c_size_t]),
+        "notif_options_set_replay": (c_int, [c_void_p, c_size_t]),
         "notif_options_allow_uid": (c_int, [c_void_p, c_uint]),
         "notif_options_allow_gid": (c_int, [c_void_p, c_uint]),
     }

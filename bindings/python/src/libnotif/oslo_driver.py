@@ -126,7 +126,15 @@ _opts = [
                help="Total bytes that all subscribers' queues together may hold in "
                     "this process; when reached, the subscribers holding the most "
                     "lose their queued notifications or are disconnected, per "
-                    "sock_slow_policy."),
+                    "sock_slow_policy. The replay ring (sock_replay_bytes) counts "
+                    "in it."),
+    cfg.IntOpt("sock_replay_bytes", default=0, min=0,
+               help="Bytes of the most recent notifications kept in a replay ring, "
+                    "whether or not anyone is subscribed, so that a subscriber that "
+                    "reconnects or restarts resumes after its cursor without missing "
+                    "any (notif tail --after/--cursor-file, or replay everything "
+                    "kept with notif tail --replay). 0: off, nothing is kept when "
+                    "nobody listens. At most half of sock_memory_limit."),
     cfg.IntOpt("sock_linger_ms", default=1000, min=0, max=0xFFFFFFFF,
                help="How long, in milliseconds, closing the socket (at exit) may "
                     "spend flushing queued notifications to subscribers; 0 closes "
@@ -345,7 +353,7 @@ def _slot_for(path, options, template=None, open_now=True):
                 max_message=options["max_message"],
                 subscriber_buffer=options["subscriber_buffer"],
                 memory_limit=options["memory_limit"], linger_ms=options["linger_ms"],
-                slow_policy=options["slow_policy"])
+                slow_policy=options["slow_policy"], replay_bytes=options["replay_bytes"])
         except Exception as exc:  # NotifError, bad options, library missing: same policy
             slot.next_open = time.monotonic() + REOPEN_INTERVAL
             if slot.error is None:
@@ -466,6 +474,7 @@ class UnixSocketDriver(notifier.Driver):
             "memory_limit": values.get("sock_memory_limit"),
             "linger_ms": values.get("sock_linger_ms"),
             "slow_policy": values.get("sock_slow_policy"),
+            "replay_bytes": values.get("sock_replay_bytes"),
         }
         self._slot = None
         _drivers.add(self)

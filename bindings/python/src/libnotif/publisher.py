@@ -99,7 +99,8 @@ def resolve_gids(values, what="allow_gids"):
 
 _OPTION_NAMES = ("mode", "group", "subscriber_buffer", "memory_limit", "max_message",
                  "max_subscribers",
-                 "linger_ms", "slow_policy", "backlog", "allow_uids", "allow_gids")
+                 "linger_ms", "slow_policy", "backlog", "allow_uids", "allow_gids",
+                 "replay_bytes")
 
 SD_LISTEN_FDS_START = 3
 _adopted_lock = threading.Lock()
@@ -154,6 +155,12 @@ class Publisher:
     connections whose peer uid, or primary or supplementary gid, is listed may
     subscribe; the others are closed at accept and counted in stats()["denied"].
     Empty or None: anyone who can open the socket file may subscribe.
+    ``replay_bytes`` (notif_options_set_replay; default 0: off) keeps the most
+    recent notifications, up to that many bytes, in a replay ring whether or
+    not anyone listens, so that a subscriber that reconnects or restarts
+    resumes after its cursor without loss (``Subscriber(after=...)``) or reads
+    them (``Subscriber(replay=True)``); it counts in ``memory_limit`` and may
+    be at most half of it.
 
     ``Publisher.from_fd(fd)`` and ``Publisher.from_systemd()`` serve a socket
     that is already listening instead.
@@ -165,11 +172,12 @@ class Publisher:
 
     def __init__(self, path, *, mode=None, group=None, subscriber_buffer=None,
                  memory_limit=None, max_message=None, max_subscribers=None, linger_ms=None,
-                 slow_policy=None, backlog=None, allow_uids=None, allow_gids=None):
+                 slow_policy=None, backlog=None, allow_uids=None, allow_gids=None,
+                 replay_bytes=None):
         options = dict(mode=mode, group=group, subscriber_buffer=subscriber_buffer,
                        memory_limit=memory_limit, max_message=max_message, max_subscribers=max_subscribers,
                        linger_ms=linger_ms, slow_policy=slow_policy, backlog=backlog,
-                       allow_uids=allow_uids, allow_gids=allow_gids)
+                       allow_uids=allow_uids, allow_gids=allow_gids, replay_bytes=replay_bytes)
         encoded = _encode_path(path)
         self._open(path, None, options, lambda lib, opts: lib.notif_open_with(encoded, opts))
 
@@ -258,6 +266,7 @@ class Publisher:
             for key in ("subscriber_buffer", "memory_limit", "max_message", "max_subscribers", "linger_ms",
                         "backlog"):
                 setopt(key, getattr(lib, "notif_options_set_" + key), options.get(key))
+            setopt("replay_bytes", lib.notif_options_set_replay, options.get("replay_bytes"))
             if slow_policy is not None:
                 if slow_policy not in _SLOW_POLICIES:
                     raise ValueError("slow_policy must be 'drop' or 'disconnect', not %r"

@@ -20,6 +20,17 @@ _RETRIED = (errno.ENOENT, errno.ECONNREFUSED)
 _TIMEOUT = object()
 _EOF = object()
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# A cursor: EPOCH-SEQ, 16 lowercase hexadecimal digits, a dash, a decimal number.
+_CURSOR = re.compile(r"[0-9a-f]{16}-[0-9]{1,20}")
+_U64_MAX = (1 << 64) - 1
+
+
+def _check_cursor(cursor):
+    if not isinstance(cursor, str) or not _CURSOR.fullmatch(cursor) \
+            or int(cursor.partition("-")[2]) > _U64_MAX:
+        raise ValueError("after=%r is not a cursor (EPOCH-SEQ: 16 hexadecimal digits, a dash, "
+                         "a number)" % (cursor,))
+    return cursor
 
 
 def _address(path):
@@ -106,19 +117,34 @@ class Subscriber:
     lines (bytes, without the newline). Control lines (ack, drop markers,
     heartbeats) are never yielded.
 
-    A request line is written only when something is asked for:
-    ``event_types``/``publishers`` (lists of globs, ``*`` is the only wildcard),
-    ``priorities`` (compared ignoring ASCII case), ``markers=True`` (drops are
-    reported and added up in ``dropped``) or ``heartbeat`` (seconds, 0.1 to
-    3600; the last heartbeat's publisher time is in ``last_heartbeat``).
-    Notifications that arrive before the publisher's acknowledgement (emitted
-    between the connection and the request) are filtered here.
+    Every connection writes a request line: ``event_types``/``publishers``
+    (lists of globs, ``*`` is the only wildcard), ``priorities`` (compared
+    ignoring ASCII case), ``markers=True`` (drops are reported and added up
+    in ``dropped``), ``heartbeat`` (seconds, 0.1 to 3600; the last
+    heartbeat's publisher time is in ``last_heartbeat``), and always
+    ``"cursor": true``. Notifications that arrive before the publisher's
+    acknowledgement (emitted between the connection and the request) are
+    filtered here.
+
+    Cursors: ``cursor`` is the cursor of the last notification handed out
+    (None before the first; ``after`` until then if given), an opaque string
+    to save. ``after=cursor`` resumes after that notification: the publisher
+    first sends every later one it still holds (its replay ring) that passes
+    the filter, then the live stream, with no gap and no duplicate.
+    ``replay=True`` starts with everything the publisher's ring holds. What
+    the publisher no longer holds is reported as a drop, whether or not
+    ``markers`` was asked for: added to ``dropped``, or, when the count is not
+    known (the publisher restarted since: a cursor of another epoch), counted
+    in ``dropped_unknown`` (the number of such reports).
 
     With ``reconnect=True`` (the default) the subscriber survives the
     publisher's absence and restarts: it retries with a back-off of 100 ms
-    doubling to 5 s and counts re-established connections in ``reconnects``
-    (notifications in between are missed). With ``reconnect=False``, failing
-    to connect raises NotifError and iteration ends at end-of-file.
+    doubling to 5 s and counts re-established connections in ``reconnects``.
+    It resumes after ``cursor``, so when the publisher's ring still holds what
+    was emitted meanwhile (a disconnection for being too slow, say) nothing is
+    missed, and what it no longer holds is counted as above. With
+    ``reconnect=False``, failing to connect raises NotifError and iteration
+    ends at end-of-file.
 
     ``timeout`` (seconds, None: forever) bounds each wait: iteration raises
     TimeoutError when nothing arrives in time; ``recv(timeout)`` returns None.
@@ -126,12 +152,37 @@ class Subscriber:
     """
 
     def __init__(self, path, event_types=None, priorities=None, publishers=None,
-                 markers=False, heartbeat=None, reconnect=True, timeout=None):
+                 markers=False, heartbeat=None, reconnect=True, timeout=None,
+                 after=None, replay=False):
         self.path = path
         self.timeout = timeout
         self.reconnect = reconnect
         self._markers = bool(markers)
+        if after is not None and after != "":
+            after = _check_cursor(after)
+            if replay:
+                raise ValueError("after and replay exclude each other")
+        else:
+            after = None
+        # The last notification handed out: (epoch, number); the cursor
+        # string is only made when asked for.
+        self._cur_epoch = self._cur_seq = None
+        if after is not None:
+            epoch, _, seq = after.partition("-")
+            self._cur_epoch, self._cur_seq = epoch, int(seq)
+        # Where the next connection resumes: the cursor, or, after a seq line,
+        # just before the notification it announced (what came before was
+        # handed out, left out by the filter or reported dropped).
+        self._resume = after
+        self._replay = bool(replay)
+        # An older publisher refuses "cursor" (an unknown key to it): then ask
+        # for what the options ask, as before cursors (not with after/replay:
+        # such a publisher cannot do them).
+        self._legacy = False
+        self._user_resume = after is not None or self._replay
+        self._cursors_seen = False
         self.dropped = 0
+        self.dropped_unknown = 0
         self.reconnects = 0
         self.acked = False
         self.last_heartbeat = None
@@ -154,8 +205,13 @@ class Subscriber:
             if isinstance(heartbeat, bool) or not 0.1 <= float(heartbeat) <= 3600:
                 raise ValueError("heartbeat must be between 0.1 and 3600 seconds")
             request["heartbeat_s"] = heartbeat
-        self._request = (json.dumps(request, separators=(",", ":")).encode() + b"\n"
-                         if request else None)
+        request["cursor"] = True
+        self._request_base = request
+        self._resuming = False  # this connection asked for after or replay
+        self._epoch = None      # this connection's, from the acknowledgement
+        self._next_seq = None   # the number of the next notification line
+        if len(self._request_line()) > 64 * 1024:
+            raise ValueError("the subscription request is over the publisher's 64 KiB")
         self._filter = _Filter(event_types, priorities, publishers) if subscribe else None
         self._address = _address(path)
         self._sock = None
@@ -168,17 +224,39 @@ class Subscriber:
         self._try_connect(first=True)
 
     # -- connection -----------------------------------------------------------
+    def _resume_point(self):
+        return self._resume if self._resume is not None else self.cursor
+
+    def _request_line(self):
+        """This connection's request: resume after ``cursor``, or from the ring."""
+        request = dict(self._request_base)
+        if self._legacy:
+            del request["cursor"]
+            if not request:
+                return None  # the plain stream: nothing to write
+        elif self._resume_point() is not None:
+            request["after"] = self._resume_point()
+        elif self._replay:
+            request["replay"] = True
+        return json.dumps(request, separators=(",", ":")).encode() + b"\n"
+
     def _try_connect(self, first=False):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             sock.connect(self._address)
-            if self._request is not None:
-                try:
-                    sock.sendall(self._request)
-                except (BrokenPipeError, ConnectionResetError):
-                    # It hung up already, maybe after saying why (denied,
-                    # full): the read finds that line, or the end of file.
-                    pass
+            # Resuming: the publisher accounts for everything after the
+            # cursor in its numbered stream (sent, or counted as dropped).
+            self._resuming = not self._legacy and (
+                self._resume_point() is not None or self._replay)
+            self._epoch = self._next_seq = None
+            request = self._request_line()
+            try:
+                if request is not None:
+                    sock.sendall(request)
+            except (BrokenPipeError, ConnectionResetError):
+                # It hung up already, maybe after saying why (denied,
+                # full): the read finds that line, or the end of file.
+                pass
         except OSError as exc:
             sock.close()
             code = exc.errno or errno.EIO
@@ -216,6 +294,14 @@ class Subscriber:
         self.acked = False
         self._backoff = BACKOFF_INITIAL
         self._schedule_retry()
+
+    @property
+    def cursor(self):
+        """The cursor of the last notification handed out (None before the
+        first; ``after`` until then): pass it as ``after=`` to resume after it."""
+        if self._cur_epoch is None:
+            return None
+        return "%s-%d" % (self._cur_epoch, self._cur_seq)
 
     @property
     def connected(self):
@@ -267,15 +353,37 @@ class Subscriber:
     def _handle_control(self, body):
         if body.get("subscribed"):
             self.acked = True
-        if self._markers and "dropped" in body:
-            try:
-                self.dropped += int(body["dropped"])
-            except (TypeError, ValueError):
-                pass
+            epoch = body.get("epoch")
+            self._epoch = epoch if isinstance(epoch, str) else None
+            self._cursors_seen = self._cursors_seen or self._epoch is not None
+        seq = body.get("seq")
+        if self.acked and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
+            self._next_seq = seq
+            if seq > 0 and self._epoch is not None:
+                self._resume = "%s-%d" % (self._epoch, seq - 1)
+                self._replay = False
+        if (self._markers or self._resuming) and "dropped" in body:
+            count = body["dropped"]
+            if count == "unknown":
+                self.dropped_unknown += 1
+            elif isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+                self.dropped += count
         if "heartbeat" in body:
             self.last_heartbeat = body["heartbeat"]
         if "error" in body:
             reason = body.get("reason")
+            if (not self.acked and not self._legacy and not self._user_resume
+                    and not self._cursors_seen and reason in (None, "bad_request")
+                    and '"cursor"' in str(body["error"])):
+                # A publisher from before cursors: the same connection again,
+                # without them (not a reconnection: nothing was missed).
+                self._legacy = True
+                self._sock.close()
+                self._sock = None
+                self._buf.clear()
+                self._connected_once = False
+                self._try_connect(first=not self.reconnect)
+                return
             if reason in _TRANSIENT:
                 # Disconnected for being too slow or for the publisher's memory
                 # budget: a lost connection like any other.
@@ -300,13 +408,27 @@ class Subscriber:
                 self._handle_control(body)
                 continue
             obj = None
-            if self._filter is not None and not self.acked:
-                try:
-                    obj = json.loads(line)
-                except ValueError:
+            if not self.acked:
+                # Emitted before the publisher read the request: unnumbered
+                # and unfiltered. When resuming, the numbered stream after the
+                # acknowledgement holds them again (or counts them as
+                # dropped): skip them. Otherwise filter here.
+                if self._resuming:
                     continue
-                if not self._filter.match(obj):
-                    continue
+                if self._filter is not None:
+                    try:
+                        obj = json.loads(line)
+                    except ValueError:
+                        continue
+                    if not self._filter.match(obj):
+                        continue
+            elif self._next_seq is not None and self._epoch is not None:
+                self._cur_epoch = self._epoch
+                self._cur_seq = self._next_seq
+                self._next_seq += 1
+                self._resume = None  # the cursor, made on the next connection
+                # Handed out from here on: a reconnection resumes after it.
+                self._replay = False
             if parse:
                 return obj if obj is not None else json.loads(line)
             return line
