@@ -416,7 +416,7 @@ def test_from_systemd_serves_the_passed_socket(sockdir, name):
 @pytest.fixture
 def oslo(sockdir):
     pytest.importorskip("oslo_messaging")
-    from notif import oslo_driver
+    from libnotif import oslo_driver
     oslo_driver.close_all()
     yield oslo_driver
     oslo_driver.close_all()

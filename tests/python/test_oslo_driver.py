@@ -335,16 +335,16 @@ def test_sock_replay_bytes_keeps_a_ring(sockdir, caplog):
     got = [live.recv()["payload"]["i"] for _ in range(3)]
     assert got == [0, 1, 2]
     # A subscriber that comes later reads them from the ring.
-    late = notif.Subscriber(path, replay=True, event_types=["ring.*"], timeout=10)
+    late = libnotif.Subscriber(path, replay=True, event_types=["ring.*"], timeout=10)
     assert [late.recv()["payload"]["i"] for _ in range(3)] == [0, 1, 2]
     assert late.cursor == live.cursor
-    stats = notif.request_stats(path)
+    stats = libnotif.request_stats(path)
     assert stats["replay_messages"] >= 3 and stats["replay_bytes"] > 0 and stats["replayed"] >= 3
     live.close()
     late.close()
     # More than half the memory limit: the library refuses it, one error line.
     oslo_driver.close_all()
-    caplog.set_level(logging.ERROR, logger="notif.oslo_driver")
+    caplog.set_level(logging.ERROR, logger="libnotif.oslo_driver")
     path = os.path.join(sockdir, "big.sock")
     notifier = make_notifier(make_conf(sockdir, path, extra="sock_memory_limit = 65536\n"
                                                             "sock_replay_bytes = 65536\n"))

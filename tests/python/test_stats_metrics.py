@@ -68,10 +68,12 @@ def test_counters_through_both_parsers(notif_tool, sockdir):
         assert values[("notif_subscribers", p)] >= 1
         assert types["notif_publisher"] == "info"
         assert values[("notif_publisher_info", frozenset({"path": path, "version": libnotif.version()}.items()))] == 1
-        # Every counter of the library is there, as a counter.
+        # Every field of the library is there: the gauges as gauges, the
+        # counters as counters.
+        gauges = {"subscribers", "replay_bytes", "replay_messages", "replay_oldest", "next_seq"}
         for field in publisher.stats():
-            if field != "subscribers":
-                assert types["notif_" + field] == "counter", field
+            kind = "gauge" if field in gauges else "counter"
+            assert types["notif_" + field] == kind, field
 
         r = stats(notif_tool, "prometheus", path, missing)
         assert r.returncode == 2, r.stderr
