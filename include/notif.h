@@ -200,6 +200,20 @@ typedef struct notif_stats {
    * Sequence number the next notification will get.
    */
   uint64_t next_seq;
+  /**
+   * System calls that wrote to subscriber sockets (the server thread's, and
+   * those of notif_emit writing through while the server thread slept).
+   */
+  uint64_t writes;
+  /**
+   * Times notif_emit woke the sleeping server thread (an eventfd write).
+   */
+  uint64_t wakeups;
+  /**
+   * (message, subscriber) pairs notif_emit wrote to the socket itself while
+   * the server thread slept (also in delivered and fanout).
+   */
+  uint64_t written_through;
 } notif_stats;
 
 #ifdef __cplusplus

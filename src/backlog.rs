@@ -13,6 +13,7 @@ use std::io;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::fork_guard::OwnedFd;
+use crate::stats::{bump, Counters};
 
 /// A run of messages taken from the backlog in one go, shared read-only by all
 /// subscribers that are sent any part of it.
@@ -99,7 +100,7 @@ impl Backlog {
     }
 
     /// Appends one message's compact line (a newline is added).
-    pub(crate) fn push(&self, line: &[u8]) -> Result<(), BacklogFull> {
+    pub(crate) fn push(&self, line: &[u8], counters: &Counters) -> Result<(), BacklogFull> {
         let needed = line.len() + 1;
         let wake = {
             let mut guard = self.lock();
@@ -126,6 +127,7 @@ impl Backlog {
             std::mem::take(&mut pending.server_sleeping)
         };
         if wake {
+            bump(&counters.wakeups, 1);
             self.wake();
         }
         Ok(())

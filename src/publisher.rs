@@ -209,7 +209,7 @@ impl Publisher {
                     bump(&counters.rejected, 1);
                     return Err(self.too_large(json.len()));
                 }
-                self.shared.backlog.push(json)
+                self.shared.backlog.push(json, counters)
             }
             Layout::NeedsCompaction => COMPACTION_SCRATCH.with(|scratch| {
                 let mut compact = scratch.borrow_mut();
@@ -219,7 +219,7 @@ impl Publisher {
                     bump(&counters.rejected, 1);
                     return Err(self.too_large(compact.len()));
                 }
-                let pushed = self.shared.backlog.push(&compact);
+                let pushed = self.shared.backlog.push(&compact, counters);
                 // Do not let one huge message pin memory in every thread that emitted it.
                 if compact.capacity() > 64 * 1024 {
                     *compact = Vec::new();

@@ -87,6 +87,14 @@ counters! {
     replay_oldest,
     /// Gauge: the sequence number the next notification will get.
     next_seq,
+    /// System calls that wrote to subscriber sockets: the server thread's
+    /// and those of emitting threads writing through (see written_through).
+    writes,
+    /// Times an emitting thread woke the sleeping server thread (an eventfd write).
+    wakeups,
+    /// (message, subscriber) pairs an emitting thread wrote to the socket
+    /// itself while the server thread slept (also in delivered and fanout).
+    written_through,
 }
 
 #[inline]

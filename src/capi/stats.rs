@@ -54,6 +54,14 @@ pub struct notif_stats {
     pub replay_oldest: u64,
     /// Sequence number the next notification will get.
     pub next_seq: u64,
+    /// System calls that wrote to subscriber sockets (the server thread's, and
+    /// those of notif_emit writing through while the server thread slept).
+    pub writes: u64,
+    /// Times notif_emit woke the sleeping server thread (an eventfd write).
+    pub wakeups: u64,
+    /// (message, subscriber) pairs notif_emit wrote to the socket itself while
+    /// the server thread slept (also in delivered and fanout).
+    pub written_through: u64,
 }
 
 impl From<Stats> for notif_stats {
@@ -81,6 +89,9 @@ impl From<Stats> for notif_stats {
             replay_messages: stats.replay_messages,
             replay_oldest: stats.replay_oldest,
             next_seq: stats.next_seq,
+            writes: stats.writes,
+            wakeups: stats.wakeups,
+            written_through: stats.written_through,
         }
     }
 }

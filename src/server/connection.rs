@@ -901,6 +901,7 @@ impl SubscriberConn {
                     libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
                 )
             };
+            bump(&counters.writes, 1);
             if written < 0 {
                 match io::Error::last_os_error().raw_os_error() {
                     Some(libc::EINTR) => continue,
