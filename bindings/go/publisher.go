@@ -376,6 +376,9 @@ func (p *Publisher) Stats() (Stats, error) {
 		ReplayMessages:      uint64(cs.replay_messages),
 		ReplayOldest:        uint64(cs.replay_oldest),
 		NextSeq:             uint64(cs.next_seq),
+		Writes:              uint64(cs.writes),
+		Wakeups:             uint64(cs.wakeups),
+		WrittenThrough:      uint64(cs.written_through),
 	}, nil
 }
 

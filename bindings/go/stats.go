@@ -26,4 +26,7 @@ type Stats struct {
 	ReplayMessages      uint64 `json:"replay_messages"`       // notifications the replay ring holds now
 	ReplayOldest        uint64 `json:"replay_oldest"`         // number of the oldest notification the ring holds (NextSeq when it is empty)
 	NextSeq             uint64 `json:"next_seq"`              // number the next notification will get
+	Writes              uint64 `json:"writes"`                // system calls that wrote to subscriber sockets (the server thread's, and Emit's writing through while it slept)
+	Wakeups             uint64 `json:"wakeups"`               // times Emit woke the sleeping server thread (an eventfd write)
+	WrittenThrough      uint64 `json:"written_through"`       // pairs Emit wrote to the socket itself while the server thread slept; also in Delivered and Fanout
 }

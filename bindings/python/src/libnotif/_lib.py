@@ -47,6 +47,9 @@ class NotifStats(ctypes.Structure):
         ("replay_messages", ctypes.c_uint64),
         ("replay_oldest", ctypes.c_uint64),
         ("next_seq", ctypes.c_uint64),
+        ("writes", ctypes.c_uint64),
+        ("wakeups", ctypes.c_uint64),
+        ("written_through", ctypes.c_uint64),
     ]
 
 
