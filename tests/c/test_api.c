@@ -687,7 +687,107 @@ static void test_get_stats(void)
               stats.bytes_sent == 0 && stats.disconnected == 0 && stats.dropped_closed == 0 &&
               stats.refused == 0 && stats.fanout == 0,
           "fresh publisher's stats are not as expected");
+    /* Nobody connected: the emit wrote nothing and woke nobody. */
+    CHECK(stats.writes == 0 && stats.wakeups == 0 && stats.written_through == 0,
+          "writes=%llu wakeups=%llu written_through=%llu with nobody connected",
+          (unsigned long long)stats.writes, (unsigned long long)stats.wakeups,
+          (unsigned long long)stats.written_through);
     notif_close(handle);
+}
+
+/* The counters of system calls: one reading subscriber gets N notifications,
+ * each read before the next is emitted. Each is written in at most one system
+ * call (plus one for the acknowledgement of a request), whoever writes it;
+ * an emit wakes the server thread at most once. Nothing here says who writes
+ * (the server thread or the emitting thread), so wakeups has no lower bound
+ * and written_through none but delivered. */
+static void write_counters_with(const char *request)
+{
+    enum { N = 200 };
+    static const char CONTROL[] = "{\"notif\":"; /* 9 bytes, the prefix of control lines */
+    char path[512];
+    notif_handle *handle;
+    notif_stats before, after;
+    tl_reader reader;
+    int fd, i;
+    long long give_up;
+
+    path_in_dir(path, sizeof path, "writes.sock");
+    handle = open_or_die(path, NULL);
+    fd = tl_connect(path);
+    if (fd < 0)
+        FATAL("connect");
+    tl_reader_init(&reader, fd);
+    if (request != NULL) {
+        char *ack;
+        if (write(fd, request, strlen(request)) != (ssize_t)strlen(request))
+            FATAL("write the request");
+        ack = tl_read_line(&reader, 5000);
+        CHECK(ack != NULL && strncmp(ack, CONTROL, 9) == 0 &&
+                  strstr(ack, "\"subscribed\":true") != NULL,
+              "%s: no acknowledgement (%s)", request, ack ? ack : "none");
+        free(ack);
+    }
+    CHECK(tl_wait_subscribers(handle, 1) == 0, "one subscriber expected");
+    before = tl_stats(handle);
+
+    for (i = 0; i < N; i++) {
+        char message[64];
+        char *line;
+        snprintf(message, sizeof message, "{\"seq\":%d,\"who\":\"all\"}", i);
+        CHECK_RC(notif_emit(handle, message), 1);
+        /* Control lines (seq lines with cursors) are not the notification. */
+        while ((line = tl_read_line(&reader, 5000)) != NULL && strncmp(line, CONTROL, 9) == 0)
+            free(line);
+        CHECK(line != NULL && strcmp(line, message) == 0, "notification %d: got %s", i,
+              line ? line : "(none)");
+        free(line);
+    }
+    give_up = tl_now_ms() + tl_timeout(5000);
+    do {
+        after = tl_stats(handle);
+    } while (after.delivered < N && tl_now_ms() < give_up && (tl_sleep_ms(2), 1));
+    CHECK(after.delivered == N, "delivered=%llu, expected %d", (unsigned long long)after.delivered,
+          N);
+    CHECK(after.writes - before.writes >= 1 && after.writes - before.writes <= N + 2,
+          "%s: %llu writes for %d notifications read one by one", request ? request : "plain",
+          (unsigned long long)(after.writes - before.writes), N);
+    CHECK(after.wakeups - before.wakeups <= N, "%s: %llu wakeups for %d emits",
+          request ? request : "plain", (unsigned long long)(after.wakeups - before.wakeups), N);
+    CHECK(after.written_through <= after.delivered, "written_through=%llu > delivered=%llu",
+          (unsigned long long)after.written_through, (unsigned long long)after.delivered);
+    CHECK(after.fanout == after.delivered + after.dropped_slow + after.dropped_closed,
+          "fanout=%llu != delivered=%llu + dropped_slow=%llu + dropped_closed=%llu",
+          (unsigned long long)after.fanout, (unsigned long long)after.delivered,
+          (unsigned long long)after.dropped_slow, (unsigned long long)after.dropped_closed);
+    printf("write counters (%s): %d notifications read one by one: %llu writes, %llu wakeups, "
+           "%llu written through\n",
+           request ? "cursor" : "plain", N, (unsigned long long)(after.writes - before.writes),
+           (unsigned long long)(after.wakeups - before.wakeups),
+           (unsigned long long)(after.written_through - before.written_through));
+
+    /* It leaves: emits with nobody connected write nothing and wake nobody. */
+    tl_reader_free(&reader);
+    close(fd);
+    CHECK(tl_wait_subscribers(handle, 0) == 0, "the subscriber should be gone");
+    before = tl_stats(handle);
+    for (i = 0; i < 50; i++)
+        CHECK_RC(notif_emit(handle, "{\"nobody\":true}"), 0);
+    after = tl_stats(handle);
+    CHECK(after.writes == before.writes && after.wakeups == before.wakeups &&
+              after.written_through == before.written_through,
+          "nobody connected: writes %llu -> %llu, wakeups %llu -> %llu",
+          (unsigned long long)before.writes, (unsigned long long)after.writes,
+          (unsigned long long)before.wakeups, (unsigned long long)after.wakeups);
+    CHECK(after.dropped_no_subscriber == before.dropped_no_subscriber + 50,
+          "dropped_no_subscriber=%llu", (unsigned long long)after.dropped_no_subscriber);
+    notif_close(handle);
+}
+
+static void test_write_counters(void)
+{
+    write_counters_with(NULL);
+    write_counters_with("{\"cursor\":true}\n");
 }
 
 /* ----------------------------------------------------------- delivery */
@@ -1266,6 +1366,7 @@ int main(void)
     test_socket_mode();
     test_emit_errors();
     test_get_stats();
+    test_write_counters();
     test_delivery_and_stats();
     test_fixtures();
     test_abstract();
