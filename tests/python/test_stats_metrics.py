@@ -32,15 +32,17 @@ def stats(tool, fmt, *paths):
 
 
 def samples(families):
-    """{(sample name, frozenset of labels): value}, and {family name: type}."""
-    values, types = {}, {}
+    """{(sample name, frozenset of labels): value}, {family name: type} and
+    {family name: help text}."""
+    values, types, helps = {}, {}, {}
     for family in families:
         types[family.name] = family.type
+        helps[family.name] = family.documentation
         for s in family.samples:
             key = (s.name, frozenset(s.labels.items()))
             assert key not in values, "duplicate sample %r" % (key,)
             values[key] = s.value
-    return values, types
+    return values, types, helps
 
 
 def test_counters_through_both_parsers(notif_tool, sockdir):
@@ -57,7 +59,7 @@ def test_counters_through_both_parsers(notif_tool, sockdir):
         r = stats(notif_tool, "openmetrics", path, missing)
         assert r.returncode == 2, r.stderr  # the missing path's exit code; metrics still written
         assert r.stdout.endswith("# EOF\n")
-        values, types = samples(parse_openmetrics(r.stdout))
+        values, types, helps = samples(parse_openmetrics(r.stdout))
         p = frozenset({"path": path}.items())
         assert values[("notif_up", p)] == 1
         assert values[("notif_up", frozenset({"path": missing}.items()))] == 0
@@ -74,12 +76,14 @@ def test_counters_through_both_parsers(notif_tool, sockdir):
         for field in publisher.stats():
             kind = "gauge" if field in gauges else "counter"
             assert types["notif_" + field] == kind, field
+            # Its own help text, not the one for keys the tool does not know.
+            assert not helps["notif_" + field].startswith("The publisher's "), field
 
         r = stats(notif_tool, "prometheus", path, missing)
         assert r.returncode == 2, r.stderr
         assert "# EOF" not in r.stdout
         assert "# TYPE notif_delivered_total counter\n" in r.stdout
-        values, types = samples(parse_prometheus(r.stdout))
+        values, types, helps = samples(parse_prometheus(r.stdout))
         assert values[("notif_delivered_total", p)] == 3
         assert values[("notif_up", frozenset({"path": missing}.items()))] == 0
         assert types["notif_delivered"] == "counter"
@@ -132,7 +136,7 @@ def test_subscriber_list_becomes_per_subscriber_series(notif_tool, sockdir):
             listener.close()
             os.unlink(path)
         assert r.returncode == 0, r.stderr
-        values, types = samples(parse(r.stdout))
+        values, types, helps = samples(parse(r.stdout))
         ten = frozenset({"path": path, "pid": "10", "uid": "0"}.items())
         hidden = frozenset({"path": path, "pid": "", "uid": ""}.items())
         assert values[("notif_subscriber_connections", ten)] == 2
@@ -165,10 +169,10 @@ def test_readme_systemd_service_writes_the_textfile_atomically(notif_tool, sockd
     with libnotif.Publisher(path):
         subprocess.run(["/bin/sh", "-c", script], env=env, check=True, timeout=60)
     assert os.listdir(collector) == ["notif.prom"]  # the temporary file is gone
-    values, _ = samples(parse_prometheus(open(os.path.join(collector, "notif.prom")).read()))
+    values, _, _ = samples(parse_prometheus(open(os.path.join(collector, "notif.prom")).read()))
     assert values[("notif_up", frozenset({"path": path}.items()))] == 1
 
     # The publisher is gone: the file is still rewritten, and says so.
     subprocess.run(["/bin/sh", "-c", script], env=env, timeout=60)
-    values, _ = samples(parse_prometheus(open(os.path.join(collector, "notif.prom")).read()))
+    values, _, _ = samples(parse_prometheus(open(os.path.join(collector, "notif.prom")).read()))
     assert values[("notif_up", frozenset({"path": path}.items()))] == 0

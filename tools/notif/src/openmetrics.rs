@@ -142,6 +142,18 @@ const HELP: &[(&str, &str)] = &[
         "next_seq",
         "Sequence number the next notification will get (this open of the publisher).",
     ),
+    (
+        "writes",
+        "System calls that wrote (or tried to write) to subscriber sockets: the server thread's and those of emitting threads writing through.",
+    ),
+    (
+        "wakeups",
+        "Times an emitting thread woke the sleeping server thread (an eventfd write).",
+    ),
+    (
+        "written_through",
+        "(notification, subscriber) pairs an emitting thread wrote to the socket itself while the server thread slept (in delivered and fanout too).",
+    ),
 ];
 
 /// Which numeric members are levels rather than running totals: the count of
@@ -525,6 +537,25 @@ mod tests {
             out.contains("# TYPE notif_next_seq gauge\nnotif_next_seq{path=\"/s\"} 100\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn write_counters_are_counters_with_their_own_help() {
+        let stats = br#"{"writes":30,"wakeups":7,"written_through":5}"#;
+        for (flavor, family) in [(Flavor::OpenMetrics, ""), (Flavor::Prometheus, "_total")] {
+            let out = text(&[("/s", Some(stats))], flavor);
+            for (key, value) in [("writes", 30), ("wakeups", 7), ("written_through", 5)] {
+                let name = format!("notif_{key}{family}");
+                let (_, help) = HELP.iter().find(|(k, _)| *k == key).expect("a help text");
+                for line in [
+                    format!("# HELP {name} {help}"),
+                    format!("# TYPE {name} counter"),
+                    format!("notif_{key}_total{{path=\"/s\"}} {value}"),
+                ] {
+                    assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+                }
+            }
+        }
     }
 
     #[test]

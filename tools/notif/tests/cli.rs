@@ -1277,6 +1277,32 @@ fn stats_format_openmetrics_and_prometheus() {
     ] {
         assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
     }
+    // The system-call counters are counters with their own help; 3
+    // notifications were written to the reader in 1 to 3 system calls.
+    let sample = |name: &str| -> u64 {
+        let prefix = format!("{name}{{path=\"{path}\"}} ");
+        out.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {name} in\n{out}"))
+            .parse()
+            .unwrap()
+    };
+    for family in ["notif_writes", "notif_wakeups", "notif_written_through"] {
+        assert!(
+            out.lines().any(|l| l == format!("# TYPE {family} counter")),
+            "no {family} counter in\n{out}"
+        );
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("# HELP {family} "))
+                    && !l.contains("The publisher's")),
+            "no help of its own for {family} in\n{out}"
+        );
+    }
+    let writes = sample("notif_writes_total");
+    assert!((1..=3).contains(&writes), "{writes} writes in\n{out}");
+    assert!(sample("notif_wakeups_total") <= 3, "{out}");
+    assert!(sample("notif_written_through_total") <= 3, "{out}");
 
     let r = run(&["stats", "--format", "prometheus", &path]);
     assert_eq!(r.code(), 0, "{}", r.stderr);
