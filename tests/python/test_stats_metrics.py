@@ -66,6 +66,11 @@ def test_counters_through_both_parsers(notif_tool, sockdir):
         assert types["notif_delivered"] == "counter"
         assert values[("notif_delivered_total", p)] == 3
         assert values[("notif_emitted_total", p)] == 3
+        # The 3 notifications took 1 to 3 system calls (the server thread's,
+        # or the emitting thread's writing through) and at most 3 wake-ups.
+        assert 1 <= values[("notif_writes_total", p)] <= 3
+        assert values[("notif_wakeups_total", p)] <= 3
+        assert values[("notif_written_through_total", p)] <= values[("notif_delivered_total", p)]
         assert types["notif_subscribers"] == "gauge"
         assert values[("notif_subscribers", p)] >= 1
         assert types["notif_publisher"] == "info"
