@@ -1547,7 +1547,7 @@ static void run_instructions(const char *fixtures)
         double best = ir_per_emit(path, n, NULL, &eagain[0], why[0], sizeof why[0]);
         double ref = best < 0 ? -1 : ir_per_emit(path, n, "scalar", &eagain[1], why[1], sizeof why[1]);
         row_t *r = add_row("6", "instr", best > 0 ? best : 0, "scalar ref.", ref > 0 ? ref : 0,
-                           "instructions per emit %s, 1 sub (callgrind)", cases[i].name);
+                           "instructions per emit %s, 1 sub", cases[i].name);
         if (best < 0 || ref < 0)
             fail_row(r, "%s", best < 0 ? why[0] : why[1]);
         else if (eagain[0] || eagain[1])
