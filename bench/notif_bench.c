@@ -1664,21 +1664,36 @@ int main(int argc, char **argv)
     double one_sub[2] = {0, 0};
     uint64_t t0 = now_ns();
 #define SECTION(text) fprintf(stderr, "[%5.1f s] %s\n", (double)(now_ns() - t0) / 1e9, text)
-    SECTION("1. emit cost");
-    run_cost(&nova, &one_sub[0]);
-    run_cost(&small, &one_sub[1]);
-    SECTION("2. throughput");
-    run_throughput(&nova);
-    run_throughput(&small);
-    SECTION("3. idle latency");
-    run_latency(&nova);
-    run_latency(&small);
-    SECTION("4. a subscriber that never reads");
-    run_stalled(&nova);
-    SECTION("5. 1,000 idle subscribers");
-    run_thousand(&nova, one_sub[0]);
-    SECTION("6. instructions per emit (callgrind)");
-    run_instructions(fixtures);
+    /* BENCH_ONLY=2,3: only those sections (section 5 needs section 1's cost) */
+    const char *only = getenv("BENCH_ONLY");
+#define WANTED(c) (!only || !*only || strchr(only, c) != NULL)
+    if (WANTED('1') || WANTED('5')) {
+        SECTION("1. emit cost");
+        run_cost(&nova, &one_sub[0]);
+        run_cost(&small, &one_sub[1]);
+    }
+    if (WANTED('2')) {
+        SECTION("2. throughput");
+        run_throughput(&nova);
+        run_throughput(&small);
+    }
+    if (WANTED('3')) {
+        SECTION("3. idle latency");
+        run_latency(&nova);
+        run_latency(&small);
+    }
+    if (WANTED('4')) {
+        SECTION("4. a subscriber that never reads");
+        run_stalled(&nova);
+    }
+    if (WANTED('5')) {
+        SECTION("5. 1,000 idle subscribers");
+        run_thousand(&nova, one_sub[0]);
+    }
+    if (WANTED('6')) {
+        SECTION("6. instructions per emit (callgrind)");
+        run_instructions(fixtures);
+    }
     SECTION("done");
 
     printf("\nnotif benchmark%s on %s\n", quick ? " (BENCH_QUICK: counts too small to mean anything)" : "",
