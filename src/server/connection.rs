@@ -164,8 +164,9 @@ pub(crate) struct SubscriberConn {
     pub(crate) reading: bool,
     /// Whether the kernel's buffer is full: we wait for EPOLLOUT.
     pub(crate) waiting_for_room: bool,
-    /// The events epoll watches for this socket now.
+    /// The events epoll watches for this socket now, and the token its events carry.
     pub(crate) registered: u32,
+    pub(crate) token: u64,
     request: RequestState,
     /// When a request line that was started must be finished.
     pub(crate) request_deadline: Option<Instant>,
@@ -247,6 +248,7 @@ impl SubscriberConn {
             reading: true,
             waiting_for_room: false,
             registered: 0,
+            token: 0,
             request: RequestState::Awaiting(Vec::new()),
             request_deadline: None,
             spoke: false,

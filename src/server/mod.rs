@@ -101,6 +101,8 @@ struct Server {
     /// emitters wrote under the last one (two, to keep their allocations).
     grant: WriteThrough,
     written: WriteThrough,
+    /// Connections accepted so far: the high half of each one's epoll token.
+    accepted_serial: u64,
 }
 
 /// Starts the server thread for a listening socket.
@@ -160,6 +162,7 @@ pub(crate) fn spawn(
                     unnumbered_before: None,
                     grant: WriteThrough::default(),
                     written: WriteThrough::default(),
+                    accepted_serial: 0,
                 };
                 let shared = Arc::clone(&server.shared);
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || server.run()))
@@ -401,14 +404,19 @@ impl Server {
         match token {
             LISTENER_TOKEN => self.accept_all(),
             WAKE_TOKEN => self.shared.backlog.drain_wake_fd(),
-            _ => self.serve_subscriber(token as RawFd, event.events),
+            _ => self.serve_subscriber(token, event.events),
         }
     }
 
-    fn serve_subscriber(&mut self, fd: RawFd, ready: u32) {
+    fn serve_subscriber(&mut self, token: u64, ready: u32) {
+        let fd = token as u32 as RawFd;
         let Some(subscriber) = self.subscribers.get_mut(&fd) else {
             return;
         };
+        if subscriber.token != token {
+            // For a connection closed since; this one only has its number.
+            return;
+        }
         if ready & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
             // Both directions are closed (or broken): nobody will read what we queue.
             self.remove_subscriber(fd);
@@ -747,7 +755,8 @@ impl Server {
     fn update_interest(&mut self, fd: RawFd) {
         if let Some(subscriber) = self.subscribers.get_mut(&fd) {
             let events = interest(subscriber);
-            if epoll_control(&self.epoll, libc::EPOLL_CTL_MOD, fd, events, fd as u64).is_err() {
+            let token = subscriber.token;
+            if epoll_control(&self.epoll, libc::EPOLL_CTL_MOD, fd, events, token).is_err() {
                 self.remove_subscriber(fd);
             } else {
                 subscriber.registered = events;
@@ -842,16 +851,22 @@ impl Server {
                 self.probing += 1;
             }
             let raw = subscriber.fd.raw();
+            // The descriptor's number and a serial: an event for a connection
+            // closed earlier in the same round cannot reach the one that got
+            // its number since.
+            self.accepted_serial += 1;
+            subscriber.token = (self.accepted_serial << 32) | u64::from(raw as u32);
             subscriber.registered = interest(&subscriber);
-            if watch(&self.epoll, raw, subscriber.registered, raw as u64).is_err() {
+            if watch(&self.epoll, raw, subscriber.registered, subscriber.token).is_err() {
                 bump(&counters.disconnected, 1);
                 self.probing -= usize::from(full);
                 continue;
             }
+            let token = subscriber.token;
             self.subscribers.insert(raw, subscriber);
             // A request already sent (a stats probe writes it at once) is read
             // before the connection counts, so such probes are never counted.
-            self.serve_subscriber(raw, libc::EPOLLIN as u32);
+            self.serve_subscriber(token, libc::EPOLLIN as u32);
             self.publish_subscriber_count();
         }
     }
@@ -1207,7 +1222,7 @@ impl Server {
                 if event.u64 == WAKE_TOKEN {
                     self.shared.backlog.drain_wake_fd();
                 } else if event.u64 != LISTENER_TOKEN {
-                    self.serve_subscriber(event.u64 as RawFd, event.events);
+                    self.serve_subscriber(event.u64, event.events);
                 }
             }
             self.trim_log();
