@@ -28,7 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <linux/perf_event.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -460,6 +463,7 @@ typedef struct {
     char *buf;
     size_t used;
     uint64_t eagain;
+    uint64_t raw_writes; /* raw: send() calls on subscriber sockets */
 } pub_t;
 
 static size_t g_sub_buffer = 4u << 20;
@@ -559,6 +563,7 @@ static void raw_flush(pub_t *p)
         size_t off = 0;
         while (off < p->used) {
             ssize_t w = send(p->fds[i], p->buf + off, p->used - off, MSG_NOSIGNAL);
+            p->raw_writes++;
             if (w < 0 && errno == EINTR)
                 continue;
             if (w <= 0)
@@ -629,7 +634,7 @@ static const char *st_name[] = {"", "MET", "MISSED", "FAILED"};
 typedef struct {
     char section[8];
     char what[80];
-    char unit[8]; /* ns, us, msg/s, MiB, x */
+    char unit[8]; /* ns, us, msg/s, MiB, KiB, x, instr, /msg (system calls per message) */
     double notif;
     char cmp_name[24];
     double cmp; /* 0: none */
@@ -696,8 +701,12 @@ static void fail_row(row_t *r, const char *fmt, ...)
 
 static void fmt_value(char *out, size_t cap, const char *unit, double v)
 {
-    if (v <= 0 && strcmp(unit, "x") != 0) {
+    if (strcmp(unit, "/msg") == 0) { /* 0 system calls is a figure, not a missing one */
+        snprintf(out, cap, v < 10 ? "%.3f" : "%.1f", v);
+    } else if (v <= 0 && strcmp(unit, "x") != 0) {
         snprintf(out, cap, "-");
+    } else if (strcmp(unit, "instr") == 0) {
+        snprintf(out, cap, "%.0f", v);
     } else if (strcmp(unit, "ns") == 0) {
         if (v < 100)
             snprintf(out, cap, "%.1f ns", v);
@@ -949,10 +958,113 @@ typedef struct {
     double rate;
     uint64_t eagain, dropped_slow, dropped_backlog;
     double read_bytes; /* readers: average bytes per read() */
+    /* system calls writing to subscribers (notif: stats.writes; raw: its
+     * send() calls) and notif's wake-ups of its server thread (stats.wakeups) */
+    uint64_t writes, wakeups;
+    int64_t syscalls; /* every system call of the publisher process (perf), -1: not counted */
     long rss_growth_kib;
     int ok;
     char why[96];
 } tput_t;
+
+/*
+ * Every system call of the publisher process while it sends: a counting perf
+ * event on the raw_syscalls:sys_enter tracepoint for each of its threads
+ * (opened once the subscribers are forked and the publisher's threads exist,
+ * not inherited), minus the main thread's clock_nanosleep calls, which are
+ * this benchmark's pacing and not the publisher's. Needs root (or
+ * perf_event_paranoid allowing it) and tracefs; without them nothing is
+ * counted and the rows are left out.
+ */
+#define MAX_THREADS 32
+typedef struct {
+    int fd[MAX_THREADS], n, naps;
+} sysc_t;
+
+static char perf_missing[128]; /* why system calls are not counted ("" when they are) */
+
+static long tracepoint_id(const char *event)
+{
+    const char *roots[] = {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"};
+    for (int i = 0; i < 2; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/events/%s/id", roots[i], event);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        long id = -1;
+        if (fscanf(f, "%ld", &id) != 1)
+            id = -1;
+        fclose(f);
+        if (id >= 0)
+            return id;
+    }
+    return -1;
+}
+
+static int perf_counter(long id, pid_t tid)
+{
+    struct perf_event_attr a;
+    memset(&a, 0, sizeof a);
+    a.type = PERF_TYPE_TRACEPOINT;
+    a.size = sizeof a;
+    a.config = (uint64_t)id;
+    return (int)syscall(SYS_perf_event_open, &a, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+}
+
+static void sysc_start(sysc_t *c)
+{
+    c->n = 0;
+    c->naps = -1;
+    if (perf_missing[0])
+        return;
+    long all = tracepoint_id("raw_syscalls/sys_enter");
+    long nap = tracepoint_id("syscalls/sys_enter_clock_nanosleep");
+    if (all < 0 || nap < 0) {
+        snprintf(perf_missing, sizeof perf_missing, "no raw_syscalls:sys_enter tracepoint (tracefs)");
+        return;
+    }
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL && c->n < MAX_THREADS) {
+        pid_t tid = (pid_t)atoi(e->d_name);
+        if (tid <= 0)
+            continue;
+        int fd = perf_counter(all, tid);
+        if (fd < 0) {
+            snprintf(perf_missing, sizeof perf_missing, "perf_event_open: %s", strerror(errno));
+            break;
+        }
+        c->fd[c->n++] = fd;
+    }
+    if (d)
+        closedir(d);
+    if (!perf_missing[0] && (c->naps = perf_counter(nap, getpid())) < 0)
+        snprintf(perf_missing, sizeof perf_missing, "perf_event_open: %s", strerror(errno));
+    if (perf_missing[0]) {
+        for (int i = 0; i < c->n; i++)
+            close(c->fd[i]);
+        c->n = 0;
+    }
+}
+
+static int64_t sysc_stop(sysc_t *c)
+{
+    if (c->n == 0)
+        return -1;
+    int64_t total = 0;
+    uint64_t v;
+    for (int i = 0; i < c->n; i++) {
+        if (read(c->fd[i], &v, sizeof v) == (ssize_t)sizeof v)
+            total += (int64_t)v;
+        close(c->fd[i]);
+    }
+    if (read(c->naps, &v, sizeof v) == (ssize_t)sizeof v)
+        total -= (int64_t)v;
+    close(c->naps);
+    c->n = 0;
+    return total;
+}
 
 /*
  * N messages to `nreaders` readers (slots 0..nreaders-1), plus `nstall`
@@ -961,9 +1073,11 @@ typedef struct {
  * sending "as fast as it sustainably can" without drops means; the raw
  * publisher's blocking writes do that by themselves.
  */
-static tput_t run_tput(int sys, const payload_t *m, int nreaders, int nstall, uint64_t n)
+static tput_t run_tput(int sys, const payload_t *m, int nreaders, int nstall, uint64_t n,
+                       int count_syscalls)
 {
     tput_t t = {0};
+    t.syscalls = -1;
     pub_t p;
     subs_t subs = {.n = 0};
     pub_open(&p, sys);
@@ -977,6 +1091,9 @@ static tput_t run_tput(int sys, const payload_t *m, int nreaders, int nstall, ui
     }
     uint64_t window = window_for(m->len);
     long rss0 = vmrss_kib(), rss_max = rss0;
+    sysc_t sc = {.n = 0};
+    if (count_syscalls)
+        sysc_start(&sc);
     uint64_t start = now_ns();
     for (uint64_t i = 0; i < n; i++) {
         if (pub_send(&p, m->bytes, m->len) < 0) {
@@ -995,6 +1112,7 @@ static tput_t run_tput(int sys, const payload_t *m, int nreaders, int nstall, ui
     }
     pub_flush(&p);
     uint64_t end = wait_done(0, nreaders, quick ? 30 : 120);
+    t.syscalls = sysc_stop(&sc);
     long r = vmrss_kib(), hwm = status_kib("VmHWM");
     if (r > rss_max)
         rss_max = r;
@@ -1017,11 +1135,36 @@ static tput_t run_tput(int sys, const payload_t *m, int nreaders, int nstall, ui
     pub_close(&p, &stats);
     t.dropped_slow = stats.dropped_slow;
     t.dropped_backlog = stats.dropped_backlog;
+    t.writes = sys == SYS_RAW ? p.raw_writes : stats.writes;
+    t.wakeups = stats.wakeups;
     if (end) {
         t.rate = (double)n / ((double)(end - start) / 1e9);
         t.ok = !t.why[0];
     }
     return t;
+}
+
+/*
+ * Every system call of the publisher per (message, subscriber), from one more
+ * run of notif and of raw with the perf counters on: a traced thread's system
+ * calls take the slow path, so the timed runs above never count them.
+ */
+static void add_perf_rows(const payload_t *m, int nsubs, uint64_t n)
+{
+    if (perf_missing[0])
+        return;
+    tput_t a = run_tput(SYS_NOTIF, m, nsubs, 0, n, 1);
+    tput_t b = run_tput(SYS_RAW, m, nsubs, 0, n, 1);
+    if (a.syscalls < 0 || b.syscalls < 0)
+        return;
+    double pairs = (double)n * nsubs;
+    row_t *r = add_row("2", "/msg", (double)a.syscalls / pairs, "raw, all", (double)b.syscalls / pairs,
+                       "syscalls %s, %d sub%s: all, per msg/sub (perf)", m->name, nsubs,
+                       nsubs == 1 ? "" : "s");
+    if (!a.ok || !b.ok)
+        fail_row(r, "%s", !a.ok ? a.why : b.why);
+    else
+        snprintf(r->note, sizeof r->note, "a separate run; every thread of the publisher, pacing sleeps left out");
 }
 
 static void run_throughput(const payload_t *m)
@@ -1036,7 +1179,7 @@ static void run_throughput(const payload_t *m)
         memset(t, 0, sizeof t);
         for (int rep = 0; rep < (quick ? 1 : 3); rep++)
             for (int sys = 0; sys < 3; sys++) {
-                tput_t one = run_tput(sys, m, nsubs, 0, n);
+                tput_t one = run_tput(sys, m, nsubs, 0, n, 0);
                 if (rep == 0 || (one.ok && (!t[sys].ok || one.rate > t[sys].rate)))
                     t[sys] = one;
             }
@@ -1058,16 +1201,44 @@ static void run_throughput(const payload_t *m)
         if (rr->status != ST_FAILED)
             snprintf(rr->note, sizeof rr->note, "bytes per read(): notif %.0f, raw %.0f",
                      t[0].read_bytes, t[2].read_bytes);
+        /* Per message delivered to one subscriber: every reader got all N, so
+         * both publishers delivered N x nsubs (message, subscriber) pairs. */
+        double pairs = (double)n * nsubs;
+        row_t *sw = add_row("2", "/msg", (double)t[0].writes / pairs, "raw write()",
+                            (double)t[2].writes / pairs, "syscalls %s, %d sub%s: writes per msg/sub",
+                            m->name, nsubs, nsubs == 1 ? "" : "s");
+        row_t *sk = add_row("2", "/msg", (double)t[0].wakeups / pairs, "raw write()",
+                            (double)t[2].writes / pairs, "syscalls %s, %d sub%s: wake-ups per msg/sub",
+                            m->name, nsubs, nsubs == 1 ? "" : "s");
+        if (!t[0].ok || !t[2].ok) {
+            sw->status = sk->status = ST_INFO;
+            snprintf(sw->note, sizeof sw->note, "from a run that did not complete");
+        } else {
+            snprintf(sw->note, sizeof sw->note, "notif %" PRIu64 ", raw %" PRIu64 " for %" PRIu64
+                     " x %d", t[0].writes, t[2].writes, n, nsubs);
+            snprintf(sk->note, sizeof sk->note, "per message emitted: %.3f",
+                     (double)t[0].wakeups / (double)n);
+        }
+        add_perf_rows(m, nsubs, n);
     }
 }
 
 /* ------------------------------------------------------------------ 3. idle latency */
 
-static int run_latency_one(int sys, const payload_t *m, int iters, double *p50, double *p99)
+typedef struct {
+    double p50, p99;
+    uint64_t msgs;            /* sent, warm-up included */
+    uint64_t writes, wakeups; /* as in tput_t, over all msgs */
+    int64_t syscalls;         /* perf, -1: not counted */
+} lat_t;
+
+static int run_latency_one(int sys, const payload_t *m, int iters, int count_syscalls, lat_t *out)
 {
     pub_t p;
     subs_t subs = {.n = 0};
     int echo[2];
+    memset(out, 0, sizeof *out);
+    out->syscalls = -1;
     if (pipe(echo) != 0)
         die("pipe: %s", strerror(errno));
     pub_open(&p, sys);
@@ -1076,12 +1247,16 @@ static int run_latency_one(int sys, const payload_t *m, int iters, double *p50, 
     int rc = pub_attach(&p, 0, 1);
     int warm = iters / 10 + 10;
     double *lat = malloc((size_t)iters * sizeof *lat);
+    sysc_t sc = {.n = 0};
+    if (count_syscalls)
+        sysc_start(&sc);
     for (int i = 0; rc == 0 && i < warm + iters; i++) {
         uint64_t before = ld(&slots[0].count);
         uint64_t t0 = now_ns();
         if (pub_send(&p, m->bytes, m->len) < 0)
             rc = -1;
         pub_flush(&p);
+        out->msgs++;
         char c;
         if (read(echo[0], &c, 1) != 1 || ld(&slots[0].count) != before + 1) {
             rc = -1;
@@ -1090,13 +1265,21 @@ static int run_latency_one(int sys, const payload_t *m, int iters, double *p50, 
         if (i >= warm)
             lat[i - warm] = (double)(ld(&slots[0].last_ns) - t0);
     }
+    /* the publisher's only other system calls here: the read() on the echo pipe */
+    out->syscalls = sysc_stop(&sc);
+    if (out->syscalls >= 0)
+        out->syscalls -= (int64_t)out->msgs;
     if (rc == 0) {
-        *p50 = percentile(lat, (size_t)iters, 50);
-        *p99 = percentile(lat, (size_t)iters, 99);
+        out->p50 = percentile(lat, (size_t)iters, 50);
+        out->p99 = percentile(lat, (size_t)iters, 99);
     }
     free(lat);
     reap_subs(&subs);
-    pub_close(&p, NULL);
+    notif_stats stats;
+    memset(&stats, 0, sizeof stats);
+    pub_close(&p, &stats);
+    out->writes = sys == SYS_RAW ? p.raw_writes : stats.writes;
+    out->wakeups = stats.wakeups;
     close(echo[0]);
     return rc;
 }
@@ -1104,14 +1287,41 @@ static int run_latency_one(int sys, const payload_t *m, int iters, double *p50, 
 static void run_latency(const payload_t *m)
 {
     int iters = quick ? 200 : 20000;
-    double v[2][2] = {{0, 0}, {0, 0}};
-    int rc0 = run_latency_one(SYS_NOTIF, m, iters, &v[0][0], &v[0][1]);
-    int rc1 = run_latency_one(SYS_ZMQ, m, iters, &v[1][0], &v[1][1]);
-    row_t *r = add_row("3", "ns", v[0][0], "zmq", v[1][0], "idle latency %s, emit to read: p50", m->name);
-    if (rc0 || rc1)
-        fail_row(r, "the echo loop broke");
+    lat_t v[3];
+    int rc[3];
+    for (int sys = 0; sys < 3; sys++)
+        rc[sys] = run_latency_one(sys, m, iters, 0, &v[sys]);
+    row_t *r = add_row("3", "ns", v[0].p50, "zmq", v[1].p50, "idle latency %s, emit to read: p50", m->name);
+    if (rc[0] || rc[1])
+        fail_row(r, "the echo loop broke (%s)", rc[0] ? "notif" : "zmq");
     target_ratio(r, "<=", 0.5);
-    add_row("3", "ns", v[0][1], "zmq", v[1][1], "idle latency %s, emit to read: p99", m->name);
+    add_row("3", "ns", v[0].p99, "zmq", v[1].p99, "idle latency %s, emit to read: p99", m->name);
+    /* raw: the publisher write()s the one message itself, the same reader stamps it */
+    row_t *r50 = add_row("3", "ns", v[0].p50, "raw", v[2].p50, "idle latency %s, emit to read: p50", m->name);
+    row_t *r99 = add_row("3", "ns", v[0].p99, "raw", v[2].p99, "idle latency %s, emit to read: p99", m->name);
+    if (rc[0] || rc[2])
+        fail_row(r50, "the echo loop broke (%s)", rc[0] ? "notif" : "raw");
+    target_ratio(r50, "<=", 1.6);
+    target_ratio(r99, "<=", 2.0);
+    /* one subscriber: per message = per (message, subscriber) pair */
+    if (v[0].msgs && v[2].msgs) {
+        double raw_w = (double)v[2].writes / (double)v[2].msgs;
+        add_row("3", "/msg", (double)v[0].writes / (double)v[0].msgs, "raw write()", raw_w,
+                "syscalls %s, idle, 1 sub: writes per msg", m->name);
+        add_row("3", "/msg", (double)v[0].wakeups / (double)v[0].msgs, "raw write()", raw_w,
+                "syscalls %s, idle, 1 sub: wake-ups per msg", m->name);
+        /* perf: separate runs (traced system calls are slower), as in section 2 */
+        lat_t c[2];
+        if (!perf_missing[0] && run_latency_one(SYS_NOTIF, m, iters / 4, 1, &c[0]) == 0 &&
+            run_latency_one(SYS_RAW, m, iters / 4, 1, &c[1]) == 0 && c[0].syscalls >= 0 &&
+            c[1].syscalls >= 0) {
+            row_t *a = add_row("3", "/msg", (double)c[0].syscalls / (double)c[0].msgs, "raw, all",
+                               (double)c[1].syscalls / (double)c[1].msgs,
+                               "syscalls %s, idle, 1 sub: all, per msg (perf)", m->name);
+            snprintf(a->note, sizeof a->note,
+                     "a separate run; every thread of the publisher, its echo-pipe read() left out");
+        }
+    }
 }
 
 /* ------------------------------------------------------------------ 4. a subscriber that never reads */
@@ -1125,7 +1335,7 @@ typedef struct {
 static void stalled_child(void *ctx, void *out)
 {
     stalled_ctx_t *c = ctx;
-    *(tput_t *)out = run_tput(SYS_NOTIF, c->m, 3, c->nstall, c->n);
+    *(tput_t *)out = run_tput(SYS_NOTIF, c->m, 3, c->nstall, c->n, 0);
 }
 
 static void run_stalled(const payload_t *m)
@@ -1225,6 +1435,133 @@ static void run_thousand(const payload_t *m, double one_sub_cost)
              total, (double)(rss1 - rss0) / 1024, (double)(rss2 - rss0) / 1024);
 }
 
+/* ------------------------------------------------------------------ 6. instructions per emit */
+
+/*
+ * Instructions callgrind counts inside notif_emit_len over this program's
+ * `--emit-loop n FILE` (one reading subscriber, paced: no -EAGAIN), with
+ * NOTIF_SIMD=simd (NULL: unset, the best kernel). Returns the total, -1 with
+ * `why` when it could not run. `eagain` gets the loop's retries (each one more
+ * call counted).
+ */
+static double callgrind_ir(const char *file, uint64_t n, const char *simd, uint64_t *eagain, char *why,
+                           size_t cap)
+{
+    char out[PATH_MAX], log[PATH_MAX], opt[PATH_MAX + 32], count[32];
+    snprintf(out, sizeof out, "%s/callgrind.out", tmpdir);
+    snprintf(log, sizeof log, "%s/callgrind.log", tmpdir);
+    snprintf(opt, sizeof opt, "--callgrind-out-file=%s", out);
+    snprintf(count, sizeof count, "%" PRIu64, n);
+    unlink(out);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        if (simd)
+            setenv("NOTIF_SIMD", simd, 1);
+        else
+            unsetenv("NOTIF_SIMD");
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execlp("valgrind", "valgrind", "-q", "--tool=callgrind", opt, "--toggle-collect=notif_emit_len",
+               self_exe, "--emit-loop", count, file, (char *)NULL);
+        _exit(127);
+    }
+    /* bounded: a loop that hangs fails the row instead of the run */
+    uint64_t deadline = now_ns() + (quick ? 60 : 600) * 1000000000ull;
+    int status = 0;
+    pid_t w;
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && now_ns() < deadline)
+        sleep_us(20000);
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        snprintf(why, cap, "valgrind timed out");
+        return -1;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+            snprintf(why, cap, "valgrind is not installed (apt-get install valgrind)");
+        else
+            snprintf(why, cap, "valgrind --emit-loop failed (status %d), see %s", status, log);
+        return -1;
+    }
+    char line[512];
+    FILE *f = fopen(log, "r");
+    *eagain = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        char *e = strstr(line, "EAGAIN ");
+        if (strncmp(line, "emit loop:", 10) == 0 && e)
+            *eagain = strtoull(e + 7, NULL, 10);
+    }
+    if (f)
+        fclose(f);
+    double total = -1;
+    f = fopen(out, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "totals:", 7) == 0 || (total < 0 && strncmp(line, "summary:", 8) == 0))
+            total = strtod(line + (line[0] == 't' ? 7 : 8), NULL);
+    if (f)
+        fclose(f);
+    if (total < 0)
+        snprintf(why, cap, "no totals: line in %s", out);
+    return total;
+}
+
+/*
+ * Per emit: the loop run with n and 2n emits, (Ir(2n) - Ir(n)) / n, so that
+ * what only the first emits pay (the kernel choice, thread-local set-up) cancels.
+ */
+static double ir_per_emit(const char *file, uint64_t n, const char *simd, uint64_t *eagain, char *why,
+                          size_t cap)
+{
+    uint64_t e1 = 0, e2 = 0;
+    double a = callgrind_ir(file, n, simd, &e1, why, cap);
+    double b = a < 0 ? -1 : callgrind_ir(file, 2 * n, simd, &e2, why, cap);
+    *eagain = e1 + e2;
+    if (a < 0 || b < 0)
+        return -1;
+    return (b - a) / (double)n;
+}
+
+static void run_instructions(const char *fixtures)
+{
+    struct {
+        const char *file, *name, *text;
+        double limit;
+    } cases[] = {
+        {"nova-instance-update.json", "1.7KB", "<= 8,500", 8500},
+        {"small.json", "268B", "<= 1,700", 1700},
+        {"nova-instance-update.pretty.json", "2.4KB pretty", "<= 20,000", 20000},
+    };
+    uint64_t n = quick ? 100 : 5000;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[PATH_MAX], why[2][160] = {"", ""};
+        snprintf(path, sizeof path, "%s/%s", fixtures, cases[i].file);
+        uint64_t eagain[2] = {0, 0};
+        double best = ir_per_emit(path, n, NULL, &eagain[0], why[0], sizeof why[0]);
+        double ref = best < 0 ? -1 : ir_per_emit(path, n, "scalar", &eagain[1], why[1], sizeof why[1]);
+        row_t *r = add_row("6", "instr", best > 0 ? best : 0, "scalar ref.", ref > 0 ? ref : 0,
+                           "instructions per emit %s, 1 sub", cases[i].name);
+        if (best < 0 || ref < 0)
+            fail_row(r, "%s", best < 0 ? why[0] : why[1]);
+        else if (eagain[0] || eagain[1])
+            snprintf(r->note, sizeof r->note, "-EAGAIN retries %" PRIu64 "/%" PRIu64 " counted in", eagain[0],
+                     eagain[1]);
+        else
+            snprintf(r->note, sizeof r->note, "Ir(%" PRIu64 " emits) - Ir(%" PRIu64 "), / %" PRIu64, 2 * n,
+                     n, n);
+        target_value(r, "<=", cases[i].limit, cases[i].text);
+        if (best < 0)
+            break; /* valgrind is missing or broken: one FAILED row says it */
+    }
+}
+
 /* ------------------------------------------------------------------ emit loop, for profilers */
 
 /*
@@ -1288,6 +1625,8 @@ int main(int argc, char **argv)
     if (getenv("BENCH_WINDOW_KIB"))
         g_window_bytes = strtoull(getenv("BENCH_WINDOW_KIB"), NULL, 10) * 1024;
     quick = getenv("BENCH_QUICK") && strcmp(getenv("BENCH_QUICK"), "0") != 0;
+    if (getenv("BENCH_NO_PERF") && strcmp(getenv("BENCH_NO_PERF"), "0") != 0)
+        snprintf(perf_missing, sizeof perf_missing, "BENCH_NO_PERF is set");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = 1;
@@ -1325,19 +1664,36 @@ int main(int argc, char **argv)
     double one_sub[2] = {0, 0};
     uint64_t t0 = now_ns();
 #define SECTION(text) fprintf(stderr, "[%5.1f s] %s\n", (double)(now_ns() - t0) / 1e9, text)
-    SECTION("1. emit cost");
-    run_cost(&nova, &one_sub[0]);
-    run_cost(&small, &one_sub[1]);
-    SECTION("2. throughput");
-    run_throughput(&nova);
-    run_throughput(&small);
-    SECTION("3. idle latency");
-    run_latency(&nova);
-    run_latency(&small);
-    SECTION("4. a subscriber that never reads");
-    run_stalled(&nova);
-    SECTION("5. 1,000 idle subscribers");
-    run_thousand(&nova, one_sub[0]);
+    /* BENCH_ONLY=2,3: only those sections (section 5 needs section 1's cost) */
+    const char *only = getenv("BENCH_ONLY");
+#define WANTED(c) (!only || !*only || strchr(only, c) != NULL)
+    if (WANTED('1') || WANTED('5')) {
+        SECTION("1. emit cost");
+        run_cost(&nova, &one_sub[0]);
+        run_cost(&small, &one_sub[1]);
+    }
+    if (WANTED('2')) {
+        SECTION("2. throughput");
+        run_throughput(&nova);
+        run_throughput(&small);
+    }
+    if (WANTED('3')) {
+        SECTION("3. idle latency");
+        run_latency(&nova);
+        run_latency(&small);
+    }
+    if (WANTED('4')) {
+        SECTION("4. a subscriber that never reads");
+        run_stalled(&nova);
+    }
+    if (WANTED('5')) {
+        SECTION("5. 1,000 idle subscribers");
+        run_thousand(&nova, one_sub[0]);
+    }
+    if (WANTED('6')) {
+        SECTION("6. instructions per emit (callgrind)");
+        run_instructions(fixtures);
+    }
     SECTION("done");
 
     printf("\nnotif benchmark%s on %s\n", quick ? " (BENCH_QUICK: counts too small to mean anything)" : "",

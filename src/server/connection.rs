@@ -164,8 +164,9 @@ pub(crate) struct SubscriberConn {
     pub(crate) reading: bool,
     /// Whether the kernel's buffer is full: we wait for EPOLLOUT.
     pub(crate) waiting_for_room: bool,
-    /// The events epoll watches for this socket now.
+    /// The events epoll watches for this socket now, and the token its events carry.
     pub(crate) registered: u32,
+    pub(crate) token: u64,
     request: RequestState,
     /// When a request line that was started must be finished.
     pub(crate) request_deadline: Option<Instant>,
@@ -205,6 +206,10 @@ pub(crate) struct SubscriberConn {
     next_line_seq: Option<u64>,
     /// The filter a resumed history is read through.
     history_filter: Option<CachedFilter>,
+    /// Emitters wrote the log's messages before this number to it themselves
+    /// (backlog::write_through), and this many bytes of that one: offers skip
+    /// the former and send the rest of the latter first.
+    written_through: Option<(u64, usize)>,
 }
 
 /// Why a subscriber is being closed once its queue is written.
@@ -243,6 +248,7 @@ impl SubscriberConn {
             reading: true,
             waiting_for_room: false,
             registered: 0,
+            token: 0,
             request: RequestState::Awaiting(Vec::new()),
             request_deadline: None,
             spoke: false,
@@ -261,7 +267,47 @@ impl SubscriberConn {
             ring_is_free: true,
             next_line_seq: None,
             history_filter: None,
+            written_through: None,
         }
+    }
+
+    /// Whether an emitter may write the next notification (number
+    /// `next_seq`) to this subscriber itself, exactly as this thread would
+    /// send it: it takes everything, has nothing queued, no drop to report,
+    /// no partial request line (a request being read may change what it
+    /// wants), and, with cursors, no `seq` line due before it.
+    pub(crate) fn can_be_written_through(&self, next_seq: u64) -> bool {
+        let request_pending =
+            matches!(&self.request, RequestState::Awaiting(line) if !line.is_empty());
+        self.is_subscriber()
+            && self.filter.is_none()
+            && self.queue.is_empty()
+            && !self.behind
+            && self.unreported_drops == 0
+            && !self.waiting_for_room
+            && !request_pending
+            && (!self.cursors || self.next_line_seq == Some(next_seq))
+    }
+
+    /// Every message emitters wrote was offered: nothing more to skip.
+    pub(crate) fn forget_written_through(&mut self) {
+        debug_assert!(matches!(self.written_through, None | Some((_, 0))));
+        self.written_through = None;
+    }
+
+    /// Emitters wrote `delivered` messages from number `base` on to it, and
+    /// `partial` bytes of the next (counted by them in delivered, fanout and
+    /// bytes_sent, but for that last one's fanout).
+    pub(crate) fn was_written_through(&mut self, base: u64, delivered: u64, partial: usize) {
+        self.delivered += delivered;
+        if delivered > 0 || partial > 0 {
+            self.last_sent = Instant::now();
+        }
+        if self.cursors {
+            // The client numbers them itself, one after the other.
+            self.next_line_seq = Some(base + delivered);
+        }
+        self.written_through = Some((base + delivered, partial));
     }
 
     pub(crate) fn queued_messages(&self) -> usize {
@@ -548,13 +594,34 @@ impl SubscriberConn {
         overflowed: bool,
         counters: &Counters,
     ) -> Offered {
+        let mut first = first;
+        if let Some((until, partial)) = self.written_through {
+            if until >= end {
+                // Emitters wrote all of these themselves (and counted them).
+                return Offered::All;
+            }
+            self.written_through = None;
+            first = first.max(until);
+            if partial > 0 {
+                // The rest of a line the kernel took only part of goes first,
+                // whatever the room: the reader has its beginning.
+                bump(&counters.fanout, 1);
+                self.enqueue_log(log, first, first + 1);
+                if let Some(Span::Log { offset, .. }) = self.queue.back_mut() {
+                    *offset = partial;
+                }
+                first += 1;
+                if first == end {
+                    return Offered::All;
+                }
+            }
+        }
         let wanted = (end - first) as usize;
         bump(&counters.fanout, wanted as u64);
         if overflowed || self.behind {
             self.count_drops(wanted, counters);
             return Offered::Overflowed;
         }
-        let mut first = first;
         loop {
             let fit = self.fitting_log_end(log, first, end);
             if fit > first {

@@ -7,13 +7,20 @@
 //!
 //! The wake-up costs a system call only when the server thread is asleep: it
 //! marks itself sleeping under the same lock just before it blocks, and only the
-//! first emitter to see that mark writes to the eventfd.
+//! first emitter to see that mark writes to the eventfd. While the server
+//! thread sleeps with nothing queued, emitters may write each notification to
+//! the subscribers themselves instead (write_through); while it is busy, it
+//! may sleep until enough has gathered for one large write (coalescing), and
+//! the emitter that brings the backlog to that size wakes it.
+
+pub(crate) mod write_through;
 
 use std::io;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::fork_guard::OwnedFd;
 use crate::stats::{bump, Counters};
+use write_through::{WriteThrough, Written};
 
 /// A run of messages taken from the backlog in one go, shared read-only by all
 /// subscribers that are sent any part of it.
@@ -47,6 +54,10 @@ impl Batch {
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Empty chunks kept for reuse between the server thread and emitters (1 MiB).
 const POOL_LIMIT: usize = 16;
+/// While emitters write through, the server thread still numbers, keeps (for
+/// the replay ring) and counts what they wrote: it is woken once this much
+/// has gathered, so that a quiet publisher's backlog stays small.
+const WRITTEN_THROUGH_WAKE_BYTES: usize = CHUNK_BYTES;
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -59,6 +70,11 @@ struct Pending {
     /// Emptied chunks handed back by the server thread.
     pool: Vec<Batch>,
     server_sleeping: bool,
+    /// A sleeping server thread is woken once `bytes` reaches this: 0 when it
+    /// sleeps idle, more when it waits for a batch to gather (coalescing).
+    wake_at_bytes: usize,
+    /// What emitters may write themselves while the server thread sleeps.
+    write_through: WriteThrough,
     stop_requested: bool,
 }
 
@@ -99,7 +115,8 @@ impl Backlog {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Appends one message's compact line (a newline is added).
+    /// Appends one message's compact line (a newline is added), and writes it
+    /// through to the subscribers when the server thread granted that.
     pub(crate) fn push(&self, line: &[u8], counters: &Counters) -> Result<(), BacklogFull> {
         let needed = line.len() + 1;
         let wake = {
@@ -119,12 +136,25 @@ impl Backlog {
                 current.bytes.reserve(needed.max(CHUNK_BYTES));
             }
             let current = &mut pending.current;
+            let start = current.bytes.len();
             current.bytes.extend_from_slice(line);
             current.bytes.push(b'\n');
             current.ends.push(current.bytes.len());
             pending.bytes += needed;
             pending.messages += 1;
-            std::mem::take(&mut pending.server_sleeping)
+            let wake_at = if pending.write_through.is_active() {
+                let line = &pending.current.bytes[start..];
+                match pending.write_through.write(line, counters) {
+                    Written::Everywhere => WRITTEN_THROUGH_WAKE_BYTES,
+                    Written::TooSoon | Written::CutShort => 0,
+                }
+            } else {
+                pending.wake_at_bytes
+            };
+            pending.server_sleeping && pending.bytes >= wake_at && {
+                pending.server_sleeping = false;
+                true
+            }
         };
         if wake {
             bump(&counters.wakeups, 1);
@@ -141,11 +171,16 @@ impl Backlog {
         unsafe { libc::write(self.wake_fd.raw(), (&one as *const u64).cast(), 8) };
     }
 
-    /// Server thread: moves every pending chunk, oldest first, into `into`.
-    pub(crate) fn take(&self, into: &mut Vec<Batch>) {
+    /// Server thread: moves every pending chunk, oldest first, into `into`,
+    /// and takes back the write-through grant: `written` gets what emitters
+    /// wrote under it (the messages written through are the first ones
+    /// taken). From here until the next grant, emitters write nothing.
+    pub(crate) fn take(&self, into: &mut Vec<Batch>, written: &mut WriteThrough) {
+        written.clear();
         let mut guard = self.lock();
         let pending = &mut *guard;
         pending.server_sleeping = false;
+        std::mem::swap(&mut pending.write_through, written);
         if pending.messages == 0 {
             return;
         }
@@ -173,15 +208,34 @@ impl Backlog {
         }
     }
 
-    /// Server thread: called just before blocking. Returns false (and does not
-    /// mark the thread sleeping) when there is already something to take.
-    pub(crate) fn prepare_to_sleep(&self) -> bool {
+    /// Server thread: called just before blocking with nothing to do. Returns
+    /// false (and does not mark the thread sleeping) when there is already
+    /// something to take. Otherwise `grant` (prepared by the server thread,
+    /// possibly empty) is what emitters may write through until `take`.
+    pub(crate) fn prepare_to_sleep(&self, grant: &mut WriteThrough) -> bool {
         let mut pending = self.lock();
         if pending.messages != 0 || pending.stop_requested {
             pending.server_sleeping = false;
             return false;
         }
         pending.server_sleeping = true;
+        pending.wake_at_bytes = 0;
+        grant.activate();
+        std::mem::swap(&mut pending.write_through, grant);
+        true
+    }
+
+    /// Server thread, when busy: called before waiting a little for a batch
+    /// of `batch_bytes` to gather. Returns false (do not wait) when that much
+    /// is already there or a stop was requested.
+    pub(crate) fn prepare_to_coalesce(&self, batch_bytes: usize) -> bool {
+        let mut pending = self.lock();
+        if pending.bytes >= batch_bytes || pending.stop_requested {
+            pending.server_sleeping = false;
+            return false;
+        }
+        pending.server_sleeping = true;
+        pending.wake_at_bytes = batch_bytes;
         true
     }
 
