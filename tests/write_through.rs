@@ -1152,3 +1152,216 @@ fn the_raw_byte_stream_is_exactly_the_emitted_lines() {
     assert_final(&stats);
     assert!(stats.written_through > 0, "{stats:?}");
 }
+
+// ------------------------------------------------------------------ more
+
+#[test]
+fn a_cursor_subscriber_whose_written_through_lines_were_cut_short_counts_on_exactly() {
+    const M: u64 = 30;
+    let dir = TempDir::new("wt_cursor_cut");
+    let options = Options {
+        subscriber_buffer: 32 * 1024 * 1024,
+        ..Options::default()
+    };
+    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
+    let mut subscriber = acknowledged_subscriber(
+        &publisher,
+        &dir.socket(),
+        SubscribeOptions {
+            reconnect: false,
+            ..SubscribeOptions::default()
+        },
+        1,
+    );
+    let base = publisher.stats().emitted;
+    // Written through while nothing is read: the large ones are cut short.
+    let before = publisher.stats().written_through;
+    for seq in 0..M {
+        emit(&publisher, &large(seq));
+        quiet();
+    }
+    assert!(
+        publisher.stats().written_through > before,
+        "{:?}",
+        publisher.stats()
+    );
+    for seq in 0..M {
+        let (line, cursor) = recv_numbered(&mut subscriber);
+        check_line(&line, &large(seq));
+        assert_eq!(cursor, base + seq, "the cursor of notification {seq}");
+    }
+    // And on, quietly, once it has caught up.
+    for seq in M..M + 50 {
+        emit(&publisher, &numbered(0, seq, 10));
+        let (line, cursor) = recv_numbered(&mut subscriber);
+        check_line(&line, &numbered(0, seq, 10));
+        assert_eq!(cursor, base + seq);
+        quiet();
+    }
+    let stats = publisher.close();
+    assert_final(&stats);
+    assert_eq!(stats.next_seq, base + M + 50, "{stats:?}");
+    assert_eq!(stats.delivered, stats.emitted, "{stats:?}");
+}
+
+#[test]
+fn a_reader_that_shut_its_sending_side_like_socat_is_written_through() {
+    const N: u64 = 100;
+    let dir = TempDir::new("wt_socat");
+    let publisher = Publisher::open_with(dir.socket(), &Options::default()).unwrap();
+    let reader = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    // socat at the end of its stdin: nothing more to send, still reading.
+    reader.stream().shutdown(Shutdown::Write).unwrap();
+    let line = |seq| numbered(0, seq, 20);
+    let reader = spawn_exact_reader(reader, 0, N, line);
+    for seq in 0..N {
+        emit(&publisher, &line(seq));
+        quiet();
+    }
+    let _reader = reader.join().expect("the reader got everything");
+    let stats = publisher.close();
+    assert_final(&stats);
+    assert_eq!(stats.delivered, N);
+    assert!(stats.written_through + 5 >= N, "{stats:?}");
+}
+
+#[test]
+fn a_request_line_being_written_stops_write_through_and_nothing_is_lost_either_side_of_it() {
+    const N: u64 = 60;
+    let dir = TempDir::new("wt_partial_req");
+    let publisher = Publisher::open_with(dir.socket(), &Options::default()).unwrap();
+    let mut reader = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    reader.write_all(b"{\"markers\":tr").unwrap();
+    // The server thread reads that part as soon as it arrives (it is woken
+    // for it); from then on it must not grant write-through to this reader.
+    std::thread::sleep(Duration::from_millis(300));
+    for seq in 0..N {
+        emit(&publisher, &numbered(0, seq, 10));
+        check_line(&reader.line(), &numbered(0, seq, 10));
+        quiet();
+    }
+    assert_eq!(
+        publisher.stats().written_through,
+        0,
+        "a reader whose request line is half written must not be written through: {:?}",
+        publisher.stats()
+    );
+    reader.write_all(b"ue}\n").unwrap();
+    let ack = reader.line();
+    assert!(
+        ack.starts_with(b"{\"notif\":{"),
+        "{:?}",
+        String::from_utf8_lossy(&ack)
+    );
+    for seq in N..2 * N {
+        emit(&publisher, &numbered(0, seq, 10));
+        check_line(&reader.line(), &numbered(0, seq, 10));
+        quiet();
+    }
+    let stats = publisher.close();
+    assert_final(&stats);
+    assert_eq!(stats.delivered, 2 * N, "{stats:?}");
+    assert!(
+        stats.written_through > 0,
+        "once the request is read, write-through may go on: {stats:?}"
+    );
+}
+
+#[test]
+fn subscribers_coming_and_going_while_emitters_write_through_never_get_stale_writes() {
+    const EMITTERS: u64 = 2;
+    const EACH: u64 = 1500;
+    const CHURN: usize = 150;
+    let dir = TempDir::new("wt_churn");
+    let publisher = Publisher::open_with(dir.socket(), &Options::default()).unwrap();
+    let steady = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    let steady = std::thread::spawn(move || {
+        let mut steady = steady;
+        let mut next = vec![0u64; EMITTERS as usize];
+        for _ in 0..EMITTERS * EACH {
+            let line = steady.line();
+            let (t, i) = parse_threaded(&line);
+            assert_eq!(line, threaded(t, i), "corrupt line");
+            assert_eq!(
+                i, next[t as usize],
+                "thread {t}: lost, duplicated or reordered"
+            );
+            next[t as usize] += 1;
+        }
+        steady
+    });
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let emitters: Vec<_> = (0..EMITTERS)
+            .map(|t| {
+                let publisher = &publisher;
+                scope.spawn(move || {
+                    let mut rng = Rng(0x1234 + t);
+                    for i in 0..EACH {
+                        emit(publisher, &threaded(t, i));
+                        match rng.below(4) {
+                            0 => {}
+                            _ => std::thread::sleep(Duration::from_micros(200 + rng.below(1500))),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let done = &done;
+        let path = dir.socket();
+        scope.spawn(move || {
+            let mut rng = Rng(99);
+            for k in 0..CHURN {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let stream = UnixStream::connect(&path).unwrap();
+                // Short: once the emitters are done, no line comes.
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                match k % 4 {
+                    // Reads a line or two, then leaves (with unread data, perhaps).
+                    0 | 1 => {
+                        let mut reader = BufReader::new(&stream);
+                        for _ in 0..1 + rng.below(2) {
+                            let mut l = Vec::new();
+                            if reader.read_until(b'\n', &mut l).unwrap_or(0) == 0 {
+                                break;
+                            }
+                            // Whatever it got is a whole notification line.
+                            assert_eq!(l.last(), Some(&b'\n'));
+                            l.pop();
+                            let (t, i) = parse_threaded(&l);
+                            assert_eq!(l, threaded(t, i), "a churning reader got a bad line");
+                        }
+                    }
+                    // Leaves at once.
+                    2 => {}
+                    // Shuts its reading side, then lingers a little.
+                    _ => {
+                        let _ = stream.shutdown(Shutdown::Read);
+                        std::thread::sleep(Duration::from_millis(rng.below(5)));
+                    }
+                }
+                drop(stream);
+                std::thread::sleep(Duration::from_millis(rng.below(8)));
+            }
+        });
+        for emitter in emitters {
+            emitter.join().unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let _steady = steady
+        .join()
+        .expect("the steady reader got everything in order");
+    let stats = publisher.close();
+    assert_final(&stats);
+    assert_eq!(stats.emitted, EMITTERS * EACH);
+    assert_eq!(
+        stats.bad_requests, 0,
+        "nothing may be written to a descriptor that is not a subscriber's: {stats:?}"
+    );
+    assert!(stats.written_through > 0, "{stats:?}");
+}
