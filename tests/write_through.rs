@@ -1365,3 +1365,116 @@ fn subscribers_coming_and_going_while_emitters_write_through_never_get_stale_wri
     );
     assert!(stats.written_through > 0, "{stats:?}");
 }
+
+/// `readers` plain readers that do not read while `m` large notifications
+/// are emitted quietly (written through, then cut short), then read to the
+/// end of the stream once close has begun. Every line each got must be
+/// whole: a notification exactly as emitted, in increasing order, or a
+/// control line; returns each reader's notification numbers and control
+/// lines, and the final stats.
+#[allow(clippy::type_complexity)]
+fn stalled_readers_then_close(
+    options: &Options,
+    readers: u64,
+    m: u64,
+) -> (Vec<(Vec<u64>, Vec<serde_json::Value>)>, notif::Stats) {
+    let dir = TempDir::new("wt_stalled");
+    let publisher = Publisher::open_with(dir.socket(), options).unwrap();
+    let stalled: Vec<_> = (1..=readers)
+        .map(|n| Subscriber::connect_to(&publisher, dir.socket(), n))
+        .collect();
+    let warm_ups = until_written_through(&publisher, 1);
+    for seq in 0..m {
+        let _ = publisher.emit(&large(seq)); // EAGAIN would be counted; none expected
+        quiet();
+    }
+    let handles: Vec<_> = stalled
+        .into_iter()
+        .map(|mut reader| {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                let (lines, tail) = reader.read_to_eof_with_tail();
+                assert!(
+                    tail.is_empty(),
+                    "the stream ended inside a line ({} bytes of it)",
+                    tail.len()
+                );
+                let mut seqs = Vec::new();
+                let mut control = Vec::new();
+                for line in lines {
+                    if line.starts_with(b"{\"notif\":") {
+                        control.push(serde_json::from_slice(&line).expect("a JSON control line"));
+                        continue;
+                    }
+                    let (stream, seq) = parse_numbered(&line);
+                    if stream == 1 {
+                        assert!(seqs.is_empty(), "a warm-up after the large ones");
+                        continue;
+                    }
+                    assert!(
+                        control.is_empty(),
+                        "a notification after a control line that ends the stream"
+                    );
+                    assert!(
+                        !matches!(seqs.last(), Some(&last) if seq <= last),
+                        "reordered"
+                    );
+                    check_line(&line, &large(seq));
+                    seqs.push(seq);
+                }
+                (seqs, control)
+            })
+        })
+        .collect();
+    let stats = publisher.close();
+    let got = handles
+        .into_iter()
+        .map(|h| h.join().expect("a stalled reader"))
+        .collect();
+    assert_final(&stats);
+    // Those emitted once everyone was disconnected had nobody to go to.
+    assert_eq!(
+        stats.emitted + stats.dropped_no_subscriber,
+        m + warm_ups,
+        "{stats:?}"
+    );
+    (got, stats)
+}
+
+#[test]
+fn a_cut_short_subscriber_disconnected_as_too_slow_gets_its_line_finished_before_the_error() {
+    let options = Options {
+        subscriber_buffer: 2 * 1024 * 1024,
+        slow_policy: notif::SlowPolicy::Disconnect,
+        ..Options::default()
+    };
+    let (got, stats) = stalled_readers_then_close(&options, 2, 40);
+    assert!(stats.disconnected >= 1, "nobody was too slow: {stats:?}");
+    for (seqs, control) in got {
+        // A prefix, without a gap, then (if disconnected) the error line.
+        assert!(
+            seqs.iter().enumerate().all(|(i, &s)| s == i as u64),
+            "a gap: {seqs:?}"
+        );
+        for line in &control {
+            assert_eq!(line["notif"]["reason"], "too_slow", "{line}");
+        }
+    }
+}
+
+#[test]
+fn a_cut_short_subscriber_that_loses_its_queue_to_the_memory_limit_keeps_whole_lines() {
+    let options = Options {
+        subscriber_buffer: 32 * 1024 * 1024,
+        memory_limit: 2 * 1024 * 1024,
+        ..Options::default()
+    };
+    let (got, stats) = stalled_readers_then_close(&options, 2, 40);
+    assert!(
+        stats.dropped_slow > 0,
+        "the memory limit should have cost someone: {stats:?}"
+    );
+    let received: u64 = got.iter().map(|(seqs, _)| seqs.len() as u64).sum();
+    // Each got the warm-ups too (counted in delivered).
+    assert!(stats.delivered >= received, "{stats:?}");
+}
