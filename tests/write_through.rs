@@ -1478,3 +1478,55 @@ fn a_cut_short_subscriber_that_loses_its_queue_to_the_memory_limit_keeps_whole_l
     // Each got the warm-ups too (counted in delivered).
     assert!(stats.delivered >= received, "{stats:?}");
 }
+
+#[test]
+fn a_long_quiet_stream_wakes_the_server_thread_to_number_what_was_written_through_and_loses_nothing(
+) {
+    // About 230 KB: the server thread is woken each time 64 KiB of written
+    // through notifications gathered in the backlog, numbers them and grants
+    // again, while the emitter goes on.
+    const N: u64 = 1500;
+    let dir = TempDir::new("wt_long");
+    let options = Options {
+        replay: 1024 * 1024,
+        ..Options::default()
+    };
+    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
+    let line = |seq| numbered(0, seq, 120);
+    let readers: Vec<_> = (1..=2)
+        .map(|n| {
+            spawn_exact_reader(
+                Subscriber::connect_to(&publisher, dir.socket(), n),
+                0,
+                N,
+                line,
+            )
+        })
+        .collect();
+    let mut emitted_bytes = 0;
+    for seq in 0..N {
+        emit(&publisher, &line(seq));
+        emitted_bytes += line(seq).len() as u64 + 1;
+        if seq % 2 == 0 {
+            quiet();
+        } else {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    let _readers: Vec<_> = readers
+        .into_iter()
+        .map(|r| r.join().expect("a reader got everything"))
+        .collect();
+    // Exactly what the readers read (the stats answer below is sent too).
+    wait_until("bytes_sent counts what the readers read", || {
+        publisher.stats().bytes_sent == 2 * emitted_bytes
+    });
+    let answer = socket_stats(&dir.socket());
+    assert_eq!(field(&answer, "next_seq"), N, "{answer}");
+    assert_eq!(field(&answer, "replay_messages"), N, "{answer}");
+    let stats = publisher.close();
+    assert_final(&stats);
+    assert_eq!(stats.delivered, 2 * N, "{stats:?}");
+    assert!(stats.wakeups >= 1, "{stats:?}");
+    assert!(stats.written_through > N, "{stats:?}");
+}
