@@ -1530,3 +1530,92 @@ fn a_long_quiet_stream_wakes_the_server_thread_to_number_what_was_written_throug
     assert!(stats.wakeups >= 1, "{stats:?}");
     assert!(stats.written_through > N, "{stats:?}");
 }
+
+#[test]
+fn a_cursor_of_a_notification_the_server_thread_has_not_numbered_yet_resumes_exactly() {
+    let dir = TempDir::new("wt_fresh_cursor");
+    let publisher = Publisher::open_with(dir.socket(), &Options::default()).unwrap();
+    let no_reconnect = || SubscribeOptions {
+        reconnect: false,
+        ..SubscribeOptions::default()
+    };
+    let mut a = acknowledged_subscriber(&publisher, &dir.socket(), no_reconnect(), 1);
+    let base = publisher.stats().emitted;
+    // Written through: the server thread sleeps and has numbered none of
+    // these when the cursor is handed on.
+    for seq in 0..10 {
+        emit(&publisher, &numbered(0, seq, 10));
+        let (line, cursor) = recv_numbered(&mut a);
+        check_line(&line, &numbered(0, seq, 10));
+        assert_eq!(cursor, base + seq);
+        quiet();
+    }
+    let mut b = notif::Subscriber::connect(
+        dir.socket(),
+        SubscribeOptions {
+            after: a.cursor(),
+            ..no_reconnect()
+        },
+    )
+    .unwrap();
+    wait_for_subscribers(&publisher, 2);
+    for seq in 10..30 {
+        emit(&publisher, &numbered(0, seq, 10));
+        for subscriber in [&mut a, &mut b] {
+            let (line, cursor) = recv_numbered(subscriber);
+            check_line(&line, &numbered(0, seq, 10));
+            assert_eq!(cursor, base + seq, "lost or duplicated across the resume");
+        }
+        quiet();
+    }
+    let stats = publisher.close();
+    assert_final(&stats);
+    assert_eq!(
+        stats.bad_requests, 0,
+        "the fresh cursor was refused: {stats:?}"
+    );
+}
+
+#[test]
+fn a_heartbeat_subscriber_fed_by_write_through_never_thinks_the_publisher_died() {
+    let dir = TempDir::new("wt_hb_client");
+    let publisher = Publisher::open_with(dir.socket(), &Options::default()).unwrap();
+    let mut subscriber = acknowledged_subscriber(
+        &publisher,
+        &dir.socket(),
+        SubscribeOptions {
+            heartbeat: Some(Duration::from_millis(200)),
+            ..SubscribeOptions::default()
+        },
+        1,
+    );
+    let base = publisher.stats().emitted;
+    let mut seq = 0;
+    for _round in 0..3 {
+        // A second of written-through notifications, then a second idle.
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            emit(&publisher, &numbered(0, seq, 10));
+            let (line, cursor) = recv_numbered(&mut subscriber);
+            check_line(&line, &numbered(0, seq, 10));
+            assert_eq!(cursor, base + seq);
+            seq += 1;
+            quiet();
+        }
+        let idle = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < idle {
+            match subscriber.recv(Some(Duration::from_millis(100))).unwrap() {
+                Event::Timeout => {}
+                other => panic!("while idle: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(subscriber.reconnects(), 0);
+    assert!(
+        subscriber.last_heartbeat().is_some(),
+        "no heartbeat while idle"
+    );
+    let stats = publisher.close();
+    assert_final(&stats);
+    assert!(stats.written_through > 0, "{stats:?}");
+}
