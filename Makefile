@@ -64,8 +64,8 @@ TEST_DEFS := -DCARGO_VERSION='"$(VERSION)"' -DFIXTURES_DIR='"$(CURDIR)/tests/fix
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 EXAMPLES := $(B)/publisher $(B)/subscriber $(B)/subscriber_lib $(B)/dlopen
-C_TESTS := $(B)/test_api $(B)/test_sigpipe $(B)/test_subscriber $(B)/header_cpp $(B)/test_header_alone
-ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_api_shared \
+C_TESTS := $(B)/test_api $(B)/test_sigpipe $(B)/test_subscriber $(B)/test_write_through $(B)/header_cpp $(B)/test_header_alone
+ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_write_through $(B)/asan/test_api_shared \
              $(B)/asan/publisher $(B)/asan/subscriber $(B)/asan/dlopen \
              $(B)/asan/test_subscriber $(B)/asan/subscriber_lib
 
@@ -117,7 +117,7 @@ $(B)/publisher $(B)/subscriber $(B)/subscriber_lib: $(B)/%: examples/c/%.c $(HEA
 $(B)/dlopen: examples/c/dlopen.c $(HEADER) | $(B)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -ldl $(LDFLAGS)
 
-$(B)/test_api $(B)/test_sigpipe $(B)/test_subscriber: $(B)/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_SO) Cargo.toml | $(LIBLINKS)
+$(B)/test_api $(B)/test_sigpipe $(B)/test_subscriber $(B)/test_write_through: $(B)/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_SO) Cargo.toml | $(LIBLINKS)
 	$(CC) $(ALL_CFLAGS) -pthread $(TEST_DEFS) -o $@ $< $(LINK_NOTIF) $(LDFLAGS)
 
 $(B)/test_header_alone: tests/c/test_header_alone.c $(HEADER) $(LIB_SO) | $(LIBLINKS)
@@ -129,7 +129,7 @@ $(B)/header_cpp: tests/c/header_cpp.cpp $(HEADER) $(LIB_SO) | $(LIBLINKS)
 # ASan + UBSan builds link libnotif.a (and test_api also libnotif.so, below). The
 # Rust code itself is not instrumented; ASan still intercepts its malloc/free, so
 # LSan sees its leaks and ASan checks the C side's use of what it returns.
-$(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_subscriber: $(B)/asan/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_A) $(NATIVE_LIBS_FILE) Cargo.toml | $(B)/asan
+$(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_subscriber $(B)/asan/test_write_through: $(B)/asan/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_A) $(NATIVE_LIBS_FILE) Cargo.toml | $(B)/asan
 	$(CC) $(ALL_CFLAGS) $(SANITIZE) -pthread $(TEST_DEFS) -o $@ $< $(LIB_A) $$(cat $(NATIVE_LIBS_FILE)) $(LDFLAGS)
 
 # The same test against the shared library (the cdylib): found through the rpath,
@@ -199,6 +199,7 @@ test: deps
 	@$(CHECK) c test_api -- $(B)/test_api
 	@$(CHECK) c test_sigpipe -- $(B)/test_sigpipe
 	@$(CHECK) c test_subscriber -- $(B)/test_subscriber
+	@$(CHECK) c test_write_through -- $(B)/test_write_through
 	@$(CHECK) c subscriber_lib -- $(SUBLIB_E2E) $(B)/subscriber_lib
 	@$(CHECK) c examples -- tests/c/test_examples.sh $(B) $(LIB_SO)
 	@$(CHECK) c readme-c-snippets -- env CC="$(CC)" tests/c/test_readme.sh $(B)
@@ -208,6 +209,7 @@ test: deps
 	@$(CHECK) c valgrind-test_api -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_api
 	@$(CHECK) c valgrind-test_sigpipe -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_sigpipe
 	@$(CHECK) c valgrind-test_subscriber -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_subscriber
+	@$(CHECK) c valgrind-test_write_through -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_write_through
 	@$(CHECK) c valgrind-subscriber_lib -- $(SUBLIB_E2E) $(VALGRIND_RUN) $(B)/subscriber_lib
 	@$(CHECK) c valgrind-header_cpp -- $(VALGRIND_RUN) $(B)/header_cpp
 	@$(CHECK) c valgrind-examples -- tests/c/test_examples.sh $(B) $(LIB_SO) $(VALGRIND_RUN)
@@ -215,6 +217,7 @@ test: deps
 	@$(CHECK) c asan-test_api-shared -- env $(ASAN_ENV) $(B)/asan/test_api_shared
 	@$(CHECK) c asan-test_sigpipe -- env $(ASAN_ENV) $(B)/asan/test_sigpipe
 	@$(CHECK) c asan-test_subscriber -- env $(ASAN_ENV) $(B)/asan/test_subscriber
+	@$(CHECK) c asan-test_write_through -- env $(ASAN_ENV) $(B)/asan/test_write_through
 	@$(CHECK) c asan-subscriber_lib -- env $(ASAN_ENV) $(SUBLIB_E2E) $(B)/asan/subscriber_lib
 	@$(CHECK) c asan-examples -- env $(ASAN_ENV) tests/c/test_examples.sh $(B)/asan $(LIB_SO)
 	@$(CHECK) c install -- env MAKE="$(MAKE)" CC="$(CC)" tests/c/test_install.sh

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::backlog::{Backlog, BacklogFull};
 use crate::error::Error;
@@ -33,6 +34,10 @@ pub struct Publisher {
     /// The fork generation this publisher belongs to; in a child it is stale.
     generation: u64,
 }
+
+/// How long stats() waits at most for the server thread to catch up (it is
+/// microseconds unless the machine is overloaded, or the thread is gone).
+const SETTLE_WAIT: Duration = Duration::from_millis(100);
 
 thread_local! {
     /// Where pretty-printed input is compacted before it is queued, so the
@@ -103,6 +108,7 @@ impl Publisher {
             counters: Counters::default(),
             epoch: random_epoch(),
             unnumbered: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
         });
         let Listener { fd, file } = listener;
         let listen_fd = fd.raw();
@@ -246,8 +252,13 @@ impl Publisher {
         )
     }
 
-    /// The publisher's counters now.
+    /// The publisher's counters now. It first lets the server thread take
+    /// what was emitted before the call (microseconds; at most 100 ms on an
+    /// overloaded machine), so that the gauges count every notification.
     pub fn stats(&self) -> Stats {
+        if self.generation == fork_guard::generation() {
+            self.settle();
+        }
         let mut stats = self
             .shared
             .counters
@@ -259,6 +270,23 @@ impl Publisher {
             stats.emitted += self.shared.backlog.pending_messages() as u64;
         }
         stats
+    }
+
+    /// Lets the server thread catch up with what was emitted before this
+    /// call, for up to SETTLE_WAIT: notifications emitters wrote through are
+    /// numbered and kept for the replay ring only when it next takes them, so
+    /// the gauges (next_seq, replay_*) would lag otherwise. Costs nothing
+    /// when everything emitted was taken already.
+    fn settle(&self) {
+        let target = self.shared.backlog.pushed();
+        if self.shared.settled.load(Ordering::Acquire) >= target {
+            return;
+        }
+        self.shared.backlog.nudge();
+        let deadline = Instant::now() + SETTLE_WAIT;
+        while self.shared.settled.load(Ordering::Acquire) < target && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(20));
+        }
     }
 
     /// Stops serving: removes the socket file (if it is still ours), flushes

@@ -319,7 +319,10 @@ int notif_skip(struct notif_handle *handle);
  * fields it knows. Returns 0, -EBADF (NULL handle, or a handle used in a
  * child after fork(): its counters are the parent's, frozen at the fork) or
  * -EINVAL (NULL out, or out_size smaller than the first version of the
- * struct). Thread-safe.
+ * struct). Thread-safe. It first lets the server thread take what was
+ * emitted before the call (microseconds; at most 100 ms on an overloaded
+ * machine), so that next_seq and the replay gauges count every notification
+ * notif_emit accepted, written through or not.
  */
 int notif_get_stats(struct notif_handle *handle, struct notif_stats *out, size_t out_size);
 

@@ -67,6 +67,8 @@ struct Pending {
     /// Bytes and messages in `sealed` and `current`.
     bytes: usize,
     messages: usize,
+    /// Messages ever queued.
+    pushed: u64,
     /// Emptied chunks handed back by the server thread.
     pool: Vec<Batch>,
     server_sleeping: bool,
@@ -142,10 +144,12 @@ impl Backlog {
             current.ends.push(current.bytes.len());
             pending.bytes += needed;
             pending.messages += 1;
+            pending.pushed += 1;
             let wake_at = if pending.write_through.is_active() {
                 let line = &pending.current.bytes[start..];
                 match pending.write_through.write(line, counters) {
-                    Written::Everywhere => WRITTEN_THROUGH_WAKE_BYTES,
+                    // Woken before the backlog can fill, however small it is.
+                    Written::Everywhere => WRITTEN_THROUGH_WAKE_BYTES.min(self.capacity / 2),
                     Written::TooSoon | Written::CutShort => 0,
                 }
             } else {
@@ -229,6 +233,8 @@ impl Backlog {
     /// of `batch_bytes` to gather. Returns false (do not wait) when that much
     /// is already there or a stop was requested.
     pub(crate) fn prepare_to_coalesce(&self, batch_bytes: usize) -> bool {
+        // A backlog too small for the batch would refuse emits meanwhile.
+        let batch_bytes = batch_bytes.min(self.capacity / 4);
         let mut pending = self.lock();
         if pending.bytes >= batch_bytes || pending.stop_requested {
             pending.server_sleeping = false;
@@ -249,6 +255,20 @@ impl Backlog {
     /// Messages emitted but not yet taken by the server thread.
     pub(crate) fn pending_messages(&self) -> usize {
         self.lock().messages
+    }
+
+    /// Messages ever queued (the server thread has taken all but the pending ones).
+    pub(crate) fn pushed(&self) -> u64 {
+        self.lock().pushed
+    }
+
+    /// Wakes the server thread if it sleeps, so that it takes what is queued
+    /// now (what emitters wrote through waits otherwise).
+    pub(crate) fn nudge(&self) {
+        let wake = std::mem::take(&mut self.lock().server_sleeping);
+        if wake {
+            self.wake();
+        }
     }
 
     /// Asks the server thread to stop, waking it whatever it is doing.

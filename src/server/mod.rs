@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     /// the replay ring is off): they are never numbered, so a resume across
     /// them cannot say how many it missed.
     pub(crate) unnumbered: AtomicU64,
+    /// Messages the server thread has taken from the backlog and finished
+    /// with (numbered, handed out, the gauges set).
+    pub(crate) settled: AtomicU64,
 }
 
 const LISTENER_TOKEN: u64 = u64::MAX;
@@ -103,6 +106,10 @@ struct Server {
     written: WriteThrough,
     /// Connections accepted so far: the high half of each one's epoll token.
     accepted_serial: u64,
+    /// Messages taken from the backlog so far.
+    taken_total: u64,
+    /// The kernel has no epoll_pwait2: no coalescing wait.
+    no_brief_wait: bool,
 }
 
 /// Starts the server thread for a listening socket.
@@ -163,6 +170,8 @@ pub(crate) fn spawn(
                     grant: WriteThrough::default(),
                     written: WriteThrough::default(),
                     accepted_serial: 0,
+                    taken_total: 0,
+                    no_brief_wait: false,
                 };
                 let shared = Arc::clone(&server.shared);
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || server.run()))
@@ -305,8 +314,11 @@ impl Server {
     }
 
     /// Like wait, for less than a millisecond (epoll_pwait2, Linux 5.11; on
-    /// older kernels a poll).
-    fn wait_briefly(&self, events: &mut [libc::epoll_event], timeout: Duration) -> usize {
+    /// older kernels, and under valgrind, which does not know it, a poll).
+    fn wait_briefly(&mut self, events: &mut [libc::epoll_event], timeout: Duration) -> usize {
+        if self.no_brief_wait {
+            return self.wait(events, 0);
+        }
         let timeout = libc::timespec {
             tv_sec: 0,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -325,6 +337,9 @@ impl Server {
             )
         };
         if n < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                self.no_brief_wait = true;
+            }
             return self.wait(events, 0);
         }
         n as usize
@@ -948,6 +963,7 @@ impl Server {
             return 0;
         }
         let messages: usize = taken.iter().map(Batch::message_count).sum();
+        self.taken_total += messages as u64;
         let written_through = self.written.messages;
         // The messages written through are the first taken: they get the
         // next numbers. Each target's stream goes on after what it got.
@@ -974,6 +990,9 @@ impl Server {
                 }
                 self.taken = taken;
                 self.trim_log();
+                self.shared
+                    .settled
+                    .store(self.taken_total, Ordering::Release);
                 return 0;
             }
         }
@@ -1053,6 +1072,9 @@ impl Server {
         }
         self.trim_log();
         self.enforce_memory_limit(0, None);
+        self.shared
+            .settled
+            .store(self.taken_total, Ordering::Release);
         messages as u64 - written_through
     }
 
