@@ -1245,6 +1245,10 @@ static int run_latency_one(int sys, const payload_t *m, int iters, int count_sys
     spawn_subs(&subs, sub_kind(sys), p.addr, 0, 1, UINT64_MAX, MODE_ECHO, echo[1]);
     close(echo[1]);
     int rc = pub_attach(&p, 0, 1);
+    /* Every system alike: settle first. notif writes through to a peer that
+       has said nothing only 100 ms after it connected (it may be about to
+       send a request); until then its server thread sends. */
+    sleep_us(150 * 1000);
     int warm = iters / 10 + 10;
     double *lat = malloc((size_t)iters * sizeof *lat);
     sysc_t sc = {.n = 0};

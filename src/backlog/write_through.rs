@@ -7,10 +7,11 @@
 //!
 //! Bounded so that it never costs the caller much: at most [`MAX_TARGETS`]
 //! sockets, one non-blocking send each, only for subscribers that take every
-//! notification and have nothing queued, and only while notifications come
-//! at least [`MIN_GAP`] apart. Under load the server thread's batched writes
-//! cost far less per message, so the first notification that comes sooner
-//! ends it, as does the first write the kernel cuts short.
+//! notification and have nothing queued, and only while the caller spends
+//! at least [`MIN_GAP_PER_TARGET`] per target between emits. Under load the
+//! server thread's batched writes cost far less per message, so the first
+//! notification that comes sooner ends it, as does the first write the
+//! kernel cuts short.
 //!
 //! Soundness: the server thread grants it just before it sleeps, and takes
 //! it back before it touches any subscriber socket again, both under the
@@ -31,9 +32,14 @@ use crate::stats::{bump, Counters};
 
 /// Most subscribers an emitting thread writes to itself: one send each.
 pub(crate) const MAX_TARGETS: usize = 4;
-/// Notifications that come closer together than this are left to the server
-/// thread, which sends what gathers in one write per subscriber.
-pub(crate) const MIN_GAP: Duration = Duration::from_micros(20);
+/// A notification that comes sooner than this many microseconds per target
+/// after the previous emit returned is left to the server thread, which sends
+/// what gathers in one write per subscriber: the caller is emitting in a
+/// loop, where a send per notification would cost it (and the readers) far
+/// more than batches. The gap is the caller's own time between emits, so a
+/// caller that does real work between them (or waits for a reply, however
+/// fast) pays for the sends at most about a third of that time.
+pub(crate) const MIN_GAP_PER_TARGET: Duration = Duration::from_micros(5);
 
 /// What the server thread granted, and what emitters wrote under it.
 #[derive(Debug, Default)]
@@ -45,7 +51,7 @@ pub(crate) struct WriteThrough {
     pub(crate) messages: u64,
     /// Whether emitters may write: granted, and not ended since.
     active: bool,
-    /// When the last notification came while it was active.
+    /// When the last emit that wrote through (or tried to) was done.
     last_at: Option<Instant>,
 }
 
@@ -105,8 +111,13 @@ impl WriteThrough {
     pub(crate) fn write(&mut self, line: &[u8], counters: &Counters) -> Written {
         debug_assert!(self.active);
         let now = Instant::now();
-        let previous = self.last_at.replace(now);
-        if previous.is_some_and(|at| now.duration_since(at) < MIN_GAP) {
+        let min_gap = MIN_GAP_PER_TARGET * self.targets.len() as u32;
+        let soon = self
+            .last_at
+            .is_some_and(|at| now.saturating_duration_since(at) < min_gap);
+        // Soon, but every reader already took everything (a consumer that
+        // answers at once): a send each is what a batch would be.
+        if soon && !self.targets.iter().all(|t| unread(t.fd) == 0) {
             self.active = false;
             return Written::TooSoon;
         }
@@ -133,6 +144,7 @@ impl WriteThrough {
         bump(&counters.delivered, complete);
         bump(&counters.written_through, complete);
         self.messages += 1;
+        self.last_at = Some(Instant::now());
         if everywhere {
             Written::Everywhere
         } else {
@@ -140,6 +152,17 @@ impl WriteThrough {
             Written::CutShort
         }
     }
+}
+
+/// Bytes written to the socket that its reader has not read yet (SIOCOUTQ);
+/// unknown counts as some.
+fn unread(fd: RawFd) -> libc::c_int {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int into a live c_int.
+    if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut unread) } != 0 {
+        return 1;
+    }
+    unread
 }
 
 /// One non-blocking send of all of `line`: the bytes the kernel took (0 when

@@ -130,6 +130,11 @@ pub(crate) const ONE_REQUEST: &str = "a connection carries one request line; not
 /// How long a peer may take to finish a request line it started.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A peer that has said nothing for this long after it was accepted is taken
+/// to be a plain reader (socat), which never writes a request: only then may
+/// emitters write to it themselves.
+const SILENT_PEER_GRACE: Duration = Duration::from_millis(100);
+
 /// Most slices per sendmsg: a few dozen cover a full socket buffer.
 const MAX_IOVECS: usize = 64;
 
@@ -154,6 +159,8 @@ pub(crate) struct SubscriberConn {
     pub(crate) fd: OwnedFd,
     pub(crate) peer: Peer,
     pub(crate) connected_at: SystemTime,
+    /// When it was accepted (see SILENT_PEER_GRACE).
+    accepted: Instant,
     queue: VecDeque<Span>,
     queued_messages: usize,
     /// Heap memory our own spans hold (copies, control lines), allocation included.
@@ -241,6 +248,7 @@ impl SubscriberConn {
             fd,
             peer,
             connected_at: SystemTime::now(),
+            accepted: Instant::now(),
             queue: VecDeque::new(),
             queued_messages: 0,
             own_footprint: 0,
@@ -276,9 +284,17 @@ impl SubscriberConn {
     /// send it: it takes everything, has nothing queued, no drop to report,
     /// no partial request line (a request being read may change what it
     /// wants), and, with cursors, no `seq` line due before it.
-    pub(crate) fn can_be_written_through(&self, next_seq: u64) -> bool {
-        let request_pending =
-            matches!(&self.request, RequestState::Awaiting(line) if !line.is_empty());
+    pub(crate) fn can_be_written_through(&self, next_seq: u64, now: Instant) -> bool {
+        // A peer that has not spoken yet may be about to: the library's
+        // clients write their request right after connecting. A line written
+        // to it before the request is read would come before the
+        // acknowledgement, where a resuming client cannot use it.
+        let request_pending = match &self.request {
+            RequestState::Awaiting(line) => {
+                !line.is_empty() || now.saturating_duration_since(self.accepted) < SILENT_PEER_GRACE
+            }
+            RequestState::Done => false,
+        };
         self.is_subscriber()
             && self.filter.is_none()
             && self.queue.is_empty()

@@ -73,6 +73,11 @@ const COALESCE_BYTES: usize = 32 * 1024;
 /// How long such a wait lasts at most: what coalescing may add to a
 /// notification's latency, and only under load.
 const COALESCE_WAIT: Duration = Duration::from_micros(50);
+/// Load, for coalescing, is a round that had at least this many messages to
+/// send. One at a time is a quiet publisher whose notification came too
+/// soon for write-through (or was cut short): waiting would only delay the
+/// next one, and keep the thread out of write-through.
+const COALESCE_AFTER: u64 = 4;
 
 struct Server {
     shared: Arc<Shared>,
@@ -261,7 +266,9 @@ impl Server {
             self.send_due_heartbeats();
             self.close_overdue();
             self.trim_log();
-            ready = if sent > 0 && self.shared.backlog.prepare_to_coalesce(COALESCE_BYTES) {
+            ready = if sent >= COALESCE_AFTER
+                && self.shared.backlog.prepare_to_coalesce(COALESCE_BYTES)
+            {
                 self.wait_briefly(&mut events, COALESCE_WAIT)
             } else if sent > 0 {
                 self.wait(&mut events, 0)
@@ -285,12 +292,13 @@ impl Server {
     fn prepare_grant(&mut self) {
         self.grant.clear();
         let next_seq = self.log.next_seq();
+        let now = Instant::now();
         for (&fd, subscriber) in &self.subscribers {
             if !subscriber.is_subscriber() {
                 continue;
             }
             if self.grant.targets.len() == MAX_TARGETS
-                || !subscriber.can_be_written_through(next_seq)
+                || !subscriber.can_be_written_through(next_seq, now)
             {
                 self.grant.clear();
                 return;

@@ -45,7 +45,7 @@ static void *emitter(void *arg)
         CHECK(rc >= 1 && rc <= 3, "emit %d/%d: %d (%s)", t, i, rc, notif_strerror(rc));
         free(m);
         if (i % 5 != 4)
-            tl_sleep_ms(1); /* quiet: far more than write-through's 20 us */
+            tl_sleep_ms(1); /* quiet: far more than write-through's 5 us per subscriber */
     }
     return NULL;
 }
