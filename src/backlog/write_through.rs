@@ -121,23 +121,19 @@ impl WriteThrough {
             self.active = false;
             return Written::TooSoon;
         }
-        let mut everywhere = true;
+        let mut complete = 0u64;
         for target in &mut self.targets {
             let written = send(target.fd, line);
-            bump(&counters.writes, 1);
             if written == line.len() {
                 target.delivered += 1;
+                complete += 1;
             } else {
                 target.partial = written;
-                everywhere = false;
             }
             bump(&counters.bytes_sent, written as u64);
         }
-        let complete = self
-            .targets
-            .iter()
-            .filter(|t| t.delivered == self.messages + 1)
-            .count() as u64;
+        let everywhere = complete == self.targets.len() as u64;
+        bump(&counters.writes, self.targets.len() as u64);
         // Handed out and written in one go; what was cut short is handed
         // out (and counted) by the server thread when it sends the rest.
         bump(&counters.fanout, complete);
