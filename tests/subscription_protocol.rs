@@ -369,14 +369,17 @@ fn bad_requests_get_one_error_line_and_are_closed_without_disturbing_others() {
 }
 
 #[test]
-fn notifications_emitted_before_the_request_come_before_the_acknowledgement_unfiltered() {
+fn notifications_sent_to_a_silent_peer_before_its_late_request_come_before_the_acknowledgement_unfiltered(
+) {
     let dir = TempDir::new("before_ack");
     let publisher = Publisher::open(dir.socket()).unwrap();
     let mut subscriber = Subscriber::connect_to(&publisher, dir.socket(), 1);
     publisher
         .emit(&notification("other.kind", "INFO", "p", 0))
         .unwrap();
-    // Make sure the first notification is on its way before the request.
+    // The peer says nothing for longer than the publisher holds a silent
+    // peer's stream back: it is a plain reader, and gets it; its request,
+    // late, changes only what comes after the acknowledgement.
     wait_until("delivery", || publisher.stats().delivered == 1);
     subscriber
         .write_all(b"{\"subscribe\":{\"event_types\":[\"wanted.*\"]}}\n")
@@ -435,4 +438,189 @@ fn a_stalled_subscriber_sees_one_gap_and_its_whole_buffer_is_used_first() {
     assert_eq!(parse_numbered(&stalled.line()).1, SENT);
     let stats = wait_for_quiet(&publisher);
     assert_eq!(stats.dropped_slow, marker);
+}
+
+/// How long after connecting a test's request is written at most for the
+/// attempt to count: well inside the publisher's 100 ms hold on a silent
+/// peer's stream, so that the publisher reads it while the hold lasts even
+/// on a loaded machine. An attempt that took longer is run again.
+const PROMPT: Duration = Duration::from_millis(30);
+
+/// Runs `attempt` (given the instant its connection was started) until it
+/// reports that its request went out within PROMPT; fails after 20 tries.
+fn with_a_prompt_request(mut attempt: impl FnMut(Instant) -> bool) {
+    for _ in 0..20 {
+        if attempt(Instant::now()) {
+            return;
+        }
+    }
+    panic!("no attempt wrote its request within {PROMPT:?} of connecting");
+}
+
+#[test]
+fn notifications_emitted_before_a_prompt_request_is_read_come_after_the_acknowledgement_filtered_and_numbered(
+) {
+    let dir = TempDir::new("prompt_request");
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    let mut attempts = 0u64;
+    with_a_prompt_request(|started| {
+        attempts += 1;
+        let mut subscriber = Subscriber::connect_to(&publisher, dir.socket(), 1);
+        let base = publisher.stats().next_seq;
+        for (i, kind) in ["other.kind", "wanted.a", "other.kind", "wanted.b"]
+            .iter()
+            .enumerate()
+        {
+            publisher
+                .emit(&notification(kind, "INFO", "p", i as u64))
+                .unwrap();
+        }
+        // The publisher has taken all four before it reads the request.
+        let stats = publisher.stats();
+        assert_eq!(stats.next_seq, base + 4, "{stats:?}");
+        subscriber
+            .write_all(b"{\"subscribe\":{\"event_types\":[\"wanted.*\"]},\"cursor\":true}\n")
+            .unwrap();
+        if started.elapsed() > PROMPT {
+            return false;
+        }
+        let ack = json(&subscriber.line());
+        assert_eq!(ack["notif"]["subscribed"], true, "the first line: {ack}");
+        assert!(ack["notif"]["epoch"].is_string(), "{ack}");
+        // Numbered in the publisher's count, the unwanted left out.
+        assert_eq!(json(&subscriber.line())["notif"]["seq"], base + 1);
+        assert_eq!(json(&subscriber.line())["event_type"], "wanted.a");
+        assert_eq!(json(&subscriber.line())["notif"]["seq"], base + 3);
+        assert_eq!(json(&subscriber.line())["event_type"], "wanted.b");
+        publisher
+            .emit(&notification("wanted.c", "INFO", "p", 4))
+            .unwrap();
+        // The next number follows on: no seq line.
+        assert_eq!(json(&subscriber.line())["event_type"], "wanted.c");
+        drop(subscriber);
+        wait_for_subscribers(&publisher, 0);
+        true
+    });
+    let stats = wait_for_quiet(&publisher);
+    assert_invariant(&stats);
+    // Each attempt's three wanted ones delivered once, its two others left
+    // out; nothing replayed, nothing dropped.
+    assert_eq!(stats.delivered, 3 * attempts, "{stats:?}");
+    assert_eq!(stats.fanout, 3 * attempts, "{stats:?}");
+    assert_eq!(stats.filtered, 2 * attempts, "{stats:?}");
+    assert_eq!(stats.replayed, 0, "{stats:?}");
+    assert_eq!(stats.dropped_slow, 0, "{stats:?}");
+}
+
+#[test]
+fn a_resuming_subscriber_that_asks_at_once_gets_what_was_emitted_since_it_connected() {
+    let dir = TempDir::new("prompt_resume");
+    // A cursor of this publisher: what came after it is sent, nothing is
+    // reported missed.
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    let mut first = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    first.write_all(b"{\"cursor\":true}\n").unwrap();
+    let ack = json(&first.line());
+    assert_eq!(ack["notif"]["subscribed"], true);
+    publisher.emit(br#"{"n":0}"#).unwrap();
+    let seq = json(&first.line())["notif"]["seq"].as_u64().unwrap();
+    assert_eq!(first.line(), br#"{"n":0}"#);
+    let cursor = format!("{}-{seq}", ack["notif"]["epoch"].as_str().unwrap());
+    drop(first);
+    wait_for_subscribers(&publisher, 0);
+    let mut n = 0;
+    with_a_prompt_request(|started| {
+        n += 1;
+        let mut again = Subscriber::connect_to(&publisher, dir.socket(), 1);
+        let emitted = format!(r#"{{"n":{n}}}"#);
+        publisher.emit(emitted.as_bytes()).unwrap();
+        publisher.stats();
+        again
+            .write_all(format!("{{\"after\":\"{cursor}\",\"markers\":true}}\n").as_bytes())
+            .unwrap();
+        if started.elapsed() > PROMPT {
+            return false;
+        }
+        let ack = json(&again.line());
+        assert_eq!(ack["notif"]["subscribed"], true, "the first line: {ack}");
+        // Everything after the cursor: what earlier attempts got is gone
+        // (no replay ring) and counted; this one's follows, numbered.
+        if n > 1 {
+            assert_eq!(json(&again.line())["notif"]["dropped"], n - 1);
+        }
+        let line = json(&again.line());
+        assert_eq!(line["notif"]["seq"], seq + n, "{line}");
+        assert_eq!(again.line(), emitted.as_bytes());
+        drop(again);
+        wait_for_subscribers(&publisher, 0);
+        true
+    });
+    drop(publisher);
+
+    // A cursor of an earlier open: what went missing is unknown, and said
+    // so; what was emitted since the connection follows, numbered.
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    with_a_prompt_request(|started| {
+        let mut again = Subscriber::connect_to(&publisher, dir.socket(), 1);
+        let base = publisher.stats().next_seq;
+        publisher.emit(br#"{"restarted":true}"#).unwrap();
+        publisher.stats();
+        again
+            .write_all(format!("{{\"after\":\"{cursor}\"}}\n").as_bytes())
+            .unwrap();
+        if started.elapsed() > PROMPT {
+            return false;
+        }
+        let ack = json(&again.line());
+        assert_eq!(ack["notif"]["subscribed"], true, "the first line: {ack}");
+        assert_eq!(json(&again.line())["notif"]["dropped"], "unknown");
+        assert_eq!(json(&again.line())["notif"]["seq"], base);
+        assert_eq!(again.line(), br#"{"restarted":true}"#);
+        let stats = wait_for_quiet(&publisher);
+        assert_eq!(stats.dropped_slow, 0, "{stats:?}");
+        drop(again);
+        wait_for_subscribers(&publisher, 0);
+        true
+    });
+}
+
+#[test]
+fn a_silent_peer_gets_what_was_held_for_it_and_holding_never_costs_a_drop() {
+    let dir = TempDir::new("held_burst");
+    let mut options = Options::default();
+    options.set_max_message(16 * 1024).unwrap();
+    options.set_subscriber_buffer(64 * 1024).unwrap();
+    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
+    let mut subscriber = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    // More than the publisher's own queue for it takes (its buffer less the
+    // kernel's share), less than the two together: held, it would overflow;
+    // released when room runs out, it all fits.
+    let padding = "x".repeat(1000);
+    let count = 44u64;
+    for i in 0..count {
+        publisher
+            .emit(format!(r#"{{"i":{i},"pad":"{padding}"}}"#).as_bytes())
+            .unwrap();
+    }
+    // Taken, and none dropped while it had not read a byte.
+    let stats = publisher.stats();
+    assert_eq!(
+        (stats.next_seq, stats.dropped_slow),
+        (count, 0),
+        "{stats:?}"
+    );
+    for i in 0..count {
+        let line = json(&subscriber.line());
+        assert_eq!(
+            line["i"], i,
+            "a plain stream, in order, without control lines"
+        );
+    }
+    subscriber.expect_silence(Duration::from_millis(200));
+    let stats = wait_for_quiet(&publisher);
+    assert_eq!(
+        (stats.delivered, stats.dropped_slow),
+        (count, 0),
+        "{stats:?}"
+    );
 }

@@ -94,6 +94,9 @@ pub(crate) enum Flush {
     Blocked,
     /// The peer is gone (EPIPE, ECONNRESET...).
     PeerGone,
+    /// Nothing was written: it is held back until the peer speaks (see
+    /// `SubscriberConn::is_holding`).
+    Held,
 }
 
 /// What reading from the subscriber found.
@@ -131,8 +134,9 @@ pub(crate) const ONE_REQUEST: &str = "a connection carries one request line; not
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A peer that has said nothing for this long after it was accepted is taken
-/// to be a plain reader (socat), which never writes a request: only then may
-/// emitters write to it themselves.
+/// to be a plain reader (socat), which never writes a request. Until then
+/// what is queued for it is held back (see `is_holding`), and emitters do not
+/// write to it themselves.
 const SILENT_PEER_GRACE: Duration = Duration::from_millis(100);
 
 /// Most slices per sendmsg: a few dozen cover a full socket buffer.
@@ -217,6 +221,13 @@ pub(crate) struct SubscriberConn {
     /// (backlog::write_through), and this many bytes of that one: offers skip
     /// the former and send the rest of the latter first.
     written_through: Option<(u64, usize)>,
+    /// Until when what is queued for it is held back, not written: it has
+    /// not spoken yet (see `is_holding`). None once it spoke, shut its
+    /// sending side, began closing, needed room, or the grace ran out.
+    hold_until: Option<Instant>,
+    /// Whether the resumed history in the queue is a replay (counted as
+    /// replayed), rather than notifications held back until the request.
+    history_is_replay: bool,
 }
 
 /// Why a subscriber is being closed once its queue is written.
@@ -276,7 +287,85 @@ impl SubscriberConn {
             next_line_seq: None,
             history_filter: None,
             written_through: None,
+            hold_until: Some(Instant::now() + SILENT_PEER_GRACE),
+            history_is_replay: true,
         }
+    }
+
+    /// Whether what is queued for it is held back for now. A peer that has
+    /// not spoken yet may be about to: the library's clients write their
+    /// request right after connecting. A notification written to it before
+    /// the request is read would come before the acknowledgement, unfiltered
+    /// and unnumbered, where a resuming client cannot use it and counts it
+    /// as missed. Held, it is taken back when the request comes (see
+    /// `withdraw_held`) and sent after the acknowledgement as the request
+    /// asks. A plain reader that never speaks gets it when the grace ends.
+    pub(crate) fn is_holding(&mut self, now: Instant) -> bool {
+        match self.hold_until {
+            Some(until)
+                if now < until && self.closing.is_none() && self.probe_deadline.is_none() =>
+            {
+                true
+            }
+            Some(_) => {
+                self.hold_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Ends the hold: what is queued may be written.
+    pub(crate) fn release_hold(&mut self) {
+        self.hold_until = None;
+    }
+
+    /// When the hold on what is queued ends, if anything is held.
+    pub(crate) fn hold_deadline(&self) -> Option<Instant> {
+        self.hold_until
+            .filter(|_| self.has_queue() && self.closing.is_none() && self.probe_deadline.is_none())
+    }
+
+    /// The request was just read: ends the hold and, when what was held is
+    /// the plain run of every notification since the connection (nothing
+    /// written, nothing dropped, no control line), takes it back unsent and
+    /// returns the number of its first, so that the request's own stream
+    /// (acknowledged, filtered, numbered) starts there. Otherwise None, and
+    /// what was queued goes out as it is, ahead of the acknowledgement.
+    pub(crate) fn withdraw_held(&mut self, counters: &Counters) -> Option<u64> {
+        self.hold_until.take()?;
+        if self.delivered > 0
+            || self.dropped_slow > 0
+            || self.unreported_drops > 0
+            || self.behind
+            || self.written_through.is_some()
+        {
+            return None;
+        }
+        let (mut first, mut end) = (None, None);
+        for span in &self.queue {
+            match *span {
+                Span::Log {
+                    next,
+                    end: span_end,
+                    offset: 0,
+                    ..
+                } if end.is_none_or(|end| end == next) => {
+                    first.get_or_insert(next);
+                    end = Some(span_end);
+                }
+                _ => return None,
+            }
+        }
+        let first = first?;
+        // Offered once here and once more by the request's stream: counted once.
+        counters.fanout.fetch_sub(
+            self.queued_messages as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.queue.clear();
+        self.queued_messages = 0;
+        Some(first)
     }
 
     /// Whether an emitter may write the next notification (number
@@ -302,6 +391,7 @@ impl SubscriberConn {
             && self.unreported_drops == 0
             && !self.waiting_for_room
             && !request_pending
+            && self.hold_until.is_none_or(|until| now >= until)
             && (!self.cursors || self.next_line_seq == Some(next_seq))
     }
 
@@ -315,6 +405,7 @@ impl SubscriberConn {
     /// `partial` bytes of the next (counted by them in delivered, fanout and
     /// bytes_sent, but for that last one's fanout).
     pub(crate) fn was_written_through(&mut self, base: u64, delivered: u64, partial: usize) {
+        self.hold_until = None;
         self.delivered += delivered;
         if delivered > 0 || partial > 0 {
             self.last_sent = Instant::now();
@@ -478,6 +569,9 @@ impl SubscriberConn {
     /// Queues what a resuming subscriber missed: log messages [from, to), all
     /// of them or, with a filter, those that pass it (filtered as it reads).
     /// `missed` comes first: Some(n) for n gone, None for an unknown number.
+    /// `replay`: they count as replayed (not when they are what was held
+    /// back for it until its request, see `withdraw_held`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn resume(
         &mut self,
         log: &MessageLog,
@@ -485,8 +579,10 @@ impl SubscriberConn {
         to: u64,
         filter: Option<&Filter>,
         missed: Option<Option<u64>>,
+        replay: bool,
         counters: &Counters,
     ) {
+        self.history_is_replay = replay;
         match missed {
             Some(Some(0)) | None => {}
             Some(Some(n)) => self.queue_control(lines::dropped(n)),
@@ -498,7 +594,9 @@ impl SubscriberConn {
         match filter {
             None => {
                 bump(&counters.fanout, to - from);
-                bump(&counters.replayed, to - from);
+                if replay {
+                    bump(&counters.replayed, to - from);
+                }
                 self.enqueue_log(log, from, to);
             }
             Some(filter) => {
@@ -557,7 +655,9 @@ impl SubscriberConn {
             copies.push(Span::Own(chunk));
         }
         bump(&counters.fanout, wanted);
-        bump(&counters.replayed, wanted);
+        if self.history_is_replay {
+            bump(&counters.replayed, wanted);
+        }
         bump(&counters.filtered, left_out);
         self.queued_messages += wanted as usize;
         if seq >= end {
@@ -722,6 +822,8 @@ impl SubscriberConn {
             // asking again would be a system call per message for nothing.
             return None;
         }
+        // Holding back never costs a drop: short of room, it is sent now.
+        self.release_hold();
         let held_before = self.held(log);
         match self.flush(log, counters) {
             Flush::PeerGone => Some(Offered::PeerGone),
@@ -729,7 +831,7 @@ impl SubscriberConn {
                 self.waiting_for_room = true;
                 (self.held(log) < held_before).then_some(Offered::All)
             }
-            Flush::Drained => (self.held(log) < held_before).then_some(Offered::All),
+            Flush::Drained | Flush::Held => (self.held(log) < held_before).then_some(Offered::All),
         }
     }
 
@@ -938,6 +1040,9 @@ impl SubscriberConn {
     /// Writes as much of the queue as the socket takes, counting every message
     /// that is now fully written.
     pub(crate) fn flush(&mut self, log: &MessageLog, counters: &Counters) -> Flush {
+        if self.hold_until.is_some() && self.is_holding(Instant::now()) {
+            return Flush::Held;
+        }
         loop {
             self.materialize_history(log, counters);
             if self.queue.is_empty() {

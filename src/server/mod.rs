@@ -374,11 +374,19 @@ impl Server {
     }
 
     /// The earliest instant a connection must be acted on: a closing one's
-    /// linger, a probe's grace, a started request's timeout.
+    /// linger, a probe's grace, a started request's timeout, the end of a
+    /// silent peer's hold.
     fn next_deadline(&self) -> Option<Instant> {
         self.subscribers
             .values()
-            .flat_map(|s| [s.closing_deadline, s.probe_deadline, s.request_deadline])
+            .flat_map(|s| {
+                [
+                    s.closing_deadline,
+                    s.probe_deadline,
+                    s.request_deadline,
+                    s.hold_deadline(),
+                ]
+            })
             .flatten()
             .min()
     }
@@ -455,11 +463,14 @@ impl Server {
                 Input::Invalid(why) => self.refuse_request(fd, &why, Reason::BadRequest),
                 Input::PeerStoppedSending => {
                     subscriber.reading = false;
+                    // It will not ask for anything: what is held is its stream.
+                    subscriber.release_hold();
                     if subscriber.probe_deadline.is_some() {
                         // A probe that asked for nothing gets the refusal now.
                         self.refuse_full(fd);
                     } else {
                         self.update_interest(fd);
+                        self.write_to(fd);
                     }
                 }
                 Input::PeerGone => {
@@ -509,6 +520,7 @@ impl Server {
             }
             Flush::Blocked => subscriber.waiting_for_room = true,
             Flush::PeerGone => return self.remove_subscriber(fd),
+            Flush::Held => {}
         }
         self.update_interest_if_changed(fd);
     }
@@ -562,11 +574,25 @@ impl Server {
                 let Some(subscriber) = self.subscribers.get_mut(&fd) else {
                     return;
                 };
+                // What was held back since it connected is not lost to a
+                // live start: it comes after the acknowledgement, filtered
+                // and numbered. A resumed history covers it already.
+                let withheld = subscriber.withdraw_held(&self.shared.counters);
+                let replay = history.is_some();
+                let history = history.or(withheld.map(|from| (from, Some(Some(0)))));
                 subscriber.subscribe(filter_id, markers, heartbeat, epoch);
                 if let Some((from, missed)) = history {
                     let to = self.log.next_seq();
                     let filter = (!everything).then_some(&filter);
-                    subscriber.resume(&self.log, from, to, filter, missed, &self.shared.counters);
+                    subscriber.resume(
+                        &self.log,
+                        from,
+                        to,
+                        filter,
+                        missed,
+                        replay,
+                        &self.shared.counters,
+                    );
                 }
                 self.heartbeating += usize::from(heartbeat.is_some());
                 self.write_to(fd);
@@ -702,20 +728,31 @@ impl Server {
 
     /// Acts on every deadline that has passed: closes subscribers whose
     /// closing outlasted linger, refuses probes whose grace is over and
-    /// requests not finished in time.
+    /// requests not finished in time, and sends what was held for peers
+    /// that stayed silent.
     fn close_overdue(&mut self) {
         let now = Instant::now();
         let due = |deadline: Option<Instant>| deadline.is_some_and(|at| now >= at);
         let mut overdue = Vec::new();
         let mut probes = Vec::new();
         let mut slow_requests = Vec::new();
+        let mut silent = Vec::new();
         for (&fd, s) in &self.subscribers {
+            if due(s.hold_deadline()) {
+                silent.push(fd);
+            }
             if due(s.closing_deadline) {
                 overdue.push(fd);
             } else if s.closing.is_none() && due(s.probe_deadline) {
                 probes.push(fd);
             } else if s.closing.is_none() && due(s.request_deadline) {
                 slow_requests.push(fd);
+            }
+        }
+        for fd in silent {
+            if let Some(subscriber) = self.subscribers.get_mut(&fd) {
+                subscriber.release_hold();
+                self.write_to(fd);
             }
         }
         for fd in overdue {
@@ -1239,6 +1276,19 @@ impl Server {
                 0,
                 LISTENER_TOKEN,
             );
+        }
+        // Nobody's request will be read now: what is held goes out as it is.
+        for subscriber in self.subscribers.values_mut() {
+            subscriber.release_hold();
+        }
+        let held: Vec<RawFd> = self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| s.has_queue())
+            .map(|(&fd, _)| fd)
+            .collect();
+        for fd in held {
+            self.write_to(fd);
         }
         self.take_and_distribute();
         while self.subscribers.values().any(SubscriberConn::has_queue) {
