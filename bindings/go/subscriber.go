@@ -599,6 +599,7 @@ func (s *Subscription) run(conn net.Conn, outcome dialOutcome, dialErr error) {
 	everConnected := conn != nil
 	var reported string // the ConnectFailed last reported: one event per failure, not per attempt
 	retrying := false   // connecting again without cursors: not a reconnection
+	announce := false   // the new connection is a reconnection: say so once its request is out
 	if conn == nil {
 		if stop, why := s.connectFailed(outcome, dialErr, &reported); stop {
 			s.finish(why)
@@ -633,15 +634,13 @@ func (s *Subscription) run(conn net.Conn, outcome dialOutcome, dialErr error) {
 			}
 			conn = c
 			reported = ""
-			if everConnected && !retrying && !s.send(Event{Kind: Reconnected}) {
-				s.finish(nil)
-				return
-			}
+			announce = everConnected && !retrying
 			everConnected = true
 			retrying = false
 		}
 		established := time.Now()
-		worked, err := s.serve(conn)
+		worked, err := s.serve(conn, announce)
+		announce = false
 		conn.Close()
 		conn = nil
 		if s.isStopped() {
@@ -713,9 +712,10 @@ func (c *activityConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// serve reads one connection until it ends. It returns whether anything
-// arrived on it, and why it ended.
-func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
+// serve reads one connection until it ends, first announcing it as
+// Reconnected if asked. It returns whether anything arrived on it, and why it
+// ended.
+func (s *Subscription) serve(conn net.Conn, announce bool) (worked bool, err error) {
 	ac := &activityConn{Conn: conn}
 	if s.heartbeat > 0 {
 		ac.silence = s.heartbeat * heartbeatMisses
@@ -736,6 +736,13 @@ func (s *Subscription) serve(conn net.Conn) (worked bool, err error) {
 		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		_, _ = conn.Write(request)
 		_ = conn.SetWriteDeadline(time.Time{})
+	}
+	// Only now: the publisher holds back what it has for a new connection
+	// until the request is read (100 ms at most), so a request written at
+	// once loses nothing emitted meanwhile, even by a caller that emits as
+	// soon as it sees Reconnected.
+	if announce && !s.send(Event{Kind: Reconnected}) {
+		return false, nil
 	}
 	reader := bufio.NewReaderSize(ac, 64<<10)
 	acknowledged := false
