@@ -817,11 +817,13 @@ impl SubscriberConn {
     /// buffer), unless it is known to be full. Some(All) when that made room,
     /// None when it did not.
     fn make_room(&mut self, log: &MessageLog, counters: &Counters) -> Option<Offered> {
-        if self.waiting_for_room {
-            // The kernel said it is full and has not said otherwise since:
-            // asking again would be a system call per message for nothing.
-            return None;
-        }
+        // Tried even when the kernel said it was full at the last write: the
+        // reader may have emptied it since, and its EPOLLOUT be among this
+        // round's events, which are dispatched only after the new messages
+        // are offered. Giving up here dropped notifications for a reader that
+        // kept up. If the kernel is still full, the subscriber overflows: it
+        // is behind, and nothing more is offered to it (or tried) until it
+        // reads, so this costs one system call per overflow, not per message.
         // Holding back never costs a drop: short of room, it is sent now.
         self.release_hold();
         let held_before = self.held(log);
@@ -831,7 +833,11 @@ impl SubscriberConn {
                 self.waiting_for_room = true;
                 (self.held(log) < held_before).then_some(Offered::All)
             }
-            Flush::Drained | Flush::Held => (self.held(log) < held_before).then_some(Offered::All),
+            Flush::Drained | Flush::Held => {
+                // The kernel took everything: no EPOLLOUT to wait for.
+                self.waiting_for_room = false;
+                (self.held(log) < held_before).then_some(Offered::All)
+            }
         }
     }
 
