@@ -814,8 +814,7 @@ impl SubscriberConn {
     }
 
     /// The queue is full: lets the kernel take what it can (its share of the
-    /// buffer), unless it is known to be full. Some(All) when that made room,
-    /// None when it did not.
+    /// buffer). Some(All) when that made room, None when it did not.
     fn make_room(&mut self, log: &MessageLog, counters: &Counters) -> Option<Offered> {
         // Tried even when the kernel said it was full at the last write: the
         // reader may have emptied it since, and its EPOLLOUT be among this
