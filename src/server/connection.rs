@@ -139,6 +139,12 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// write to it themselves.
 const SILENT_PEER_GRACE: Duration = Duration::from_millis(100);
 
+/// At most this much is held back for a silent peer (see `is_holding`): a
+/// request comes within microseconds of the connection, so a busy stream
+/// needs to hold little, and what is held never delays a fast stream by
+/// more than the time it takes to emit this much.
+const MAX_HELD_BYTES: usize = 64 * 1024;
+
 /// Most slices per sendmsg: a few dozen cover a full socket buffer.
 const MAX_IOVECS: usize = 64;
 
@@ -1045,8 +1051,11 @@ impl SubscriberConn {
     /// Writes as much of the queue as the socket takes, counting every message
     /// that is now fully written.
     pub(crate) fn flush(&mut self, log: &MessageLog, counters: &Counters) -> Flush {
-        if self.hold_until.is_some() && self.is_holding(Instant::now()) {
-            return Flush::Held;
+        if self.hold_until.is_some() {
+            if self.held(log) <= MAX_HELD_BYTES && self.is_holding(Instant::now()) {
+                return Flush::Held;
+            }
+            self.release_hold();
         }
         loop {
             self.materialize_history(log, counters);
