@@ -637,3 +637,28 @@ fn a_silent_peer_gets_what_was_held_for_it_and_holding_never_costs_a_drop() {
         "{stats:?}"
     );
 }
+
+#[test]
+fn a_busy_stream_is_held_back_for_a_silent_peer_only_up_to_64_kib() {
+    let dir = TempDir::new("held_cap");
+    // The default 4 MiB buffer: its queue could hold far more than 64 KiB.
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    let started = Instant::now();
+    let mut subscriber = Subscriber::connect_to(&publisher, dir.socket(), 1);
+    let padding = "x".repeat(1000);
+    let count = 80u64; // about 80 KiB
+    for i in 0..count {
+        publisher
+            .emit(format!(r#"{{"i":{i},"pad":"{padding}"}}"#).as_bytes())
+            .unwrap();
+    }
+    // stats() returns once the server thread took (and wrote) all of it.
+    let stats = publisher.stats();
+    if started.elapsed() < Duration::from_millis(100) {
+        // Still within the hold's 100 ms: past 64 KiB it was written anyway.
+        assert!(stats.delivered > 0, "{stats:?}");
+    }
+    for i in 0..count {
+        assert_eq!(json(&subscriber.line())["i"], i);
+    }
+}
