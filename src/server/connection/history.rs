@@ -12,7 +12,7 @@ const HISTORY_STEP_BYTES: usize = 64 * 1024;
 /// Most log entries one step of a resumed history reads, whatever passes the
 /// filter: a filter that matches nothing must not make one step read the
 /// whole ring (a step costs the server thread at most about 0.3 ms).
-const HISTORY_STEP_ENTRIES: u64 = 1024;
+pub(crate) const HISTORY_STEP_ENTRIES: u64 = 512;
 
 impl SubscriberConn {
     /// Queues what a resuming subscriber missed: log messages [from, to), all
@@ -63,7 +63,13 @@ impl SubscriberConn {
 
     /// Filters and copies the next part of a resumed history (about 64 KiB
     /// of what passes the filter) ahead of the rest, if the queue starts with one.
-    pub(super) fn materialize_history(&mut self, log: &MessageLog, counters: &Counters) {
+    /// At most `max_entries` log entries are read, whatever passes.
+    pub(super) fn materialize_history(
+        &mut self,
+        log: &MessageLog,
+        counters: &Counters,
+        max_entries: u64,
+    ) {
         let Some(Span::History { next, end, .. }) = self.queue.front() else {
             return;
         };
@@ -79,7 +85,7 @@ impl SubscriberConn {
         // that matches every other message starts a chunk per message, so
         // the size of the current chunk alone would never stop the loop.
         let mut copied = 0usize;
-        let walk_end = end.min(seq.saturating_add(HISTORY_STEP_ENTRIES));
+        let walk_end = end.min(seq.saturating_add(max_entries.min(HISTORY_STEP_ENTRIES)));
         while seq < walk_end && copied < HISTORY_STEP_BYTES {
             let (batch, index) = log.locate(seq);
             let line = &batch.bytes[batch.start_of(index)..batch.ends[index]];

@@ -29,6 +29,7 @@ mod queue;
 mod request_reader;
 mod socket_io;
 
+pub(crate) use history::HISTORY_STEP_ENTRIES;
 pub(crate) use phase::{Closing, Phase};
 use queue::{OwnChunk, Span};
 use request_reader::RequestState;
@@ -173,6 +174,9 @@ pub(crate) struct SubscriberConn {
     /// The number the client will give the next notification line it reads
     /// (the previous one's plus one, or what the last `seq` line said).
     next_line_seq: Option<u64>,
+    /// Log entries its next history step may read: granted by the server
+    /// from the round's budget (see Server::continue_histories), 0 otherwise.
+    pub(crate) history_grant: u64,
     /// The filter a resumed history is read through.
     history_filter: Option<CachedFilter>,
     /// Emitters wrote the log's messages before this number to it themselves
@@ -236,6 +240,7 @@ impl SubscriberConn {
             cursors: false,
             ring_is_free: true,
             next_line_seq: None,
+            history_grant: 0,
             history_filter: None,
             written_through: None,
             hold_until: Some(Instant::now() + SILENT_PEER_GRACE),

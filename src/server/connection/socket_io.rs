@@ -20,15 +20,17 @@ impl SubscriberConn {
             }
             self.release_hold();
         }
-        // One step of a resumed history per call: histories are served
-        // round-robin, a step each per round (see Server::continue_histories).
+        // At most one step of a resumed history per call, and only as many
+        // entries as the server granted (Server::continue_histories shares
+        // a budget per round among the connections, in turn).
         let mut stepped = false;
         loop {
             if matches!(self.queue.front(), Some(Span::History { .. })) {
-                if stepped {
+                if stepped || self.history_grant == 0 {
                     return Flush::MoreHistory;
                 }
-                self.materialize_history(log, counters);
+                let grant = std::mem::take(&mut self.history_grant);
+                self.materialize_history(log, counters, grant);
                 stepped = true;
                 if matches!(self.queue.front(), Some(Span::History { .. })) {
                     // The step found nothing to send: the rest next round.
