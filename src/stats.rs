@@ -95,6 +95,9 @@ counters! {
     /// (message, subscriber) pairs an emitting thread wrote to the socket
     /// itself while the server thread slept (also in delivered and fanout).
     written_through,
+    /// Connections cut off because writing to them cost the server thread
+    /// more than its budget (reason too_costly; also in disconnected).
+    disconnected_costly,
 }
 
 #[inline]

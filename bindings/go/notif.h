@@ -66,6 +66,12 @@
 #define DEFAULT_MAX_MESSAGE (1024 * 1024)
 
 /**
+ * The default cap on one user's connections: plenty for one consumer's
+ * tools, and 1/16 of a 1024-descriptor service limit.
+ */
+#define DEFAULT_MAX_CONNECTIONS_PER_UID 64
+
+/**
  * The default total budget for subscriber queues: 16 subscribers at the
  * default 4 MiB each. Enough for a few slow consumers of a busy daemon, small
  * beside any host that runs one, and a hard ceiling on what 1,000 hostile
@@ -214,6 +220,11 @@ typedef struct notif_stats {
    * the server thread slept (also in delivered and fanout).
    */
   uint64_t written_through;
+  /**
+   * Connections cut off because writing to them cost the server thread
+   * more than its budget (reason "too_costly"; also in disconnected).
+   */
+  uint64_t disconnected_costly;
 } notif_stats;
 
 #ifdef __cplusplus
@@ -412,6 +423,14 @@ int notif_options_set_max_message(struct notif_options *opts, size_t bytes);
  * and closed at once, and counted. Returns 0 or -EINVAL (0 or over 2^20).
  */
 int notif_options_set_max_subscribers(struct notif_options *opts, size_t count);
+
+/**
+ * Most connections one user may hold at once, idle or not (default 64);
+ * further ones from that user are told so (reason "full") and closed, and
+ * counted in refused. Root and the publisher's own user are not capped.
+ * Returns 0 or -EINVAL (0 or over 2^20).
+ */
+int notif_options_set_max_per_uid(struct notif_options *opts, size_t count);
 
 /**
  * How long notif_close may spend flushing queued messages (default 1000 ms;

@@ -62,6 +62,9 @@ pub struct notif_stats {
     /// (message, subscriber) pairs notif_emit wrote to the socket itself while
     /// the server thread slept (also in delivered and fanout).
     pub written_through: u64,
+    /// Connections cut off because writing to them cost the server thread
+    /// more than its budget (reason "too_costly"; also in disconnected).
+    pub disconnected_costly: u64,
 }
 
 impl From<Stats> for notif_stats {
@@ -92,6 +95,7 @@ impl From<Stats> for notif_stats {
             writes: stats.writes,
             wakeups: stats.wakeups,
             written_through: stats.written_through,
+            disconnected_costly: stats.disconnected_costly,
         }
     }
 }
