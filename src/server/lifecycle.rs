@@ -9,8 +9,8 @@ use super::*;
 use connection::HISTORY_STEP_ENTRIES;
 
 /// Log entries all resumed histories together may read in one round of the
-/// server thread (about 1 ms in a debug build, far less in release).
-const ROUND_HISTORY_ENTRIES: u64 = 4 * HISTORY_STEP_ENTRIES;
+/// server thread (about 0.5 ms in a debug build, far less in release).
+const ROUND_HISTORY_ENTRIES: u64 = 2 * HISTORY_STEP_ENTRIES;
 
 impl Server {
     pub(super) fn dispatch(&mut self, event: libc::epoll_event) {

@@ -11,7 +11,7 @@
 //! | descriptors | `admission` | a reserve of RLIMIT_NOFILE left to the host; `max_connections_per_uid` per user, `max_subscribers` in all |
 //! | memory | `memory` | one ledger against `memory_limit`: log, queues, copies, control lines and stats answers, filters, unfinished requests |
 //! | the server thread's time per send | `send_cost` | a peer whose writes cost far more than their bytes is cut off (`too_costly`) |
-//! | the server thread's time per round | `lifecycle` (`continue_histories`), `connection::history` | a resumed history reads at most 512 entries per step; all of them together 2,048 per round, in turn |
+//! | the server thread's time per round | `lifecycle` (`continue_histories`), `connection::history` | a resumed history reads at most 512 entries per step; all of them together 1,024 per round, in turn |
 //! | a stats answer | `stats_answer` | at most 100 subscribers listed, filters shown to the privileged only, bounded in size |
 //! | a filter's cost per notification | `filter_set` | one cached verdict per field value, shared by equal filters |
 //! | a request's time | `connection::request_reader`, `timers` | one line of at most 64 KiB, finished within REQUEST_TIMEOUT |
