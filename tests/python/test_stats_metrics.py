@@ -26,8 +26,8 @@ def notif_tool():
     return os.path.join(REPO_ROOT, "target", "release", "notif")
 
 
-def stats(tool, fmt, *paths):
-    return subprocess.run([tool, "stats", "--format", fmt, *paths],
+def stats(tool, fmt, *paths, options=()):
+    return subprocess.run([tool, "stats", "--format", fmt, *options, *paths],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -133,9 +133,21 @@ def test_subscriber_list_becomes_per_subscriber_series(notif_tool, sockdir):
         ],
     }
     for fmt, parse in (("openmetrics", parse_openmetrics), ("prometheus", parse_prometheus)):
+        # Without --subscribers: no per-subscriber series, no pid, no uid.
         listener, thread = fake_publisher(path, answer)
         try:
             r = stats(notif_tool, fmt, path)
+        finally:
+            thread.join(30)
+            listener.close()
+            os.unlink(path)
+        assert r.returncode == 0, r.stderr
+        values, types, helps = samples(parse(r.stdout))
+        assert not any(name.startswith("notif_subscriber_") for name in types), r.stdout
+        assert not any(dict(labels).keys() - {"path", "version"} for _, labels in values), r.stdout
+        listener, thread = fake_publisher(path, answer)
+        try:
+            r = stats(notif_tool, fmt, path, options=["--subscribers"])
         finally:
             thread.join(30)
             listener.close()
