@@ -6,6 +6,7 @@ tail started before forked {pid} workers, miss nothing.
 The service runs in its own process (the real oslo.messaging Notifier, the
 fake:// transport); the agent is the real `notif` tool."""
 
+import errno
 import json
 import os
 import signal
@@ -171,6 +172,21 @@ def test_a_notification_kept_in_the_ring_is_not_counted_as_dropped(sockdir):
             assert pub.emit({"event_type": "kept", "i": i}) == 0
         wait_for(lambda: pub.stats()["replay_messages"] == 3, what="3 in the ring")
         assert pub.stats()["dropped_no_subscriber"] == 0, pub.stats()
+
+
+def test_with_a_ring_what_nobody_hears_is_validated_and_kept(sockdir):
+    # notif_emit_len through ctypes, as every binding calls it.
+    path = os.path.join(sockdir, "v.sock")
+    with libnotif.Publisher(path, replay_bytes=1 << 20) as pub:
+        for bad in (b"[1]", b"{not json", b'{"notif":1}'):
+            with pytest.raises(libnotif.NotifError) as err:
+                pub.emit(bad)
+            assert err.value.errno == errno.EINVAL
+        assert pub.emit(b'{"event_type": "kept",  "i": 0}') == 0
+        wait_for(lambda: pub.stats()["replay_messages"] == 1, what="1 in the ring")
+        assert pub.stats()["rejected"] == 3
+        with libnotif.Subscriber(path, replay=True, timeout=10) as sub:
+            assert sub.recv(10) == {"event_type": "kept", "i": 0}
 
 
 def test_should_emit_with_and_without_a_ring(sockdir):
