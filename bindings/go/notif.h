@@ -131,7 +131,7 @@ typedef struct notif_stats {
    */
   uint64_t delivered;
   /**
-   * Messages with nobody to go to (notif_emit returned 0, or every subscriber left before they were sent).
+   * Messages with nobody to go to (notif_emit returned 0, or every subscriber left before they were sent), without a replay ring (with one: kept_no_subscriber).
    */
   uint64_t dropped_no_subscriber;
   /**
@@ -225,6 +225,11 @@ typedef struct notif_stats {
    * more than its budget (reason "too_costly"; also in disconnected).
    */
   uint64_t disconnected_costly;
+  /**
+   * Notifications emitted while nobody was connected and kept in the
+   * replay ring (not dropped: a subscriber that resumes or replays gets them).
+   */
+  uint64_t kept_no_subscriber;
 } notif_stats;
 
 #ifdef __cplusplus

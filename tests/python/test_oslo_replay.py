@@ -161,10 +161,6 @@ def test_agent_restart_through_the_driver_gets_everything_once(sockdir):
         service.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs the server change in src/server/mod.rs take_and_distribute(): count "
-    "dropped_no_subscriber only when no replay ring keeps the notifications "
-    "(issue 18, finding 1); remove this marker with that change"))
 def test_a_notification_kept_in_the_ring_is_not_counted_as_dropped(sockdir):
     path = os.path.join(sockdir, "kept.sock")
     with libnotif.Publisher(path, replay_bytes=1 << 20) as pub:
@@ -172,6 +168,7 @@ def test_a_notification_kept_in_the_ring_is_not_counted_as_dropped(sockdir):
             assert pub.emit({"event_type": "kept", "i": i}) == 0
         wait_for(lambda: pub.stats()["replay_messages"] == 3, what="3 in the ring")
         assert pub.stats()["dropped_no_subscriber"] == 0, pub.stats()
+        assert pub.stats()["kept_no_subscriber"] == 3, pub.stats()
 
 
 def test_with_a_ring_what_nobody_hears_is_validated_and_kept(sockdir):
