@@ -185,6 +185,14 @@ const HELP: &[(&str, &str)] = &[
         "written_through",
         "(notification, subscriber) pairs an emitting thread wrote to the socket itself while the server thread slept (in delivered and fanout too).",
     ),
+    (
+        "disconnected_costly",
+        "Connections cut off because writing to them cost the publisher's thread far more than their bytes (reason too_costly; in disconnected too).",
+    ),
+    (
+        "kept_no_subscriber",
+        "Notifications emitted while nobody was connected and kept in the replay ring for subscribers that resume or replay.",
+    ),
 ];
 
 /// Which numeric members are levels rather than running totals: the count of
