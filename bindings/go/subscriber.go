@@ -59,7 +59,10 @@ const (
 	// subscription keeps trying with its back-off (reporting the same
 	// failure only once) unless WithGiveUpOnConnectFailure ends it. A socket
 	// file nobody listens on, or no socket yet in an existing directory, is
-	// a publisher not running: no event, the subscription waits.
+	// a publisher not running: no event, the subscription waits. A socket
+	// that accepts no connection (its listen backlog full: a stuck
+	// publisher, or one made to hang its readers) is reported (EAGAIN) and
+	// tried again even with WithGiveUpOnConnectFailure.
 	ConnectFailed
 )
 
