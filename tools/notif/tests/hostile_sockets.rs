@@ -660,3 +660,28 @@ fn tail_pretty_on_a_deep_4mb_line_holds_bounded_memory() {
     assert!(total > 400_000_000, "only {total} bytes printed: {err}");
     assert!(peak_kib < 100 << 10, "peak RSS {} MiB", peak_kib / 1024);
 }
+
+#[test]
+fn tail_over_a_glob_follows_at_most_256_sockets() {
+    // Root's own sockets this time (any user's own, without root): trusted,
+    // live, and more than tail follows at once.
+    let dir = TempDir::shared("cap");
+    let listeners: Vec<UnixListener> = (0..300)
+        .map(|i| UnixListener::bind(dir.str(&format!("n-{i:03}.sock"))).unwrap())
+        .collect();
+    let tail = Tail::start(&[&dir.str("n-*.sock")]);
+    tail.wait_for("44 sockets reported as not followed", |t| {
+        t.stderr().matches("sockets are followed already").count() >= 44
+    });
+    let threads = tail.threads();
+    eprintln!("notif tail GLOB over 300 live sockets: {threads} threads");
+    assert!(threads <= 256 + 8, "{threads} threads");
+    assert_eq!(
+        tail.stderr()
+            .matches("not followed: 256 sockets are followed already")
+            .count(),
+        44,
+        "each socket over the limit reported once"
+    );
+    drop(listeners);
+}
