@@ -493,7 +493,9 @@ func (s *Subscription) stop(why error) {
 }
 
 func (s *Subscription) dial() (net.Conn, dialOutcome, error) {
-	conn, err := net.Dial("unix", s.path)
+	// A Unix connect(2) never waits here (a full listen backlog is EAGAIN at
+	// once, reported); the timeout only makes the bound explicit.
+	conn, err := net.DialTimeout("unix", s.path, 5*time.Second)
 	if err != nil {
 		var errno syscall.Errno
 		if !errors.As(err, &errno) {
