@@ -574,7 +574,9 @@ impl Globs {
         let mut capped = HashSet::new();
         let mut new = Vec::new();
         for pattern in patterns {
-            let matches = paths::expand_trusted(pattern, &self.trust);
+            // Those followed already are neither checked nor probed again.
+            let matches =
+                paths::expand_trusted_except(pattern, &self.trust, &|p| known.contains(p));
             for (path, uid, dir_owner) in matches.other_owner {
                 if !self.foreign.contains(&path) && !foreign.contains(&path) {
                     note(&untrusted_warning(&path, uid, dir_owner, &self.trust));
