@@ -2,6 +2,7 @@
 //! notif sockets from a shell.
 
 mod bounded;
+mod connect;
 mod cursor_file;
 mod emit;
 mod exit;
@@ -69,7 +70,13 @@ the C1 controls U+0080-U+009F) are printed as \\u00XX escapes. While stdout is s
 holds at most 8 MiB (or one line, if longer) for it, plus one line of at most 64 MiB per
 socket being read: the publishers drop for us meanwhile, and the drop markers say so. A PATH may be a glob
 (quote it: 'notif tail \"/run/nova/notifications-*.sock\"'); it is re-scanned every second,
-so sockets that appear later are picked up. Filters combine with AND; repeated options of one
+so sockets that appear later are picked up. A glob follows only the sockets owned by the
+directory's owner or by the user running tail (--owner USER names others instead,
+--any-owner takes any): another user's socket there is never connected to, and is reported
+on stderr when it appears. A glob follows at most 256 sockets at once; a socket whose file
+is removed is no longer followed (a new one at that path is picked up again). When a
+publisher goes away and when it comes back, tail says so on stderr. Colours (--pretty on
+a terminal) are off when NO_COLOR is set. Filters combine with AND; repeated options of one
 kind are alternatives (OR).
 
 Resuming: every notification has a cursor (EPOCH-SEQ, opaque: store it, pass it back). With
@@ -160,10 +167,15 @@ struct TailArgs {
     /// which socket it came from (useful with globs).
     #[arg(long)]
     with_path: bool,
-    /// Over a glob, also follow sockets owned by another user than the first
-    /// match's owner (by default they are skipped with a warning).
-    #[arg(long)]
+    /// Over a glob, follow sockets whoever owns them (by default only those
+    /// owned by the directory's owner or by this user; the others are
+    /// skipped with a warning and never connected to).
+    #[arg(long, conflicts_with = "owners")]
     any_owner: bool,
+    /// Over a glob, follow only sockets owned by this user (name or uid)
+    /// instead of the directory's owner and this user. Repeatable.
+    #[arg(long = "owner", value_name = "USER")]
+    owners: Vec<String>,
     /// Start after the notification this cursor names (from --show-cursor or a
     /// cursor file): what the publisher still holds after it, then live. One
     /// socket only: a cursor belongs to one publisher (see --cursor-file).
@@ -218,8 +230,9 @@ struct StatsArgs {
     /// One JSON object per line instead of a table (the same as --format json).
     #[arg(long, conflicts_with = "format")]
     json: bool,
-    /// Over a glob, also query sockets owned by another user than the first
-    /// match's owner (by default they are skipped with a warning).
+    /// Over a glob, also query sockets owned by another user than the
+    /// directory's owner or this user (by default they are skipped with a
+    /// warning).
     #[arg(long)]
     any_owner: bool,
     /// table (default), json, openmetrics (OpenMetrics 1.0, ends with # EOF) or

@@ -17,12 +17,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 const MAX_LINE: usize = 64 << 20;
 
 fn connect(path: &str) -> io::Result<UnixStream> {
-    if let Some(name) = path.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-        return UnixStream::connect_addr(&address);
-    }
-    UnixStream::connect(path)
+    // Bounded: a socket whose listen backlog stays full must not hang us.
+    crate::connect::within(path, ANSWER_WITHIN)
 }
 
 fn not_notif(path: &str, why: impl std::fmt::Display) -> Failure {
@@ -120,6 +116,10 @@ fn query(path: &str) -> Result<Vec<u8>, QueryError> {
                 "{path}: nothing is listening there (a socket left by a publisher that \
                  stopped?): not a notif publisher now; start the publisher"
             ),
+        )),
+        _ if e.kind() == io::ErrorKind::TimedOut => QueryError::Other(Failure::new(
+            exit::NOT_NOTIF,
+            crate::connect::not_accepting(path, ANSWER_WITHIN),
         )),
         errno => QueryError::Other(connect_failure(
             path,
