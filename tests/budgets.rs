@@ -1296,6 +1296,22 @@ fn a_peer_whose_writes_cost_the_server_thread_is_cut_off_as_too_costly() {
         "the cut-off is not counted: {stats:?}"
     );
     drop(attacker);
+    // Reconnecting at once does not buy the same cost again: the user is
+    // refused for a while (admission::COOL_DOWN, 10 s).
+    let mut again = spawn_role(
+        COSTLY_TEST,
+        "reader",
+        NOBODY,
+        &[("BUDGET_PATH", path.display().to_string())],
+    );
+    let first = again.expect("first ");
+    eprintln!("the attacker reconnecting at once got {first:?}");
+    assert_eq!(
+        reason_of(&first),
+        "full",
+        "a user just cut off as too costly got {first:?} on reconnecting"
+    );
+    assert!(first.contains("too_costly"), "{first}");
     publisher.close();
 }
 

@@ -14,6 +14,11 @@
 //!   subscribers need. Root and the publisher's own user are not capped
 //!   (they could harm the host anyway); they are the trusted peers.
 //!
+//! - a cool-down: a user one of whose connections was cut off because
+//!   writing to it cost too much (send_cost) has its new connections refused
+//!   for [`COOL_DOWN`], so that reconnecting at once does not buy it the
+//!   same cost again and again.
+//!
 //! A refused connection is told why (reason `full`) and closed at once.
 
 use std::collections::HashMap;
@@ -22,6 +27,9 @@ use std::os::fd::RawFd;
 use std::time::Instant;
 
 use super::*;
+
+/// How long a user whose connection was cut off as too costly is refused.
+pub(crate) const COOL_DOWN: Duration = Duration::from_secs(10);
 
 /// Descriptors kept free for the host: an eighth of its limit, at least 32
 /// and at most 4096.
@@ -52,6 +60,8 @@ pub(crate) struct Admission {
     own_uid: u32,
     /// RLIMIT_NOFILE as last read.
     limit: Option<u64>,
+    /// Untrusted users refused until then (see COOL_DOWN).
+    cooling: HashMap<u32, Instant>,
 }
 
 impl Admission {
@@ -61,6 +71,7 @@ impl Admission {
             max_per_uid,
             own_uid,
             limit: descriptor_limit(),
+            cooling: HashMap::new(),
         }
     }
 
@@ -83,6 +94,16 @@ impl Admission {
         }
         // Unknown credentials (never on Linux) share one count.
         let key = uid.unwrap_or(u32::MAX);
+        if let Some(&until) = self.cooling.get(&key) {
+            let now = Instant::now();
+            if now < until {
+                return Err(format!(
+                    "a connection of this user (uid {key}) was cut off because writing to it cost the publisher too much (too_costly); its connections are refused for {} s more",
+                    until.saturating_duration_since(now).as_secs() + 1
+                ));
+            }
+            self.cooling.remove(&key);
+        }
         let held = self.per_uid.entry(key).or_insert(0);
         if *held >= self.max_per_uid {
             let who = uid.map_or("this peer's user".to_string(), |uid| format!("uid {uid}"));
@@ -93,6 +114,21 @@ impl Admission {
         }
         *held += 1;
         Ok(())
+    }
+
+    /// One of `uid`'s connections was cut off as too costly: its new ones
+    /// are refused for COOL_DOWN (never a trusted user's).
+    pub(crate) fn cool_down(&mut self, uid: Option<u32>) {
+        if self.is_trusted(uid) {
+            return;
+        }
+        let now = Instant::now();
+        // Bounded by the users that can connect; expired ones go first.
+        if self.cooling.len() >= 4096 {
+            self.cooling.retain(|_, until| *until > now);
+        }
+        self.cooling
+            .insert(uid.unwrap_or(u32::MAX), now + COOL_DOWN);
     }
 
     /// A connection `admit` counted is gone.
@@ -339,6 +375,26 @@ mod tests {
         }
         admission.release(Some(65534));
         assert!(admission.admit(13, Some(65534)).is_ok());
+    }
+
+    #[test]
+    fn a_user_cut_off_as_too_costly_is_refused_for_a_while() {
+        let mut admission = Admission::new(64, 1000);
+        admission.limit = Some(1 << 20);
+        admission.cool_down(Some(65534));
+        admission.cool_down(Some(0));
+        let refused = admission.admit(10, Some(65534)).unwrap_err();
+        assert!(refused.contains("too_costly"), "{refused}");
+        assert!(admission.admit(11, Some(65533)).is_ok());
+        assert!(
+            admission.admit(12, Some(0)).is_ok(),
+            "root is never cooled down"
+        );
+        admission.cooling.insert(65534, Instant::now());
+        assert!(
+            admission.admit(13, Some(65534)).is_ok(),
+            "the cool-down ends"
+        );
     }
 
     #[test]

@@ -191,6 +191,7 @@ impl Server {
             )),
             Closing::TooCostly => {
                 bump(&counters.disconnected_costly, 1);
+                self.admission.cool_down(subscriber.peer.uid);
                 Some((Reason::TooCostly, subscriber.send_cost.verdict()))
             }
             _ => None,
