@@ -39,6 +39,7 @@
 #include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -355,6 +356,16 @@ static char self_exe[PATH_MAX];
 static char tmpdir[64];
 static int quick;
 static int failures;
+/*
+ * BENCH_SUB_UID=N (section 3 only): the subscriber processes of the idle
+ * latency runs drop to uid N (and gid BENCH_SUB_GID, default N) before they
+ * exec, so that notif serves an untrusted subscriber (neither root nor the
+ * publisher's user): no write-through, its server thread sends. -1: unset,
+ * subscribers run as this process's user. g_drop_uid is what spawn_subs
+ * applies; only section 3 sets it.
+ */
+static long g_sub_uid = -1, g_sub_gid = -1;
+static long g_drop_uid = -1, g_drop_gid = -1;
 
 typedef struct {
     pid_t pid[MAX_SLOTS];
@@ -376,6 +387,12 @@ static void spawn_subs(subs_t *subs, const char *kind, const char *addr, int fir
         if (pid < 0)
             die("fork: %s", strerror(errno));
         if (pid == 0) {
+            if (g_drop_uid >= 0 &&
+                (setgroups(0, NULL) != 0 || setgid((gid_t)g_drop_gid) != 0 || setuid((uid_t)g_drop_uid) != 0)) {
+                fprintf(stderr, "notif_bench: subscriber: cannot drop to uid %ld gid %ld: %s\n", g_drop_uid,
+                        g_drop_gid, strerror(errno));
+                _exit(126);
+            }
             execl(self_exe, self_exe, "--sub", kind, addr, shm_path, s_slot, s_expect, s_mode, s_arg,
                   (char *)NULL);
             _exit(127);
@@ -487,6 +504,8 @@ static void pub_open(pub_t *p, int sys)
         notif_options *o = notif_options_new();
         notif_options_set_subscriber_buffer(o, g_sub_buffer);
         notif_options_set_linger_ms(o, 100);
+        if (g_drop_uid >= 0)
+            notif_options_set_mode(o, 0666); /* so that the other user may connect */
         p->h = notif_open_with(p->addr, o);
         notif_options_free(o);
         if (!p->h)
@@ -499,6 +518,8 @@ static void pub_open(pub_t *p, int sys)
         zmq_setsockopt(p->zpub, ZMQ_SNDHWM, &zero, sizeof zero);
         if (zmq_bind(p->zpub, p->addr) != 0)
             die("zmq_bind %s: %s", p->addr, zmq_strerror(zmq_errno()));
+        if (g_drop_uid >= 0 && chmod(p->addr + strlen("ipc://"), 0666) != 0)
+            die("chmod %s: %s", p->addr, strerror(errno));
     } else {
         snprintf(p->addr, sizeof p->addr, "%s/raw.sock", tmpdir);
         unlink(p->addr);
@@ -509,6 +530,8 @@ static void pub_open(pub_t *p, int sys)
         p->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (bind(p->listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(p->listen_fd, 128) != 0)
             die("raw bind/listen %s: %s", p->addr, strerror(errno));
+        if (g_drop_uid >= 0 && chmod(p->addr, 0666) != 0)
+            die("chmod %s: %s", p->addr, strerror(errno));
         p->buf = malloc(64 * 1024);
     }
 }
@@ -1288,21 +1311,27 @@ static int run_latency_one(int sys, const payload_t *m, int iters, int count_sys
     return rc;
 }
 
+/* " (untrusted sub, uid N)" with BENCH_SUB_UID, "" without */
+static char g_sub_label[64];
+
 static void run_latency(const payload_t *m)
 {
     int iters = quick ? 200 : 20000;
     lat_t v[3];
     int rc[3];
+    const char *sl = g_sub_label;
+    g_drop_uid = g_sub_uid;
+    g_drop_gid = g_sub_gid;
     for (int sys = 0; sys < 3; sys++)
         rc[sys] = run_latency_one(sys, m, iters, 0, &v[sys]);
-    row_t *r = add_row("3", "ns", v[0].p50, "zmq", v[1].p50, "idle latency %s, emit to read: p50", m->name);
+    row_t *r = add_row("3", "ns", v[0].p50, "zmq", v[1].p50, "idle latency %s%s, emit to read: p50", m->name, sl);
     if (rc[0] || rc[1])
         fail_row(r, "the echo loop broke (%s)", rc[0] ? "notif" : "zmq");
     target_ratio(r, "<=", 0.5);
-    add_row("3", "ns", v[0].p99, "zmq", v[1].p99, "idle latency %s, emit to read: p99", m->name);
+    add_row("3", "ns", v[0].p99, "zmq", v[1].p99, "idle latency %s%s, emit to read: p99", m->name, sl);
     /* raw: the publisher write()s the one message itself, the same reader stamps it */
-    row_t *r50 = add_row("3", "ns", v[0].p50, "raw", v[2].p50, "idle latency %s, emit to read: p50", m->name);
-    row_t *r99 = add_row("3", "ns", v[0].p99, "raw", v[2].p99, "idle latency %s, emit to read: p99", m->name);
+    row_t *r50 = add_row("3", "ns", v[0].p50, "raw", v[2].p50, "idle latency %s%s, emit to read: p50", m->name, sl);
+    row_t *r99 = add_row("3", "ns", v[0].p99, "raw", v[2].p99, "idle latency %s%s, emit to read: p99", m->name, sl);
     if (rc[0] || rc[2])
         fail_row(r50, "the echo loop broke (%s)", rc[0] ? "notif" : "raw");
     target_ratio(r50, "<=", 1.6);
@@ -1311,9 +1340,9 @@ static void run_latency(const payload_t *m)
     if (v[0].msgs && v[2].msgs) {
         double raw_w = (double)v[2].writes / (double)v[2].msgs;
         add_row("3", "/msg", (double)v[0].writes / (double)v[0].msgs, "raw write()", raw_w,
-                "syscalls %s, idle, 1 sub: writes per msg", m->name);
+                "syscalls %s, idle, 1 sub%s: writes per msg", m->name, sl);
         add_row("3", "/msg", (double)v[0].wakeups / (double)v[0].msgs, "raw write()", raw_w,
-                "syscalls %s, idle, 1 sub: wake-ups per msg", m->name);
+                "syscalls %s, idle, 1 sub%s: wake-ups per msg", m->name, sl);
         /* perf: separate runs (traced system calls are slower), as in section 2 */
         lat_t c[2];
         if (!perf_missing[0] && run_latency_one(SYS_NOTIF, m, iters / 4, 1, &c[0]) == 0 &&
@@ -1321,11 +1350,12 @@ static void run_latency(const payload_t *m)
             c[1].syscalls >= 0) {
             row_t *a = add_row("3", "/msg", (double)c[0].syscalls / (double)c[0].msgs, "raw, all",
                                (double)c[1].syscalls / (double)c[1].msgs,
-                               "syscalls %s, idle, 1 sub: all, per msg (perf)", m->name);
+                               "syscalls %s, idle, 1 sub%s: all, per msg (perf)", m->name, sl);
             snprintf(a->note, sizeof a->note,
                      "a separate run; every thread of the publisher, its echo-pipe read() left out");
         }
     }
+    g_drop_uid = g_drop_gid = -1;
 }
 
 /* ------------------------------------------------------------------ 4. a subscriber that never reads */
@@ -1656,6 +1686,19 @@ int main(int argc, char **argv)
     atexit(cleanup);
     snprintf(shm_path, sizeof shm_path, "%s/slots", tmpdir);
     slots = map_slots(shm_path, 1);
+    if (getenv("BENCH_SUB_UID") && *getenv("BENCH_SUB_UID")) {
+        g_sub_uid = strtol(getenv("BENCH_SUB_UID"), NULL, 10);
+        g_sub_gid = getenv("BENCH_SUB_GID") && *getenv("BENCH_SUB_GID") ? strtol(getenv("BENCH_SUB_GID"), NULL, 10)
+                                                                          : g_sub_uid;
+        if (g_sub_uid < 0 || g_sub_gid < 0 || geteuid() != 0)
+            die("BENCH_SUB_UID needs root and a uid >= 0");
+        int trusted = (uid_t)g_sub_uid == 0 || (uid_t)g_sub_uid == geteuid();
+        snprintf(g_sub_label, sizeof g_sub_label, " (%s uid %ld)", trusted ? "trusted" : "untrusted",
+                 g_sub_uid);
+        /* the other user reaches the sockets in tmpdir and the shared memory file */
+        if (chmod(tmpdir, 0711) != 0 || chmod(shm_path, 0666) != 0)
+            die("chmod %s: %s", tmpdir, strerror(errno));
+    }
     if (emit_loop)
         return emit_loop_main(emit_loop, emit_file);
 
