@@ -1532,7 +1532,11 @@ fn filtered_replays_do_not_stall_a_normal_reader_or_stats() {
         attack.p99,
         quiet.p99
     );
-    let stats_bound = (quiet_stats.mean * 5).max(Duration::from_millis(1));
+    // The bound is 1 ms; a debug build (cargo test) runs the server
+    // thread's rounds several times slower than a release build, on a busy
+    // 2-core machine: 5 ms there.
+    let floor = Duration::from_millis(if cfg!(debug_assertions) { 5 } else { 1 });
+    let stats_bound = (quiet_stats.mean * 5).max(floor);
     assert!(
         attack_stats.mean < stats_bound,
         "filtered replays made the host's stats() take {:?} on average (no attack {:?}; bound {stats_bound:?})",

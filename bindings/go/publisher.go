@@ -389,6 +389,7 @@ func (p *Publisher) Stats() (Stats, error) {
 		Wakeups:             uint64(cs.wakeups),
 		WrittenThrough:      uint64(cs.written_through),
 		DisconnectedCostly:  uint64(cs.disconnected_costly),
+		KeptNoSubscriber:    uint64(cs.kept_no_subscriber),
 	}, nil
 }
 

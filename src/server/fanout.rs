@@ -63,21 +63,22 @@ impl Server {
             .values()
             .filter(|s| s.is_subscriber())
             .count();
-        if receivers == 0 {
+        if receivers == 0 && self.options.replay > 0 {
+            // Not dropped: the ring keeps them for whoever resumes or replays.
+            bump(&counters.kept_no_subscriber, messages as u64);
+        } else if receivers == 0 {
             bump(&counters.dropped_no_subscriber, messages as u64);
-            if self.options.replay == 0 {
-                // Numbered all the same, so that cursors count what was
-                // missed; then let go at once.
-                for batch in taken.drain(..) {
-                    self.log.append(batch);
-                }
-                self.taken = taken;
-                self.trim_log();
-                self.shared
-                    .settled
-                    .store(self.taken_total, Ordering::Release);
-                return 0;
+            // Numbered all the same, so that cursors count what was
+            // missed; then let go at once.
+            for batch in taken.drain(..) {
+                self.log.append(batch);
             }
+            self.taken = taken;
+            self.trim_log();
+            self.shared
+                .settled
+                .store(self.taken_total, Ordering::Release);
+            return 0;
         }
         let mut spare = Vec::new();
         let mut overflowed: HashMap<RawFd, ()> = HashMap::new();

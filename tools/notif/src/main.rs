@@ -104,12 +104,21 @@ failure.";
 const STATS_HELP: &str = "\
 Prints a table with one column per path and one row per counter (in the order the publisher
 sends them), or with --json one line {\"path\":...,\"stats\":{...}} per path. Paths that fail
-are reported on stderr; the others are still printed. --format openmetrics or prometheus prints
-metrics with a path label (notif_up is 0 for a path that failed), for Prometheus and
-node_exporter's textfile collector (which reads the prometheus format).
+are reported on stderr; the others are still printed. A quoted glob is expanded here: its live
+sockets are queried; its dead ones (nobody listens: a dead worker's leftover file) are skipped
+quietly.
 
-Exit codes: 0 every path answered; 1 usage error; otherwise the code of the first path that
-failed: 2 no socket there; 3 permission denied (the socket file, or the publisher's
+--format openmetrics or prometheus prints metrics for Prometheus and node_exporter's textfile
+collector (which reads the prometheus format): one set of series per argument, labelled
+path=\"<the argument as given>\", a glob's sockets added up, so that workers that restart
+under a {pid} template make no new series. notif_up is 1 when at least one publisher answered,
+notif_publishers how many did, notif_stale_sockets counts the dead sockets (not a failure),
+notif_unanswered_sockets the live ones that gave no answer. Per-subscriber series (labelled by
+the subscribers' pid and uid) only with --subscribers. See docs/metrics.md.
+
+Exit codes: 0 every path answered (a glob's dead sockets do not count); 1 usage error; otherwise
+the code of the first path that failed: 2 no socket there (a glob: no live socket);
+3 permission denied (the socket file, or the publisher's
 allow-lists); 4 not a notif publisher (nothing listening, not a socket, no answer within 2 s,
 or an answer that is not a stats line); 5 other failure; 6 the publisher is full (an older
 publisher counts stats requests against max_subscribers).";
@@ -217,6 +226,11 @@ struct StatsArgs {
     /// prometheus (the text format node_exporter's textfile collector reads).
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<StatsFormat>,
+    /// With --format openmetrics or prometheus: also per-subscriber series,
+    /// labelled by each subscriber's pid and uid (left out by default: they
+    /// make new series at each reconnection and tell who reads).
+    #[arg(long)]
+    subscribers: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

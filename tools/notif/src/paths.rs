@@ -86,7 +86,8 @@ pub fn watch_dir(pattern: &str) -> Option<String> {
     (!is_pattern(parent)).then(|| parent.to_owned())
 }
 
-fn expand_sockets(pattern: &str) -> Vec<String> {
+/// The sockets matching `pattern` now, live or dead, sorted.
+pub fn expand_sockets(pattern: &str) -> Vec<String> {
     let Ok(c_pattern) = CString::new(pattern) else {
         return Vec::new();
     };

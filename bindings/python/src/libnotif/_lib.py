@@ -51,6 +51,7 @@ class NotifStats(ctypes.Structure):
         ("wakeups", ctypes.c_uint64),
         ("written_through", ctypes.c_uint64),
         ("disconnected_costly", ctypes.c_uint64),
+        ("kept_no_subscriber", ctypes.c_uint64),
     ]
 
 
