@@ -757,7 +757,7 @@ static void print_table(FILE *f, int markdown)
         fprintf(f, "| # | measurement | notif | compared with | ratio | target | |\n");
         fprintf(f, "| --- | --- | --- | --- | --- | --- | --- |\n");
     } else {
-        fprintf(f, "%-3s %-52s %11s  %-22s %7s  %-22s %s\n", "#", "measurement", "notif",
+        fprintf(f, "%-3s %-56s %11s  %-22s %7s  %-22s %s\n", "#", "measurement", "notif",
                 "compared with", "ratio", "target", "");
     }
     for (int i = 0; i < nrows; i++) {
@@ -776,7 +776,7 @@ static void print_table(FILE *f, int markdown)
             fprintf(f, "| %s | %s | %s | %s | %s | %s | %s%s%s |\n", r->section, r->what, a, cmp, x,
                     r->target, st_name[r->status], r->note[0] ? " " : "", r->note);
         else
-            fprintf(f, "%-3s %-52s %11s  %-22s %7s  %-22s %s%s%s\n", r->section, r->what, a, cmp, x,
+            fprintf(f, "%-3s %-56s %11s  %-22s %7s  %-22s %s%s%s\n", r->section, r->what, a, cmp, x,
                     r->target, st_name[r->status], r->note[0] ? "  " : "", r->note);
     }
 }
@@ -1252,6 +1252,7 @@ typedef struct {
     double p50, p99;
     uint64_t msgs;            /* sent, warm-up included */
     uint64_t writes, wakeups; /* as in tput_t, over all msgs */
+    uint64_t written_through; /* notif: messages notif_emit wrote itself */
     int64_t syscalls;         /* perf, -1: not counted */
 } lat_t;
 
@@ -1307,11 +1308,12 @@ static int run_latency_one(int sys, const payload_t *m, int iters, int count_sys
     pub_close(&p, &stats);
     out->writes = sys == SYS_RAW ? p.raw_writes : stats.writes;
     out->wakeups = stats.wakeups;
+    out->written_through = stats.written_through;
     close(echo[0]);
     return rc;
 }
 
-/* " (untrusted sub, uid N)" with BENCH_SUB_UID, "" without */
+/* " untrusted" (" trusted" for uid 0 or ours) with BENCH_SUB_UID, "" without */
 static char g_sub_label[64];
 
 static void run_latency(const payload_t *m)
@@ -1339,10 +1341,16 @@ static void run_latency(const payload_t *m)
     /* one subscriber: per message = per (message, subscriber) pair */
     if (v[0].msgs && v[2].msgs) {
         double raw_w = (double)v[2].writes / (double)v[2].msgs;
-        add_row("3", "/msg", (double)v[0].writes / (double)v[0].msgs, "raw write()", raw_w,
-                "syscalls %s, idle, 1 sub%s: writes per msg", m->name, sl);
+        row_t *w = add_row("3", "/msg", (double)v[0].writes / (double)v[0].msgs, "raw write()", raw_w,
+                "syscalls %s, idle, 1%s sub: writes per msg", m->name, sl);
+        snprintf(w->note, sizeof w->note, "written through by notif_emit: %" PRIu64 " of %" PRIu64 "%s",
+                 v[0].written_through, v[0].msgs, g_sub_uid >= 0 ? "; subscriber uid " : "");
+        if (g_sub_uid >= 0) {
+            size_t l = strlen(w->note);
+            snprintf(w->note + l, sizeof w->note - l, "%ld", g_sub_uid);
+        }
         add_row("3", "/msg", (double)v[0].wakeups / (double)v[0].msgs, "raw write()", raw_w,
-                "syscalls %s, idle, 1 sub%s: wake-ups per msg", m->name, sl);
+                "syscalls %s, idle, 1%s sub: wake-ups per msg", m->name, sl);
         /* perf: separate runs (traced system calls are slower), as in section 2 */
         lat_t c[2];
         if (!perf_missing[0] && run_latency_one(SYS_NOTIF, m, iters / 4, 1, &c[0]) == 0 &&
@@ -1350,7 +1358,7 @@ static void run_latency(const payload_t *m)
             c[1].syscalls >= 0) {
             row_t *a = add_row("3", "/msg", (double)c[0].syscalls / (double)c[0].msgs, "raw, all",
                                (double)c[1].syscalls / (double)c[1].msgs,
-                               "syscalls %s, idle, 1 sub%s: all, per msg (perf)", m->name, sl);
+                               "syscalls %s, idle, 1%s sub: all, per msg (perf)", m->name, sl);
             snprintf(a->note, sizeof a->note,
                      "a separate run; every thread of the publisher, its echo-pipe read() left out");
         }
@@ -1693,8 +1701,7 @@ int main(int argc, char **argv)
         if (g_sub_uid < 0 || g_sub_gid < 0 || geteuid() != 0)
             die("BENCH_SUB_UID needs root and a uid >= 0");
         int trusted = (uid_t)g_sub_uid == 0 || (uid_t)g_sub_uid == geteuid();
-        snprintf(g_sub_label, sizeof g_sub_label, " (%s uid %ld)", trusted ? "trusted" : "untrusted",
-                 g_sub_uid);
+        snprintf(g_sub_label, sizeof g_sub_label, " %s", trusted ? "trusted" : "untrusted");
         /* the other user reaches the sockets in tmpdir and the shared memory file */
         if (chmod(tmpdir, 0711) != 0 || chmod(shm_path, 0666) != 0)
             die("chmod %s: %s", tmpdir, strerror(errno));
