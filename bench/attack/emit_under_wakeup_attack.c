@@ -282,6 +282,34 @@ static uint64_t server_cpu_ns(void)
     return ns;
 }
 
+/* CPU time (utime + stime) of a whole process, ns (clock-tick resolution) */
+static uint64_t process_cpu_ns(pid_t pid)
+{
+    char p[64], line[1024];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(p, "r");
+    unsigned long long ut = 0, stt = 0;
+    if (!f)
+        return 0;
+    if (fgets(line, sizeof line, f)) {
+        char *s = strrchr(line, ')');
+        if (!s || sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
+            ut = stt = 0;
+    }
+    fclose(f);
+    return (ut + stt) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK));
+}
+
+/* The control: a process of the attacker's user that only burns one CPU. */
+static void hog_main(long uid)
+{
+    if (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0)
+        die("hog: cannot drop to uid %ld: %s", uid, strerror(errno));
+    volatile uint64_t x = 0;
+    for (;;)
+        x++;
+}
+
 /* ------------------------------------------------------------------ emitting threads */
 
 static notif_handle *h;
@@ -390,7 +418,7 @@ int main(void)
         die("run as root (the attacker drops to ATTACK_UID)");
     long seconds = env_long("ATTACK_SECONDS", 10), rate = env_long("ATTACK_RATE", 100);
     long dups = env_long("ATTACK_DUPS", 19000), uid = env_long("ATTACK_UID", 65534);
-    int reconnect = env_long("ATTACK_RECONNECT", 1) != 0;
+    int reconnect = env_long("ATTACK_RECONNECT", 1) != 0, hog = env_long("ATTACK_HOG", 1) != 0;
     const char *file = getenv("ATTACK_PAYLOAD") ? getenv("ATTACK_PAYLOAD") : "tests/fixtures/nova-instance-update.json";
     FILE *pf = fopen(file, "r");
     if (!pf)
@@ -442,17 +470,28 @@ int main(void)
            "%ld dup()s x 2 epoll sets, %s; one root subscriber reading; loadavg %s",
            payload_len, rate, seconds, uid, dups, reconnect ? "reconnecting when cut off" : "once (ATTACK_RECONNECT=0)",
            up);
-    printf("%-7s %-9s %6s %9s %9s %9s %9s %10s %7s %7s %7s %7s %5s %s\n", "threads", "case", "emits", "p50 us",
-           "p99 us", "max us", "mean us", "server ms", "srv %", "writes", "wthru", "wakeups", "costly",
-           "attacker");
+    printf("%-7s %-9s %6s %9s %9s %9s %9s %10s %7s %8s %7s %7s %7s %5s %s\n", "threads", "case", "emits",
+           "p50 us", "p99 us", "max us", "mean us", "server ms", "srv %", "peer ms", "writes", "wthru", "wakeups",
+           "costly", "attacker");
     int failed = 0;
     char *last_lines[4];
     int nlast = 0;
     for (int ti = 0; ti < 2; ti++) {
         int nthreads = ti == 0 ? 1 : 4;
-        for (int attack = 0; attack < 2; attack++) {
+        for (int kase = 0; kase < 3; kase++) {
+            /* 0: no attack; 1: the control, a CPU hog of the attacker's user
+             * with no connection (ATTACK_HOG=0 leaves it out); 2: the attack */
+            int attack = kase == 2;
+            if (kase == 1 && !hog)
+                continue;
             pid_t att = 0;
             memset(ash, 0, sizeof *ash);
+            if (kase == 1) {
+                att = fork();
+                if (att == 0)
+                    hog_main(uid);
+                sleep_ms(100);
+            }
             if (attack) {
                 att = fork();
                 if (att == 0) {
@@ -469,7 +508,7 @@ int main(void)
             }
             notif_stats s0, s1;
             stats(&s0);
-            uint64_t cpu0 = server_cpu_ns(), t0 = now_ns();
+            uint64_t cpu0 = server_cpu_ns(), peer0 = att ? process_cpu_ns(att) : 0, t0 = now_ns();
             emitter_t em[4];
             pthread_t th[4];
             for (int i = 0; i < nthreads; i++) {
@@ -491,7 +530,7 @@ int main(void)
                 slow_cpu += em[i].slow_cpu;
                 slow_runq += em[i].slow_runq;
             }
-            uint64_t t1 = now_ns(), cpu1 = server_cpu_ns();
+            uint64_t t1 = now_ns(), cpu1 = server_cpu_ns(), peer1 = att ? process_cpu_ns(att) : 0;
             stats(&s1);
             double *all = malloc(sizeof(double) * (total ? total : 1)), sum = 0;
             size_t k = 0;
@@ -504,6 +543,8 @@ int main(void)
             }
             qsort(all, total, sizeof *all, cmp_double);
             char who[512] = "-";
+            if (kase == 1)
+                snprintf(who, sizeof who, "a uid-%ld process spinning, not connected", uid);
             if (attack) {
                 uint64_t cut = ash->first_cut_ns, armed = ash->armed_ns;
                 snprintf(who, sizeof who,
@@ -519,11 +560,12 @@ int main(void)
                 }
             }
             double wall = (double)(t1 - t0);
-            printf("%-7d %-9s %6zu %9.1f %9.1f %9.1f %9.1f %10.1f %7.1f %7" PRIu64 " %7" PRIu64 " %7" PRIu64
-                   " %5" PRIu64 " %s\n",
-                   nthreads, attack ? "attack" : "no attack", total, pct(all, total, 50) / 1e3,
+            printf("%-7d %-9s %6zu %9.1f %9.1f %9.1f %9.1f %10.1f %7.1f %8.0f %7" PRIu64 " %7" PRIu64
+                   " %7" PRIu64 " %5" PRIu64 " %s\n",
+                   nthreads, kase == 0 ? "no attack" : kase == 1 ? "cpu hog" : "attack", total, pct(all, total, 50) / 1e3,
                    pct(all, total, 99) / 1e3, total ? all[total - 1] / 1e3 : 0, total ? sum / (double)total / 1e3 : 0,
-                   (double)(cpu1 - cpu0) / 1e6, 100.0 * (double)(cpu1 - cpu0) / wall, s1.writes - s0.writes,
+                   (double)(cpu1 - cpu0) / 1e6, 100.0 * (double)(cpu1 - cpu0) / wall, (double)(peer1 - peer0) / 1e6,
+                   s1.writes - s0.writes,
                    s1.written_through - s0.written_through, s1.wakeups - s0.wakeups,
                    s1.disconnected_costly - s0.disconnected_costly, who);
             if (slow)
