@@ -37,3 +37,16 @@ profile: $(BIN)
 	    --toggle-collect=notif_emit_len $(BIN) --emit-loop $(PROFILE_N) $(PROFILE_MSG)
 	@echo "Ir per emit = the totals below / $(PROFILE_N)"
 	callgrind_annotate --inclusive=yes --threshold=99 $(B)/bench/callgrind.out | head -n 60
+
+# Issue 17, finding 1 as wall-clock figures (bench/README.md): the host's
+# notif_emit timed with and without a uid-65534 reader whose socket carries
+# tens of thousands of epoll registrations. As root, after `make lib`. Not
+# part of `make test` or `make bench`: a measurement (about 50 s).
+ATTACK := $(B)/bench/emit_under_wakeup_attack
+.PHONY: attack
+attack: $(ATTACK)
+	$(ATTACK)
+
+$(ATTACK): bench/attack/emit_under_wakeup_attack.c include/notif.h target/release/libnotif.so
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -pthread -o $@ $< -L$(B)/lib -lnotif -Wl,-rpath,'$$ORIGIN/../lib'

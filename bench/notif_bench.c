@@ -39,6 +39,7 @@
 #include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -355,6 +356,16 @@ static char self_exe[PATH_MAX];
 static char tmpdir[64];
 static int quick;
 static int failures;
+/*
+ * BENCH_SUB_UID=N (section 3 only): the subscriber processes of the idle
+ * latency runs drop to uid N (and gid BENCH_SUB_GID, default N) before they
+ * exec, so that notif serves an untrusted subscriber (neither root nor the
+ * publisher's user): no write-through, its server thread sends. -1: unset,
+ * subscribers run as this process's user. g_drop_uid is what spawn_subs
+ * applies; only section 3 sets it.
+ */
+static long g_sub_uid = -1, g_sub_gid = -1;
+static long g_drop_uid = -1, g_drop_gid = -1;
 
 typedef struct {
     pid_t pid[MAX_SLOTS];
@@ -376,6 +387,12 @@ static void spawn_subs(subs_t *subs, const char *kind, const char *addr, int fir
         if (pid < 0)
             die("fork: %s", strerror(errno));
         if (pid == 0) {
+            if (g_drop_uid >= 0 &&
+                (setgroups(0, NULL) != 0 || setgid((gid_t)g_drop_gid) != 0 || setuid((uid_t)g_drop_uid) != 0)) {
+                fprintf(stderr, "notif_bench: subscriber: cannot drop to uid %ld gid %ld: %s\n", g_drop_uid,
+                        g_drop_gid, strerror(errno));
+                _exit(126);
+            }
             execl(self_exe, self_exe, "--sub", kind, addr, shm_path, s_slot, s_expect, s_mode, s_arg,
                   (char *)NULL);
             _exit(127);
@@ -487,6 +504,8 @@ static void pub_open(pub_t *p, int sys)
         notif_options *o = notif_options_new();
         notif_options_set_subscriber_buffer(o, g_sub_buffer);
         notif_options_set_linger_ms(o, 100);
+        if (g_drop_uid >= 0)
+            notif_options_set_mode(o, 0666); /* so that the other user may connect */
         p->h = notif_open_with(p->addr, o);
         notif_options_free(o);
         if (!p->h)
@@ -499,6 +518,8 @@ static void pub_open(pub_t *p, int sys)
         zmq_setsockopt(p->zpub, ZMQ_SNDHWM, &zero, sizeof zero);
         if (zmq_bind(p->zpub, p->addr) != 0)
             die("zmq_bind %s: %s", p->addr, zmq_strerror(zmq_errno()));
+        if (g_drop_uid >= 0 && chmod(p->addr + strlen("ipc://"), 0666) != 0)
+            die("chmod %s: %s", p->addr, strerror(errno));
     } else {
         snprintf(p->addr, sizeof p->addr, "%s/raw.sock", tmpdir);
         unlink(p->addr);
@@ -509,6 +530,8 @@ static void pub_open(pub_t *p, int sys)
         p->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (bind(p->listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(p->listen_fd, 128) != 0)
             die("raw bind/listen %s: %s", p->addr, strerror(errno));
+        if (g_drop_uid >= 0 && chmod(p->addr, 0666) != 0)
+            die("chmod %s: %s", p->addr, strerror(errno));
         p->buf = malloc(64 * 1024);
     }
 }
@@ -734,7 +757,7 @@ static void print_table(FILE *f, int markdown)
         fprintf(f, "| # | measurement | notif | compared with | ratio | target | |\n");
         fprintf(f, "| --- | --- | --- | --- | --- | --- | --- |\n");
     } else {
-        fprintf(f, "%-3s %-52s %11s  %-22s %7s  %-22s %s\n", "#", "measurement", "notif",
+        fprintf(f, "%-3s %-56s %11s  %-22s %7s  %-22s %s\n", "#", "measurement", "notif",
                 "compared with", "ratio", "target", "");
     }
     for (int i = 0; i < nrows; i++) {
@@ -753,7 +776,7 @@ static void print_table(FILE *f, int markdown)
             fprintf(f, "| %s | %s | %s | %s | %s | %s | %s%s%s |\n", r->section, r->what, a, cmp, x,
                     r->target, st_name[r->status], r->note[0] ? " " : "", r->note);
         else
-            fprintf(f, "%-3s %-52s %11s  %-22s %7s  %-22s %s%s%s\n", r->section, r->what, a, cmp, x,
+            fprintf(f, "%-3s %-56s %11s  %-22s %7s  %-22s %s%s%s\n", r->section, r->what, a, cmp, x,
                     r->target, st_name[r->status], r->note[0] ? "  " : "", r->note);
     }
 }
@@ -1229,6 +1252,7 @@ typedef struct {
     double p50, p99;
     uint64_t msgs;            /* sent, warm-up included */
     uint64_t writes, wakeups; /* as in tput_t, over all msgs */
+    uint64_t written_through; /* notif: messages notif_emit wrote itself */
     int64_t syscalls;         /* perf, -1: not counted */
 } lat_t;
 
@@ -1284,25 +1308,32 @@ static int run_latency_one(int sys, const payload_t *m, int iters, int count_sys
     pub_close(&p, &stats);
     out->writes = sys == SYS_RAW ? p.raw_writes : stats.writes;
     out->wakeups = stats.wakeups;
+    out->written_through = stats.written_through;
     close(echo[0]);
     return rc;
 }
+
+/* " untrusted" (" trusted" for uid 0 or ours) with BENCH_SUB_UID, "" without */
+static char g_sub_label[64];
 
 static void run_latency(const payload_t *m)
 {
     int iters = quick ? 200 : 20000;
     lat_t v[3];
     int rc[3];
+    const char *sl = g_sub_label;
+    g_drop_uid = g_sub_uid;
+    g_drop_gid = g_sub_gid;
     for (int sys = 0; sys < 3; sys++)
         rc[sys] = run_latency_one(sys, m, iters, 0, &v[sys]);
-    row_t *r = add_row("3", "ns", v[0].p50, "zmq", v[1].p50, "idle latency %s, emit to read: p50", m->name);
+    row_t *r = add_row("3", "ns", v[0].p50, "zmq", v[1].p50, "idle latency %s%s, emit to read: p50", m->name, sl);
     if (rc[0] || rc[1])
         fail_row(r, "the echo loop broke (%s)", rc[0] ? "notif" : "zmq");
     target_ratio(r, "<=", 0.5);
-    add_row("3", "ns", v[0].p99, "zmq", v[1].p99, "idle latency %s, emit to read: p99", m->name);
+    add_row("3", "ns", v[0].p99, "zmq", v[1].p99, "idle latency %s%s, emit to read: p99", m->name, sl);
     /* raw: the publisher write()s the one message itself, the same reader stamps it */
-    row_t *r50 = add_row("3", "ns", v[0].p50, "raw", v[2].p50, "idle latency %s, emit to read: p50", m->name);
-    row_t *r99 = add_row("3", "ns", v[0].p99, "raw", v[2].p99, "idle latency %s, emit to read: p99", m->name);
+    row_t *r50 = add_row("3", "ns", v[0].p50, "raw", v[2].p50, "idle latency %s%s, emit to read: p50", m->name, sl);
+    row_t *r99 = add_row("3", "ns", v[0].p99, "raw", v[2].p99, "idle latency %s%s, emit to read: p99", m->name, sl);
     if (rc[0] || rc[2])
         fail_row(r50, "the echo loop broke (%s)", rc[0] ? "notif" : "raw");
     target_ratio(r50, "<=", 1.6);
@@ -1310,10 +1341,16 @@ static void run_latency(const payload_t *m)
     /* one subscriber: per message = per (message, subscriber) pair */
     if (v[0].msgs && v[2].msgs) {
         double raw_w = (double)v[2].writes / (double)v[2].msgs;
-        add_row("3", "/msg", (double)v[0].writes / (double)v[0].msgs, "raw write()", raw_w,
-                "syscalls %s, idle, 1 sub: writes per msg", m->name);
+        row_t *w = add_row("3", "/msg", (double)v[0].writes / (double)v[0].msgs, "raw write()", raw_w,
+                "syscalls %s, idle, 1%s sub: writes per msg", m->name, sl);
+        snprintf(w->note, sizeof w->note, "written through by notif_emit: %" PRIu64 " of %" PRIu64 "%s",
+                 v[0].written_through, v[0].msgs, g_sub_uid >= 0 ? "; subscriber uid " : "");
+        if (g_sub_uid >= 0) {
+            size_t l = strlen(w->note);
+            snprintf(w->note + l, sizeof w->note - l, "%ld", g_sub_uid);
+        }
         add_row("3", "/msg", (double)v[0].wakeups / (double)v[0].msgs, "raw write()", raw_w,
-                "syscalls %s, idle, 1 sub: wake-ups per msg", m->name);
+                "syscalls %s, idle, 1%s sub: wake-ups per msg", m->name, sl);
         /* perf: separate runs (traced system calls are slower), as in section 2 */
         lat_t c[2];
         if (!perf_missing[0] && run_latency_one(SYS_NOTIF, m, iters / 4, 1, &c[0]) == 0 &&
@@ -1321,11 +1358,12 @@ static void run_latency(const payload_t *m)
             c[1].syscalls >= 0) {
             row_t *a = add_row("3", "/msg", (double)c[0].syscalls / (double)c[0].msgs, "raw, all",
                                (double)c[1].syscalls / (double)c[1].msgs,
-                               "syscalls %s, idle, 1 sub: all, per msg (perf)", m->name);
+                               "syscalls %s, idle, 1%s sub: all, per msg (perf)", m->name, sl);
             snprintf(a->note, sizeof a->note,
                      "a separate run; every thread of the publisher, its echo-pipe read() left out");
         }
     }
+    g_drop_uid = g_drop_gid = -1;
 }
 
 /* ------------------------------------------------------------------ 4. a subscriber that never reads */
@@ -1656,6 +1694,18 @@ int main(int argc, char **argv)
     atexit(cleanup);
     snprintf(shm_path, sizeof shm_path, "%s/slots", tmpdir);
     slots = map_slots(shm_path, 1);
+    if (getenv("BENCH_SUB_UID") && *getenv("BENCH_SUB_UID")) {
+        g_sub_uid = strtol(getenv("BENCH_SUB_UID"), NULL, 10);
+        g_sub_gid = getenv("BENCH_SUB_GID") && *getenv("BENCH_SUB_GID") ? strtol(getenv("BENCH_SUB_GID"), NULL, 10)
+                                                                          : g_sub_uid;
+        if (g_sub_uid < 0 || g_sub_gid < 0 || geteuid() != 0)
+            die("BENCH_SUB_UID needs root and a uid >= 0");
+        int trusted = (uid_t)g_sub_uid == 0 || (uid_t)g_sub_uid == geteuid();
+        snprintf(g_sub_label, sizeof g_sub_label, " %s", trusted ? "trusted" : "untrusted");
+        /* the other user reaches the sockets in tmpdir and the shared memory file */
+        if (chmod(tmpdir, 0711) != 0 || chmod(shm_path, 0666) != 0)
+            die("chmod %s: %s", tmpdir, strerror(errno));
+    }
     if (emit_loop)
         return emit_loop_main(emit_loop, emit_file);
 
