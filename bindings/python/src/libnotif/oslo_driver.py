@@ -12,7 +12,9 @@ oslo-config-generator --namespace libnotif.oslo_driver.)
 
 With nobody connected, notify() costs one library call (notif_subscribers,
 one atomic load) and counts the notification as dropped (notif_skip): nothing
-is serialised or masked. With a subscriber, the notification is what the
+is serialised or masked; unless sock_replay_bytes is set: then every
+notification is built and emitted, so that the ring holds it for a subscriber
+that resumes later (libnotif-forward). With a subscriber, the notification is what the
 ``log`` driver writes (``jsonutils.dumps(strutils.mask_dict_password(message))``:
 message_id, publisher_id, event_type, priority, payload, timestamp; passwords
 masked), computed by libnotif.mask (equal results, much faster), and libnotif
@@ -476,6 +478,7 @@ class UnixSocketDriver(notifier.Driver):
             "slow_policy": values.get("sock_slow_policy"),
             "replay_bytes": values.get("sock_replay_bytes"),
         }
+        self._ring = bool(values.get("sock_replay_bytes"))
         self._slot = None
         _drivers.add(self)
         # Open now: the service's first notification must find its subscribers.
@@ -516,7 +519,9 @@ class UnixSocketDriver(notifier.Driver):
         # Nobody listens: one atomic load, the drop counted; nothing built.
         # (Unguarded: this module never calls close() on its publishers, and
         # `publisher` keeps this one alive during the call; see close_all.)
-        if publisher._subscribers_or_skip_unguarded() == 0:
+        # With a replay ring, every notification is emitted: the ring keeps it
+        # for a subscriber that comes later (a forwarder resuming after its cursor).
+        if not self._ring and publisher._subscribers_or_skip_unguarded() == 0:
             slot.no_subscriber += 1
             return
         data = mask.dumps_masked(message)
