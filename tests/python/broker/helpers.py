@@ -114,7 +114,7 @@ class Listener:
     """An unchanged oslo notification listener (threading executor) on TOPIC,
     recording every notification it gets, with the time it got it."""
 
-    def __init__(self, conf_file, topic):
+    def __init__(self, conf_file, topic, pool=None):
         self.records = []
         self.lock = threading.Lock()
         conf = cfg.ConfigOpts()
@@ -138,7 +138,7 @@ class Listener:
 
         self.listener = oslo_messaging.get_notification_listener(
             self.transport, [oslo_messaging.Target(topic=topic)], [Endpoint()],
-            executor="threading")
+            executor="threading", pool=pool)
         self.listener.start()
 
     def count(self):

@@ -171,7 +171,10 @@ def test_broker_outage_20s_at_50_per_s(rabbit, work):
                  len(local.records), total, len(late), lost, duplicated))
         assert len(during) >= 900, "the outage did not overlap the notifications"
         assert p99 < 0.005
-        assert [m["payload"]["n"] for m, _ in local.records] == list(range(total))
+        got = {m["payload"]["n"] for m, _ in local.records}
+        assert [m["payload"]["n"] for m, _ in local.records] == list(range(total)), \
+            "local subscriber: missing %s, %s" % (sorted(set(range(total)) - got)[:10],
+                                                   local.state())
         assert late == []
         assert lost == 0
         # The forwarder noticed the outage and waited; nothing was reported lost.
@@ -239,6 +242,51 @@ def test_forwarder_killed_and_stopped_loses_nothing(rabbit, work):
         assert all(first_at[m] <= killed_at for m in dups)
         after_term = [r for r in records if r["at"] > term_at]
         assert not any(r["metadata"]["message_id"] in before_term for r in after_term)
+    finally:
+        listener.stop()
+        if fwd.proc.poll() is None:
+            fwd.stop()
+
+
+def test_cost_per_notification_in_the_service(rabbit, work):
+    """The figures of the closing note (printed, not asserted: timings): what
+    notifier.info() costs the service with the forwarder running, with
+    driver = unix alone, and with unix and messagingv2 (repeated lines, the
+    form that loads both) sending to the same broker itself."""
+    listener = Listener(listener_conf(work, rabbit.url), "fwd4")
+    fwd = Forwarder(forwarder_conf(work, "svc4", rabbit.url, "fwd4"),
+                    os.path.join(work, "fwd4.log"))
+    count = 2000
+    try:
+        svc = Service(work, "svc4", service_conf(work, "svc4"), count, 0)
+        svc.go()
+        unix = svc.result(120)["latencies"]
+        wait_for(lambda: len(set(ids(listener.snapshot()))) >= count, 300,
+                 "the forwarded notifications", alive=[fwd, svc])
+        svc.finish()
+
+        both_conf = os.path.join(work, "svc5.conf")
+        with open(both_conf, "w") as f:
+            f.write("[oslo_messaging_notifications]\ndriver = unix\ndriver = messagingv2\n"
+                    "topics = direct5\ntransport_url = %s\nsock_path = %s\n"
+                    "sock_replay_bytes = 16777216\n\n[oslo_messaging_rabbit]\n"
+                    "amqp_durable_queues = true\n"
+                    % (rabbit.url, os.path.join(work, "svc4-{pid}.sock")))
+        svc = Service(work, "svc5", both_conf, count, 0)
+        svc.go()
+        both = svc.result(120)["latencies"]
+        wait_for(lambda: len(set(ids(listener.snapshot()))) >= 2 * count, 300,
+                 "the forwarded notifications", alive=[fwd, svc])
+        svc.finish()
+        records = listener.snapshot()
+        assert len(set(ids(records))) == 2 * count
+
+        def line(name, lat):
+            return "%-22s mean %7.1f us  p50 %7.1f us  p99 %7.1f us" % (
+                name, sum(lat) / len(lat) * 1e6, percentile(lat, 50) * 1e6,
+                percentile(lat, 99) * 1e6)
+        print("\nnotifier.info() in the service, forwarder running (%d calls each):\n  %s\n  %s"
+              % (count, line("unix", unix), line("unix + messagingv2", both)))
     finally:
         listener.stop()
         if fwd.proc.poll() is None:

@@ -198,29 +198,89 @@ class BrokerSink:
 
     def send(self, message, retry):
         priority = str(message.get("priority") or "info").lower()
+        pconn = getattr(getattr(self.transport, "_driver", None), "pconn", None)
+        watch = _kafka_watch(pconn) if pconn is not None else None
         for topic in self.driver.topics:
             target = self._oslo.Target(topic="%s.%s" % (topic, priority))
             # The AMQP driver adds _unique_id to the dict it is given: a fresh
             # copy per attempt, as the service's Notifier hands a fresh one.
             self.transport._send_notification(target, {}, dict(message),
                                               version=self.driver.version, retry=retry)
-        self._flush()
-
-    def _flush(self):
-        # kafka: produce() only queues; the broker has it once flush() is done.
-        pconn = getattr(getattr(self.transport, "_driver", None), "pconn", None)
-        producer = getattr(pconn, "producer", None)
-        if producer is not None:
-            left = producer.flush(30)
-            if left:
-                raise IOError("kafka: %d notification(s) not acknowledged by the broker "
-                              "within 30 s" % left)
+        if watch is not None:
+            watch.wait(len(self.driver.topics))
 
     def close(self):
         try:
             self.transport.cleanup()
         except Exception:
             LOG.debug("closing the transport", exc_info=True)
+
+
+class _KafkaWatch:
+    """oslo's kafka driver only queues in librdkafka (produce() returns at once,
+    and it logs and drops a KafkaException): this wraps its producer so that
+    each produce() asks for a delivery report, and wait() returns once the
+    broker acknowledged them (librdkafka's default acks=all) or raises when
+    one failed or was never queued, so that it is sent again."""
+
+    def __init__(self, producer):
+        self.real = producer
+        self.pending = 0
+        self.delivered = 0
+        self.errors = []
+
+    def produce(self, topic, value=None, *args, **kwargs):
+        kwargs["on_delivery"] = self._report
+        try:
+            self.real.produce(topic, value, *args, **kwargs)
+        except BufferError:
+            raise  # its queue is full: the driver polls and produces again
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
+        self.pending += 1
+
+    def _report(self, err, msg):
+        self.pending -= 1
+        if err is not None:
+            self.errors.append(err)
+        else:
+            self.delivered += 1
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def start(self):
+        self.delivered = 0
+        self.errors = []
+
+    def wait(self, expected):
+        started = time.monotonic()
+        warned = False
+        while self.pending > 0 and not self.errors:
+            self.real.flush(1.0)
+            if not warned and self.pending > 0 and time.monotonic() - started > 10:
+                warned = True
+                LOG.warning("kafka: the broker has not acknowledged a notification for "
+                            "10 s; waiting (librdkafka retries it until message.timeout.ms)")
+        if self.errors or self.delivered < expected:
+            errors, self.errors = self.errors, []
+            raise IOError("kafka: not acknowledged by the broker: %s"
+                          % (errors or "never queued"))
+
+
+def _kafka_watch(pconn):
+    """The _KafkaWatch around the kafka driver's producer (made now if needed)."""
+    producer = getattr(pconn, "producer", None)
+    if producer is None and hasattr(pconn, "_ensure_producer"):
+        pconn._ensure_producer()
+        producer = pconn.producer
+    if producer is None:
+        return None
+    if not isinstance(producer, _KafkaWatch):
+        producer = pconn.producer = _KafkaWatch(producer)
+    producer.start()
+    return producer
 
 
 # -- the forwarder ----------------------------------------------------------------
