@@ -101,9 +101,10 @@ _opts = [
                  help="How often (seconds) the glob of sock_path is re-scanned for "
                       "sockets that appeared or disappeared."),
     cfg.BoolOpt("fsync", default=True,
-                help="fsync the cursor file (and its directory) when it is written, "
-                     "so that a power loss cannot leave it newer than what was written; "
-                     "off: a crash of the host may repeat more, never skip."),
+                help="fsync the cursor file (and its directory) each time it is "
+                     "written, so that after a crash of the host it is the last one "
+                     "written. Off: it may be an older one (more repeats), never a "
+                     "newer one."),
 ]
 
 
