@@ -270,3 +270,51 @@ def test_missing_options_are_one_error_line(sockdir, capfd):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "cursor_file is not set" in out.stderr
+
+
+def test_the_docs_snippets_load_as_pasted(sockdir):
+    """docs/forwarding.md's ini blocks: the service's loads with the unix
+    driver's options, the forwarder's with libnotif-forward's and oslo's rabbit
+    options, with no value holding a comment (oslo.config has no inline ones)."""
+    import re
+    from conftest import REPO_ROOT
+    from libnotif import oslo_driver
+    from oslo_messaging._drivers import amqp, impl_rabbit
+    with open(os.path.join(REPO_ROOT, "docs", "forwarding.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"```ini\n(.*?)```", f.read(), re.S)
+    assert len(blocks) == 2
+    checked = 0
+    for block in blocks:
+        path = os.path.join(sockdir, "pasted.conf")
+        with open(path, "w") as f:
+            f.write(block)
+        conf = cfg.ConfigOpts()
+        conf(["--config-file", path], project="docs", default_config_files=[])
+        groups = {"oslo_messaging_notifications": oslo_driver._opts,
+                  "notif_forward": forward._opts,
+                  "oslo_messaging_rabbit": impl_rabbit.rabbit_opts + amqp.amqp_opts}
+        section = None
+        for line in block.splitlines():
+            m = re.match(r"^\[(\w+)\]$", line)
+            if m:
+                section = m.group(1)
+                continue
+            m = re.match(r"^(\w+)\s*=", line)
+            if not m:
+                continue
+            known = {o.dest for o in groups[section]}
+            if section == "oslo_messaging_notifications":
+                known |= {"driver", "transport_url", "topics", "retry"}
+            assert m.group(1) in known, (section, m.group(1))
+            if section == "oslo_messaging_notifications" and m.group(1) not in {
+                    o.dest for o in oslo_driver._opts}:
+                continue
+            try:
+                conf.register_opts(groups[section], group=section)
+            except cfg.DuplicateOptError:
+                pass
+            value = conf[section][m.group(1)]
+            text = " ".join(value) if isinstance(value, list) else str(value)
+            assert "#" not in text, (section, m.group(1), value)
+            checked += 1
+    assert checked >= 9
