@@ -325,6 +325,21 @@ class Forwarder:
         self.failures = 0
         self._last_save = time.monotonic()
         self._last_scan = 0.0
+        self.stop_requested = False
+        self._sending_since = None   # a send in progress: since when
+        self._interruptible = False  # in the back-off sleep
+
+    def request_stop(self):
+        """For SIGTERM/SIGINT: a send that is going well finishes (and its cursor
+        is recorded: nothing is repeated after the restart); a send that takes
+        over 2 s (the broker is down or stuck), the back-off sleep, and any wait
+        for the sockets are left at once, by raising _Stop; so is everything
+        at a second signal."""
+        again = self.stop_requested
+        self.stop_requested = True
+        since = self._sending_since
+        if again or self._interruptible or since is None or time.monotonic() - since > 2.0:
+            raise _Stop()
 
     # -- sockets -------------------------------------------------------------------
     def _present(self):
@@ -387,8 +402,9 @@ class Forwarder:
         attempts = 0
         while True:
             try:
+                self._sending_since = time.monotonic()
                 self.sink.send(message, self.retry)
-                break
+                break  # (still "sending" until the cursor is recorded, below)
             except _Stop:
                 raise
             except Exception as exc:
@@ -402,9 +418,16 @@ class Forwarder:
                               self.retry_interval_max)
                 else:
                     LOG.debug("attempt %d failed: %s", attempts, exc)
+                self._sending_since = None
                 # Nothing is read meanwhile; save what was confirmed before.
                 self.save(force=True)
-                time.sleep(delay)
+                self._interruptible = True
+                try:
+                    if self.stop_requested:
+                        raise _Stop()
+                    time.sleep(delay)
+                finally:
+                    self._interruptible = False
                 delay = min(delay * 2, self.retry_interval_max)
         if down_since is not None:
             LOG.warning("the broker took notifications again after %.1f s (%d failed "
@@ -412,6 +435,9 @@ class Forwarder:
         self.forwarded += 1
         src.forwarded += 1
         self.cursors[src.path] = src.sub.cursor
+        self._sending_since = None
+        if self.stop_requested:
+            raise _Stop()
 
     # -- cursors -------------------------------------------------------------------
     def save(self, force=False):
@@ -498,8 +524,12 @@ def main(argv=None):
     logging.basicConfig(level=logging.DEBUG if known.debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    forwarder = None
+
     def on_signal(signum, frame):
-        raise _Stop(signum)
+        if forwarder is None:
+            raise _Stop(signum)
+        forwarder.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
