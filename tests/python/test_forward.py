@@ -318,3 +318,43 @@ def test_the_docs_snippets_load_as_pasted(sockdir):
             assert "#" not in text, (section, m.group(1), value)
             checked += 1
     assert checked >= 9
+
+
+def test_the_systemd_unit(sockdir):
+    """systemd/notif-forward@.service runs the console script with a config file,
+    and systemd-analyze (when there) finds nothing wrong in it but the binary's
+    absence from /usr/bin here."""
+    import shutil
+    import re
+    from conftest import REPO_ROOT
+    unit = os.path.join(REPO_ROOT, "systemd", "notif-forward@.service")
+    text = open(unit).read()
+    exec_start = re.search(r"^ExecStart=(.*)$", text, re.M).group(1).split()
+    assert exec_start[:2] == ["/usr/bin/libnotif-forward", "--config-file"]
+    assert 'libnotif-forward = "libnotif.forward:main"' in open(
+        os.path.join(REPO_ROOT, "bindings", "python", "pyproject.toml")).read()
+    assert re.search(r"^KillSignal=SIGTERM$", text, re.M)
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        return
+    copy = os.path.join(sockdir, "notif-forward@nova.service")
+    shutil.copy(unit, os.path.join(sockdir, "notif-forward@.service"))
+    out = subprocess.run([analyze, "verify", "--man=no", copy], capture_output=True,
+                         text=True, timeout=60, cwd=sockdir)
+    problems = [line for line in (out.stdout + out.stderr).splitlines()
+                if line.strip() and "is not executable" not in line]
+    assert problems == []
+
+
+def test_cursors_of_gone_workers_are_forgotten(sockdir):
+    cursors = os.path.join(sockdir, "cursors")
+    gone = os.path.join(sockdir, "w-999999.sock")
+    other = "/elsewhere/other.sock"
+    with open(cursors, "w") as f:
+        json.dump({gone: "0123456789abcdef-5", other: "0123456789abcdef-7"}, f)
+    fwd = forward.Forwarder(make_conf(sockdir, sock_path=os.path.join(sockdir, "w-{pid}.sock"),
+                                      cursor_file=cursors), sink=Sink())
+    fwd.step(0.05)
+    fwd.close()
+    # Not matched by the glob: kept (the file may be shared, as notif tail's is).
+    assert json.load(open(cursors)) == {other: "0123456789abcdef-7"}

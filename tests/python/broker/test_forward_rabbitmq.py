@@ -3,7 +3,6 @@ here on 127.0.0.1) with the real oslo Notifier (driver = unix in the service)
 and an unchanged oslo notification listener on the broker side."""
 
 import collections
-import glob
 import os
 import shutil
 import signal

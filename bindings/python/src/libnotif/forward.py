@@ -35,7 +35,7 @@ held is logged (WARNING, with the count) and counted, never skipped silently.
 
 import argparse
 import copy
-import errno
+import fnmatch
 import glob
 import json
 import logging
@@ -359,6 +359,13 @@ class Forwarder:
             LOG.info("forwarding %s (%s)", path,
                      "after %s" % self.cursors[path] if path in self.cursors
                      else "from the start of its replay ring")
+        if _is_glob(self.pattern):
+            # Saved cursors of workers that are gone (never to come back: a new
+            # worker has a new pid, a new path).
+            for path in list(self.cursors):
+                if path not in present and path not in self.sources and \
+                        fnmatch.fnmatchcase(path, self.pattern):
+                    del self.cursors[path]
         for path in list(self.sources):
             src = self.sources[path]
             if path in present or src.sub.connected:
