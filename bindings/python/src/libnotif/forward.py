@@ -24,8 +24,8 @@ unix driver's line has none, so it is ``{}``).
 
 At least once: a notification's cursor is recorded only after the driver
 returned without error (with the rabbit driver: after the broker's publisher
-confirm, which oslo.messaging always asks for; with kafka: after the
-producer's flush), and the cursor file (the format of ``notif tail
+confirm, which oslo.messaging always asks for; with kafka: after
+librdkafka's delivery report), and the cursor file (the format of ``notif tail
 --cursor-file``) is written from those only. While the broker is unreachable
 the forwarder retries the same notification with a back-off and reads
 nothing more: the service's replay ring (``sock_replay_bytes``) holds what it
