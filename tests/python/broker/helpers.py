@@ -70,6 +70,9 @@ class Service:
             return json.load(f)
 
     def finish(self):
+        """Lets the service exit (idempotent)."""
+        if self.log.closed:
+            return
         open(self.out + ".exit", "w").close()
         try:
             self.proc.wait(30)

@@ -62,7 +62,9 @@ def listen(kafka, work, topic):
     """A listener that gets what is sent from now on (the kafka driver's
     consumers start at the latest offset: probe until one arrives)."""
     kafka.create_topics([topic + ".info"])
-    lconf = write_conf(os.path.join(work, "listener-%s.conf" % topic), sections(kafka.url))
+    lsections = sections(kafka.url)
+    lsections["DEFAULT"] = {"executor_thread_pool_size": 1}  # the endpoint sees the order
+    lconf = write_conf(os.path.join(work, "listener-%s.conf" % topic), lsections)
     listener = Listener(lconf, topic, pool="group-" + topic)
     conf = cfg.ConfigOpts()
     conf(["--config-file", lconf])
@@ -85,6 +87,7 @@ def real(listener):
 def test_kafka_1000_as_with_messagingv2(kafka, work):
     direct_l = listen(kafka, work, "kdirect1")
     fwd_l = listen(kafka, work, "kfwd1")
+    fwd = svc = None
     try:
         dconf = write_conf(os.path.join(work, "direct.conf"), {
             "oslo_messaging_notifications": {"transport_url": kafka.url,
@@ -116,6 +119,10 @@ def test_kafka_1000_as_with_messagingv2(kafka, work):
     finally:
         direct_l.stop()
         fwd_l.stop()
+        if fwd is not None and fwd.proc.poll() is None:
+            fwd.stop()
+        if svc is not None:
+            svc.finish()
 
 
 def test_kafka_outage_20s_and_sigkill(kafka, work):
@@ -166,3 +173,4 @@ def test_kafka_outage_20s_and_sigkill(kafka, work):
         listener.stop()
         if fwd.proc.poll() is None:
             fwd.stop()
+        svc.finish()
