@@ -5,6 +5,7 @@
 #                   valgrind, ASan/UBSan, install; ends with "N passed, M failed"
 #   make demo       a publisher and a subscriber talking for a few seconds
 #   make soak       the fault-injection tests (tests/fault_*.rs) in their long versions
+#   make test-kafka libnotif-forward against a real Kafka (Maven Central's jars, Java 17)
 #   make fuzz       every cargo-fuzz target (fuzz/) for FUZZ_SECONDS (60) each, then make miri
 #   make miri       the json_line and subscription unit tests under Miri (nightly)
 #   make bench      notif beside ZeroMQ PUB/SUB and raw sockets, one table (bench/; BENCH_QUICK=1: seconds)
@@ -203,8 +204,9 @@ test: deps
 	@$(CHECK) c subscriber_lib -- $(SUBLIB_E2E) $(B)/subscriber_lib
 	@$(CHECK) c examples -- tests/c/test_examples.sh $(B) $(LIB_SO)
 	@$(CHECK) c readme-c-snippets -- env CC="$(CC)" tests/c/test_readme.sh $(B)
-	@$(CHECK) c python --timeout 900 -- tests/python/run.sh tests/python --ignore=tests/python/test_metrics_node_exporter.py
+	@$(CHECK) c python --timeout 900 -- tests/python/run.sh tests/python --ignore=tests/python/broker --ignore=tests/python/test_metrics_node_exporter.py
 	@$(CHECK) c metrics-node-exporter --timeout 1500 -- tests/python/run.sh tests/python/test_metrics_node_exporter.py
+	@$(CHECK) c forward-rabbitmq --timeout 900 -- tests/python/run.sh tests/python/broker -s --ignore=tests/python/broker/kafka
 	@$(CHECK) c go --timeout 600 -- bindings/go/test.sh
 	@$(CHECK) c bench-smoke --timeout 240 -- env BENCH_QUICK=1 $(MAKE) --no-print-directory bench
 	@$(CHECK) c valgrind-test_api -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_api
@@ -229,6 +231,12 @@ test: deps
 # time; timeout bounds the whole run. (`make test` runs their short versions.)
 soak:
 	NOTIF_SOAK=1 timeout -k 10 1800 $(CARGO) test --no-fail-fast --test 'fault_*'
+
+# libnotif-forward against a real Kafka (KRaft broker from Maven Central's jars,
+# Java 17, oslo's kafka driver): tests/python/broker/kafka/run.sh.
+.PHONY: test-kafka
+test-kafka:
+	timeout -k 10 1800 tests/python/broker/kafka/run.sh
 
 # fuzz/run.sh runs `cargo +nightly fuzz` (and installs cargo-fuzz, the nightly
 # toolchain and the miri component when they are missing). make test replays

@@ -482,6 +482,7 @@ class UnixSocketDriver(notifier.Driver):
             "slow_policy": values.get("sock_slow_policy"),
             "replay_bytes": values.get("sock_replay_bytes"),
         }
+        self._ring = bool(values.get("sock_replay_bytes"))
         self._slot = None
         _drivers.add(self)
         # Open now: the service's first notification must find its subscribers.
