@@ -61,15 +61,17 @@ say "$(cargo-zigbuild --version), zig $(python -m ziglang version), $(cargo --ve
 say "staging the sources and building the sdist"
 stage=$work/libnotif
 mkdir -p "$stage"
-cp -r bindings/python/src bindings/python/setup.py bindings/python/pyproject.toml \
+# cp -p throughout: the sources keep their times through the sdist, so that cargo,
+# which judges path crates by file times, rebuilds nothing that did not change.
+cp -rp bindings/python/src bindings/python/setup.py bindings/python/pyproject.toml \
     bindings/python/README.md "$stage/"
 rm -rf "$stage/src/libnotif/libnotif.so" "$stage/src/libnotif/notif" "$stage/src/"*.egg-info
 find "$stage" -name __pycache__ -prune -exec rm -rf {} +
-cp Cargo.toml Cargo.lock build.rs cbindgen.toml "$stage/"
-cp -r src/. "$stage/src/"
+cp -p Cargo.toml Cargo.lock build.rs cbindgen.toml "$stage/"
+cp -rp src/. "$stage/src/"
 mkdir -p "$stage/include" "$stage/tools/notif"
-cp include/notif.h "$stage/include/"
-cp -r tools/notif/Cargo.toml tools/notif/src "$stage/tools/notif/"
+cp -p include/notif.h "$stage/include/"
+cp -rp tools/notif/Cargo.toml tools/notif/src "$stage/tools/notif/"
 cat >"$stage/MANIFEST.in" <<'MANIFEST'
 include Cargo.toml Cargo.lock build.rs cbindgen.toml README.md include/notif.h
 include tools/notif/Cargo.toml
@@ -82,9 +84,15 @@ sdist=$(ls "$work"/sdist/libnotif-*.tar.gz)
 
 # ---------------------------------------------------------------- 3. wheel
 say "building libnotif.so and notif from the sdist for glibc $GLIBC (cargo-zigbuild) in ${target_dir#$PWD/}"
-mkdir -p "$work/build"
-tar -xzf "$sdist" -C "$work/build"
-src=$(ls -d "$work"/build/libnotif-*/)
+# Unpacked at the same place every time: cargo keys path crates by their directory.
+unpacked=$target_dir/sdist-src
+rm -rf "$unpacked"
+mkdir -p "$unpacked"
+tar -xzf "$sdist" -C "$unpacked"
+src=$(ls -d "$unpacked"/libnotif-*/)
+# The sdist holds no directory entries: the directories are new, and build.rs
+# watches one (src/capi). Their contents' times are what matter.
+find "$src" -type d -exec touch -d 2000-01-01T00:00:00Z {} +
 # At a fixed path: RUSTFLAGS name it, and a RUSTFLAGS that changed would rebuild every crate.
 mkdir -p "$target_dir"
 compat=$target_dir/glibc-compat.o
@@ -109,7 +117,7 @@ if ! (cd "$src" && CARGO="$work/cargo-zig" CARGO_BUILD_TARGET="$arch-unknown-lin
         CARGO_TARGET_DIR="$target_dir" RUSTFLAGS="-C link-arg=$compat" \
         "$python" -c 'import sys; from setuptools import build_meta as b; b.build_wheel(sys.argv[1])' \
         "$work/wheel" 2>&1 >"$work/setuptools.log") |
-        tee "$work/cargo.log" | { grep -E '^ *(Compiling|Finished|error|warning)' || true; }; then
+        tee "$work/cargo.log" | { grep -E '^ *(Compiling|Finished|error|warning)' | grep -v 'byte-compiling is disabled' || true; }; then
     tail -n 40 "$work/cargo.log" "$work/setuptools.log" >&2
     exit 1
 fi
