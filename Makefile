@@ -266,11 +266,12 @@ demo: all
 bench-oslo: lib
 	tests/python/run.sh --bench
 
-# The Python package's sdist and manylinux wheel (py3-none: ctypes, any CPython 3)
-# into dist/, built with setuptools-rust from the sdist, checked by auditwheel.
+# The Python package's sdist and manylinux2014 wheel (py3-none: ctypes, any CPython 3;
+# the library and the notif tool) into dist/, built from the sdist with setuptools-rust
+# and cargo-zigbuild (glibc 2.17) in build/wheel-target, checked by auditwheel.
 .PHONY: wheel
 wheel:
-	tests/python/run.sh --wheel dist
+	bindings/python/wheel.sh dist
 
 bench: lib
 	@$(MAKE) --no-print-directory -f bench/bench.mk run

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # The Python tests of `make test`: builds (or reuses) the pinned virtual
-# environment build/python-venv, installs bindings/python into it (which runs
-# cargo build --release and ships libnotif.so in the package) and runs pytest.
+# environment build/python-venv, installs bindings/python into it (which builds
+# libnotif.so and the notif tool in target/python and ships them in the package)
+# and runs pytest.
 #
 #   tests/python/run.sh [PYTEST ARGS...]
 #   tests/python/run.sh --bench [--seconds S]   (make bench-oslo: tests/python/bench_oslo.py)
-#   tests/python/run.sh --wheel [OUTDIR]        (make wheel: bindings/python/wheel.sh, dist/)
+#   tests/python/run.sh --wheel [OUTDIR]        (bindings/python/wheel.sh OUTDIR, as make wheel)
 #
 # The venv is rebuilt only when tests/python/requirements.txt or the Python
 # version changes; the notif package itself is reinstalled on every run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+if [[ ${1:-} == --wheel ]]; then # make wheel: dist/ (its own build tools, not this venv)
+    exec bindings/python/wheel.sh "${2:-dist}"
+fi
 
 PYTHON=${PYTHON:-python3}
 venv=build/python-venv
@@ -45,9 +50,6 @@ CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/python} "$venv/bin/python" -m p
     --force-reinstall ./bindings/python
 rm -rf bindings/python/build
 
-if [[ ${1:-} == --wheel ]]; then # make wheel: dist/ (bindings/python/wheel.sh)
-    exec bindings/python/wheel.sh "${2:-dist}" "$PWD/$venv/bin/python"
-fi
 if [[ ${1:-} == --bench ]]; then # make bench-oslo
     shift
     exec "$venv/bin/python" tests/python/bench_oslo.py "$@"
