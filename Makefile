@@ -204,7 +204,7 @@ test: deps
 	@$(CHECK) c subscriber_lib -- $(SUBLIB_E2E) $(B)/subscriber_lib
 	@$(CHECK) c examples -- tests/c/test_examples.sh $(B) $(LIB_SO)
 	@$(CHECK) c readme-c-snippets -- env CC="$(CC)" tests/c/test_readme.sh $(B)
-	@$(CHECK) c python --timeout 900 -- tests/python/run.sh tests/python --ignore=tests/python/broker --ignore=tests/python/test_metrics_node_exporter.py
+	@$(CHECK) c python --timeout 1800 -- tests/python/run.sh tests/python --ignore=tests/python/broker --ignore=tests/python/test_metrics_node_exporter.py
 	@$(CHECK) c metrics-node-exporter --timeout 1500 -- tests/python/run.sh tests/python/test_metrics_node_exporter.py
 	@$(CHECK) c forward-rabbitmq --timeout 900 -- tests/python/run.sh tests/python/broker -s --ignore=tests/python/broker/kafka
 	@$(CHECK) c go --timeout 600 -- bindings/go/test.sh
