@@ -190,7 +190,7 @@ test: deps
 	@$(CHECK) c build --timeout 480 -- $(MAKE) --no-print-directory all c-tests asan-tests
 	@$(CHECK) rust header-check -- $(MAKE) --no-print-directory header-check
 	@$(CHECK) c go-header-check -- $(MAKE) --no-print-directory go-header-check
-	@$(CHECK) rust cargo-test --timeout 480 -- $(CARGO) test --workspace --no-fail-fast
+	@$(CHECK) rust cargo-test --timeout 1500 -- $(CARGO) test --workspace --no-fail-fast
 	@$(CHECK) rust cargo-fmt -- $(CARGO) fmt --all --check
 	@$(CHECK) rust cargo-clippy -- $(CARGO) clippy --workspace --all-targets -- -D warnings
 	@$(CHECK) rust fuzz-corpus --timeout 1200 -- fuzz/run.sh corpus

@@ -213,6 +213,14 @@ impl Server {
     /// Tells emitters how many subscribers would receive a message now: the
     /// ones being closed and the ones only probing get nothing, so they do not count.
     pub(super) fn publish_subscriber_count(&self) {
+        debug_assert_eq!(
+            self.connections.receivers(),
+            self.connections
+                .values()
+                .filter(|c| c.phase().is_open())
+                .count(),
+            "the connection table's counts drifted"
+        );
         self.shared
             .subscribers
             .store(self.connections.receivers(), Ordering::Release);

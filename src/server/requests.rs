@@ -77,6 +77,10 @@ impl Server {
                         &self.shared.counters,
                     );
                 }
+                // Counted before the acknowledgement goes out: a subscriber
+                // that has read it may have the host emit at once (accept
+                // publishes the count only after reading a first request).
+                self.publish_subscriber_count();
                 self.write_to(fd);
             }
         }
