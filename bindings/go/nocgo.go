@@ -32,6 +32,7 @@ const (
 	WithReplayBytes      = needsCgo
 	WithMaxMessage       = needsCgo
 	WithMaxSubscribers   = needsCgo
+	WithMaxPerUID        = needsCgo
 	WithBacklog          = needsCgo
 	WithLinger           = needsCgo
 	WithSlowPolicy       = needsCgo
