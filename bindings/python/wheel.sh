@@ -5,7 +5,7 @@
 #
 # 1. stages a self-contained source tree (the Python package plus the crate:
 #    Cargo.toml with the workspace cut down to the library, Cargo.lock,
-#    build.rs, cbindgen.toml, src/, include/) and builds the sdist from it;
+#    build.rs, src/, include/) and builds the sdist from it;
 # 2. builds the wheel FROM THAT SDIST (so the sdist is proven to build, with
 #    cargo present) through setuptools-rust: py3-none-linux_<arch>, the library
 #    stripped;
@@ -29,13 +29,13 @@ cp -r bindings/python/src bindings/python/setup.py bindings/python/pyproject.tom
     bindings/python/README.md "$stage/"
 rm -rf "$stage/src/libnotif/libnotif.so" "$stage/src/"*.egg-info
 find "$stage" -name __pycache__ -prune -exec rm -rf {} +
-cp Cargo.lock build.rs cbindgen.toml "$stage/"
+cp Cargo.lock build.rs "$stage/"
 cp -r src/. "$stage/src/"
 mkdir -p "$stage/include" && cp include/notif.h "$stage/include/"
 # The sdist holds the library's crate only, not the workspace's other members.
-sed 's/^members = \[.*\]$/members = ["."]/' Cargo.toml >"$stage/Cargo.toml"
+sed -e 's/^members = \[.*\]$/members = ["."]/' -e '/^default-members = /d' Cargo.toml >"$stage/Cargo.toml"
 cat >"$stage/MANIFEST.in" <<'MANIFEST'
-include Cargo.toml Cargo.lock build.rs cbindgen.toml README.md include/notif.h
+include Cargo.toml Cargo.lock build.rs README.md include/notif.h
 recursive-include src *.rs
 MANIFEST
 
