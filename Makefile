@@ -286,6 +286,11 @@ bench: lib
 
 # ------------------------------------------------------------------ install
 # Installs what `make` built; it does not build (so `sudo make install` needs no cargo).
+# The release profile has no debug information (Cargo.toml), and cargo strips
+# std's from the shared library and the tool; libnotif.a is installed without
+# std's debug information and LLVM bitcode either (the bitcode serves only
+# Rust's cross-crate LTO, never a C linker): 24 MB built, about 6 MB installed.
+OBJCOPY ?= objcopy
 install:
 	@for f in $(LIB_SO) $(LIB_A) $(HEADER) $(NOTIF_BIN); do \
 	    [ -f "$$f" ] || { echo "$$f is missing: run 'make' first" >&2; exit 1; }; \
@@ -299,7 +304,8 @@ install:
 	$(INSTALL) -m 0755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/$(REALNAME)
 	ln -sfn $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libnotif.so
-	$(INSTALL) -m 0644 $(LIB_A) $(DESTDIR)$(LIBDIR)/libnotif.a
+	$(OBJCOPY) --strip-debug --remove-section=.llvmbc --remove-section=.llvmcmd $(LIB_A) $(DESTDIR)$(LIBDIR)/libnotif.a
+	chmod 0644 $(DESTDIR)$(LIBDIR)/libnotif.a
 	$(INSTALL) -m 0644 $(HEADER) $(DESTDIR)$(INCLUDEDIR)/notif.h
 	$(INSTALL) -d $(DESTDIR)$(BINDIR)
 	$(INSTALL) -m 0755 $(NOTIF_BIN) $(DESTDIR)$(BINDIR)/notif
@@ -310,12 +316,11 @@ install:
 	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/notif.pc
 	@echo "installed libnotif $(VERSION) into $(DESTDIR)$(PREFIX)$(if $(DESTDIR),, (run ldconfig if $(LIBDIR) is a system library directory))"
 
-# install-strip (the GNU convention): the same, with the debug information of
-# the shared library and the notif tool kept apart, in
+# install-strip (the GNU convention): the same, with the symbols not needed for
+# linking removed from the shared library and the notif tool, and whatever debug
+# information a build had (CARGO_PROFILE_RELEASE_DEBUG=1 make) kept apart, in
 # $(LIBDIR)/debug/libnotif.so.VERSION.debug and $(BINDIR)/.debug/notif.debug,
-# linked back with a .gnu_debuglink (gdb finds them); the installed files
-# themselves hold code only (about 0.7 MB for the library instead of 7).
-OBJCOPY ?= objcopy
+# linked back with a .gnu_debuglink (gdb finds them).
 install-strip: install
 	$(INSTALL) -d $(DESTDIR)$(LIBDIR)/debug $(DESTDIR)$(BINDIR)/.debug
 	@set -e; for pair in "$(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/debug/$(REALNAME).debug" \

@@ -27,6 +27,13 @@ lib=$dest$libdir
 [[ $(readlink "$lib/libnotif.so") == "libnotif.so.$major" ]] || fail "libnotif.so is not a link to libnotif.so.$major"
 [[ -f $lib/libnotif.a ]] || fail "no libnotif.a"
 cmp -s "$root/include/notif.h" include/notif.h || fail "installed notif.h differs"
+# A default build installs no debug information (the release profile has none,
+# and install takes std's debug information and LLVM bitcode out of libnotif.a).
+for f in "$lib/libnotif.so.$version" "$lib/libnotif.a" "$root/bin/notif"; do
+    sections=$(readelf -S --wide "$f")
+    if grep -Eq '\.debug_info|\.llvmbc' <<<"$sections"; then fail "$f has debug information or bitcode"; fi
+done
+echo "installed sizes: libnotif.so $(stat -c %s "$lib/libnotif.so.$version"), libnotif.a $(stat -c %s "$lib/libnotif.a"), notif $(stat -c %s "$root/bin/notif") bytes"
 [[ -f $lib/pkgconfig/notif.pc ]] || fail "no notif.pc"
 [[ -x $root/bin/notif ]] || fail "no bin/notif"
 "$root/bin/notif" --help >/dev/null || fail "the installed notif tool does not run"
