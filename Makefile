@@ -207,6 +207,10 @@ msrv:
 	$(CARGO) +$(MSRV) check -p notif --lib --locked --target-dir target/msrv
 	@echo "the library builds with Rust $(MSRV), its rust-version"
 
+# The unit files shipped in systemd/ pass systemd-analyze verify without a message.
+units-check:
+	tests/c/test_units.sh
+
 # valgrind: only errors and definite/indirect leaks count; Rust's std keeps some
 # thread-locals that valgrind calls "still reachable" or "possibly lost".
 VALGRIND_RUN := $(VALGRIND) -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
@@ -227,6 +231,7 @@ test: deps
 	@$(CHECK) c build --timeout 480 -- $(MAKE) --no-print-directory all c-tests asan-tests
 	@$(CHECK) rust header-check -- $(MAKE) --no-print-directory header-check
 	@$(CHECK) rust msrv --timeout 480 -- $(MAKE) --no-print-directory msrv
+	@$(CHECK) c systemd-units -- tests/c/test_units.sh
 	@$(CHECK) c go-header-check -- $(MAKE) --no-print-directory go-header-check
 	@$(CHECK) rust cargo-test --timeout 480 -- $(CARGO) test --workspace --no-fail-fast
 	@$(CHECK) rust cargo-fmt -- $(CARGO) fmt --all --check
