@@ -248,7 +248,8 @@ test: deps
 	@$(CHECK) c examples -- tests/c/test_examples.sh $(B) $(LIB_SO)
 	@$(CHECK) c readme-c-snippets -- env CC="$(CC)" tests/c/test_readme.sh $(B)
 	@$(CHECK) c docs -- tests/c/test_docs.sh
-	@$(CHECK) c python --timeout 900 -- tests/python/run.sh
+	@$(CHECK) c python --timeout 900 -- tests/python/run.sh tests/python --ignore=tests/python/test_metrics_node_exporter.py
+	@$(CHECK) c metrics-node-exporter --timeout 1500 -- tests/python/run.sh tests/python/test_metrics_node_exporter.py
 	@$(CHECK) c go --timeout 600 -- bindings/go/test.sh
 	@$(CHECK) c bench-smoke --timeout 240 -- env BENCH_QUICK=1 $(MAKE) --no-print-directory bench
 	@$(CHECK) c valgrind-test_api -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_api

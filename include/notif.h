@@ -66,6 +66,12 @@
 #define DEFAULT_MAX_MESSAGE (1024 * 1024)
 
 /**
+ * The default cap on one user's connections: plenty for one consumer's
+ * tools, and 1/16 of a 1024-descriptor service limit.
+ */
+#define DEFAULT_MAX_CONNECTIONS_PER_UID 64
+
+/**
  * The default total budget for subscriber queues: 16 subscribers at the
  * default 4 MiB each. Enough for a few slow consumers of a busy daemon, small
  * beside any host that runs one, and a hard ceiling on what 1,000 hostile
@@ -125,7 +131,7 @@ typedef struct notif_stats {
    */
   uint64_t delivered;
   /**
-   * Messages with nobody to go to (notif_emit returned 0, or every subscriber left before they were sent).
+   * Messages with nobody to go to (notif_emit returned 0, or every subscriber left before they were sent), without a replay ring (with one: kept_no_subscriber).
    */
   uint64_t dropped_no_subscriber;
   /**
@@ -214,6 +220,16 @@ typedef struct notif_stats {
    * the server thread slept (also in delivered and fanout).
    */
   uint64_t written_through;
+  /**
+   * Connections cut off because writing to them cost the server thread
+   * more than its budget (reason "too_costly"; also in disconnected).
+   */
+  uint64_t disconnected_costly;
+  /**
+   * Notifications emitted while nobody was connected and kept in the
+   * replay ring (not dropped: a subscriber that resumes or replays gets them).
+   */
+  uint64_t kept_no_subscriber;
 } notif_stats;
 
 #ifdef __cplusplus
@@ -279,8 +295,11 @@ struct notif_handle *notif_open_fd(int fd, const struct notif_options *opts);
  * it is sent as one compact line (whitespace outside strings removed). The
  * library copies what it needs: `json` may be reused as soon as this returns.
  *
- * Returns the number of subscribers connected (0: nobody, the message is
- * dropped without being looked at), or a negative errno: -EINVAL (NULL json,
+ * Returns the number of subscribers connected, or a negative errno. 0:
+ * nobody is connected; without a replay ring the message is then dropped
+ * without being looked at, with one (notif_options_set_replay) it is checked
+ * as always and kept in the ring for subscribers that resume or replay.
+ * Errors: -EINVAL (NULL json,
  * not exactly one JSON object, invalid UTF-8, or an object whose first
  * member is named "notif" in any spelling: that name is reserved for the
  * protocol's control lines; counted in rejected), -EMSGSIZE (over max_message),
@@ -298,18 +317,26 @@ int notif_emit_len(struct notif_handle *handle, const char *json, size_t len);
 
 /**
  * The number of subscribers connected now (connections that only asked for
- * stats are not counted): one atomic load, never blocks. A caller whose
- * notifications are costly to build asks this first and, when it returns 0,
- * skips building the notification and calls notif_skip() so it is counted
- * as notif_emit would have counted it. Returns >= 0, or -EBADF (NULL handle,
- * or a handle used in a child after fork(): 0 subscribers there).
+ * stats are not counted): one atomic load, never blocks. Returns >= 0, or
+ * -EBADF (NULL handle, or a handle used in a child after fork(): 0
+ * subscribers there).
+ *
+ * Without a replay ring, a caller whose notifications are costly to build
+ * may ask this first and, when it returns 0, skip building the notification
+ * and call notif_skip() so it is counted as notif_emit would have counted
+ * it. With a replay ring (notif_options_set_replay) do not skip: a
+ * notification emitted while nobody is connected is kept in the ring for the
+ * subscribers that resume (their cursor) or replay it, and one skipped is
+ * lost to them; emit every notification.
  */
 int notif_subscribers(struct notif_handle *handle);
 
 /**
  * Counts one notification that the caller did not emit because
  * notif_subscribers() returned 0 (in dropped_no_subscriber, as notif_emit
- * counts it). Returns 0 or -EBADF (NULL handle). Never blocks.
+ * counts it without a replay ring). Not for a handle with a replay ring:
+ * there, emit the notification so that the ring keeps it (see
+ * notif_subscribers). Returns 0 or -EBADF (NULL handle). Never blocks.
  */
 int notif_skip(struct notif_handle *handle);
 
@@ -412,6 +439,14 @@ int notif_options_set_max_message(struct notif_options *opts, size_t bytes);
  * and closed at once, and counted. Returns 0 or -EINVAL (0 or over 2^20).
  */
 int notif_options_set_max_subscribers(struct notif_options *opts, size_t count);
+
+/**
+ * Most connections one user may hold at once, idle or not (default 64);
+ * further ones from that user are told so (reason "full") and closed, and
+ * counted in refused. Root and the publisher's own user are not capped.
+ * Returns 0 or -EINVAL (0 or over 2^20).
+ */
+int notif_options_set_max_per_uid(struct notif_options *opts, size_t count);
 
 /**
  * How long notif_close may spend flushing queued messages (default 1000 ms;

@@ -58,7 +58,15 @@ pub struct Options {
     /// without loss (`after`) or read them (`replay`). 0 (the default): off,
     /// nothing is kept for absent subscribers. Counted in memory_limit.
     pub replay: usize,
+    /// Connections one user (uid) may hold at once, idle or not; past it a
+    /// connection is told so (reason `full`) and closed. Root and the
+    /// publisher's own user are not counted: they could harm the host anyway.
+    pub max_connections_per_uid: usize,
 }
+
+/// The default cap on one user's connections: plenty for one consumer's
+/// tools, and 1/16 of a 1024-descriptor service limit.
+pub const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 64;
 
 /// The default total budget for subscriber queues: 16 subscribers at the
 /// default 4 MiB each. Enough for a few slow consumers of a busy daemon, small
@@ -81,6 +89,7 @@ impl Default for Options {
             allow_gids: Vec::new(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
             replay: 0,
+            max_connections_per_uid: DEFAULT_MAX_CONNECTIONS_PER_UID,
         }
     }
 }
@@ -131,6 +140,17 @@ impl Options {
             )));
         }
         self.max_subscribers = count;
+        Ok(())
+    }
+
+    /// Connections one user other than root and the publisher's own may hold at once.
+    pub fn set_max_connections_per_uid(&mut self, count: usize) -> Result<(), Error> {
+        if count == 0 || count > MAX_MAX_SUBSCRIBERS {
+            return Err(invalid(format!(
+                "max connections per uid {count} is outside 1..={MAX_MAX_SUBSCRIBERS}"
+            )));
+        }
+        self.max_connections_per_uid = count;
         Ok(())
     }
 
@@ -197,6 +217,7 @@ impl Options {
         checked.set_subscriber_buffer(self.subscriber_buffer)?;
         checked.set_max_message(self.max_message)?;
         checked.set_max_subscribers(self.max_subscribers)?;
+        checked.set_max_connections_per_uid(self.max_connections_per_uid)?;
         checked.set_backlog(self.backlog)?;
         checked.set_memory_limit(self.memory_limit)?;
         checked.set_replay(self.replay)?;

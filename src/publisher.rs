@@ -140,9 +140,10 @@ impl Publisher {
     /// Queues one notification for every connected subscriber and returns how
     /// many were connected. Never blocks and never waits for a subscriber.
     ///
-    /// With nobody connected it returns `Ok(0)` after one atomic load, without
-    /// looking at `json`. Otherwise `json` must be exactly one JSON object in
-    /// UTF-8; it is sent as one compact line.
+    /// With nobody connected and no replay ring it returns `Ok(0)` after one
+    /// atomic load, without looking at `json`. Otherwise (a subscriber, or a
+    /// replay ring, which keeps it for subscribers that resume) `json` must be
+    /// exactly one JSON object in UTF-8; it is sent as one compact line.
     ///
     /// Errors: EINVAL (not one JSON object, or its first member is named
     /// `notif`, which is reserved for the protocol's control lines), EMSGSIZE (compact line larger than
@@ -171,17 +172,27 @@ impl Publisher {
         self.generation == fork_guard::generation()
     }
 
-    /// Subscribers connected now: one atomic load. A caller whose
-    /// notifications are costly to build (serialising, masking) asks this first
-    /// and skips the work when it is 0. Use [`Publisher::skip`] to count the
-    /// notification it then does not emit. Connections that only asked for
-    /// stats are not subscribers.
+    /// Subscribers connected now: one atomic load. Without a replay ring, a
+    /// caller whose notifications are costly to build (serialising, masking)
+    /// may ask this first and skip the work when it is 0, then call
+    /// [`Publisher::skip`] to count the notification it does not emit. With a
+    /// replay ring ([`Publisher::keeps_replay`]) it must emit every
+    /// notification: the ring keeps what is emitted while nobody is connected
+    /// for the subscribers that resume. Connections that only asked for stats
+    /// are not subscribers.
     #[inline]
     pub fn subscribers(&self) -> usize {
         if self.generation != fork_guard::generation() {
             return 0;
         }
         self.shared.subscribers.load(Ordering::Acquire)
+    }
+
+    /// Whether this publisher keeps a replay ring (`Options::set_replay` > 0):
+    /// then every notification must be emitted, subscribers or not.
+    #[inline]
+    pub fn keeps_replay(&self) -> bool {
+        self.replay
     }
 
     /// Counts a notification the caller chose not to build because nobody

@@ -46,7 +46,8 @@ counters! {
     /// (message, subscriber) pairs fully written to the socket.
     delivered,
     /// Messages with nobody to go to: emitted with no subscriber connected, or
-    /// whose subscribers had all gone when the server thread got to them.
+    /// whose subscribers had all gone when the server thread got to them
+    /// (without a replay ring: with one, see kept_no_subscriber).
     dropped_no_subscriber,
     /// (message, subscriber) pairs dropped because that subscriber's buffer was full.
     dropped_slow,
@@ -95,6 +96,12 @@ counters! {
     /// (message, subscriber) pairs an emitting thread wrote to the socket
     /// itself while the server thread slept (also in delivered and fanout).
     written_through,
+    /// Connections cut off because writing to them cost the server thread
+    /// more than its budget (reason too_costly; also in disconnected).
+    disconnected_costly,
+    /// Notifications emitted while nobody was connected and kept in the
+    /// replay ring (not dropped: a subscriber that resumes or replays gets them).
+    kept_no_subscriber,
 }
 
 #[inline]

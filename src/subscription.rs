@@ -152,6 +152,10 @@ pub enum Reason {
     /// Disconnected because the publisher's memory budget was reached:
     /// transient, reconnect.
     Memory,
+    /// Disconnected because writing to this peer cost the publisher's
+    /// thread more than its budget (its socket is watched by very many
+    /// epoll registrations, say). Permanent: it would cost the same again.
+    TooCostly,
     /// A reason this version does not know: treated as BadRequest.
     Other(String),
 }
@@ -165,6 +169,7 @@ impl Reason {
             Some("full") => Reason::Full,
             Some("too_slow") => Reason::TooSlow,
             Some("memory") => Reason::Memory,
+            Some("too_costly") => Reason::TooCostly,
             Some(other) => Reason::Other(other.to_string()),
         }
     }
@@ -178,6 +183,7 @@ impl Reason {
             Reason::Full => "full",
             Reason::TooSlow => "too_slow",
             Reason::Memory => "memory",
+            Reason::TooCostly => "too_costly",
             Reason::Other(other) => other,
         }
     }
@@ -676,6 +682,7 @@ pub(crate) mod lines {
         version: &str,
         path: &str,
         subscriber_list: &[serde_json::Value],
+        left_out: usize,
     ) -> Vec<u8> {
         use std::fmt::Write;
         let mut text = String::from("{\"notif\":{\"stats\":{");
@@ -686,7 +693,7 @@ pub(crate) mod lines {
         let list = serde_json::to_string(subscriber_list).expect("JSON values serialise");
         let _ = writeln!(
             text,
-            "\"version\":{},\"path\":{},\"subscriber_list\":{list}}}}}}}",
+            "\"version\":{},\"path\":{},\"subscriber_list\":{list},\"subscriber_list_left_out\":{left_out}}}}}}}",
             quoted(version),
             quoted(path)
         );

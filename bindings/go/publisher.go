@@ -133,6 +133,15 @@ func WithMaxSubscribers(n int) Option {
 	})
 }
 
+// WithMaxPerUID sets how many connections one user may hold at once (default
+// 64); root and the publisher's own user are not capped.
+// notif_options_set_max_per_uid.
+func WithMaxPerUID(n int) Option {
+	return sizeOption("max per uid", n, func(o *C.notif_options, n C.size_t) C.int {
+		return C.notif_options_set_max_per_uid(o, n)
+	})
+}
+
 // WithBacklog sets the bytes of emitted notifications the server thread has
 // not taken yet (default 16 MiB); beyond it Emit fails with EAGAIN.
 func WithBacklog(bytes int) Option {
@@ -379,6 +388,8 @@ func (p *Publisher) Stats() (Stats, error) {
 		Writes:              uint64(cs.writes),
 		Wakeups:             uint64(cs.wakeups),
 		WrittenThrough:      uint64(cs.written_through),
+		DisconnectedCostly:  uint64(cs.disconnected_costly),
+		KeptNoSubscriber:    uint64(cs.kept_no_subscriber),
 	}, nil
 }
 

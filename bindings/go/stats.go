@@ -29,4 +29,6 @@ type Stats struct {
 	Writes              uint64 `json:"writes"`                // system calls that wrote to subscriber sockets (the server thread's, and Emit's writing through while it slept)
 	Wakeups             uint64 `json:"wakeups"`               // times Emit woke the sleeping server thread (an eventfd write)
 	WrittenThrough      uint64 `json:"written_through"`       // pairs Emit wrote to the socket itself while the server thread slept; also in Delivered and Fanout
+	DisconnectedCostly  uint64 `json:"disconnected_costly"`   // connections cut off because writing to them cost the server thread too much (reason too_costly); also in Disconnected
+	KeptNoSubscriber    uint64 `json:"kept_no_subscriber"`    // notifications emitted while nobody was connected and kept in the replay ring
 }

@@ -55,19 +55,52 @@ type subscriberWire struct {
 // RequestStats asks the publisher at path (a socket path, or "@name") for
 // its counters and subscribers over the socket ({"stats":true}, the
 // subscription protocol), as any process that may connect can; it needs no
-// cgo. It gives up when ctx is done (give it a deadline: a process that
-// accepts and never answers would otherwise hold it).
+// cgo. It gives up when ctx is done, and in any case after
+// DefaultStatsTimeout when ctx has no deadline: a socket that never accepts
+// (its listen backlog full) or accepts and never answers is reported as
+// ETIMEDOUT, never waited on for ever.
 //
 // Errors (*Error): the connect errors of Subscribe with WithoutReconnect,
 // EPROTO when the publisher refused the request or answered with something
 // that is not a stats line, EPIPE when it closed the connection first, and
 // ctx's error.
+// DefaultStatsTimeout bounds RequestStats when its context has no deadline.
+const DefaultStatsTimeout = 5 * time.Second
+
 func RequestStats(ctx context.Context, path string) (*PublisherStats, error) {
+	// Our own deadline when the caller gave none: reported as ETIMEDOUT
+	// rather than as the context's error.
+	timeout := time.Duration(0)
+	if _, ok := ctx.Deadline(); !ok {
+		timeout = DefaultStatsTimeout
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	ctxErr := func() error {
+		if timeout != 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return newPlainError("stats", syscall.ETIMEDOUT, fmt.Sprintf(
+				"%s: no answer to the stats request within %v: not a notif publisher, or a stuck one?", path, timeout))
+		}
+		return ctx.Err()
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
+	// A full listen backlog fails at once (EAGAIN): try again until the deadline.
+	for err != nil && errors.Is(err, syscall.EAGAIN) && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+			conn, err = d.DialContext(ctx, "unix", path)
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			if errors.Is(err, syscall.EAGAIN) {
+				return nil, newPlainError("stats", syscall.ETIMEDOUT, fmt.Sprintf(
+					"%s: accepts no connection (its listen backlog stayed full): a stuck publisher, or not a notif publisher", path))
+			}
+			return nil, ctxErr()
 		}
 		var errno syscall.Errno
 		if !errors.As(err, &errno) {
@@ -82,7 +115,7 @@ func RequestStats(ctx context.Context, path string) (*PublisherStats, error) {
 	defer stop()
 	fail := func(errno syscall.Errno, format string, args ...any) (*PublisherStats, error) {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, ctxErr()
 		}
 		return nil, newPlainError("stats", errno, fmt.Sprintf("%s: ", path)+fmt.Sprintf(format, args...))
 	}

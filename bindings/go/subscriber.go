@@ -59,7 +59,10 @@ const (
 	// subscription keeps trying with its back-off (reporting the same
 	// failure only once) unless WithGiveUpOnConnectFailure ends it. A socket
 	// file nobody listens on, or no socket yet in an existing directory, is
-	// a publisher not running: no event, the subscription waits.
+	// a publisher not running: no event, the subscription waits. A socket
+	// that accepts no connection (its listen backlog full: a stuck
+	// publisher, or one made to hang its readers) is reported (EAGAIN) and
+	// tried again even with WithGiveUpOnConnectFailure.
 	ConnectFailed
 )
 
@@ -490,7 +493,9 @@ func (s *Subscription) stop(why error) {
 }
 
 func (s *Subscription) dial() (net.Conn, dialOutcome, error) {
-	conn, err := net.Dial("unix", s.path)
+	// A Unix connect(2) never waits here (a full listen backlog is EAGAIN at
+	// once, reported); the timeout only makes the bound explicit.
+	conn, err := net.DialTimeout("unix", s.path, 5*time.Second)
 	if err != nil {
 		var errno syscall.Errno
 		if !errors.As(err, &errno) {

@@ -17,8 +17,12 @@ const (
 	dialConnected dialOutcome = iota
 	// dialAbsent: the publisher is not running (no socket yet in an existing
 	// directory, a socket file nobody listens on, an abstract name nobody
-	// holds, a full listen backlog): wait for it quietly.
+	// holds): wait for it quietly.
 	dialAbsent
+	// dialBusy: a full listen backlog (a stuck publisher, or a socket that
+	// never accepts): reported as ConnectFailed, and tried again whatever
+	// WithGiveUpOnConnectFailure says.
+	dialBusy
 	// dialWrongPath: the path cannot become a publisher's by waiting for one
 	// to start: not a socket, its directory missing, a component not a
 	// directory. Reported as ConnectFailed.
@@ -60,7 +64,8 @@ func connectFailure(path string, errno syscall.Errno, detail string) (dialOutcom
 		}
 		return fail(dialAbsent, syscall.ECONNREFUSED, "nothing listens on that abstract name")
 	case syscall.EAGAIN:
-		return fail(dialAbsent, syscall.EAGAIN, "the publisher's listen queue is full")
+		return fail(dialBusy, syscall.EAGAIN,
+			"it accepts no connection (its listen backlog is full: a stuck publisher, or not a notif publisher)")
 	case syscall.EACCES, syscall.EPERM:
 		return fail(dialFailed, errno,
 			"permission denied (run as the publisher's user, or be in the socket's group)")
@@ -99,7 +104,7 @@ func (s *Subscription) connectFailed(outcome dialOutcome, err error, reported *s
 			return true, nil
 		}
 	}
-	if s.giveUp {
+	if s.giveUp && outcome != dialBusy {
 		return true, err
 	}
 	return false, nil

@@ -94,7 +94,8 @@ grep -q '^received {"event_type":"hello.world","payload":{"pid":' <<<"$out" ||
     { echo "the walkthrough's program did not receive its notification" >&2; exit 1; }
 app=$outside/hello-notif
 libdir=$home/.local/lib
-ldd "$app/hello-notif" | grep -q "libnotif.so.0 => $libdir/" ||
+# Not `ldd | grep -q`: grep leaving early can fail ldd with SIGPIPE (pipefail).
+grep -q "libnotif.so.0 => $libdir/" <<<"$(ldd "$app/hello-notif")" ||
     { ldd "$app/hello-notif"; echo "hello-notif does not find libnotif.so.0 in $libdir by its rpath" >&2; exit 1; }
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 
@@ -109,6 +110,65 @@ out=$(cd "$short" && env HOME="$home" TMPDIR="$short" GOFLAGS= bash -euo pipefai
     { echo "$out"; echo "the top README's Go lines failed" >&2; exit 1; }
 grep -q '^received {"event_type":"hello.world"' <<<"$out" || { echo "$out"; echo "the top README's Go lines did not run the program" >&2; exit 1; }
 echo "$out" | tail -n 1
+
+# Every other Go snippet of bindings/go/README.md runs as pasted, as the body
+# of a main of its own (the imports it may use are given). /run/myd becomes a
+# temporary directory and the group myd-readers one that exists here. A
+# snippet that publishes must run to its end; one that only reads is given a
+# publisher (notif emit) until it prints a notification, then stopped.
+step "every Go snippet of bindings/go/README.md, as main's body: built and run"
+frag=$outside/fragments
+mkdir -p "$frag/run"
+count=$(python3 - "$here/README.md" "$frag" "$frag/run" "$(id -gn)" <<'PY'
+import os, re, sys
+readme, out, run, group = sys.argv[1:]
+blocks = [b for b in re.findall(r"^```go\n(.*?)^```", open(readme).read(), re.S | re.M)
+          if "package main" not in b]
+imports = ["context", "errors", "fmt", "log", "os", "strings", "syscall", "time"]
+uses = ["context.Background", "errors.Is", "fmt.Sprint", "log.Print", "os.Exit",
+        "strings.TrimSpace", "syscall.EINVAL", "time.Second", "notif.Subscribe"]
+for i, block in enumerate(blocks):
+    block = block.replace("/run/myd", run).replace("myd-readers", group)
+    d = os.path.join(out, "s%d" % i)
+    os.makedirs(d)
+    src = ["package main", "", "import ("] + ['\t"%s"' % m for m in imports]
+    src += ['\tnotif "github.com/notif-dev/notif/bindings/go"', ")", ""]
+    src += ["var _ = %s" % u for u in uses] + ["", "func main() {", block + "}"]
+    open(os.path.join(d, "main.go"), "w").write("\n".join(src) + "\n")
+    open(os.path.join(d, "kind"), "w").write("publisher" if "notif.Open" in block else "consumer")
+print(len(blocks))
+PY
+)
+((count >= 4)) || { echo "bindings/go/README.md: expected at least 4 Go snippets besides main.go, found $count" >&2; exit 1; }
+(cd "$frag" && GOFLAGS= go mod init example.com/fragments >/dev/null 2>&1 &&
+    GOFLAGS= go mod edit -require=github.com/notif-dev/notif/bindings/go@v0.0.0 \
+        -replace=github.com/notif-dev/notif/bindings/go="$root/bindings/go")
+for dir in "$frag"/s*; do
+    name="bindings/go/README.md snippet ${dir##*/s}"
+    (cd "$frag" && GOFLAGS= go build -ldflags="-r $libdir" -o "$dir/prog" "./${dir##*/}") ||
+        { cat -n "$dir/main.go"; echo "$name does not build as main's body" >&2; exit 1; }
+    rm -f "$frag/run/"*
+    if [[ $(cat "$dir/kind") == publisher ]]; then
+        timeout 60 "$dir/prog" >"$dir/out" 2>&1 ||
+            { cat -n "$dir/main.go" "$dir/out"; echo "$name failed (or hung)" >&2; exit 1; }
+        continue
+    fi
+    # A consumer: a publisher first, emitting what the snippets filter for.
+    "$root/target/release/notif" emit "$frag/run/notifications.sock" 2>/dev/null < <(
+        while sleep 0.05; do echo '{"event_type":"compute.instance.update","priority":"ERROR","payload":{}}'; done) &
+    feeder=$!
+    for _ in $(seq 600); do [[ -S $frag/run/notifications.sock ]] && break; sleep 0.05; done
+    "$dir/prog" >"$dir/out" 2>&1 &
+    prog=$!
+    for _ in $(seq 600); do grep -q compute.instance.update "$dir/out" && break; sleep 0.05; done
+    kill "$prog" 2>/dev/null || true
+    wait "$prog" 2>/dev/null || true
+    kill "$feeder" 2>/dev/null || true
+    wait "$feeder" 2>/dev/null || true
+    grep -q compute.instance.update "$dir/out" ||
+        { cat -n "$dir/main.go" "$dir/out"; echo "$name printed no notification within 30 s" >&2; exit 1; }
+done
+echo "$count snippets built and run"
 
 step "the same module after go mod vendor"
 (cd "$app" && GOFLAGS= go mod vendor)

@@ -58,7 +58,7 @@ cat <<EOT
   In one terminal, start the publisher (Ctrl-C stops it):
       $bin/publisher $sock 5
   In another, watch the notifications arrive:
-      socat - UNIX-CONNECT:$sock | jq
+      socat -u UNIX-CONNECT:$sock - | jq
   (apt-get install socat jq if you do not have them), or with what is here already:
       $bin/subscriber $sock | python3 -m json.tool --json-lines
   or with the notif tool, which can also filter:

@@ -3,7 +3,11 @@
  * with optional notifications would: the library is loaded at run time with
  * dlopen() and every function is looked up with dlsym().
  *
- *     dlopen [LIBRARY (default "libnotif.so")] [SOCKET_PATH (default an abstract socket)]
+ *     dlopen [LIBRARY (default "libnotif.so.0")] [SOCKET_PATH (default an abstract socket)]
+ *
+ * The default is the soname, which the runtime package installs: the
+ * unversioned libnotif.so is the development link (in -dev packages only),
+ * and a program that loads the soname keeps the ABI it was written for.
  *
  * It opens a publisher, connects to it with a plain socket, emits one
  * notification, reads it back, prints it, and closes everything.
@@ -111,7 +115,7 @@ static long read_line(int fd, char *out, size_t size, int timeout_ms)
 
 int main(int argc, char **argv)
 {
-    const char *library_path = argc > 1 ? argv[1] : "libnotif.so";
+    const char *library_path = argc > 1 ? argv[1] : "libnotif.so.0";
     char default_socket[64];
     const char *socket_path;
     void *library;

@@ -109,8 +109,11 @@ fn bad_handle() -> c_int {
 /// it is sent as one compact line (whitespace outside strings removed). The
 /// library copies what it needs: `json` may be reused as soon as this returns.
 ///
-/// Returns the number of subscribers connected (0: nobody, the message is
-/// dropped without being looked at), or a negative errno: -EINVAL (NULL json,
+/// Returns the number of subscribers connected, or a negative errno. 0:
+/// nobody is connected; without a replay ring the message is then dropped
+/// without being looked at, with one (notif_options_set_replay) it is checked
+/// as always and kept in the ring for subscribers that resume or replay.
+/// Errors: -EINVAL (NULL json,
 /// not exactly one JSON object, invalid UTF-8, or an object whose first
 /// member is named "notif" in any spelling: that name is reserved for the
 /// protocol's control lines; counted in rejected), -EMSGSIZE (over max_message),
@@ -154,11 +157,17 @@ pub unsafe extern "C" fn notif_emit_len(
 }
 
 /// The number of subscribers connected now (connections that only asked for
-/// stats are not counted): one atomic load, never blocks. A caller whose
-/// notifications are costly to build asks this first and, when it returns 0,
-/// skips building the notification and calls notif_skip() so it is counted
-/// as notif_emit would have counted it. Returns >= 0, or -EBADF (NULL handle,
-/// or a handle used in a child after fork(): 0 subscribers there).
+/// stats are not counted): one atomic load, never blocks. Returns >= 0, or
+/// -EBADF (NULL handle, or a handle used in a child after fork(): 0
+/// subscribers there).
+///
+/// Without a replay ring, a caller whose notifications are costly to build
+/// may ask this first and, when it returns 0, skip building the notification
+/// and call notif_skip() so it is counted as notif_emit would have counted
+/// it. With a replay ring (notif_options_set_replay) do not skip: a
+/// notification emitted while nobody is connected is kept in the ring for the
+/// subscribers that resume (their cursor) or replay it, and one skipped is
+/// lost to them; emit every notification.
 #[no_mangle]
 pub unsafe extern "C" fn notif_subscribers(handle: *mut notif_handle) -> c_int {
     guard(-libc::EIO, || {
@@ -179,7 +188,9 @@ pub unsafe extern "C" fn notif_subscribers(handle: *mut notif_handle) -> c_int {
 
 /// Counts one notification that the caller did not emit because
 /// notif_subscribers() returned 0 (in dropped_no_subscriber, as notif_emit
-/// counts it). Returns 0 or -EBADF (NULL handle). Never blocks.
+/// counts it without a replay ring). Not for a handle with a replay ring:
+/// there, emit the notification so that the ring keeps it (see
+/// notif_subscribers). Returns 0 or -EBADF (NULL handle). Never blocks.
 #[no_mangle]
 pub unsafe extern "C" fn notif_skip(handle: *mut notif_handle) -> c_int {
     guard(-libc::EIO, || {

@@ -240,6 +240,18 @@ pub unsafe extern "C" fn notif_options_set_max_subscribers(
     set(opts, |o| o.set_max_subscribers(count))
 }
 
+/// Most connections one user may hold at once, idle or not (default 64);
+/// further ones from that user are told so (reason "full") and closed, and
+/// counted in refused. Root and the publisher's own user are not capped.
+/// Returns 0 or -EINVAL (0 or over 2^20).
+#[no_mangle]
+pub unsafe extern "C" fn notif_options_set_max_per_uid(
+    opts: *mut notif_options,
+    count: usize,
+) -> c_int {
+    set(opts, |o| o.set_max_connections_per_uid(count))
+}
+
 /// How long notif_close may spend flushing queued messages (default 1000 ms;
 /// 0 closes at once). Returns 0 or -EINVAL (NULL opts).
 #[no_mangle]

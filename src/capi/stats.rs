@@ -14,7 +14,7 @@ pub struct notif_stats {
     pub emitted: u64,
     /// (message, subscriber) pairs fully written to the subscriber's socket.
     pub delivered: u64,
-    /// Messages with nobody to go to (notif_emit returned 0, or every subscriber left before they were sent).
+    /// Messages with nobody to go to (notif_emit returned 0, or every subscriber left before they were sent), without a replay ring (with one: kept_no_subscriber).
     pub dropped_no_subscriber: u64,
     /// (message, subscriber) pairs dropped because that subscriber's buffer was full.
     pub dropped_slow: u64,
@@ -62,6 +62,12 @@ pub struct notif_stats {
     /// (message, subscriber) pairs notif_emit wrote to the socket itself while
     /// the server thread slept (also in delivered and fanout).
     pub written_through: u64,
+    /// Connections cut off because writing to them cost the server thread
+    /// more than its budget (reason "too_costly"; also in disconnected).
+    pub disconnected_costly: u64,
+    /// Notifications emitted while nobody was connected and kept in the
+    /// replay ring (not dropped: a subscriber that resumes or replays gets them).
+    pub kept_no_subscriber: u64,
 }
 
 impl From<Stats> for notif_stats {
@@ -92,6 +98,8 @@ impl From<Stats> for notif_stats {
             writes: stats.writes,
             wakeups: stats.wakeups,
             written_through: stats.written_through,
+            disconnected_costly: stats.disconnected_costly,
+            kept_no_subscriber: stats.kept_no_subscriber,
         }
     }
 }

@@ -306,7 +306,9 @@ impl Subscriber {
     /// the connection") and ETIMEDOUT (heartbeats stopped), and later calls
     /// return the same error. With `reconnect`, an unexpected error of a
     /// reconnection attempt (EACCES, EMFILE...) is returned and the next call
-    /// tries again after the back-off.
+    /// tries again after the back-off; so is EAGAIN, at every attempt, while
+    /// the socket accepts no connection (its listen backlog stays full). The
+    /// connect(2) itself never waits.
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Event<'_>, Error> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
@@ -748,7 +750,10 @@ impl Subscriber {
             }
             Err(err) => {
                 self.schedule_attempt(now)?;
-                if publisher_absent(err.errno()) {
+                // A full listen backlog is retried, but said: a publisher
+                // that never accepts (stuck, or a socket made to hang its
+                // readers) must not look like one that is merely quiet.
+                if publisher_absent(err.errno()) && err.errno() != libc::EAGAIN {
                     Ok(())
                 } else {
                     Err(err)
@@ -788,9 +793,20 @@ impl Subscriber {
             )
         };
         if rc != 0 {
+            let err = last_os_error();
+            if err.raw_os_error() == Some(libc::EAGAIN) {
+                return Err(Error::new(
+                    libc::EAGAIN,
+                    format!(
+                        "the socket at {} accepts no connection (its listen backlog is full: \
+                         a stuck publisher, or not a notif publisher)",
+                        self.address
+                    ),
+                ));
+            }
             return Err(Error::os(
                 format!("cannot connect to {}", self.address),
-                last_os_error(),
+                err,
             ));
         }
         let mut connection = Connection {

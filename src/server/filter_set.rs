@@ -9,6 +9,7 @@
 //! so the patterns run once per new value, not once per notification.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::subscription::{glob_matches, Filter, MessageFields};
 
@@ -20,10 +21,12 @@ const CACHE_ENTRIES: usize = 4096;
 /// filters hold a thousand full caches. Each cache gets an equal share (a
 /// thousand filters: 8 KiB per list, some 60 values); past it, it starts
 /// over (a cache that fills that fast helps little anyway).
+/// The budget is also at most an eighth of the memory limit, which it is
+/// counted in (see `FilterSet::new`).
 const CACHE_BUDGET: usize = 16 * 1024 * 1024;
 /// The same for the filter one resumed history is read through (one per
 /// resuming subscriber, for as long as it reads its history).
-const HISTORY_CACHE_BUDGET: usize = 64 * 1024;
+pub(crate) const HISTORY_CACHE_BUDGET: usize = 64 * 1024;
 /// What one remembered verdict costs beside its value's bytes: the key's
 /// allocation and the table's slot, at the table's worst load.
 const ENTRY_COST: usize = 16 + 2 * (std::mem::size_of::<(Box<str>, bool)>() + 1);
@@ -32,11 +35,29 @@ const ENTRY_COST: usize = 16 + 2 * (std::mem::size_of::<(Box<str>, bool)>() + 1)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FilterId(usize);
 
+/// The memory one filter takes (its patterns and their lists, allocation
+/// included), as memory_limit counts it.
+pub(crate) fn filter_footprint(filter: &Filter) -> usize {
+    const ALLOCATION: usize = 16;
+    let list = |l: &Vec<String>| {
+        l.capacity() * std::mem::size_of::<String>()
+            + ALLOCATION
+            + l.iter().map(|p| p.capacity() + ALLOCATION).sum::<usize>()
+    };
+    std::mem::size_of::<Filter>()
+        + 2 * ALLOCATION
+        + list(&filter.event_types)
+        + list(&filter.priorities)
+        + list(&filter.publishers)
+}
+
 #[derive(Debug)]
 struct Slot {
-    filter: Filter,
+    /// Shared with the table that finds it and with resumed histories: one copy.
+    filter: Arc<Filter>,
     users: usize,
     event_types: Verdicts,
+    priorities: Verdicts,
     publishers: Verdicts,
     /// The verdict for each message of the batch being distributed.
     matches: Vec<bool>,
@@ -50,9 +71,26 @@ struct Verdicts {
     bytes: usize,
 }
 
+/// Whether a glob list matches a value.
+fn any_glob(patterns: &[String], value: &str) -> bool {
+    patterns.iter().any(|p| glob_matches(p, value))
+}
+
+/// Whether a priority list holds a value (ASCII case ignored).
+fn any_priority(priorities: &[String], value: &str) -> bool {
+    priorities.iter().any(|p| p.eq_ignore_ascii_case(value))
+}
+
 impl Verdicts {
-    /// `share`: the bytes this cache may hold.
-    fn check(&mut self, patterns: &[String], value: Option<&str>, share: usize) -> bool {
+    /// `share`: the bytes this cache may hold; `matches`: how the list is
+    /// matched against a value the cache does not know yet.
+    fn check(
+        &mut self,
+        patterns: &[String],
+        value: Option<&str>,
+        share: usize,
+        matches: fn(&[String], &str) -> bool,
+    ) -> bool {
         if patterns.is_empty() {
             return true;
         }
@@ -62,7 +100,7 @@ impl Verdicts {
         if let Some(&verdict) = self.known.get(value) {
             return verdict;
         }
-        let verdict = patterns.iter().any(|p| glob_matches(p, value));
+        let verdict = matches(patterns, value);
         let cost = value.len() + ENTRY_COST;
         if self.known.len() >= CACHE_ENTRIES || self.bytes + cost > share {
             self.forget();
@@ -93,59 +131,99 @@ impl Verdicts {
 /// not every pattern every time.
 #[derive(Debug)]
 pub(crate) struct CachedFilter {
-    filter: Filter,
+    filter: Arc<Filter>,
     event_types: Verdicts,
+    priorities: Verdicts,
     publishers: Verdicts,
 }
 
 impl CachedFilter {
-    pub(crate) fn new(filter: Filter) -> CachedFilter {
+    pub(crate) fn new(filter: Arc<Filter>) -> CachedFilter {
         CachedFilter {
             filter,
             event_types: Verdicts::default(),
+            priorities: Verdicts::default(),
             publishers: Verdicts::default(),
         }
     }
 
     pub(crate) fn matches(&mut self, message: &MessageFields<'_>) -> bool {
         let filter = &self.filter;
-        let priority_ok = filter.priorities.is_empty()
-            || message
-                .priority
-                .as_deref()
-                .is_some_and(|v| filter.priorities.iter().any(|p| p.eq_ignore_ascii_case(v)));
-        priority_ok
-            && self.event_types.check(
-                &filter.event_types,
-                message.event_type.as_deref(),
-                HISTORY_CACHE_BUDGET / 2,
-            )
-            && self.publishers.check(
-                &filter.publishers,
-                message.publisher_id.as_deref(),
-                HISTORY_CACHE_BUDGET / 2,
-            )
+        let share = HISTORY_CACHE_BUDGET / 3;
+        self.priorities.check(
+            &filter.priorities,
+            message.priority.as_deref(),
+            share,
+            any_priority,
+        ) && self.event_types.check(
+            &filter.event_types,
+            message.event_type.as_deref(),
+            share,
+            any_glob,
+        ) && self.publishers.check(
+            &filter.publishers,
+            message.publisher_id.as_deref(),
+            share,
+            any_glob,
+        )
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FilterSet {
     slots: Vec<Option<Slot>>,
-    by_filter: HashMap<Filter, usize>,
+    by_filter: HashMap<Arc<Filter>, usize>,
     free: Vec<usize>,
+    /// What every filter's verdict caches may hold together.
+    cache_budget: usize,
+    /// What the filters' patterns take (filter_footprint, each counted once).
+    patterns_bytes: usize,
+    /// What the verdict caches held after the last evaluate.
+    cache_bytes: usize,
 }
 
 impl FilterSet {
+    /// `memory_limit`: the publisher's, which the caches are counted in (an
+    /// eighth of it at most).
+    pub(crate) fn new(memory_limit: usize) -> FilterSet {
+        FilterSet {
+            slots: Vec::new(),
+            by_filter: HashMap::new(),
+            free: Vec::new(),
+            cache_budget: CACHE_BUDGET.min(memory_limit / 8),
+            patterns_bytes: 0,
+            cache_bytes: 0,
+        }
+    }
+
+    /// The memory the set takes: patterns and verdict caches.
+    pub(crate) fn footprint(&self) -> usize {
+        self.patterns_bytes + self.cache_bytes
+    }
+
+    /// What adding `filter` would add to the footprint (nothing when an
+    /// equal one is there).
+    pub(crate) fn cost_to_add(&self, filter: &Filter) -> usize {
+        if self.by_filter.contains_key(filter) {
+            0
+        } else {
+            filter_footprint(filter)
+        }
+    }
+
     /// Registers one more user of `filter`.
     pub(crate) fn add(&mut self, filter: Filter) -> FilterId {
         if let Some(&index) = self.by_filter.get(&filter) {
             self.slots[index].as_mut().expect("indexed slot").users += 1;
             return FilterId(index);
         }
+        self.patterns_bytes += filter_footprint(&filter);
+        let filter = Arc::new(filter);
         let slot = Slot {
-            filter: filter.clone(),
+            filter: Arc::clone(&filter),
             users: 1,
             event_types: Verdicts::default(),
+            priorities: Verdicts::default(),
             publishers: Verdicts::default(),
             matches: Vec::new(),
         };
@@ -170,6 +248,10 @@ impl FilterSet {
         if slot.users == 0 {
             let slot = self.slots[id.0].take().expect("checked above");
             self.by_filter.remove(&slot.filter);
+            self.patterns_bytes -= filter_footprint(&slot.filter);
+            self.cache_bytes = self.cache_bytes.saturating_sub(
+                slot.event_types.bytes + slot.priorities.bytes + slot.publishers.bytes,
+            );
             self.free.push(id.0);
         }
     }
@@ -180,32 +262,37 @@ impl FilterSet {
 
     /// Decides, for every live filter, which of a batch's messages it lets through.
     pub(crate) fn evaluate(&mut self, fields: &[MessageFields<'_>]) {
-        // Two caches per filter, equal shares of the budget.
-        let share = CACHE_BUDGET / (2 * self.by_filter.len().max(1));
+        // Three caches per filter, equal shares of the budget.
+        let share = self.cache_budget / (3 * self.by_filter.len().max(1));
+        let mut cache_bytes = 0;
         for slot in self.slots.iter_mut().flatten() {
             slot.event_types.fit(share);
+            slot.priorities.fit(share);
             slot.publishers.fit(share);
             slot.matches.clear();
             let filter = &slot.filter;
             for message in fields {
-                let priority_ok = filter.priorities.is_empty()
-                    || message.priority.as_deref().is_some_and(|v| {
-                        filter.priorities.iter().any(|p| p.eq_ignore_ascii_case(v))
-                    });
-                let verdict = priority_ok
-                    && slot.event_types.check(
-                        &filter.event_types,
-                        message.event_type.as_deref(),
-                        share,
-                    )
-                    && slot.publishers.check(
-                        &filter.publishers,
-                        message.publisher_id.as_deref(),
-                        share,
-                    );
+                let verdict = slot.priorities.check(
+                    &filter.priorities,
+                    message.priority.as_deref(),
+                    share,
+                    any_priority,
+                ) && slot.event_types.check(
+                    &filter.event_types,
+                    message.event_type.as_deref(),
+                    share,
+                    any_glob,
+                ) && slot.publishers.check(
+                    &filter.publishers,
+                    message.publisher_id.as_deref(),
+                    share,
+                    any_glob,
+                );
                 slot.matches.push(verdict);
             }
+            cache_bytes += slot.event_types.bytes + slot.priorities.bytes + slot.publishers.bytes;
         }
+        self.cache_bytes = cache_bytes;
     }
 
     /// The verdicts of the last `evaluate` for one filter.
@@ -215,6 +302,11 @@ impl FilterSet {
 
     pub(crate) fn filter(&self, id: FilterId) -> &Filter {
         &self.slots[id.0].as_ref().expect("a live filter").filter
+    }
+
+    /// The filter itself, shared (for a resumed history to be read through).
+    pub(crate) fn shared(&self, id: FilterId) -> Arc<Filter> {
+        Arc::clone(&self.slots[id.0].as_ref().expect("a live filter").filter)
     }
 }
 
@@ -233,7 +325,7 @@ mod tests {
 
     #[test]
     fn equal_filters_share_a_slot_and_verdicts_agree_with_the_filter() {
-        let mut set = FilterSet::default();
+        let mut set = FilterSet::new(1 << 30);
         let filter = Filter {
             event_types: vec!["compute.*".into()],
             priorities: vec!["info".into()],
@@ -268,8 +360,54 @@ mod tests {
     }
 
     #[test]
+    fn priority_verdicts_are_cached_like_the_others() {
+        let mut set = FilterSet::new(1 << 30);
+        let priorities: Vec<String> = (0..64).map(|i| format!("p{i}")).collect();
+        let id = set.add(Filter {
+            priorities: priorities.clone(),
+            ..Filter::default()
+        });
+        let message = |p: &str| MessageFields {
+            event_type: None,
+            priority: Some(Cow::Owned(p.to_string())),
+            publisher_id: None,
+        };
+        set.evaluate(&[message("P63"), message("info"), message("P63")]);
+        assert_eq!(set.matches(id), &[true, false, true]);
+        let slot = set.slots[id.0].as_ref().unwrap();
+        // Two distinct values: two verdicts remembered, none matched twice.
+        assert_eq!(slot.priorities.known.len(), 2);
+        assert!(slot.priorities.bytes > 0);
+        assert_eq!(set.footprint(), set.patterns_bytes + set.cache_bytes);
+    }
+
+    #[test]
+    fn a_filter_is_stored_once_and_its_memory_is_counted_and_given_back() {
+        let mut set = FilterSet::new(1 << 30);
+        let filter = Filter {
+            event_types: vec!["x".repeat(200); 64],
+            ..Filter::default()
+        };
+        let cost = set.cost_to_add(&filter);
+        assert!(cost >= 64 * 200, "{cost}");
+        let a = set.add(filter.clone());
+        assert_eq!(
+            set.cost_to_add(&filter),
+            0,
+            "an equal filter costs nothing more"
+        );
+        let b = set.add(filter.clone());
+        assert_eq!(set.footprint(), cost);
+        // One allocation shared by the table and the slot.
+        assert_eq!(std::sync::Arc::strong_count(&set.shared(a)), 3);
+        set.remove(a);
+        set.remove(b);
+        assert_eq!(set.footprint(), 0);
+    }
+
+    #[test]
     fn all_caches_together_stay_within_the_budget_and_agree_with_the_filters() {
-        let mut set = FilterSet::default();
+        let mut set = FilterSet::new(1 << 30);
         let filters: Vec<Filter> = (0..300)
             .map(|i| Filter {
                 event_types: vec![format!("e{i}.*"), "x*".into()],
@@ -292,9 +430,10 @@ mod tests {
                 .slots
                 .iter()
                 .flatten()
-                .map(|s| s.event_types.bytes + s.publishers.bytes)
+                .map(|s| s.event_types.bytes + s.priorities.bytes + s.publishers.bytes)
                 .sum();
             assert!(held <= CACHE_BUDGET, "{held} bytes cached");
+            assert_eq!(held, set.cache_bytes);
             for (filter, &id) in filters.iter().zip(&ids).step_by(37) {
                 for (message, &verdict) in batch.iter().zip(set.matches(id)) {
                     assert_eq!(filter.matches(message), verdict);

@@ -298,6 +298,7 @@ static void test_options(void)
     CHECK_RC(notif_options_set_subscriber_buffer(NULL, 1 << 20), -EINVAL);
     CHECK_RC(notif_options_set_max_message(NULL, 1024), -EINVAL);
     CHECK_RC(notif_options_set_max_subscribers(NULL, 10), -EINVAL);
+    CHECK_RC(notif_options_set_max_per_uid(NULL, 10), -EINVAL);
     CHECK_RC(notif_options_set_linger_ms(NULL, 10), -EINVAL);
     CHECK_LAST_ERROR("opts");
     CHECK_RC(notif_options_set_slow_policy(NULL, NOTIF_SLOW_DROP), -EINVAL);
@@ -356,6 +357,10 @@ static void test_options(void)
     CHECK_RC(notif_options_set_max_subscribers(opts, (1 << 20) + 1), -EINVAL);
     CHECK_RC(notif_options_set_max_subscribers(opts, 1 << 20), 0);
     CHECK_RC(notif_options_set_max_subscribers(opts, 1), 0);
+    CHECK_RC(notif_options_set_max_per_uid(opts, 0), -EINVAL);
+    CHECK_RC(notif_options_set_max_per_uid(opts, (1 << 20) + 1), -EINVAL);
+    CHECK_RC(notif_options_set_max_per_uid(opts, 1 << 20), 0);
+    CHECK_RC(notif_options_set_max_per_uid(opts, 64), 0);
 
     CHECK_RC(notif_options_set_linger_ms(opts, 0), 0);
     CHECK_RC(notif_options_set_linger_ms(opts, UINT_MAX), 0);

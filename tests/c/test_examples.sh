@@ -172,10 +172,16 @@ step "dlopen: $lib"
 "${wrap[@]}" "$bin/dlopen" "$lib" >"$tmp/dlopen.out" 2>"$tmp/dlopen.err" || fail "dlopen exited with $?"
 cat "$tmp/dlopen.out"
 grep -q '^dlopen: received {"event_type":"plugin.loaded"' "$tmp/dlopen.out" || fail "dlopen received nothing"
-step "dlopen: by soname through LD_LIBRARY_PATH, on a socket file"
+step "dlopen: by name through LD_LIBRARY_PATH, on a socket file"
 LD_LIBRARY_PATH="$(dirname "$lib")" "${wrap[@]}" "$bin/dlopen" libnotif.so "$tmp/dl.sock" \
     >"$tmp/dlopen2.out" 2>"$tmp/dlopen2.err" || fail "dlopen libnotif.so exited with $?"
 grep -q "received" "$tmp/dlopen2.out" || fail "dlopen (by name) received nothing"
+step "dlopen: its default, the soname libnotif.so.0 (a directory with only that name)"
+mkdir -p "$tmp/soname"
+ln -sfn "$(realpath "$lib")" "$tmp/soname/libnotif.so.0"
+LD_LIBRARY_PATH="$tmp/soname" "${wrap[@]}" "$bin/dlopen" >"$tmp/dlopen4.out" 2>"$tmp/dlopen4.err" ||
+    fail "dlopen with its default library exited with $?: $(cat "$tmp/dlopen4.err")"
+grep -q "received" "$tmp/dlopen4.out" || fail "dlopen (by soname) received nothing"
 rc=0
 "${wrap[@]}" "$bin/dlopen" "$tmp/no-such-lib.so" >/dev/null 2>"$tmp/dlopen3.err" || rc=$?
 [[ $rc -eq 1 ]] && grep -q "cannot load" "$tmp/dlopen3.err" || fail "dlopen of a missing library: exit $rc"

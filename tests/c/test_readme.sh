@@ -35,6 +35,17 @@ for i, block in enumerate(blocks):
         out.append('    if (!h)\n        fprintf(stderr, "%s\\n", notif_last_error());')
         out.append("    notif_close(h);")
     out.append("    return 0;\n}\n")
+# A snippet that shows its #include lines must compile with those alone: a
+# reader pastes them as they are.
+for i, block in enumerate(blocks):
+    includes = [l for l in block.splitlines() if l.startswith("#include")]
+    if not includes:
+        continue
+    body = [l for l in block.splitlines() if not l.startswith("#include")]
+    alone = includes + ["", "int snippet(void);", "int snippet(void)\n{"] + ["    " + l for l in body]
+    alone += ["    return 0;", "}", "", "int main(void)\n{\n    return snippet();\n}"]
+    with open("%s/alone_%d.c" % (sys.argv[1].rsplit("/", 1)[0], i), "w") as f:
+        f.write("\n".join(alone) + "\n")
 out.append("int main(int argc, char **argv)\n{")
 for i, block in enumerate(blocks):
     if "LISTEN_PID" in block:
@@ -51,6 +62,14 @@ $cc -std=c99 -Wall -Wextra -Werror -pedantic -Wno-unused-variable -Wno-unused-bu
     -D_POSIX_C_SOURCE=200809L -Iinclude -o "$work/snippets" "$work/snippets.c" \
     -L"$b/lib" -lnotif -Wl,-rpath,"$PWD/$b/lib" || { cat -n "$work/snippets.c"; fail "a snippet of README.md or docs/ does not compile"; }
 echo "compiled and linked"
+for alone in "$work"/alone_*.c; do
+    [[ -e $alone ]] || fail "no README C snippet shows its #include lines"
+    $cc -std=c99 -Wall -Wextra -Werror -pedantic -Wno-unused-variable -Wno-unused-but-set-variable \
+        -D_POSIX_C_SOURCE=200809L -Iinclude -o "${alone%.c}" "$alone" \
+        -L"$b/lib" -lnotif -Wl,-rpath,"$PWD/$b/lib" ||
+        { cat -n "$alone"; fail "a README snippet does not compile with only the #include lines it shows"; }
+done
+echo "snippets with their own #include lines compile with those alone"
 
 # Socket activation, as systemd does it: a listening socket on descriptor 3,
 # LISTEN_FDS=1, LISTEN_PID the pid of the process that exec()s the program.
@@ -75,4 +94,17 @@ rm -f "$work/a.sock"
 out=$(activate other 2>/dev/null || true)
 [[ $out == activated=0* ]] || fail "LISTEN_PID of another process: got '$out'"
 echo "socket activation: adopts descriptor 3 only when LISTEN_PID is its own"
+# make demo's hints read the socket as the README does: one way (socat -u).
+# A two-way socat sends what is typed to the publisher, which disconnects the
+# reader with bad_request at the first Enter.
+grep -q 'socat -u UNIX-CONNECT:' README.md || fail "README.md: no socat -u line"
+bad=$(grep -n 'socat' examples/c/demo.sh | grep -v 'socat -u\|no socat\|install socat' || true)
+[[ -z $bad ]] || fail "examples/c/demo.sh suggests a socat that is not one-way (-u): $bad"
+echo "make demo's socat hint is one-way, as in the README"
+# The minimum Rust version, wherever README.md states one, is Cargo.toml's.
+msrv=$(awk -F'"' '/^rust-version *=/ { print $2; exit }' Cargo.toml)
+stated=$(grep -ioE "minimum Rust( version)?( is|:) [0-9]+\.[0-9]+" README.md | grep -oE "[0-9]+\.[0-9]+$" | sort -u)
+[[ -n $stated ]] || fail "README.md states no minimum Rust version"
+[[ $stated == "$msrv" ]] || fail "README.md states minimum Rust $(echo $stated) but Cargo.toml says $msrv"
+echo "the minimum Rust version stated is Cargo.toml's ($msrv)"
 echo "README C snippets OK"

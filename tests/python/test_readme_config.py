@@ -63,3 +63,16 @@ def test_bare_import_reaches_the_listener():
                            "libnotif.listener.dispatch))"], capture_output=True, text=True,
                           timeout=60)
     assert proc.stdout.strip() == "True", proc.stderr
+
+
+def test_the_readmes_name_one_group_for_the_readers():
+    """The OpenStack group of the readers is spelled the same everywhere (an
+    operator copying one README's group and the other's allow-list locks
+    the readers out)."""
+    names = set()
+    for name in READMES:
+        with open(os.path.join(REPO_ROOT, name), encoding="utf-8") as f:
+            text = f.read()
+        names.update(re.findall(r"^sock_(?:allow_)?groups? = ([\w-]+)$", text, re.M))
+        names.update(re.findall(r"(nova-[\w-]*readers)", text))
+    assert len(names) == 1, sorted(names)

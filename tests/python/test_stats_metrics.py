@@ -26,8 +26,8 @@ def notif_tool():
     return os.path.join(REPO_ROOT, "target", "release", "notif")
 
 
-def stats(tool, fmt, *paths):
-    return subprocess.run([tool, "stats", "--format", fmt, *paths],
+def stats(tool, fmt, *paths, options=()):
+    return subprocess.run([tool, "stats", "--format", fmt, *options, *paths],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -96,13 +96,18 @@ def test_counters_through_both_parsers(notif_tool, sockdir):
         reader.close()
 
 
-def fake_publisher(path, answer):
-    """Answers one stats request with `answer` (the stats object) and closes."""
+def fake_publisher(path, answer, connections=1):
+    """Answers `connections` stats requests with `answer` (the stats object),
+    closing each connection after its answer."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
-    listener.listen(1)
+    listener.listen(connections)
 
     def serve():
+        for _ in range(connections):
+            answer_one()
+
+    def answer_one():
         conn, _ = listener.accept()
         with conn:
             conn.settimeout(30)
@@ -113,7 +118,11 @@ def fake_publisher(path, answer):
                     return
                 request += chunk
             assert json.loads(request) == {"stats": True}
-            conn.sendall(json.dumps({"notif": {"stats": answer}}, separators=(",", ":")).encode() + b"\n")
+            try:
+                conn.sendall(json.dumps({"notif": {"stats": answer}},
+                                        separators=(",", ":")).encode() + b"\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # a probe that asked and left
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -133,9 +142,21 @@ def test_subscriber_list_becomes_per_subscriber_series(notif_tool, sockdir):
         ],
     }
     for fmt, parse in (("openmetrics", parse_openmetrics), ("prometheus", parse_prometheus)):
+        # Without --subscribers: no per-subscriber series, no pid, no uid.
         listener, thread = fake_publisher(path, answer)
         try:
             r = stats(notif_tool, fmt, path)
+        finally:
+            thread.join(30)
+            listener.close()
+            os.unlink(path)
+        assert r.returncode == 0, r.stderr
+        values, types, helps = samples(parse(r.stdout))
+        assert not any(name.startswith("notif_subscriber_") for name in types), r.stdout
+        assert not any(dict(labels).keys() - {"path", "version"} for _, labels in values), r.stdout
+        listener, thread = fake_publisher(path, answer)
+        try:
+            r = stats(notif_tool, fmt, path, options=["--subscribers"])
         finally:
             thread.join(30)
             listener.close()
@@ -155,29 +176,102 @@ def test_subscriber_list_becomes_per_subscriber_series(notif_tool, sockdir):
         assert not any(name.startswith("notif_subscriber_list") for name in types)
 
 
-def test_readme_systemd_service_writes_the_textfile_atomically(notif_tool, sockdir):
-    """The ExecStart line of the shipped systemd/notif-metrics.service (which
-    make units-check verifies), run as systemd would ($$ is a literal $), with
-    its two paths pointed at a test directory."""
-    unit = open(os.path.join(REPO_ROOT, "systemd", "notif-metrics.service")).read()
-    (line,) = [l for l in unit.splitlines() if l.startswith("ExecStart=")]
+def recipe_script(collector, pattern):
+    """The ExecStart line of docs/metrics.md's notif-metrics.service, as systemd
+    runs it ($$ is a literal $, the single quotes are systemd's), with its
+    collector directory and its socket glob pointed at the test's."""
+    doc = open(os.path.join(REPO_ROOT, "docs", "metrics.md")).read()
+    block = doc.split("<!-- metrics: systemd", 1)[1].split("```ini\n", 1)[1].split("```", 1)[0]
+    (line,) = [l for l in block.splitlines() if l.startswith("ExecStart=")]
     argv = line[len("ExecStart="):].replace("$$", "$")
     assert argv.startswith("/bin/sh -c '") and argv.endswith("'")
     script = argv[len("/bin/sh -c '"):-1]
+    assert "'" not in script
+    assert script.count("/var/lib/node_exporter/textfile_collector") == 1
+    assert script.count('"/run/nova/notifications-*.sock"') == 1, "the glob, quoted"
+    script = script.replace("/var/lib/node_exporter/textfile_collector", collector)
+    return script.replace("/run/nova/notifications-*.sock", pattern)
+
+
+def test_docs_systemd_service_writes_the_textfile_atomically(notif_tool, sockdir):
+    """The recipe of docs/metrics.md over a {pid}-style glob: the glob is
+    expanded by notif (quoted from the shell), a dead socket under it is no
+    failure, and the file is rewritten atomically."""
     collector = os.path.join(sockdir, "textfile_collector")
     os.mkdir(collector)
-    path = os.path.join(sockdir, "nova.sock")
-    script = script.replace("/var/lib/node_exporter/textfile_collector", collector)
-    script = script.replace("/run/nova/notifications.sock", path)
+    pattern = os.path.join(sockdir, "nova-*.sock")
+    script = recipe_script(collector, pattern)
     env = dict(os.environ, PATH=os.path.dirname(notif_tool) + os.pathsep + os.environ["PATH"])
+    p = frozenset({"path": pattern}.items())
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(os.path.join(sockdir, "nova-999999971.sock"))  # a dead worker's leftover
+    dead.close()
 
-    with libnotif.Publisher(path):
+    with libnotif.Publisher(os.path.join(sockdir, "nova-1.sock")), \
+            libnotif.Publisher(os.path.join(sockdir, "nova-2.sock")):
         subprocess.run(["/bin/sh", "-c", script], env=env, check=True, timeout=60)
-    assert os.listdir(collector) == ["notif.prom"]  # the temporary file is gone
-    values, _, _ = samples(parse_prometheus(open(os.path.join(collector, "notif.prom")).read()))
-    assert values[("notif_up", frozenset({"path": path}.items()))] == 1
+        assert os.listdir(collector) == ["notif.prom"]  # the temporary file is gone
+        values, _, _ = samples(parse_prometheus(open(os.path.join(collector, "notif.prom")).read()))
+        assert values[("notif_up", p)] == 1
+        assert values[("notif_publishers", p)] == 2
+        assert values[("notif_stale_sockets", p)] == 1
+        assert values[("notif_unanswered_sockets", p)] == 0
+        assert all(dict(labels).keys() <= {"path", "version"} for _, labels in values)
+        # The command alone: exit 0, a dead worker's socket is no failure.
+        r = stats(notif_tool, "prometheus", pattern)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
 
-    # The publisher is gone: the file is still rewritten, and says so.
+    # The publishers are gone: the file is still rewritten, and says so.
     subprocess.run(["/bin/sh", "-c", script], env=env, timeout=60)
     values, _, _ = samples(parse_prometheus(open(os.path.join(collector, "notif.prom")).read()))
-    assert values[("notif_up", frozenset({"path": path}.items()))] == 0
+    assert values[("notif_up", p)] == 0
+    assert values[("notif_publishers", p)] == 0
+    assert values[("notif_stale_sockets", p)] == 1  # closed publishers removed their files
+
+
+def test_a_hostile_publisher_under_the_glob_adds_no_series(notif_tool, sockdir):
+    """A publisher that answers the stats request with fields named like the
+    tool's own series, and a version that would close its label."""
+    pattern = os.path.join(sockdir, "nova-*.sock")
+    hostile = {"up": 0, "publishers": 7, "stale_sockets": 7, "delivered": 5,
+               "version": '1"} 1\nnotif_up{path="%s"} 0\n' % pattern, "made_up": 1,
+               "subscriber_list": [{"pid": 66, "uid": 65534, "delivered": 1}]}
+    with libnotif.Publisher(os.path.join(sockdir, "nova-1.sock")):
+        # Two connections: the glob's probe (is it live?), then the query.
+        listener, thread = fake_publisher(os.path.join(sockdir, "nova-2.sock"), hostile, 2)
+        try:
+            r = stats(notif_tool, "prometheus", pattern)
+        finally:
+            thread.join(30)
+            listener.close()
+    assert r.returncode == 0, r.stderr
+    values, types, _ = samples(parse_prometheus(r.stdout))  # no duplicate sample either
+    p = frozenset({"path": pattern}.items())
+    assert [k for k in values if k[0] == "notif_up"] == [("notif_up", p)]
+    assert values[("notif_up", p)] == 1
+    assert values[("notif_publishers", p)] == 2
+    assert values[("notif_stale_sockets", p)] == 0
+    assert values[("notif_delivered_total", p)] == 5
+    assert not any("made_up" in name for name in types)
+    assert all(dict(labels).keys() <= {"path", "version"} for _, labels in values)
+    versions = sorted(dict(labels)["version"] for name, labels in values if name == "notif_publisher_info")
+    assert versions == sorted(["invalid", libnotif.version()])
+
+
+def test_the_shipped_units_are_the_recipe():
+    """systemd/notif-metrics.service and .timer (verified by make units-check)
+    hold the same ExecStart and timer lines as docs/metrics.md's recipe, which
+    the tests above run."""
+    doc = open(os.path.join(REPO_ROOT, "docs", "metrics.md")).read()
+    block = doc.split("<!-- metrics: systemd", 1)[1].split("```ini\n", 1)[1].split("```", 1)[0]
+    recipe = [l for l in block.splitlines() if l and not l.startswith("#") and not l.startswith("[")]
+    shipped = []
+    for name in ("notif-metrics.service", "notif-metrics.timer"):
+        unit = open(os.path.join(REPO_ROOT, "systemd", name)).read()
+        section = None
+        for line in unit.splitlines():
+            if line.startswith("["):
+                section = line
+            elif line and not line.startswith("#") and section != "[Unit]":
+                shipped.append(line)
+    assert shipped == recipe

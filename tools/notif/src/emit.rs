@@ -168,6 +168,9 @@ fn skip_line(input: &mut impl BufRead) -> io::Result<()> {
     }
 }
 
+/// How long --wait-subscribers' count must hold.
+const HOLD: Duration = Duration::from_millis(30);
+
 fn wait_for_subscribers(
     publisher: &Publisher,
     path: &str,
@@ -175,10 +178,19 @@ fn wait_for_subscribers(
     timeout: Duration,
 ) -> Result<(), Failure> {
     let deadline = Instant::now() + timeout;
+    // The count must hold for a moment: a connection that asks for stats
+    // (a glob's liveness probe, a monitor) counts until its request is read,
+    // and leaves at once.
+    let mut reached = false;
     loop {
         let connected = publisher.stats().subscribers;
-        if connected >= wanted {
+        if connected >= wanted && reached {
             return Ok(());
+        }
+        reached = connected >= wanted;
+        if reached {
+            thread::sleep(HOLD);
+            continue;
         }
         if Instant::now() >= deadline {
             return Err(Failure::new(

@@ -2,6 +2,8 @@
 //! (serde_json's would sort keys and respell numbers) and an object reader
 //! that keeps the order of the members.
 
+use std::io::{self, Write};
+
 const KEY: &[u8] = b"\x1b[1;34m";
 const STRING: &[u8] = b"\x1b[32m";
 const NUMBER: &[u8] = b"\x1b[36m";
@@ -44,28 +46,36 @@ fn skip_space(text: &[u8], mut i: usize) -> usize {
     i
 }
 
-fn newline(out: &mut Vec<u8>, depth: usize) {
-    out.push(b'\n');
-    for _ in 0..depth {
-        out.extend_from_slice(INDENT);
+fn newline(out: &mut impl Write, depth: usize) -> io::Result<()> {
+    const SPACES: [u8; 256] = [b' '; 256];
+    out.write_all(b"\n")?;
+    let mut left = depth * INDENT.len();
+    while left > 0 {
+        let n = left.min(SPACES.len());
+        out.write_all(&SPACES[..n])?;
+        left -= n;
     }
+    Ok(())
 }
 
-fn painted(out: &mut Vec<u8>, colour: Option<&[u8]>, token: &[u8]) {
+fn painted(out: &mut impl Write, colour: Option<&[u8]>, token: &[u8]) -> io::Result<()> {
     match colour {
         Some(c) => {
-            out.extend_from_slice(c);
-            out.extend_from_slice(token);
-            out.extend_from_slice(RESET);
+            out.write_all(c)?;
+            out.write_all(token)?;
+            out.write_all(RESET)
         }
-        None => out.extend_from_slice(token),
+        None => out.write_all(token),
     }
 }
 
-/// Appends `text` (one JSON value) indented by two spaces per level, without a
-/// final newline; with `colour`, keys and values get ANSI colours. Key order,
-/// number spelling and string escapes are kept. Never panics, whatever `text` is.
-pub fn pretty(text: &[u8], colour: bool, out: &mut Vec<u8>) {
+/// Writes `text` (one JSON value) to `out` indented by two spaces per level,
+/// without a final newline; with `colour`, keys and values get ANSI colours.
+/// Key order, number spelling and string escapes are kept. Never panics,
+/// whatever `text` is. The output goes out as it is made (give it a buffered
+/// writer): deep nesting makes it many times the size of `text` (a 4 MB line
+/// 120 levels deep makes about 490 MB), so it is never held whole.
+pub fn pretty(text: &[u8], colour: bool, out: &mut impl Write) -> io::Result<()> {
     let paint = |c: &'static [u8]| if colour { Some(c) } else { None };
     let mut depth = 0usize;
     let mut i = 0;
@@ -76,35 +86,35 @@ pub fn pretty(text: &[u8], colour: bool, out: &mut Vec<u8>) {
                 let end = string_end(text, i);
                 let next = skip_space(text, end);
                 let is_key = text.get(next) == Some(&b':');
-                painted(out, paint(if is_key { KEY } else { STRING }), &text[i..end]);
+                painted(out, paint(if is_key { KEY } else { STRING }), &text[i..end])?;
                 i = end;
             }
             b'{' | b'[' => {
                 let close = if b == b'{' { b'}' } else { b']' };
                 let next = skip_space(text, i + 1);
                 if text.get(next) == Some(&close) {
-                    out.extend_from_slice(&[b, close]);
+                    out.write_all(&[b, close])?;
                     i = next + 1;
                 } else {
-                    out.push(b);
+                    out.write_all(&[b])?;
                     depth += 1;
-                    newline(out, depth);
+                    newline(out, depth)?;
                     i += 1;
                 }
             }
             b'}' | b']' => {
                 depth = depth.saturating_sub(1);
-                newline(out, depth);
-                out.push(b);
+                newline(out, depth)?;
+                out.write_all(&[b])?;
                 i += 1;
             }
             b',' => {
-                out.push(b',');
-                newline(out, depth);
+                out.write_all(b",")?;
+                newline(out, depth)?;
                 i += 1;
             }
             b':' => {
-                out.extend_from_slice(b": ");
+                out.write_all(b": ")?;
                 i += 1;
             }
             _ if is_space(b) => i += 1,
@@ -116,11 +126,12 @@ pub fn pretty(text: &[u8], colour: bool, out: &mut Vec<u8>) {
                     b'n' => NULL,
                     _ => NUMBER,
                 };
-                painted(out, paint(colour), token);
+                painted(out, paint(colour), token)?;
                 i = end;
             }
         }
     }
+    Ok(())
 }
 
 /// The index just past the value starting at `start` (after any whitespace).
@@ -203,7 +214,7 @@ mod tests {
 
     fn plain(text: &str) -> String {
         let mut out = Vec::new();
-        pretty(text.as_bytes(), false, &mut out);
+        pretty(text.as_bytes(), false, &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -218,7 +229,7 @@ mod tests {
     #[test]
     fn pretty_colours_keys_and_values() {
         let mut out = Vec::new();
-        pretty(br#"{"k":"v","n":-0}"#, true, &mut out);
+        pretty(br#"{"k":"v","n":-0}"#, true, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("\x1b[1;34m\"k\"\x1b[0m: \x1b[32m\"v\"\x1b[0m"),

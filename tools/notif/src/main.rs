@@ -2,6 +2,7 @@
 //! notif sockets from a shell.
 
 mod bounded;
+mod connect;
 mod cursor_file;
 mod emit;
 mod exit;
@@ -69,7 +70,13 @@ the C1 controls U+0080-U+009F) are printed as \\u00XX escapes. While stdout is s
 holds at most 8 MiB (or one line, if longer) for it, plus one line of at most 64 MiB per
 socket being read: the publishers drop for us meanwhile, and the drop markers say so. A PATH may be a glob
 (quote it: 'notif tail \"/run/nova/notifications-*.sock\"'); it is re-scanned every second,
-so sockets that appear later are picked up. Filters combine with AND; repeated options of one
+so sockets that appear later are picked up. A glob follows only the sockets owned by the
+directory's owner or by the user running tail (--owner USER names others instead,
+--any-owner takes any): another user's socket there is never connected to, and is reported
+on stderr when it appears. A glob follows at most 256 sockets at once; a socket whose file
+is removed is no longer followed (a new one at that path is picked up again). When a
+publisher goes away and when it comes back, tail says so on stderr. Colours (--pretty on
+a terminal) are off when NO_COLOR is set. Filters combine with AND; repeated options of one
 kind are alternatives (OR).
 
 Resuming: every notification has a cursor (EPOCH-SEQ, opaque: store it, pass it back). With
@@ -104,12 +111,21 @@ failure.";
 const STATS_HELP: &str = "\
 Prints a table with one column per path and one row per counter (in the order the publisher
 sends them), or with --json one line {\"path\":...,\"stats\":{...}} per path. Paths that fail
-are reported on stderr; the others are still printed. --format openmetrics or prometheus prints
-metrics with a path label (notif_up is 0 for a path that failed), for Prometheus and
-node_exporter's textfile collector (which reads the prometheus format).
+are reported on stderr; the others are still printed. A quoted glob is expanded here: its live
+sockets are queried; its dead ones (nobody listens: a dead worker's leftover file) are skipped
+quietly.
 
-Exit codes: 0 every path answered; 1 usage error; otherwise the code of the first path that
-failed: 2 no socket there; 3 permission denied (the socket file, or the publisher's
+--format openmetrics or prometheus prints metrics for Prometheus and node_exporter's textfile
+collector (which reads the prometheus format): one set of series per argument, labelled
+path=\"<the argument as given>\", a glob's sockets added up, so that workers that restart
+under a {pid} template make no new series. notif_up is 1 when at least one publisher answered,
+notif_publishers how many did, notif_stale_sockets counts the dead sockets (not a failure),
+notif_unanswered_sockets the live ones that gave no answer. Per-subscriber series (labelled by
+the subscribers' pid and uid) only with --subscribers. See docs/metrics.md.
+
+Exit codes: 0 every path answered (a glob's dead sockets do not count); 1 usage error; otherwise
+the code of the first path that failed: 2 no socket there (a glob: no live socket);
+3 permission denied (the socket file, or the publisher's
 allow-lists); 4 not a notif publisher (nothing listening, not a socket, no answer within 2 s,
 or an answer that is not a stats line); 5 other failure; 6 the publisher is full (an older
 publisher counts stats requests against max_subscribers).";
@@ -151,10 +167,15 @@ struct TailArgs {
     /// which socket it came from (useful with globs).
     #[arg(long)]
     with_path: bool,
-    /// Over a glob, also follow sockets owned by another user than the first
-    /// match's owner (by default they are skipped with a warning).
-    #[arg(long)]
+    /// Over a glob, follow sockets whoever owns them (by default only those
+    /// owned by the directory's owner or by this user; the others are
+    /// skipped with a warning and never connected to).
+    #[arg(long, conflicts_with = "owners")]
     any_owner: bool,
+    /// Over a glob, follow only sockets owned by this user (name or uid)
+    /// instead of the directory's owner and this user. Repeatable.
+    #[arg(long = "owner", value_name = "USER")]
+    owners: Vec<String>,
     /// Start after the notification this cursor names (from --show-cursor or a
     /// cursor file): what the publisher still holds after it, then live. One
     /// socket only: a cursor belongs to one publisher (see --cursor-file).
@@ -209,14 +230,20 @@ struct StatsArgs {
     /// One JSON object per line instead of a table (the same as --format json).
     #[arg(long, conflicts_with = "format")]
     json: bool,
-    /// Over a glob, also query sockets owned by another user than the first
-    /// match's owner (by default they are skipped with a warning).
+    /// Over a glob, also query sockets owned by another user than the
+    /// directory's owner or this user (by default they are skipped with a
+    /// warning).
     #[arg(long)]
     any_owner: bool,
     /// table (default), json, openmetrics (OpenMetrics 1.0, ends with # EOF) or
     /// prometheus (the text format node_exporter's textfile collector reads).
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<StatsFormat>,
+    /// With --format openmetrics or prometheus: also per-subscriber series,
+    /// labelled by each subscriber's pid and uid (left out by default: they
+    /// make new series at each reconnection and tell who reads).
+    #[arg(long)]
+    subscribers: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

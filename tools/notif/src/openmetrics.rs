@@ -8,12 +8,23 @@
 //!   textfile collector reads (it does not read OpenMetrics: no `info` type,
 //!   and a TYPE line must name the sample itself, `_total` included).
 //!
-//! Every sample has a `path` label (the socket path as given). `notif_up` is 1
-//! for a path that answered and 0 for one that did not, so a publisher that
-//! went away shows up as a value rather than as missing series. When the answer
-//! has a `subscriber_list`, per-subscriber series are labelled by `pid` and
-//! `uid` (empty when the publisher does not show them to us); connections
-//! with the same labels are added up, so the label sets stay unique.
+//! One set of series per argument, labelled `path` with the argument as given:
+//! a socket path, or a glob (`/run/nova/notifications-*.sock`), whose live
+//! sockets are added up. So the series of a service whose `{pid}` workers
+//! restart stay the same: no label holds a pid unless asked for. For each:
+//! `notif_up` (1 if at least one publisher answered), `notif_publishers` (how
+//! many answered), `notif_stale_sockets` (sockets nobody listens on, such as
+//! a dead worker's leftover file: not a down service),
+//! `notif_unanswered_sockets` (sockets that are listened on but gave no stats
+//! answer), the publishers' counters and gauges (summed), and
+//! `notif_publisher_info` with a `version` label (a count per version). With
+//! `subscribers`, per-subscriber series are labelled by `pid` and `uid`
+//! (empty when the publisher does not show them to us).
+//!
+//! The answers are the publishers' text: only the fields this tool knows
+//! become series, only as unsigned integers, and the version only when it
+//! looks like one, so that a publisher cannot add series or labels of its own
+//! (a second `notif_up` for its path, say).
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -26,8 +37,28 @@ pub enum Flavor {
     Prometheus,
 }
 
-/// One path: the text of its stats object, or None when it did not answer.
-pub type Answer<'a> = (&'a str, Option<&'a [u8]>);
+/// One argument of `notif stats`: a path or a glob, and what its sockets said.
+#[derive(Default)]
+pub struct Target<'a> {
+    /// The argument as given: the `path` label.
+    pub label: &'a str,
+    /// Whether it is a glob (its sockets come and go: the per-open numbering,
+    /// `replay_oldest` and `next_seq`, is left out).
+    pub glob: bool,
+    /// The stats objects of the sockets that answered.
+    pub answers: Vec<&'a [u8]>,
+    /// Sockets that nobody listens on (ECONNREFUSED).
+    pub stale: usize,
+    /// Sockets that are listened on but gave no stats answer.
+    pub unanswered: usize,
+}
+
+/// What to publish beyond the publishers' own series.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Per-subscriber series labelled by `pid` and `uid`.
+    pub subscribers: bool,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -154,6 +185,14 @@ const HELP: &[(&str, &str)] = &[
         "written_through",
         "(notification, subscriber) pairs an emitting thread wrote to the socket itself while the server thread slept (in delivered and fanout too).",
     ),
+    (
+        "disconnected_costly",
+        "Connections cut off because writing to them cost the publisher's thread far more than their bytes (reason too_costly; in disconnected too).",
+    ),
+    (
+        "kept_no_subscriber",
+        "Notifications emitted while nobody was connected and kept in the replay ring for subscribers that resume or replay.",
+    ),
 ];
 
 /// Which numeric members are levels rather than running totals: the count of
@@ -169,20 +208,9 @@ fn is_gauge(key: &str) -> bool {
         || key == "next_seq"
 }
 
-/// A metric name from a stats key: [a-zA-Z0-9_] only (keys are snake_case;
-/// anything else is replaced, so a strange key cannot break the format).
+/// The metric name of a stats key this tool knows (keys are snake_case).
 fn metric_name(key: &str) -> String {
-    let name: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("notif_{name}")
+    format!("notif_{key}")
 }
 
 /// A label value: backslash, double quote and newline escaped (both formats).
@@ -199,17 +227,29 @@ fn escape_label(value: &str) -> String {
     out
 }
 
-/// A number member as a sample value: an integer as sent, any other JSON
-/// number in Rust's shortest float spelling; None for anything else.
-fn number(value: &[u8]) -> Option<String> {
+/// A counter or gauge of an answer: an unsigned integer, nothing else.
+fn number(value: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(value).ok()?;
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(text.to_string());
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    let v: f64 = serde_json::from_slice::<serde_json::Value>(value)
-        .ok()?
-        .as_f64()?;
-    v.is_finite().then(|| format!("{v}"))
+    text.parse().ok()
+}
+
+/// A version as a label value: at most 64 characters of [0-9A-Za-z.+-_~];
+/// anything else is not a version and reads "invalid".
+fn version(value: &[u8]) -> String {
+    match serde_json::from_slice::<String>(value) {
+        Ok(v)
+            if !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._+-~".contains(&b)) =>
+        {
+            v
+        }
+        _ => "invalid".to_string(),
+    }
 }
 
 /// One subscriber of the list, as far as the metrics use it.
@@ -223,10 +263,10 @@ struct Peer {
     connected_at: Option<f64>,
 }
 
-fn peers(list: &[u8]) -> BTreeMap<(String, String), Peer> {
-    let mut peers: BTreeMap<(String, String), Peer> = BTreeMap::new();
+/// Adds the subscriber list `list` into `peers`, by (pid, uid).
+fn add_peers(peers: &mut BTreeMap<(String, String), Peer>, list: &[u8]) {
     let Ok(serde_json::Value::Array(list)) = serde_json::from_slice(list) else {
-        return peers;
+        return;
     };
     let id = |v: &serde_json::Value, key: &str| v[key].as_u64().map(|n| n.to_string());
     for entry in list.iter().filter(|e| e.is_object()) {
@@ -237,77 +277,122 @@ fn peers(list: &[u8]) -> BTreeMap<(String, String), Peer> {
         let peer = peers.entry(key).or_default();
         let count = |name: &str| entry[name].as_u64().unwrap_or(0);
         peer.connections += 1;
-        peer.queued_bytes += count("queued_bytes");
-        peer.delivered += count("delivered");
-        peer.dropped_slow += count("dropped_slow");
-        if let Some(at) = entry["connected_at"].as_f64().filter(|t| t.is_finite()) {
+        peer.queued_bytes = peer.queued_bytes.saturating_add(count("queued_bytes"));
+        peer.delivered = peer.delivered.saturating_add(count("delivered"));
+        peer.dropped_slow = peer.dropped_slow.saturating_add(count("dropped_slow"));
+        if let Some(at) = entry["connected_at"]
+            .as_f64()
+            .filter(|t| t.is_finite() && *t >= 0.0)
+        {
             peer.connected_at = Some(peer.connected_at.map_or(at, |old: f64| old.min(at)));
         }
     }
-    peers
 }
 
-fn collect(answers: &[Answer]) -> Families {
+/// The per-open numbering of one publisher: meaningless added up over a glob.
+fn per_open(key: &str) -> bool {
+    key == "replay_oldest" || key == "next_seq"
+}
+
+fn collect(targets: &[Target], options: Options) -> Families {
     let mut families = Families::default();
     let mut seen: Vec<&str> = Vec::new();
-    for &(path, stats) in answers {
-        // The same path twice would repeat a label set: the formats forbid it.
+    for target in targets {
+        let path = target.label;
+        // The same argument twice would repeat a label set: the formats forbid it.
         if seen.contains(&path) {
             continue;
         }
         seen.push(path);
         let path_label = || vec![("path", path.to_string())];
+        let answered = target.answers.len();
         families.add(
             "notif_up",
             Kind::Gauge,
-            "1 if the publisher at path answered the stats request, 0 if not.",
+            "1 if a publisher at path (a socket, or a glob's live sockets) answered the stats request, 0 if none did.",
             path_label(),
-            if stats.is_some() { "1" } else { "0" }.to_string(),
+            if answered > 0 { "1" } else { "0" }.to_string(),
         );
-        let Some(members) = stats.and_then(json::members) else {
-            continue;
-        };
-        let mut keys_seen: Vec<String> = Vec::new();
-        for (key, value) in &members {
-            // A repeated key (or two that map to one name) would repeat a sample.
-            let name = metric_name(key);
-            if key == "subscriber_list" || keys_seen.contains(&name) {
-                continue;
-            }
-            keys_seen.push(name.clone());
-            if key == "version" {
-                if let Ok(version) = serde_json::from_slice::<String>(value) {
-                    let mut labels = path_label();
-                    labels.push(("version", version));
-                    families.add(
-                        "notif_publisher",
-                        Kind::Info,
-                        "The libnotif version of the publisher at path.",
-                        labels,
-                        "1".to_string(),
-                    );
-                }
-                continue;
-            }
-            let Some(sample) = number(value) else {
+        families.add(
+            "notif_publishers",
+            Kind::Gauge,
+            "Publishers at path (a socket, or a glob's sockets) that answered the stats request; the series below add them up.",
+            path_label(),
+            answered.to_string(),
+        );
+        families.add(
+            "notif_stale_sockets",
+            Kind::Gauge,
+            "Sockets at path that nobody listens on (a stopped publisher's leftover file, such as a dead worker's).",
+            path_label(),
+            target.stale.to_string(),
+        );
+        families.add(
+            "notif_unanswered_sockets",
+            Kind::Gauge,
+            "Sockets at path that are listened on but gave no stats answer (refused, too slow, not a notif publisher).",
+            path_label(),
+            target.unanswered.to_string(),
+        );
+        // Known fields only, in the order of HELP; each publisher's first
+        // value of a field (a repeated key is ignored).
+        let mut sums: Vec<(&str, Option<u64>)> = HELP.iter().map(|(k, _)| (*k, None)).collect();
+        let mut versions: BTreeMap<String, u64> = BTreeMap::new();
+        let mut peers: BTreeMap<(String, String), Peer> = BTreeMap::new();
+        for stats in &target.answers {
+            let Some(members) = json::members(stats) else {
                 continue;
             };
-            // Unknown keys are the publisher's text: the sanitised name only.
-            let help = HELP.iter().find(|(k, _)| k == key).map_or_else(
-                || format!("The publisher's {} value.", &name["notif_".len()..]),
-                |(_, h)| h.to_string(),
-            );
+            let mut done: Vec<&str> = Vec::new();
+            for (key, value) in &members {
+                if done.contains(&key.as_str()) {
+                    continue;
+                }
+                if key == "version" {
+                    *versions.entry(version(value)).or_default() += 1;
+                } else if key == "subscriber_list" {
+                    if options.subscribers {
+                        add_peers(&mut peers, value);
+                    }
+                } else if let Some(slot) = sums.iter_mut().find(|(k, _)| k == key) {
+                    if let Some(n) = number(value) {
+                        slot.1 = Some(slot.1.unwrap_or(0).saturating_add(n));
+                    }
+                } else {
+                    continue;
+                }
+                done.push(key.as_str());
+            }
+        }
+        for (key, sum) in sums {
+            let Some(sum) = sum else { continue };
+            if target.glob && per_open(key) {
+                continue;
+            }
+            let help = HELP
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, h)| *h)
+                .unwrap_or_default();
             let kind = if is_gauge(key) {
                 Kind::Gauge
             } else {
                 Kind::Counter
             };
-            families.add(&name, kind, &help, path_label(), sample);
+            families.add(&metric_name(key), kind, help, path_label(), sum.to_string());
         }
-        let Some((_, list)) = members.iter().find(|(k, _)| k == "subscriber_list") else {
-            continue;
-        };
-        for ((pid, uid), peer) in peers(list) {
+        for (version, count) in versions {
+            let mut labels = path_label();
+            labels.push(("version", version));
+            families.add(
+                "notif_publisher",
+                Kind::Info,
+                "The libnotif version of the publishers at path (the value: how many).",
+                labels,
+                count.to_string(),
+            );
+        }
+        for ((pid, uid), peer) in peers {
             let labels = || {
                 vec![
                     ("path", path.to_string()),
@@ -361,9 +446,14 @@ fn collect(answers: &[Answer]) -> Families {
     families
 }
 
-/// Writes the metrics of `answers` in `flavor`.
-pub fn write(answers: &[Answer], flavor: Flavor, out: &mut impl Write) -> io::Result<()> {
-    for family in collect(answers).0 {
+/// Writes the metrics of `targets` in `flavor`.
+pub fn write(
+    targets: &[Target],
+    options: Options,
+    flavor: Flavor,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    for family in collect(targets, options).0 {
         let (family_name, sample_name, kind) = match (flavor, family.kind) {
             (Flavor::OpenMetrics, Kind::Counter) => (
                 family.name.clone(),
@@ -403,10 +493,37 @@ pub fn write(answers: &[Answer], flavor: Flavor, out: &mut impl Write) -> io::Re
 mod tests {
     use super::*;
 
-    fn text(answers: &[Answer], flavor: Flavor) -> String {
+    /// One plain path per answer (None: it did not answer), with the
+    /// per-subscriber series.
+    fn text(answers: &[(&str, Option<&[u8]>)], flavor: Flavor) -> String {
+        let targets: Vec<Target> = answers
+            .iter()
+            .map(|&(label, stats)| Target {
+                label,
+                answers: stats.into_iter().collect(),
+                unanswered: usize::from(stats.is_none()),
+                ..Target::default()
+            })
+            .collect();
+        render(&targets, Options { subscribers: true }, flavor)
+    }
+
+    fn render(targets: &[Target], options: Options, flavor: Flavor) -> String {
         let mut out = Vec::new();
-        write(answers, flavor, &mut out).unwrap();
+        write(targets, options, flavor, &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    /// Every sample line, parsed: (name, labels, value).
+    fn sample_lines(out: &str) -> Vec<(String, String, String)> {
+        out.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (name, rest) = l.split_once('{').expect("labels");
+                let (labels, value) = rest.rsplit_once("} ").expect("a value");
+                (name.to_string(), labels.to_string(), value.to_string())
+            })
+            .collect()
     }
 
     const STATS: &[u8] = br#"{"subscribers":2,"accepted":5,"delivered":7,"bytes_sent":900,"version":"0.1.0","future_flag":true}"#;
@@ -491,11 +608,13 @@ mod tests {
         let out = text(&[("/s", Some(stats))], Flavor::OpenMetrics);
         assert_eq!(out.matches("notif_delivered_total{").count(), 1, "{out}");
         assert!(
-            out.contains("notif_new_line_total{path=\"/s\"} 3\n"),
+            out.contains("notif_delivered_total{path=\"/s\"} 1\n"),
             "{out}"
         );
-        assert!(!out.contains("} 4\n"), "{out}");
-        assert!(out.contains(r#"version="1\"\n""#), "{out}");
+        // Keys this tool does not know are the publisher's text: no series.
+        assert!(!out.contains("new_line"), "{out}");
+        assert!(!out.contains("} 3\n") && !out.contains("} 4\n"), "{out}");
+        assert!(out.contains(r#"version="invalid""#), "{out}");
         for line in out.lines() {
             assert!(
                 line.starts_with("# HELP notif_")
@@ -560,10 +679,149 @@ mod tests {
 
     #[test]
     fn numbers() {
-        assert_eq!(number(b"12"), Some("12".into()));
-        assert_eq!(number(b"1.5e3"), Some("1500".into()));
+        assert_eq!(number(b"12"), Some(12));
+        assert_eq!(number(b"1.5e3"), None);
+        assert_eq!(number(b"-1"), None);
         assert_eq!(number(b"\"12\""), None);
         assert_eq!(number(b"true"), None);
-        assert_eq!(metric_name("a-b.c"), "notif_a_b_c");
+        assert_eq!(number(b"99999999999999999999999"), None);
+    }
+
+    const WORKER: &[u8] = br#"{"subscribers":1,"delivered":10,"next_seq":40,"replay_oldest":3,"version":"0.1.0","subscriber_list":[{"pid":77,"uid":0,"queued_bytes":0,"delivered":10,"dropped_slow":0}]}"#;
+
+    #[test]
+    fn a_glob_is_one_set_of_series_whatever_its_workers() {
+        let glob = "/run/nova/notifications-*.sock";
+        let one = Target {
+            label: glob,
+            glob: true,
+            answers: vec![WORKER],
+            ..Target::default()
+        };
+        let three = Target {
+            label: glob,
+            glob: true,
+            answers: vec![WORKER, WORKER, WORKER],
+            stale: 2,
+            unanswered: 0,
+        };
+        let a = render(&[one], Options::default(), Flavor::Prometheus);
+        let b = render(&[three], Options::default(), Flavor::Prometheus);
+        let series = |out: &str| -> Vec<(String, String)> {
+            sample_lines(out)
+                .into_iter()
+                .map(|(n, l, _)| (n, l))
+                .collect()
+        };
+        assert_eq!(series(&a), series(&b), "{a}\n{b}");
+        for line in [
+            "notif_up{path=\"/run/nova/notifications-*.sock\"} 1",
+            "notif_publishers{path=\"/run/nova/notifications-*.sock\"} 3",
+            "notif_stale_sockets{path=\"/run/nova/notifications-*.sock\"} 2",
+            "notif_unanswered_sockets{path=\"/run/nova/notifications-*.sock\"} 0",
+            "notif_delivered_total{path=\"/run/nova/notifications-*.sock\"} 30",
+            "notif_subscribers{path=\"/run/nova/notifications-*.sock\"} 3",
+            "notif_publisher_info{path=\"/run/nova/notifications-*.sock\",version=\"0.1.0\"} 3",
+        ] {
+            assert!(b.lines().any(|l| l == line), "no {line:?} in\n{b}");
+        }
+        // Per-open numbering means nothing added up; no pid, no uid.
+        assert!(
+            !b.contains("next_seq") && !b.contains("replay_oldest"),
+            "{b}"
+        );
+        assert!(!b.contains("pid=") && !b.contains("uid="), "{b}");
+        // With --subscribers: the subscriber's pid and uid.
+        let with = render(
+            &[Target {
+                label: glob,
+                glob: true,
+                answers: vec![WORKER, WORKER],
+                ..Target::default()
+            }],
+            Options { subscribers: true },
+            Flavor::Prometheus,
+        );
+        assert!(with.contains("notif_subscriber_connections{path=\"/run/nova/notifications-*.sock\",pid=\"77\",uid=\"0\"} 2\n"), "{with}");
+        // None answered: down, and the series of the counters are gone.
+        let down = render(
+            &[Target {
+                label: glob,
+                glob: true,
+                stale: 4,
+                ..Target::default()
+            }],
+            Options::default(),
+            Flavor::Prometheus,
+        );
+        assert!(
+            down.contains("notif_up{path=\"/run/nova/notifications-*.sock\"} 0\n"),
+            "{down}"
+        );
+        assert!(
+            down.contains("notif_stale_sockets{path=\"/run/nova/notifications-*.sock\"} 4\n"),
+            "{down}"
+        );
+    }
+
+    #[test]
+    fn a_hostile_answer_adds_no_series_and_no_label() {
+        // Keys named like the tool's own series, values that are not
+        // counters, a version that would close the label.
+        let hostile = br#"{"up":0,"publishers":9,"stale_sockets":9,"unanswered_sockets":9,"publisher_info":1,"subscriber_connections":5,"delivered":-3,"accepted":1.5,"emitted":"7","subscribers":1e9,"bytes_sent":[1],"version":"1\"} 1\nnotif_up{path=\"/x\"} 0\n#","subscriber_list":[{"pid":"1\"","uid":{"x":1},"queued_bytes":-1,"connected_at":-5}]}"#;
+        let glob = "/run/x-*.sock";
+        let target = |answers| Target {
+            label: glob,
+            glob: true,
+            answers,
+            ..Target::default()
+        };
+        for options in [Options::default(), Options { subscribers: true }] {
+            for flavor in [Flavor::Prometheus, Flavor::OpenMetrics] {
+                let out = render(&[target(vec![hostile, WORKER])], options, flavor);
+                let samples = sample_lines(&out);
+                let ups: Vec<_> = samples.iter().filter(|(n, _, _)| n == "notif_up").collect();
+                assert_eq!(ups.len(), 1, "{out}");
+                assert_eq!(ups[0].2, "1", "{out}");
+                for (name, labels, value) in &samples {
+                    assert!(
+                        labels.starts_with("path=\"/run/x-*.sock\""),
+                        "{name}{{{labels}}} in\n{out}"
+                    );
+                    assert!(value.parse::<f64>().is_ok(), "{value} in\n{out}");
+                }
+                let value = |name: &str| {
+                    samples
+                        .iter()
+                        .find(|(n, _, _)| n == name)
+                        .map(|(_, _, v)| v.clone())
+                };
+                assert_eq!(value("notif_publishers").as_deref(), Some("2"), "{out}");
+                assert_eq!(value("notif_stale_sockets").as_deref(), Some("0"), "{out}");
+                assert_eq!(
+                    value("notif_delivered_total").as_deref(),
+                    Some("10"),
+                    "{out}"
+                );
+                assert_eq!(value("notif_subscribers").as_deref(), Some("1"), "{out}");
+                assert_eq!(value("notif_accepted_total"), None, "{out}");
+                assert_eq!(value("notif_emitted_total"), None, "{out}");
+                assert_eq!(value("notif_bytes_sent_total"), None, "{out}");
+                assert!(out.contains("version=\"invalid\"} 1\n"), "{out}");
+                // Each line is a comment, a sample of ours, or # EOF.
+                for line in out.lines() {
+                    assert!(
+                        line.starts_with("# HELP notif_")
+                            || line.starts_with("# TYPE notif_")
+                            || line.starts_with("notif_")
+                            || line == "# EOF",
+                        "{line:?} in\n{out}"
+                    );
+                }
+                if options.subscribers {
+                    assert!(out.contains("pid=\"\",uid=\"\""), "{out}");
+                }
+            }
+        }
     }
 }

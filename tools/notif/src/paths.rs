@@ -3,7 +3,6 @@
 use std::ffi::{CStr, CString};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::UnixStream;
 
 /// Whether a path argument is a pattern to expand (it has `*`, `?` or `[`).
 /// Abstract names (`@name`) are never patterns.
@@ -11,63 +10,132 @@ pub fn is_pattern(path: &str) -> bool {
     !path.starts_with('@') && path.contains(['*', '?', '['])
 }
 
-/// The live sockets matching `pattern` now (glob(3) syntax), sorted. Matches
-/// that are not sockets are left out (a glob picks up publishers, not other
-/// files), and so are dead sockets: ones that refuse connections, such as the
-/// files of workers that exited through `_exit()`.
+/// The live sockets matching `pattern` now (glob(3) syntax), sorted, of any
+/// owner. Matches that are not sockets are left out (a glob picks up
+/// publishers, not other files), and so are dead sockets: ones that refuse
+/// connections, such as the files of workers that exited through `_exit()`.
+#[cfg(test)]
 pub fn expand(pattern: &str) -> Vec<String> {
-    let mut paths = expand_sockets(pattern);
-    paths.retain(|p| !is_dead(p));
-    paths
+    expand_trusted(pattern, &Trust::AnyOwner).paths
+}
+
+/// Whose sockets a glob follows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// Every owner's (--any-owner).
+    AnyOwner,
+    /// The owner of the directory holding the socket, and the user running
+    /// the tool (the default).
+    DirectoryOwnerOrMe,
+    /// Only these users' (--owner).
+    Only(Vec<u32>),
 }
 
 /// What a glob expands to: the live sockets to follow, and those left out
-/// because another user owns them.
+/// because a user not trusted owns them.
 pub struct Matches {
     pub paths: Vec<String>,
-    /// Left out: (path, its owner, the owner of the first match).
+    /// Left out: (path, its owner, the owner of its directory).
     pub other_owner: Vec<(String, u32, u32)>,
 }
 
-/// [`expand`], then, unless `any_owner`, only the sockets owned by the user
-/// who owns the first match: a user who can create files in a watched
-/// directory cannot slip a socket of their own in among a service's.
+/// [`expand_trusted`] with `--any-owner` or the default trust.
 pub fn expand_owned(pattern: &str, any_owner: bool) -> Matches {
-    use std::os::unix::fs::MetadataExt;
+    let trust = if any_owner {
+        Trust::AnyOwner
+    } else {
+        Trust::DirectoryOwnerOrMe
+    };
+    expand_trusted(pattern, &trust)
+}
+
+/// The sockets matching `pattern`, split by owner: unless `trust` is
+/// [`Trust::AnyOwner`], only the sockets owned by the user who owns their
+/// directory or by the user running the tool (or by the users `--owner`
+/// names) are kept, whatever else matches and however it sorts. Another user
+/// who can create files in a watched directory (a shared 1777 one, say) can
+/// put sockets there that match the pattern: they are left out, and never
+/// connected to, so they can neither feed lines in among a service's nor
+/// hold up the scan. (A symbolic link is judged by its own owner and its
+/// target's: both must be trusted.) Only the trusted sockets are probed for
+/// liveness, without blocking: one with a full listen backlog counts as live
+/// (its reader then reports that it does not answer).
+pub fn expand_trusted(pattern: &str, trust: &Trust) -> Matches {
+    expand_trusted_except(pattern, trust, &|_| false)
+}
+
+/// [`expand_trusted`], leaving out the paths `skip` names before probing
+/// them (the sockets a tail follows already: no probe connection each scan).
+pub fn expand_trusted_except(pattern: &str, trust: &Trust, skip: &dyn Fn(&str) -> bool) -> Matches {
     let mut paths = Vec::new();
     let mut other_owner = Vec::new();
-    let mut first_owner = None;
-    for path in expand(pattern) {
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+    for path in expand_sockets(pattern) {
+        if skip(&path) {
             continue;
-        };
-        let owner = *first_owner.get_or_insert(meta.uid());
-        if any_owner || meta.uid() == owner {
-            paths.push(path);
-        } else {
-            other_owner.push((path, meta.uid(), owner));
+        }
+        match owner_check(&path, trust) {
+            None => {}
+            Some(Err((uid, dir_owner))) => other_owner.push((path, uid, dir_owner)),
+            Some(Ok(())) if !is_dead(&path) => paths.push(path),
+            Some(Ok(())) => {}
         }
     }
     Matches { paths, other_owner }
 }
 
+/// Whether `trust` accepts the owner of the file at `path` (and of its
+/// target, for a symbolic link): Err((the untrusted owner, the directory's
+/// owner)) if not, None when there is no file there.
+pub fn owner_check(path: &str, trust: &Trust) -> Option<Result<(), (u32, u32)>> {
+    use std::os::unix::fs::MetadataExt;
+    let link = std::fs::symlink_metadata(path).ok()?;
+    let target = std::fs::metadata(path).ok()?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let dir_owner = std::path::Path::new(path)
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        })
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.uid());
+    let trusted = |uid: u32| match trust {
+        Trust::AnyOwner => true,
+        Trust::DirectoryOwnerOrMe => uid == dir_owner || uid == me,
+        Trust::Only(uids) => uids.contains(&uid),
+    };
+    Some(match (trusted(link.uid()), trusted(target.uid())) {
+        (true, true) => Ok(()),
+        (false, _) => Err((link.uid(), dir_owner)),
+        (true, false) => Err((target.uid(), dir_owner)),
+    })
+}
+
 /// The warning for a socket [`expand_owned`] left out.
-pub fn other_owner_warning(path: &str, uid: u32, owner: u32) -> String {
+pub fn other_owner_warning(path: &str, uid: u32, dir_owner: u32) -> String {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
     format!(
-        "{path}: skipped: owned by uid {uid}, not by uid {owner} like the first match \
-         (--any-owner follows it too)"
+        "{path}: skipped: owned by uid {uid}, neither the directory's owner (uid {dir_owner}) \
+         nor this user (uid {me}); not connected to (--any-owner follows it too)"
     )
 }
 
 /// Whether the socket at `path` refuses connections (nobody listens on it).
-/// The probe asks for stats at once, so that a live publisher never counts it
-/// as a subscriber (a publisher waiting for its first subscriber must not
-/// start on a probe that leaves at once).
+/// The probe never blocks: a socket whose listen backlog is full (a stuck
+/// publisher, or one that never accepts) is live for this purpose. The probe
+/// asks for stats at once, so that a live publisher never counts it as a
+/// subscriber (a publisher waiting for its first subscriber must not start on
+/// a probe that leaves at once).
 pub fn is_dead(path: &str) -> bool {
-    match UnixStream::connect(path) {
-        Ok(mut stream) => {
+    match crate::connect::nonblocking(path) {
+        Ok(stream) => {
             use std::io::Write;
-            let _ = stream.write_all(b"{\"stats\":true}\n");
+            let _ = (&stream).write_all(b"{\"stats\":true}\n");
             false
         }
         Err(err) => err.kind() == ErrorKind::ConnectionRefused,
@@ -86,7 +154,8 @@ pub fn watch_dir(pattern: &str) -> Option<String> {
     (!is_pattern(parent)).then(|| parent.to_owned())
 }
 
-fn expand_sockets(pattern: &str) -> Vec<String> {
+/// The sockets matching `pattern` now, live or dead, sorted.
+pub fn expand_sockets(pattern: &str) -> Vec<String> {
     let Ok(c_pattern) = CString::new(pattern) else {
         return Vec::new();
     };

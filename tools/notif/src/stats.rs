@@ -17,12 +17,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 const MAX_LINE: usize = 64 << 20;
 
 fn connect(path: &str) -> io::Result<UnixStream> {
-    if let Some(name) = path.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-        return UnixStream::connect_addr(&address);
-    }
-    UnixStream::connect(path)
+    // Bounded: a socket whose listen backlog stays full must not hang us.
+    crate::connect::within(path, ANSWER_WITHIN)
 }
 
 fn not_notif(path: &str, why: impl std::fmt::Display) -> Failure {
@@ -86,28 +82,56 @@ fn refused(path: &str, message: &str, reason: &Reason) -> Failure {
     }
 }
 
-/// Asks the publisher at `path` for its stats; returns the text of the stats object.
-fn query(path: &str) -> Result<Vec<u8>, Failure> {
-    if let Some(kind) = file_kind(path) {
-        if kind != "socket" {
-            return Err(Failure::new(
-                exit::NOT_NOTIF,
-                format!("{path}: is a {kind}, not a socket: not a notif publisher; check the path"),
-            ));
+/// Why a socket gave no stats.
+enum QueryError {
+    /// Nobody listens on it (ECONNREFUSED): a stopped publisher's file.
+    Stale(Failure),
+    Other(Failure),
+}
+
+impl QueryError {
+    fn failure(self) -> Failure {
+        match self {
+            QueryError::Stale(f) | QueryError::Other(f) => f,
         }
     }
-    let mut stream = connect(path).map_err(|e| match e.raw_os_error() {
+}
+
+/// Asks the publisher at `path` for its stats; returns the text of the stats object.
+fn query(path: &str) -> Result<Vec<u8>, QueryError> {
+    if let Some(kind) = file_kind(path) {
+        if kind != "socket" {
+            return Err(QueryError::Other(Failure::new(
+                exit::NOT_NOTIF,
+                format!("{path}: is a {kind}, not a socket: not a notif publisher; check the path"),
+            )));
+        }
+    }
+    let stream = connect(path).map_err(|e| match e.raw_os_error() {
         // A socket nobody listens on (not a socket was handled above). Not
         // connect_failure's text: its "drop --no-reconnect" is tail's option.
-        Some(libc::ECONNREFUSED) => Failure::new(
+        Some(libc::ECONNREFUSED) => QueryError::Stale(Failure::new(
             exit::NOT_NOTIF,
             format!(
                 "{path}: nothing is listening there (a socket left by a publisher that \
                  stopped?): not a notif publisher now; start the publisher"
             ),
-        ),
-        errno => connect_failure(path, errno.unwrap_or(libc::EIO), &e.to_string()),
+        )),
+        _ if e.kind() == io::ErrorKind::TimedOut => QueryError::Other(Failure::new(
+            exit::NOT_NOTIF,
+            crate::connect::not_accepting(path, ANSWER_WITHIN),
+        )),
+        errno => QueryError::Other(connect_failure(
+            path,
+            errno.unwrap_or(libc::EIO),
+            &e.to_string(),
+        )),
     })?;
+    exchange(path, stream).map_err(QueryError::Other)
+}
+
+/// Sends the stats request on `stream` and reads the answer.
+fn exchange(path: &str, mut stream: UnixStream) -> Result<Vec<u8>, Failure> {
     let deadline = Instant::now() + ANSWER_WITHIN;
     let timed_out = || not_notif(path, format!("no answer within {ANSWER_WITHIN:?}"));
     stream
@@ -260,33 +284,82 @@ fn json_lines(answers: &[(&str, Vec<u8>)], out: &mut impl Write) -> io::Result<(
     Ok(())
 }
 
+/// One argument and the sockets it names.
+struct Group {
+    /// The argument as given (a path or a glob).
+    label: String,
+    glob: bool,
+    /// Indexes into the answers.
+    answered: Vec<usize>,
+    stale: usize,
+    unanswered: usize,
+}
+
 pub fn run(args: StatsArgs) -> Result<u8, Failure> {
     let mut answers: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     let mut code = exit::OK;
-    // A quoted glob: its live sockets (dead ones skipped quietly), of one owner
-    // unless --any-owner.
-    let mut targets = Vec::new();
+    // A quoted glob, expanded here: its live sockets, of one owner unless
+    // --any-owner. Its dead sockets (nobody listens: a dead worker's file)
+    // are counted as stale, quietly: a service whose workers restart leaves
+    // them, and they do not make it down.
+    let mut targets: Vec<(String, usize)> = Vec::new();
     for path in &args.paths {
-        if !paths::is_pattern(path) {
-            targets.push(path.clone());
+        let glob = paths::is_pattern(path);
+        groups.push(Group {
+            label: path.clone(),
+            glob,
+            answered: Vec::new(),
+            stale: 0,
+            unanswered: 0,
+        });
+        let group = groups.len() - 1;
+        if !glob {
+            targets.push((path.clone(), group));
             continue;
         }
         let matches = paths::expand_owned(path, args.any_owner);
         for (skipped, uid, owner) in &matches.other_owner {
             note(&paths::other_owner_warning(skipped, *uid, *owner));
         }
+        // The sockets left out of both lists refused the probe: dead ones.
+        let dead: Vec<String> = paths::expand_sockets(path)
+            .into_iter()
+            .filter(|p| {
+                !matches.paths.contains(p) && !matches.other_owner.iter().any(|(o, _, _)| o == p)
+            })
+            .collect();
+        groups[group].stale = dead.len();
         if matches.paths.is_empty() && matches.other_owner.is_empty() {
-            note(&format!("{path}: no live socket matches"));
+            note(&format!(
+                "{path}: no live socket matches{}",
+                match dead.len() {
+                    0 => String::new(),
+                    n => format!(" ({n} dead: nobody listens on them)"),
+                }
+            ));
             if code == exit::OK {
                 code = exit::MISSING;
             }
         }
-        targets.extend(matches.paths);
+        targets.extend(matches.paths.into_iter().map(|p| (p, group)));
     }
-    for path in &targets {
+    for (path, group) in &targets {
+        let glob = groups[*group].glob;
         match query(path) {
-            Ok(stats) => answers.push((path, stats)),
-            Err(failure) => {
+            Ok(stats) => {
+                groups[*group].answered.push(answers.len());
+                answers.push((path, stats));
+            }
+            // A glob's socket that died since it was listed: stale too.
+            Err(QueryError::Stale(_)) if glob => groups[*group].stale += 1,
+            Err(error) => {
+                if matches!(error, QueryError::Stale(_)) {
+                    groups[*group].stale += 1;
+                } else {
+                    groups[*group].unanswered += 1;
+                }
+                let failure = error.failure();
                 note(&failure.message);
                 if code == exit::OK {
                     code = failure.code;
@@ -311,15 +384,24 @@ pub fn run(args: StatsArgs) -> Result<u8, Failure> {
     let mut out = BufWriter::new(io::stdout().lock());
     let written = match (format, metrics) {
         (_, Some(flavor)) => {
-            let all: Vec<openmetrics::Answer> = args
-                .paths
+            let all: Vec<openmetrics::Target> = groups
                 .iter()
-                .map(|path| {
-                    let stats = answers.iter().find(|(p, _)| p == path);
-                    (path.as_str(), stats.map(|(_, s)| s.as_slice()))
+                .map(|group| openmetrics::Target {
+                    label: &group.label,
+                    glob: group.glob,
+                    answers: group
+                        .answered
+                        .iter()
+                        .map(|&i| answers[i].1.as_slice())
+                        .collect(),
+                    stale: group.stale,
+                    unanswered: group.unanswered,
                 })
                 .collect();
-            openmetrics::write(&all, flavor, &mut out)
+            let options = openmetrics::Options {
+                subscribers: args.subscribers,
+            };
+            openmetrics::write(&all, options, flavor, &mut out)
         }
         (StatsFormat::Json, _) => json_lines(&answers, &mut out),
         _ => table(&answers, &mut out),

@@ -32,6 +32,12 @@ const OVERHEAD: usize = 64;
 /// Messages written before stdout is flushed and the globs looked at.
 const BATCH: usize = 1024;
 const RESCAN: Duration = Duration::from_secs(1);
+/// How many sockets the globs follow at once (one thread each); more
+/// matches wait, with a warning, until some of those followed go away.
+const MAX_FOLLOWED: usize = 256;
+/// How often a socket's thread looks at its connection (to say that the
+/// publisher went away, and to let go of a glob's socket that is gone).
+const CHECK: Duration = Duration::from_secs(1);
 
 type Tx = bounded::Sender<Msg>;
 
@@ -150,6 +156,10 @@ enum Msg {
     Ended(Option<Failure>),
     /// A directory of a glob changed (watch.rs): rescan now.
     Rescan,
+    /// A socket found by a glob is no longer followed (its file was removed,
+    /// or another user owns it now): its thread ended; a socket there again
+    /// is picked up by the next scan.
+    Gone(String),
 }
 
 fn is_power_of_ten(mut n: u64) -> bool {
@@ -238,8 +248,21 @@ fn options_resume(options: &SubscribeOptions) -> bool {
     options.after.is_some() || options.replay
 }
 
+/// Whether a glob's socket is to be let go of while disconnected: Some(why,
+/// for stderr, if anything is to be said) when its file is gone or a user
+/// `trust` refuses owns it now.
+fn let_go(path: &str, trust: &paths::Trust) -> Option<Option<String>> {
+    match paths::owner_check(path, trust) {
+        None => Some(None),
+        Some(Ok(())) => None,
+        Some(Err((uid, dir_owner))) => Some(Some(untrusted_warning(path, uid, dir_owner, trust))),
+    }
+}
+
 /// Follows one socket until its stream ends for good or the receiver is gone.
-fn follow(path: String, options: SubscribeOptions, tx: Tx) {
+/// `glob`: the socket was found by a glob, whose trust it must keep: its
+/// thread ends when its file is removed or changes hands (see Msg::Gone).
+fn follow(path: String, options: SubscribeOptions, tx: Tx, glob: Option<paths::Trust>) {
     let reconnect = options.reconnect;
     let resumes = options_resume(&options);
     let key: Arc<str> = Arc::from(path.as_str());
@@ -263,7 +286,7 @@ fn follow(path: String, options: SubscribeOptions, tx: Tx) {
     };
     if !subscriber.is_connected() {
         let why = if file_kind(&path).is_some() {
-            "nothing is listening there yet"
+            "not connected yet (nothing is listening there, or it accepts no connection)"
         } else {
             "no such socket yet"
         };
@@ -278,8 +301,42 @@ fn follow(path: String, options: SubscribeOptions, tx: Tx) {
     // cursor, with the ring, or after a reconnection), a drop marker counts
     // what the publisher no longer had, not what it dropped for us.
     let mut resuming = resumes;
+    let gone = |why: Option<String>| {
+        if let Some(why) = why {
+            let _ = say(why);
+        }
+        let _ = tx.send_with(OVERHEAD, || Msg::Gone(path.clone()));
+    };
+    let mut was_connected = subscriber.is_connected();
+    let mut ever_connected = was_connected;
+    // "went away" was said, and "back" not yet.
+    let mut away = false;
     loop {
-        let event = match subscriber.recv(None) {
+        // Looked at between events (recv returns at least every CHECK).
+        let connected = subscriber.is_connected();
+        if connected && !ever_connected {
+            ever_connected = true;
+            if say(format!("{path}: connected to the publisher")).is_err() {
+                return;
+            }
+        }
+        if was_connected && !connected && reconnect {
+            away = true;
+            if say(format!(
+                "{path}: the publisher went away (connection lost); waiting for it to come back"
+            ))
+            .is_err()
+            {
+                return;
+            }
+        }
+        was_connected = connected;
+        if !connected {
+            if let Some(why) = glob.as_ref().and_then(|trust| let_go(&path, trust)) {
+                return gone(why);
+            }
+        }
+        let event = match subscriber.recv(Some(CHECK)) {
             Ok(event) => event,
             Err(err) => {
                 if !reconnect || subscriber.is_failed() {
@@ -345,10 +402,22 @@ fn follow(path: String, options: SubscribeOptions, tx: Tx) {
                 }
             }
             Event::Reconnected => {
+                // A glob's socket now held by a user it does not trust: let
+                // go before reading anything from it.
+                if let Some(why) = glob.as_ref().and_then(|trust| let_go(&path, trust)) {
+                    return gone(why);
+                }
                 // The client resumes after the last notification it handed
                 // out when the publisher gave it cursors (before the first
                 // one, where the options said); a gap comes next.
                 resuming = resumes || subscriber.cursor().is_some();
+                // Gone and back within one wait: say it went away first.
+                if !std::mem::take(&mut away)
+                    && say(format!("{path}: the publisher went away (connection lost)")).is_err()
+                {
+                    return;
+                }
+                was_connected = true;
                 say(if resuming {
                     format!("{path}: reconnected; resuming after the last notification received")
                 } else {
@@ -377,7 +446,6 @@ fn follow(path: String, options: SubscribeOptions, tx: Tx) {
 struct Output {
     out: BufWriter<io::Stdout>,
     pretty: Option<bool>,
-    scratch: Vec<u8>,
     cursors: Option<Cursors>,
 }
 
@@ -398,10 +466,9 @@ impl Output {
                 self.out.write_all(b"\n")?;
             }
             Some(colour) => {
-                self.scratch.clear();
-                json::pretty(line, colour, &mut self.scratch);
-                self.scratch.push(b'\n');
-                self.out.write_all(&self.scratch)?;
+                // Streamed: the indented text can be a hundred times the line.
+                json::pretty(line, colour, &mut self.out)?;
+                self.out.write_all(b"\n")?;
             }
         }
         if let (Some(cursors), Some((socket, cursor))) = (&mut self.cursors, cursor) {
@@ -469,16 +536,114 @@ fn stdout_failure(err: io::Error) -> Result<u8, Failure> {
     }
 }
 
-/// The live sockets of `pattern` to follow; the ones another user owns than
-/// the first match's are marked known (never followed) and warned about once.
-fn glob(pattern: &str, any_owner: bool, known: &mut HashSet<String>) -> Vec<String> {
-    let matches = paths::expand_owned(pattern, any_owner);
-    for (path, uid, owner) in matches.other_owner {
-        if known.insert(path.clone()) {
-            note(&paths::other_owner_warning(&path, uid, owner));
+/// The warning for a socket a glob leaves out because of its owner.
+fn untrusted_warning(path: &str, uid: u32, dir_owner: u32, trust: &paths::Trust) -> String {
+    match trust {
+        paths::Trust::Only(uids) => {
+            let list: Vec<String> = uids.iter().map(|u| format!("uid {u}")).collect();
+            format!(
+                "{path}: skipped: owned by uid {uid}, not by {} (--owner); not connected to",
+                list.join(" or ")
+            )
         }
+        _ => paths::other_owner_warning(path, uid, dir_owner),
     }
-    matches.paths
+}
+
+/// What the globs have found: whose sockets they follow, and what was said
+/// about the others.
+struct Globs {
+    trust: paths::Trust,
+    /// Sockets of untrusted owners seen by the last scan (warned about when
+    /// they appear, not again while they stay).
+    foreign: HashSet<String>,
+    /// Matches not followed because MAX_FOLLOWED are (warned about likewise).
+    capped: HashSet<String>,
+    /// Sockets followed because a glob found them.
+    followed: HashSet<String>,
+}
+
+impl Globs {
+    /// One scan of every pattern: the live trusted sockets not followed yet,
+    /// at most as many as MAX_FOLLOWED leaves room for.
+    /// `full`: every pattern is scanned (what the last full scan saw and is
+    /// gone now may be warned about again when it reappears); otherwise what
+    /// this scan saw is added to what earlier ones saw.
+    fn scan(&mut self, patterns: &[&String], known: &HashSet<String>, full: bool) -> Vec<String> {
+        let mut foreign = HashSet::new();
+        let mut capped = HashSet::new();
+        let mut new = Vec::new();
+        for pattern in patterns {
+            // Those followed already are neither checked nor probed again.
+            let matches =
+                paths::expand_trusted_except(pattern, &self.trust, &|p| known.contains(p));
+            for (path, uid, dir_owner) in matches.other_owner {
+                if !self.foreign.contains(&path) && !foreign.contains(&path) {
+                    note(&untrusted_warning(&path, uid, dir_owner, &self.trust));
+                }
+                foreign.insert(path);
+            }
+            for path in matches.paths {
+                if known.contains(&path) || new.contains(&path) {
+                    continue;
+                }
+                if self.followed.len() + new.len() >= MAX_FOLLOWED {
+                    if !self.capped.contains(&path) && !capped.contains(&path) {
+                        note(&format!(
+                            "{path}: not followed: {MAX_FOLLOWED} sockets are followed already \
+                             (it will be when one of them goes away)"
+                        ));
+                    }
+                    capped.insert(path);
+                    continue;
+                }
+                new.push(path);
+            }
+        }
+        if full {
+            self.foreign = foreign;
+            self.capped = capped;
+        } else {
+            self.foreign.extend(foreign);
+            self.capped.extend(capped);
+        }
+        new
+    }
+}
+
+/// The users --owner names, as uids.
+fn owner_uids(names: &[String]) -> Result<Vec<u32>, Failure> {
+    names
+        .iter()
+        .map(|name| {
+            if let Ok(uid) = name.parse::<u32>() {
+                return Ok(uid);
+            }
+            let c_name = std::ffi::CString::new(name.as_str())
+                .map_err(|_| Failure::usage(format!("--owner {name:?}: not a user name")))?;
+            // SAFETY: passwd is plain data; getpwnam_r fills it and buf.
+            let mut passwd: libc::passwd = unsafe { std::mem::zeroed() };
+            let mut buf = vec![0 as libc::c_char; 16 << 10];
+            let mut found: *mut libc::passwd = std::ptr::null_mut();
+            // SAFETY: valid pointers to a C string, a passwd, a buffer of the
+            // stated length and the result pointer.
+            let rc = unsafe {
+                libc::getpwnam_r(
+                    c_name.as_ptr(),
+                    &mut passwd,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut found,
+                )
+            };
+            if rc != 0 || found.is_null() {
+                return Err(Failure::usage(format!(
+                    "--owner {name}: no such user (give a user name or a uid)"
+                )));
+            }
+            Ok(passwd.pw_uid)
+        })
+        .collect()
 }
 
 /// What tail knows at start about where each socket's stream starts.
@@ -500,12 +665,13 @@ impl Starts {
 }
 
 /// Starts following `path` unless it is followed already; returns how many
-/// threads it started (0 or 1).
+/// threads it started (0 or 1). `glob`: found by a glob that trusts its owner.
 fn start(
     path: &str,
     known: &mut HashSet<String>,
     starts: &Starts,
     tx: &Tx,
+    glob: Option<paths::Trust>,
 ) -> Result<usize, Failure> {
     if !known.insert(path.to_owned()) {
         return Ok(0);
@@ -514,7 +680,7 @@ fn start(
     let (path, tx) = (path.to_owned(), tx.clone());
     thread::Builder::new()
         .name("notif-tail".into())
-        .spawn(move || follow(path, options, tx))
+        .spawn(move || follow(path, options, tx, glob))
         .map_err(|e| Failure::new(exit::OTHER, format!("cannot start a thread: {e}")))?;
     Ok(1)
 }
@@ -565,9 +731,11 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
             .collect(),
     };
     // SAFETY: isatty only inspects the descriptor.
-    let colour = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+    let terminal = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+    // https://no-color.org: set and not empty means no colour.
+    let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = PRINTING.set(Printing {
-        terminal: colour,
+        terminal,
         with_path: args.with_path,
         show_cursor: args.show_cursor,
         track_cursors: args.cursor_file.is_some(),
@@ -575,7 +743,6 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
     let mut output = Output {
         out: BufWriter::with_capacity(64 << 10, io::stdout()),
         pretty: args.pretty.then_some(colour),
-        scratch: Vec::new(),
         // Entries of sockets not followed this time are written back as
         // they were.
         cursors: cursor_file.map(|file| Cursors {
@@ -588,17 +755,30 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
         return Ok(exit::OK);
     }
 
+    let trust = if args.any_owner {
+        paths::Trust::AnyOwner
+    } else if !args.owners.is_empty() {
+        paths::Trust::Only(owner_uids(&args.owners)?)
+    } else {
+        paths::Trust::DirectoryOwnerOrMe
+    };
     let (tx, mut rx) = bounded::channel::<Msg>(IN_FLIGHT);
     let mut known: HashSet<String> = HashSet::new();
+    let mut globs = Globs {
+        trust,
+        foreign: HashSet::new(),
+        capped: HashSet::new(),
+        followed: HashSet::new(),
+    };
     let mut active = 0usize;
     let mut failure: Option<Failure> = None;
     let patterns: Vec<&String> = args.paths.iter().filter(|p| paths::is_pattern(p)).collect();
     for path in &args.paths {
         if !paths::is_pattern(path) {
-            active += start(path, &mut known, &starts, &tx)?;
+            active += start(path, &mut known, &starts, &tx, None)?;
             continue;
         }
-        let matches = glob(path, args.any_owner, &mut known);
+        let matches = globs.scan(&[path], &known, false);
         if matches.is_empty() {
             if reconnect {
                 note(&format!(
@@ -614,7 +794,8 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
             }
         }
         for found in matches {
-            active += start(&found, &mut known, &starts, &tx)?;
+            active += start(&found, &mut known, &starts, &tx, Some(globs.trust.clone()))?;
+            globs.followed.insert(found);
         }
     }
     if reconnect && !patterns.is_empty() {
@@ -687,6 +868,14 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
                     note(&text);
                 }
                 Msg::Rescan => next_scan = Instant::now(),
+                Msg::Gone(path) => {
+                    active -= 1;
+                    known.remove(&path);
+                    globs.followed.remove(&path);
+                    // A new socket at that path (a restarted worker) is
+                    // picked up at once.
+                    next_scan = Instant::now();
+                }
                 Msg::Ended(why) => {
                     active -= 1;
                     if let Some(why) = why {
@@ -707,10 +896,9 @@ pub fn run(args: TailArgs) -> Result<u8, Failure> {
             return stdout_failure(err);
         }
         if !patterns.is_empty() && Instant::now() >= next_scan {
-            for pattern in &patterns {
-                for found in glob(pattern, args.any_owner, &mut known) {
-                    active += start(&found, &mut known, &starts, &tx)?;
-                }
+            for found in globs.scan(&patterns, &known, true) {
+                active += start(&found, &mut known, &starts, &tx, Some(globs.trust.clone()))?;
+                globs.followed.insert(found);
             }
             next_scan = Instant::now() + RESCAN;
         }

@@ -50,6 +50,8 @@ class NotifStats(ctypes.Structure):
         ("writes", ctypes.c_uint64),
         ("wakeups", ctypes.c_uint64),
         ("written_through", ctypes.c_uint64),
+        ("disconnected_costly", ctypes.c_uint64),
+        ("kept_no_subscriber", ctypes.c_uint64),
     ]
 
 
@@ -90,6 +92,7 @@ def _prototype(lib):
         "notif_options_set_memory_limit": (c_int, [c_void_p, c_size_t]),
         "notif_options_set_max_message": (c_int, [c_void_p, c_size_t]),
         "notif_options_set_max_subscribers": (c_int, [c_void_p, c_size_t]),
+        "notif_options_set_max_per_uid": (c_int, [c_void_p, c_size_t]),
         "notif_options_set_linger_ms": (c_int, [c_void_p, c_uint]),
         "notif_options_set_slow_policy": (c_int, [c_void_p, c_int]),
         "notif_options_set_backlog": (c_int, [c_void_p, c_size_t]),

@@ -10,9 +10,13 @@
 allow lists and the limits are optional: see list_opts() or
 oslo-config-generator --namespace libnotif.oslo_driver.)
 
-With nobody connected, notify() costs one library call (notif_subscribers,
-one atomic load) and counts the notification as dropped (notif_skip): nothing
-is serialised or masked. With a subscriber, the notification is what the
+With nobody connected and no replay ring, notify() costs one library call
+(notif_subscribers, one atomic load) and counts the notification as dropped
+(notif_skip): nothing is serialised or masked. With ``sock_replay_bytes``,
+every notification is built and emitted, subscribers or not: the ring keeps
+it for the subscribers that resume (``notif tail --cursor-file``) or replay
+(``notif tail --replay``), and driver_stats() counts it in ``kept_in_ring``
+when nobody was connected. With a subscriber, the notification is what the
 ``log`` driver writes (``jsonutils.dumps(strutils.mask_dict_password(message))``:
 message_id, publisher_id, event_type, priority, payload, timestamp; passwords
 masked), computed by libnotif.mask (equal results, much faster), and libnotif
@@ -178,6 +182,7 @@ class _Slot:
         self.next_open = 0.0       # monotonic time of the next open attempt
         self.sent = 0              # emitted with at least one subscriber
         self.no_subscriber = 0     # dropped, nobody listened (not serialised)
+        self.kept_in_ring = 0      # emitted with nobody listening, kept in the replay ring
         self.dropped_unopened = 0  # the socket could not be opened
         self.dropped_misconfigured = 0  # the driver's configuration is wrong
         self.rejected = 0          # emit refused it (EINVAL, EMSGSIZE, EAGAIN: backlog full)
@@ -391,6 +396,7 @@ def driver_stats():
         entry = {
             "sent": slot.sent,
             "no_subscriber": slot.no_subscriber,
+            "kept_in_ring": slot.kept_in_ring,
             "dropped_unopened": slot.dropped_unopened,
             "dropped_misconfigured": slot.dropped_misconfigured,
             "rejected": slot.rejected,
@@ -513,10 +519,13 @@ class UnixSocketDriver(notifier.Driver):
             if publisher is None:
                 slot.dropped_unopened += 1
                 return
-        # Nobody listens: one atomic load, the drop counted; nothing built.
+        # Nobody listens and no replay ring keeps it: one atomic load, the
+        # drop counted; nothing built. With a ring, every notification is
+        # emitted: the ring keeps it for the subscribers that resume.
         # (Unguarded: this module never calls close() on its publishers, and
         # `publisher` keeps this one alive during the call; see close_all.)
-        if publisher._subscribers_or_skip_unguarded() == 0:
+        ring = publisher.replay_bytes
+        if not ring and publisher._subscribers_or_skip_unguarded() == 0:
             slot.no_subscriber += 1
             return
         data = mask.dumps_masked(message)
@@ -533,5 +542,7 @@ class UnixSocketDriver(notifier.Driver):
             return
         if n > 0:
             slot.sent += 1
+        elif ring:
+            slot.kept_in_ring += 1
         else:
             slot.no_subscriber += 1

@@ -235,6 +235,9 @@ class Publisher:
         lib = _lib.load()
         self.path = name
         self.fd = fd
+        # Bytes of the replay ring (0: none). With a ring, every notification
+        # is emitted, subscribers or not: the ring keeps it (should_emit()).
+        self.replay_bytes = int(options.get("replay_bytes") or 0)
         self._lib = lib
         self._guard = threading.Lock()  # entered directly on the fast paths
         self._cond = threading.Condition(self._guard)
@@ -356,10 +359,24 @@ class Publisher:
             finally:
                 self._leave()
 
+    def should_emit(self):
+        """Whether a notification should be built and emitted now: True when a
+        subscriber is connected or the publisher keeps a replay ring
+        (``replay_bytes``: what is emitted while nobody listens is kept for the
+        subscribers that resume or replay); False when nobody listens and
+        nothing would keep it, in which case it is counted as dropped (skip())
+        and the caller need not build it. For callers whose notifications are
+        costly to build (the oslo driver)."""
+        if self.replay_bytes:
+            return not self._closed
+        return self.subscribers_or_skip() > 0
+
     def subscribers_or_skip(self):
         """subscribers(), and when that is 0, skip() in the same call: for a caller
         that builds the notification only when someone listens. Returns the
-        number of subscribers (0: counted as dropped, nothing to build)."""
+        number of subscribers (0: counted as dropped, nothing to build).
+        Not for a publisher with a replay ring: it must emit every
+        notification for the ring to keep it; use should_emit()."""
         guard = self._guard
         with guard:
             if self._closed:

@@ -15,6 +15,11 @@ from .errors import NotifError, refusal
 BACKOFF_INITIAL = 0.1
 BACKOFF_MAX = 5.0
 _RECV_SIZE = 256 * 1024
+# Longest line accepted from a publisher (its own limit is 64 MiB at most), as
+# the Rust, Go and C clients and the notif tool do.
+MAX_LINE = 64 << 20
+# How long writing the request may take.
+_IO_TIMEOUT = 5.0
 # connect() errors that mean "no publisher there (yet)": retried.
 _RETRIED = (errno.ENOENT, errno.ECONNREFUSED)
 _TIMEOUT = object()
@@ -39,6 +44,11 @@ def _address(path):
     if path.startswith("@"):
         return "\0" + path[1:]
     return path
+
+
+def _not_accepting(path):
+    return ("%s accepts no connection (its listen backlog is full: a stuck publisher, "
+            "or not a notif publisher)" % (path,))
 
 
 def _glob(pattern):
@@ -148,6 +158,12 @@ class Subscriber:
 
     ``timeout`` (seconds, None: forever) bounds each wait: iteration raises
     TimeoutError when nothing arrives in time; ``recv(timeout)`` returns None.
+    No call waits on the publisher beyond that: connecting never blocks (a
+    socket whose listen backlog is full, one that never accepts, fails with
+    EAGAIN at once: retried with ``reconnect``, and said in ``connect_error``
+    and in the TimeoutError), and a line over 64 MiB without a newline drops
+    the connection with NotifError (EMSGSIZE; with ``reconnect`` the next call
+    connects again), as the other clients do; each line is scanned once.
     One thread at a time.
     """
 
@@ -216,6 +232,10 @@ class Subscriber:
         self._address = _address(path)
         self._sock = None
         self._buf = bytearray()
+        # self._buf[:self._scanned] holds no newline.
+        self._scanned = 0
+        # Why the last connection attempt failed (None once connected).
+        self.connect_error = None
         self._closed = False
         self._failed = None
         self._connected_once = False
@@ -243,6 +263,9 @@ class Subscriber:
     def _try_connect(self, first=False):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
+            # Never waits in connect(): a full listen backlog fails at once
+            # (EAGAIN); writing the request is bounded too.
+            sock.settimeout(_IO_TIMEOUT)
             sock.connect(self._address)
             # Resuming: the publisher accounts for everything after the
             # cursor in its numbered stream (sent, or counted as dropped).
@@ -259,7 +282,14 @@ class Subscriber:
                 pass
         except OSError as exc:
             sock.close()
-            code = exc.errno or errno.EIO
+            code = exc.errno or errno.ETIMEDOUT
+            if code == errno.EAGAIN:
+                self.connect_error = _not_accepting(self.path)
+                if first and not self.reconnect:
+                    raise NotifError(code, self.connect_error, self.path) from None
+                self._schedule_retry()
+                return False
+            self.connect_error = "cannot connect to %s: %s" % (self.path, os.strerror(code))
             if code in _RETRIED or code in (errno.EPIPE, errno.ECONNRESET):
                 if first and not self.reconnect:
                     raise NotifError(code, "cannot connect to %s: %s"
@@ -273,7 +303,9 @@ class Subscriber:
             return False
         sock.setblocking(False)
         self._sock = sock
+        self.connect_error = None
         self._buf.clear()
+        self._scanned = 0
         self.acked = False
         self._backoff = BACKOFF_INITIAL
         if self._connected_once:
@@ -291,6 +323,7 @@ class Subscriber:
             self._sock.close()
             self._sock = None
         self._buf.clear()
+        self._scanned = 0
         self.acked = False
         self._backoff = BACKOFF_INITIAL
         self._schedule_retry()
@@ -316,11 +349,22 @@ class Subscriber:
         while True:
             if self._closed:
                 return _EOF
-            nl = self._buf.find(b"\n")
+            # Only what arrived since the last look is scanned.
+            nl = self._buf.find(b"\n", self._scanned)
             if nl >= 0:
                 line = bytes(self._buf[:nl])
                 del self._buf[:nl + 1]
+                self._scanned = 0
                 return line
+            self._scanned = len(self._buf)
+            if self._scanned > MAX_LINE:
+                self._lost()
+                err = NotifError(errno.EMSGSIZE, "a line from the publisher at %s is over %d MiB "
+                                 "without a newline; dropped the connection"
+                                 % (self.path, MAX_LINE >> 20), self.path)
+                if not self.reconnect:
+                    self._failed = err
+                raise err
             now = time.monotonic()
             if self._sock is None:
                 if not self.reconnect and self._connected_once:
@@ -450,8 +494,9 @@ class Subscriber:
             if item is _EOF:
                 return
             if item is _TIMEOUT:
-                raise TimeoutError("no notification from %s within %ss"
-                                   % (self.path, self.timeout))
+                why = "" if self.connect_error is None else " (%s)" % self.connect_error
+                raise TimeoutError("no notification from %s within %ss%s"
+                                   % (self.path, self.timeout, why))
             yield item
 
     def __iter__(self):
@@ -489,28 +534,69 @@ def request_stats(path, timeout=5.0):
     Raises SubscriptionDenied (EACCES) when its allow-lists refuse this
     process, PublisherFull (EUSERS) when an older publisher counts the request
     against max_subscribers, SubscriptionError (EPROTO) when it refuses the
-    request, NotifError (EPROTO) when it closes without answering."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        sock.settimeout(timeout)
-        sock.connect(_address(path))
+    request, NotifError (EPROTO) when it closes without answering, NotifError
+    (ETIMEDOUT) when ``timeout`` (which bounds the whole exchange, connecting
+    included) passes first: a socket that accepts no connection (its listen
+    backlog full) or never answers."""
+    deadline = time.monotonic() + timeout
+
+    def left():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise NotifError(errno.ETIMEDOUT, "%s: no answer to the stats request within %ss: "
+                             "not a notif publisher, or a stuck one?" % (path, timeout), path)
+        return remaining
+
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
+            # connect() never waits: a full listen backlog fails at once
+            # (EAGAIN), tried again until the deadline.
+            sock.settimeout(left())
+            sock.connect(_address(path))
+            break
+        except BlockingIOError as exc:
+            sock.close()
+            if exc.errno != errno.EAGAIN:
+                raise
+            if time.monotonic() + 0.05 >= deadline:
+                raise NotifError(errno.ETIMEDOUT, "%s within %ss" % (_not_accepting(path), timeout),
+                                 path) from None
+            time.sleep(0.05)
+        except BaseException:
+            sock.close()
+            raise
+    try:
+        try:
+            sock.settimeout(left())
             sock.sendall(b'{"stats":true}\n')
         except (BrokenPipeError, ConnectionResetError):
             pass  # it hung up already, maybe after saying why: read that
+        except socket.timeout:
+            left()
+            raise
         buf = bytearray()
+        scanned = 0
         while True:
+            sock.settimeout(left())
             try:
                 data = sock.recv(65536)
             except ConnectionResetError:
                 data = b""
+            except socket.timeout:
+                left()  # raises: the deadline passed
+                continue
             if not data:
                 break
             buf += data
-            while b"\n" in buf:
-                nl = buf.index(b"\n")
+            while True:
+                nl = buf.find(b"\n", scanned)
+                if nl < 0:
+                    scanned = len(buf)
+                    break
                 line = bytes(buf[:nl])
                 del buf[:nl + 1]
+                scanned = 0
                 body = _control_body(line)
                 if body is None:
                     continue  # a notification sent before our request was read
@@ -518,6 +604,9 @@ def request_stats(path, timeout=5.0):
                     return body["stats"]
                 if "error" in body:
                     raise refusal(body["error"], body.get("reason"), path)
+            if len(buf) > MAX_LINE:
+                raise NotifError(errno.EMSGSIZE, "%s: a line over %d MiB without a newline: not "
+                                 "a notif publisher?" % (path, MAX_LINE >> 20), path)
         raise NotifError(errno.EPROTO, "%s closed the connection without answering the stats "
                          "request: not a notif publisher?" % (path,), path)
     finally:
