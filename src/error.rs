@@ -21,10 +21,19 @@ impl Error {
         }
     }
 
-    /// Wraps an operating-system error with what we were doing when it happened.
+    /// Wraps an operating-system error with what we were doing when it happened:
+    /// "CONTEXT: Permission denied", without the " (os error 13)" that Rust's
+    /// io::Error adds (the errno is returned as the code already).
     pub(crate) fn os(context: impl fmt::Display, err: io::Error) -> Error {
         let errno = err.raw_os_error().unwrap_or(libc::EIO);
-        Error::new(errno, format!("{context}: {err}"))
+        let text = err.to_string();
+        let text = match err.raw_os_error() {
+            Some(code) => text
+                .strip_suffix(&format!(" (os error {code})"))
+                .unwrap_or(&text),
+            None => &text,
+        };
+        Error::new(errno, format!("{context}: {text}"))
     }
 
     /// The POSIX error number (positive), e.g. `libc::EINVAL`.
@@ -48,5 +57,23 @@ impl std::error::Error for Error {}
 impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
         io::Error::new(io::Error::from_raw_os_error(err.errno).kind(), err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_messages_have_no_rust_suffix() {
+        let err = Error::os(
+            "cannot create /run/x.sock",
+            io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert_eq!(err.errno(), libc::EACCES);
+        assert_eq!(
+            err.message(),
+            "cannot create /run/x.sock: Permission denied"
+        );
     }
 }

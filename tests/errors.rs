@@ -399,6 +399,78 @@ fn a_foreign_listener_at_the_path_is_eaddrinuse_and_keeps_its_file() {
 }
 
 #[test]
+fn eaddrinuse_names_the_pid_and_user_of_the_process_holding_the_path() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    // The holder is another process of another user (uid 65534), so the names
+    // in the message can only come from the probe connection's SO_PEERCRED.
+    let dir = TempDir::new("holder");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, sys\n\
+             s = socket.socket(socket.AF_UNIX)\n\
+             s.bind(sys.argv[1]); s.listen(8)\n\
+             print('ready', flush=True); sys.stdin.read()",
+        ])
+        .arg(dir.socket())
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs as uid 65534");
+    let mut ready = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready, "ready\n");
+
+    let err = open_err(dir.socket(), &Options::default());
+    // SAFETY: getpwuid's result is read at once, on this thread.
+    let nobody = unsafe {
+        let entry = libc::getpwuid(65534);
+        assert!(!entry.is_null(), "uid 65534 has no name here");
+        std::ffi::CStr::from_ptr((*entry).pw_name)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let holder_says = format!("(pid {}, user {nobody})", holder.id());
+    assert_error(
+        &err,
+        libc::EADDRINUSE,
+        &[
+            &holder_says,
+            "already publishing",
+            dir.socket().to_str().unwrap(),
+        ],
+    );
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+}
+
+#[test]
+fn an_os_error_message_has_no_rust_os_error_suffix() {
+    // A directory component that is a symbolic link loop: ELOOP, reported with
+    // the system's own words and nothing after them.
+    let dir = TempDir::new("eloop");
+    std::os::unix::fs::symlink(dir.join("b"), dir.join("a")).unwrap();
+    std::os::unix::fs::symlink(dir.join("a"), dir.join("b")).unwrap();
+    let err = open_err(dir.join("a").join("notif.sock"), &Options::default());
+    assert_error(&err, libc::ELOOP, &["Too many levels of symbolic links"]);
+    assert!(
+        !err.message().contains("os error"),
+        "message {:?} ends with Rust's suffix",
+        err.message()
+    );
+    assert!(err.message().ends_with("Too many levels of symbolic links"));
+}
+
+#[test]
 fn an_abstract_name_in_use_is_eaddrinuse() {
     let name = format!("@notif-test-{}-busy", std::process::id());
     let first = Publisher::open_bytes(name.as_bytes(), &Options::default()).unwrap();

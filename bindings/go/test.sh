@@ -99,7 +99,7 @@ grep -q "libnotif.so.0 => $libdir/" <<<"$(ldd "$app/hello-notif")" ||
     { ldd "$app/hello-notif"; echo "hello-notif does not find libnotif.so.0 in $libdir by its rpath" >&2; exit 1; }
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 
-# The short version in the top README: the same steps in fewer lines.
+# The short version in the top README (its Go quick start): the same steps in fewer lines.
 step "the top README's Go lines, in a second directory outside the checkout"
 short=$outside/short
 mkdir "$short" && ln -s "$root" "$short/notif" && cp "$outside/main.go" "$short/main.go"

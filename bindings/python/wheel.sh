@@ -8,8 +8,8 @@
 #    (setuptools-rust; ziglang and cargo-zigbuild, which link against glibc 2.17
 #    whatever the build machine's glibc; auditwheel). Made once, then reused.
 # 2. stages a self-contained source tree (the Python package plus the crates:
-#    the library and tools/notif, Cargo.toml, Cargo.lock, build.rs,
-#    cbindgen.toml, include/) and builds the sdist from it;
+#    the library and tools/notif, Cargo.toml cut down to them, Cargo.lock,
+#    build.rs, include/) and builds the sdist from it;
 # 3. builds the wheel FROM THAT SDIST (so the sdist is proven to build) with
 #    setuptools-rust, cargo going through cargo-zigbuild for
 #    <arch>-unknown-linux-gnu.2.17: py3-none-linux_<arch> holding
@@ -67,13 +67,18 @@ cp -rp bindings/python/src bindings/python/setup.py bindings/python/pyproject.to
     bindings/python/README.md "$stage/"
 rm -rf "$stage/src/libnotif/libnotif.so" "$stage/src/libnotif/notif" "$stage/src/"*.egg-info
 find "$stage" -name __pycache__ -prune -exec rm -rf {} +
-cp -p Cargo.toml Cargo.lock build.rs cbindgen.toml "$stage/"
+cp -p Cargo.lock build.rs "$stage/"
+# The workspace cut down to what the wheel builds (tools/header is cbindgen,
+# for `make header` only), its time kept (cargo judges by file times).
+sed -e 's|^members = \[.*\]$|members = [".", "tools/notif"]|' -e '/^default-members = /d' \
+    Cargo.toml >"$stage/Cargo.toml"
+touch -r Cargo.toml "$stage/Cargo.toml"
 cp -rp src/. "$stage/src/"
 mkdir -p "$stage/include" "$stage/tools/notif"
 cp -p include/notif.h "$stage/include/"
 cp -rp tools/notif/Cargo.toml tools/notif/src "$stage/tools/notif/"
 cat >"$stage/MANIFEST.in" <<'MANIFEST'
-include Cargo.toml Cargo.lock build.rs cbindgen.toml README.md include/notif.h
+include Cargo.toml Cargo.lock build.rs README.md include/notif.h
 include tools/notif/Cargo.toml
 recursive-include src *.rs
 recursive-include tools/notif/src *.rs

@@ -169,6 +169,12 @@ fn take_over_if_stale(dir: &Directory, name: &CStr, path: &Path) -> Result<(), E
         }
         other => other,
     };
+    // Connected: the listener's credentials (those of the process that called
+    // listen(), as the kernel recorded them) say who holds the path.
+    let holder = answered
+        .as_ref()
+        .ok()
+        .and_then(|()| peer_credentials(probe.raw()));
     drop(probe);
     drop(held);
     match answered.as_ref().map_err(io::Error::raw_os_error) {
@@ -183,7 +189,8 @@ fn take_over_if_stale(dir: &Directory, name: &CStr, path: &Path) -> Result<(), E
         Ok(()) | Err(Some(libc::EAGAIN)) | Err(Some(libc::EINPROGRESS)) => Err(Error::new(
             libc::EADDRINUSE,
             format!(
-                "another process is already publishing on {}; notif leaves it untouched",
+                "another process{} is already publishing on {}; notif leaves it untouched",
+                holder.map(describe_holder).unwrap_or_default(),
                 path.display()
             ),
         )),
@@ -192,4 +199,58 @@ fn take_over_if_stale(dir: &Directory, name: &CStr, path: &Path) -> Result<(), E
             answered.unwrap_err(),
         )),
     }
+}
+
+/// The peer credentials of a connected Unix socket (SO_PEERCRED).
+fn peer_credentials(fd: libc::c_int) -> Option<libc::ucred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len describe a writable ucred.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    // pid 0: the listener is in another pid namespace (or the kernel did not say).
+    (rc == 0 && cred.pid > 0).then_some(cred)
+}
+
+/// " (pid 1234, user nova)", or " (pid 1234, uid 1000)" when the uid has no name.
+fn describe_holder(cred: libc::ucred) -> String {
+    match user_name(cred.uid) {
+        Some(name) => format!(" (pid {}, user {name})", cred.pid),
+        None => format!(" (pid {}, uid {})", cred.pid, cred.uid),
+    }
+}
+
+/// The name of a uid in the password database (getpwuid_r), if it has one.
+fn user_name(uid: libc::uid_t) -> Option<String> {
+    let mut buffer = vec![0 as libc::c_char; 4096];
+    // SAFETY: an all-zero passwd is a valid value to be overwritten.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer refers to a live, writable buffer of the stated size.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || entry.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded: pw_name points into buffer, NUL-terminated.
+    let name = unsafe { CStr::from_ptr(entry.pw_name) };
+    Some(name.to_string_lossy().into_owned())
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs and the machine lacks: pkg-config, valgrind,
-# a C++ compiler, the ASan/UBSan runtimes (apt-get, as root or through sudo),
+# a C++ compiler, systemd-analyze, groff, zsh and fish, the ASan/UBSan runtimes (apt-get, as root or through sudo),
 # and the clippy and rustfmt components (rustup). Idempotent: when everything
 # is there it only looks, which takes a fraction of a second.
 set -euo pipefail
@@ -14,6 +14,12 @@ have "${CXX:-g++}" || missing+=(g++)
 have python3 || missing+=(python3)
 have readelf || missing+=(binutils)
 have timeout || missing+=(coreutils)
+# The shipped unit files (systemd/) are checked with systemd-analyze verify, the
+# generated man pages with groff, the completions with each shell's parser.
+have systemd-analyze || missing+=(systemd)
+have groff || missing+=(groff-base)
+have zsh || missing+=(zsh)
+have fish || missing+=(fish)
 cc=${CC:-cc}
 if have "$cc" && ! echo 'int main(void) { return 0; }' |
     "$cc" -fsanitize=address,undefined -x c - -o /dev/null >/dev/null 2>&1; then

@@ -27,6 +27,40 @@ lib=$dest$libdir
 [[ $(readlink "$lib/libnotif.so") == "libnotif.so.$major" ]] || fail "libnotif.so is not a link to libnotif.so.$major"
 [[ -f $lib/libnotif.a ]] || fail "no libnotif.a"
 cmp -s "$root/include/notif.h" include/notif.h || fail "installed notif.h differs"
+# A default build installs no debug information (the release profile has none,
+# and install takes std's debug information and LLVM bitcode out of libnotif.a).
+for f in "$lib/libnotif.so.$version" "$lib/libnotif.a" "$root/bin/notif"; do
+    sections=$(readelf -S --wide "$f")
+    if grep -Eq '\.debug_info|\.llvmbc' <<<"$sections"; then fail "$f has debug information or bitcode"; fi
+done
+
+echo "== man pages and shell completions"
+share=$root/share
+for page in notif notif-tail notif-emit notif-stats; do
+    f=$share/man/man1/$page.1
+    [[ -f $f ]] || fail "no man page $page.1"
+    warnings=$(groff -man -Tutf8 -ww -z "$f" 2>&1) || fail "groff failed on $page.1"
+    [[ -z $warnings ]] || fail "$page.1: $warnings"
+done
+rendered=$(MANWIDTH=80 man -l "$share/man/man1/notif-tail.1" 2>/dev/null)
+grep -q -- '--cursor-file' <<<"$rendered" || fail "notif-tail(1) does not describe --cursor-file"
+rendered=$(MANWIDTH=80 man -l "$share/man/man1/notif.1" 2>/dev/null)
+grep -q 'notif-stats(1)' <<<"$rendered" || fail "notif(1) does not name notif-stats(1)"
+# Each shell completes what the command line defines: the subcommands, then a
+# subcommand's options.
+bash_words=$(bash -c 'source "$1"; COMP_WORDS=(notif st); COMP_CWORD=1; COMP_LINE="notif st"; COMP_POINT=8
+    _notif notif st notif; printf "%s\n" "${COMPREPLY[@]}"' bash "$share/bash-completion/completions/notif")
+grep -qx stats <<<"$bash_words" || fail "bash completion of 'notif st': $bash_words"
+bash_words=$(bash -c 'source "$1"; COMP_WORDS=(notif stats --fo); COMP_CWORD=2; COMP_LINE="notif stats --fo"; COMP_POINT=16
+    _notif notif --fo stats; printf "%s\n" "${COMPREPLY[@]}"' bash "$share/bash-completion/completions/notif")
+grep -qx -- --format <<<"$bash_words" || fail "bash completion of 'notif stats --fo': $bash_words"
+fish_words=$(fish -c "source '$share/fish/vendor_completions.d/notif.fish'; complete -C 'notif tail --cursor-f'")
+grep -q -- '^--cursor-file' <<<"$fish_words" || fail "fish completion of 'notif tail --cursor-f': $fish_words"
+zsh -n "$share/zsh/site-functions/_notif" || fail "_notif is not valid zsh"
+grep -q -- "--cursor-file" "$share/zsh/site-functions/_notif" || fail "_notif does not know --cursor-file"
+echo "man pages and completions OK"
+
+echo "installed sizes: libnotif.so $(stat -c %s "$lib/libnotif.so.$version"), libnotif.a $(stat -c %s "$lib/libnotif.a"), notif $(stat -c %s "$root/bin/notif") bytes"
 [[ -f $lib/pkgconfig/notif.pc ]] || fail "no notif.pc"
 [[ -x $root/bin/notif ]] || fail "no bin/notif"
 "$root/bin/notif" --help >/dev/null || fail "the installed notif tool does not run"

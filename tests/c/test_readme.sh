@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The C snippets of README.md, compiled and linked against include/notif.h and
-# libnotif as written (each becomes the body of a function of its own), and the
-# socket-activation snippet run: with LISTEN_PID naming this process it adopts
-# descriptor 3, with LISTEN_PID naming another it does not.
+# The C snippets of README.md and docs/*.md, compiled and linked against
+# include/notif.h and libnotif as written (each becomes the body of a function
+# of its own), and the socket-activation snippet (docs/operating.md) run: with
+# LISTEN_PID naming this process it adopts descriptor 3, with LISTEN_PID naming
+# another it does not.
 #
 #   tests/c/test_readme.sh [BUILD_DIR]     (after make: BUILD_DIR/lib has libnotif.so)
 set -euo pipefail
@@ -13,10 +14,13 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/notif-readme.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-python3 - README.md "$work/snippets.c" <<'PY'
+python3 - "$work/snippets.c" README.md docs/*.md <<'PY'
 import re, sys
-text = open(sys.argv[1]).read()
-blocks = re.findall(r"^```c\n(.*?)^```", text, re.S | re.M)
+blocks = []
+for name in sys.argv[2:]:
+    found = re.findall(r"^```c\n(.*?)^```", open(name).read(), re.S | re.M)
+    print("%s: %d C snippets" % (name, len(found)))
+    blocks += found
 out = ['#include <stdio.h>', '#include <stdlib.h>', '#include <string.h>', '#include <unistd.h>',
        '#include <notif.h>', '', 'static unsigned reader_gid; /* the security snippet\'s */', '']
 names = []
@@ -40,23 +44,23 @@ for i, block in enumerate(blocks):
     body = [l for l in block.splitlines() if not l.startswith("#include")]
     alone = includes + ["", "int snippet(void);", "int snippet(void)\n{"] + ["    " + l for l in body]
     alone += ["    return 0;", "}", "", "int main(void)\n{\n    return snippet();\n}"]
-    with open("%s/alone_%d.c" % (sys.argv[2].rsplit("/", 1)[0], i), "w") as f:
+    with open("%s/alone_%d.c" % (sys.argv[1].rsplit("/", 1)[0], i), "w") as f:
         f.write("\n".join(alone) + "\n")
 out.append("int main(int argc, char **argv)\n{")
 for i, block in enumerate(blocks):
     if "LISTEN_PID" in block:
         out.append('    if (argc > 1 && strcmp(argv[1], "activation") == 0)\n        return snippet_%d();' % i)
 out.append("    (void)argc; (void)argv;\n    return 0;\n}")
-open(sys.argv[2], "w").write("\n".join(out) + "\n")
-print("%d C snippets in README.md" % len(blocks))
+open(sys.argv[1], "w").write("\n".join(out) + "\n")
+print("%d C snippets in README.md and docs/" % len(blocks))
 if len(blocks) < 4 or not any("LISTEN_PID" in b for b in blocks):
-    sys.exit("README.md: expected at least 4 C snippets, one of them the socket-activation one")
+    sys.exit("README.md, docs/: expected at least 4 C snippets, one of them the socket-activation one")
 PY
 
 # Unused variables are the fragments' nature (h in a snippet that stops at open).
 $cc -std=c99 -Wall -Wextra -Werror -pedantic -Wno-unused-variable -Wno-unused-but-set-variable \
     -D_POSIX_C_SOURCE=200809L -Iinclude -o "$work/snippets" "$work/snippets.c" \
-    -L"$b/lib" -lnotif -Wl,-rpath,"$PWD/$b/lib" || { cat -n "$work/snippets.c"; fail "a README snippet does not compile"; }
+    -L"$b/lib" -lnotif -Wl,-rpath,"$PWD/$b/lib" || { cat -n "$work/snippets.c"; fail "a snippet of README.md or docs/ does not compile"; }
 echo "compiled and linked"
 for alone in "$work"/alone_*.c; do
     [[ -e $alone ]] || fail "no README C snippet shows its #include lines"

@@ -1,5 +1,6 @@
-"""Every oslo.config snippet in the READMEs works pasted as is."""
+"""Every oslo.config snippet in the READMEs and docs/ works pasted as is."""
 
+import glob
 import os
 import re
 
@@ -12,7 +13,9 @@ from libnotif import oslo_driver  # noqa: E402
 
 from conftest import REPO_ROOT  # noqa: E402
 
-READMES = ["README.md", os.path.join("bindings", "python", "README.md")]
+READMES = ["README.md", os.path.join("bindings", "python", "README.md")] + sorted(
+    os.path.relpath(p, REPO_ROOT) for p in glob.glob(os.path.join(REPO_ROOT, "docs", "*.md"))
+)
 
 
 def ini_blocks():

@@ -1,4 +1,4 @@
-"""Every Python snippet in README.md and bindings/python/README.md runs as
+"""Every Python snippet in README.md, docs/*.md and bindings/python/README.md runs as
 pasted, each alone in a fresh interpreter, bounded in time (a snippet that
 hangs fails).
 
@@ -10,6 +10,7 @@ emits a notification it asks for until the snippet prints one; it is then
 stopped, unless it ends by itself (at end of stream).
 """
 
+import glob
 import grp
 import os
 import re
@@ -24,7 +25,9 @@ import libnotif
 
 from conftest import REPO_ROOT
 
-READMES = ["README.md", os.path.join("bindings", "python", "README.md")]
+READMES = ["README.md", os.path.join("bindings", "python", "README.md")] + sorted(
+    os.path.relpath(p, REPO_ROOT) for p in glob.glob(os.path.join(REPO_ROOT, "docs", "*.md"))
+)
 LIMIT = 60  # seconds a snippet may take
 
 
@@ -41,7 +44,7 @@ BLOCKS = list(blocks())
 
 def test_the_readmes_have_python_snippets():
     names = [name for name, _ in BLOCKS]
-    assert sum(n.startswith("README.md") for n in names) >= 2, names
+    assert sum(n.startswith(("README.md", "docs" + os.sep)) for n in names) >= 2, names
     assert sum(n.startswith("bindings") for n in names) >= 6, names
 
 

@@ -256,3 +256,22 @@ def test_a_hostile_publisher_under_the_glob_adds_no_series(notif_tool, sockdir):
     assert all(dict(labels).keys() <= {"path", "version"} for _, labels in values)
     versions = sorted(dict(labels)["version"] for name, labels in values if name == "notif_publisher_info")
     assert versions == sorted(["invalid", libnotif.version()])
+
+
+def test_the_shipped_units_are_the_recipe():
+    """systemd/notif-metrics.service and .timer (verified by make units-check)
+    hold the same ExecStart and timer lines as docs/metrics.md's recipe, which
+    the tests above run."""
+    doc = open(os.path.join(REPO_ROOT, "docs", "metrics.md")).read()
+    block = doc.split("<!-- metrics: systemd", 1)[1].split("```ini\n", 1)[1].split("```", 1)[0]
+    recipe = [l for l in block.splitlines() if l and not l.startswith("#") and not l.startswith("[")]
+    shipped = []
+    for name in ("notif-metrics.service", "notif-metrics.timer"):
+        unit = open(os.path.join(REPO_ROOT, "systemd", name)).read()
+        section = None
+        for line in unit.splitlines():
+            if line.startswith("["):
+                section = line
+            elif line and not line.startswith("#") and section != "[Unit]":
+                shipped.append(line)
+    assert shipped == recipe

@@ -255,6 +255,24 @@ enum StatsFormat {
 }
 
 fn main() -> ExitCode {
+    // `notif __generate DIR` (for `make`, not for people: it is no clap
+    // subcommand, so neither --help, the man pages nor the completions show it).
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().as_deref() == Some(std::ffi::OsStr::new("__generate")) {
+        return match (argv.next(), argv.next()) {
+            (Some(dir), None) => match generate(std::path::Path::new(&dir)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    note(&format!("__generate: {e}"));
+                    ExitCode::from(exit::OTHER)
+                }
+            },
+            _ => {
+                note("usage: notif __generate DIR");
+                ExitCode::from(exit::USAGE)
+            }
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -276,6 +294,28 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Writes what a system tool ships beside its binary, from the command line's
+/// own definitions (the clap derive above), into DIR: the man pages
+/// (man1/notif.1 and man1/notif-SUBCOMMAND.1) and the shell completions
+/// (completions/notif.bash, completions/_notif for zsh, completions/notif.fish).
+fn generate(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+
+    let mut cmd = Cli::command();
+    cmd.build();
+    let man = dir.join("man1");
+    std::fs::create_dir_all(&man)?;
+    // Pages for notif and each subcommand; none for clap's `help` subcommand.
+    clap_mangen::generate_to(Cli::command().disable_help_subcommand(true), &man)?;
+    let completions = dir.join("completions");
+    std::fs::create_dir_all(&completions)?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cmd, "notif", &completions)?;
+    }
+    Ok(())
 }
 
 /// Writes "notif: MESSAGE" on stderr; a closed stderr is not worth a panic.

@@ -103,7 +103,7 @@ impl Families {
     }
 }
 
-/// What the counters of the stats answer mean (the README's Counters table).
+/// What the counters of the stats answer mean (the Counters table of docs/c-api.md).
 /// A key not listed (a newer publisher's) still becomes a metric.
 const HELP: &[(&str, &str)] = &[
     ("subscribers", "Subscribers connected now."),
