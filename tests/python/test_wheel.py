@@ -166,8 +166,11 @@ def test_wheel_tags_and_contents(wheel):
         entry_points = z.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt")))
         others = [n for n in names if n not in ELF_FILES and z.read(n)[:4] == b"\x7fELF"]
     assert not others, "ELF files besides the library and the tool: %s" % others
-    assert re.search(r"^\[console_scripts\]\nnotif = libnotif\.__main__:main$",
-                     entry_points.decode(), re.M), entry_points.decode()
+    scripts = re.search(r"^\[console_scripts\]\n(.*?)(?:\n\n|\Z)", entry_points.decode(), re.S | re.M)
+    assert scripts, entry_points.decode()
+    lines = scripts.group(1).splitlines()
+    assert "notif = libnotif.__main__:main" in lines, lines
+    assert "libnotif-forward = libnotif.forward:main" in lines, lines
     from elftools.elf.elffile import ELFFile
     for f, blob in blobs.items():
         sections = [s.name for s in ELFFile(io.BytesIO(blob)).iter_sections()]
