@@ -95,12 +95,19 @@ func RequestStats(ctx context.Context, path string) (*PublisherStats, error) {
 		}
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			if errors.Is(err, syscall.EAGAIN) {
+		// The dial's own deadline (the context's) may pass a moment before
+		// the context reports it: a timeout is the deadline either way.
+		var netErr net.Error
+		dialTimedOut := errors.As(err, &netErr) && netErr.Timeout()
+		if ctx.Err() != nil || dialTimedOut {
+			if errors.Is(err, syscall.EAGAIN) || (dialTimedOut && timeout != 0) {
 				return nil, newPlainError("stats", syscall.ETIMEDOUT, fmt.Sprintf(
 					"%s: accepts no connection (its listen backlog stayed full): a stuck publisher, or not a notif publisher", path))
 			}
-			return nil, ctxErr()
+			if e := ctxErr(); e != nil {
+				return nil, e
+			}
+			return nil, context.DeadlineExceeded
 		}
 		var errno syscall.Errno
 		if !errors.As(err, &errno) {
