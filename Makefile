@@ -275,7 +275,7 @@ test: deps
 # killed subscribers and forks, longer signal storms. Every test bounds its own
 # time; timeout bounds the whole run. (`make test` runs their short versions.)
 soak:
-	NOTIF_SOAK=1 timeout -k 10 1800 $(CARGO) test --no-fail-fast --test 'fault_*'
+	NOTIF_SOAK=1 timeout -k 10 1800 $(CARGO) test --no-fail-fast --test 'fault_*' --test budgets
 
 # libnotif-forward against a real Kafka (KRaft broker from Maven Central's jars,
 # Java 17, oslo's kafka driver): tests/python/broker/kafka/run.sh.
