@@ -6,7 +6,12 @@ CC ?= cc
 B := build
 BIN := $(B)/bench/notif_bench
 OUT := bench/results
-BENCH_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-format-truncation -Iinclude
+BENCH_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-format-truncation -Iinclude -Ibench/common
+# What both C programs share (bench/common/harness.h).
+HARNESS := bench/common/harness.c bench/common/harness.h
+# notif_bench's parts (bench/notif_bench/notif_bench.h lists them).
+BENCH_SRC := $(wildcard bench/notif_bench/*.c) bench/common/harness.c
+BENCH_HDR := bench/notif_bench/notif_bench.h bench/common/harness.h
 # build/lib holds the links to target/release/libnotif.so (made by `make lib`).
 BENCH_LIBS := -L$(B)/lib -lnotif -Wl,-rpath,'$$ORIGIN/../lib' -lzmq
 
@@ -19,9 +24,9 @@ run: $(BIN)
 	@mkdir -p $(OUT)
 	@$(BIN) $(if $(QUICK),--quick) --json $(RESULT) --fixtures tests/fixtures
 
-$(BIN): bench/notif_bench.c include/notif.h target/release/libnotif.so | zmq-check
+$(BIN): $(BENCH_SRC) $(BENCH_HDR) include/notif.h target/release/libnotif.so | zmq-check
 	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) -o $@ $< $(BENCH_LIBS)
+	$(CC) $(BENCH_CFLAGS) -o $@ $(BENCH_SRC) $(BENCH_LIBS)
 
 zmq-check:
 	@bench/ensure-zmq.sh
@@ -47,6 +52,6 @@ ATTACK := $(B)/bench/emit_under_wakeup_attack
 attack: $(ATTACK)
 	$(ATTACK)
 
-$(ATTACK): bench/attack/emit_under_wakeup_attack.c include/notif.h target/release/libnotif.so
+$(ATTACK): bench/attack/emit_under_wakeup_attack.c $(HARNESS) include/notif.h target/release/libnotif.so
 	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) -pthread -o $@ $< -L$(B)/lib -lnotif -Wl,-rpath,'$$ORIGIN/../lib'
+	$(CC) $(BENCH_CFLAGS) -pthread -o $@ $< bench/common/harness.c -L$(B)/lib -lnotif -Wl,-rpath,'$$ORIGIN/../lib'

@@ -39,7 +39,6 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,37 +48,13 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <notif.h>
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "emit_under_wakeup_attack: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
+#include "harness.h"
 
 static long env_long(const char *name, long dflt)
 {
@@ -102,24 +77,6 @@ typedef struct {
 } attack_shm_t;
 
 static attack_shm_t *ash;
-
-static int connect_unix(const char *path)
-{
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    for (int tries = 0; tries < 5000; tries++) {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return -1;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
-            return fd;
-        close(fd);
-        sleep_ms(1);
-    }
-    return -1;
-}
 
 /* Reads until EOF; keeps the last complete line. Returns bytes read. */
 static uint64_t read_all(int fd, char *last, size_t last_cap)
@@ -267,37 +224,15 @@ static uint64_t server_cpu_ns(void)
             return ns;
     }
     snprintf(p, sizeof p, "/proc/self/task/%d/stat", (int)server_tid);
-    f = fopen(p, "r");
-    if (!f)
-        return 0;
-    char line[1024];
-    unsigned long long ut = 0, stt = 0;
-    if (fgets(line, sizeof line, f)) {
-        char *s = strrchr(line, ')');
-        /* after "pid (comm)": state is field 3; utime and stime are 14 and 15 */
-        if (s && sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) == 2)
-            ns = (ut + stt) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK));
-    }
-    fclose(f);
-    return ns;
+    return stat_cpu_ns(p);
 }
 
 /* CPU time (utime + stime) of a whole process, ns (clock-tick resolution) */
 static uint64_t process_cpu_ns(pid_t pid)
 {
-    char p[64], line[1024];
+    char p[64];
     snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(p, "r");
-    unsigned long long ut = 0, stt = 0;
-    if (!f)
-        return 0;
-    if (fgets(line, sizeof line, f)) {
-        char *s = strrchr(line, ')');
-        if (!s || sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
-            ut = stt = 0;
-    }
-    fclose(f);
-    return (ut + stt) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK));
+    return stat_cpu_ns(p);
 }
 
 /* The control: a process of the attacker's user that only burns one CPU. */
@@ -379,20 +314,6 @@ static void *emitter(void *arg)
     return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double pct(const double *v, size_t n, double p)
-{
-    if (!n)
-        return 0;
-    size_t i = (size_t)(p / 100.0 * (double)n);
-    return v[i >= n ? n - 1 : i];
-}
-
 static void stats(notif_stats *s)
 {
     memset(s, 0, sizeof *s);
@@ -407,27 +328,21 @@ static int wait_subscribers(uint64_t n, double seconds)
         stats(&s);
         if (s.subscribers == n)
             return 0;
-        sleep_ms(10);
+        sleep_us(10000);
     } while (now_ns() < deadline);
     return -1;
 }
 
 int main(void)
 {
+    harness_init("emit_under_wakeup_attack", 1);
     if (geteuid() != 0)
         die("run as root (the attacker drops to ATTACK_UID)");
     long seconds = env_long("ATTACK_SECONDS", 10), rate = env_long("ATTACK_RATE", 100);
     long dups = env_long("ATTACK_DUPS", 19000), uid = env_long("ATTACK_UID", 65534);
     int reconnect = env_long("ATTACK_RECONNECT", 1) != 0, hog = env_long("ATTACK_HOG", 1) != 0;
     const char *file = getenv("ATTACK_PAYLOAD") ? getenv("ATTACK_PAYLOAD") : "tests/fixtures/nova-instance-update.json";
-    FILE *pf = fopen(file, "r");
-    if (!pf)
-        die("%s: %s", file, strerror(errno));
-    payload = malloc(1 << 20);
-    payload_len = fread(payload, 1, 1 << 20, pf);
-    fclose(pf);
-    while (payload_len && (payload[payload_len - 1] == '\n' || payload[payload_len - 1] == ' '))
-        payload_len--;
+    payload = load_message(file, &payload_len);
     signal(SIGPIPE, SIG_IGN);
 
     char dir[] = "/tmp/notif-attack-XXXXXX", path[128];
@@ -443,7 +358,7 @@ int main(void)
         die("notif_open: %s", notif_last_error());
     /* the thread names itself once it runs */
     for (int i = 0; i < 500 && !(server_tid = find_server_thread()); i++)
-        sleep_ms(10);
+        sleep_us(10000);
     if (!server_tid)
         die("no thread named notif-server in /proc/self/task");
 
@@ -456,7 +371,7 @@ int main(void)
         reader_main(path);
     if (wait_subscribers(1, 30) != 0)
         die("the root subscriber did not connect");
-    sleep_ms(300); /* past the library's 100 ms wait before writing through to a silent peer */
+    sleep_us(300000); /* past the library's 100 ms wait before writing through to a silent peer */
 
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
@@ -490,7 +405,7 @@ int main(void)
                 att = fork();
                 if (att == 0)
                     hog_main(uid);
-                sleep_ms(100);
+                sleep_us(100000);
             }
             if (attack) {
                 att = fork();
@@ -500,7 +415,7 @@ int main(void)
                 }
                 uint64_t deadline = now_ns() + 60000000000ull;
                 while (!__atomic_load_n(&ash->armed_ns, __ATOMIC_SEQ_CST) && now_ns() < deadline)
-                    sleep_ms(5);
+                    sleep_us(5000);
                 if (!ash->armed_ns) {
                     fprintf(stderr, "the attacker never got armed\n");
                     failed = 1;
@@ -562,8 +477,8 @@ int main(void)
             double wall = (double)(t1 - t0);
             printf("%-7d %-9s %6zu %9.1f %9.1f %9.1f %9.1f %10.1f %7.1f %8.0f %7" PRIu64 " %7" PRIu64
                    " %7" PRIu64 " %5" PRIu64 " %s\n",
-                   nthreads, kase == 0 ? "no attack" : kase == 1 ? "cpu hog" : "attack", total, pct(all, total, 50) / 1e3,
-                   pct(all, total, 99) / 1e3, total ? all[total - 1] / 1e3 : 0, total ? sum / (double)total / 1e3 : 0,
+                   nthreads, kase == 0 ? "no attack" : kase == 1 ? "cpu hog" : "attack", total, percentile_sorted(all, total, 50) / 1e3,
+                   percentile_sorted(all, total, 99) / 1e3, total ? all[total - 1] / 1e3 : 0, total ? sum / (double)total / 1e3 : 0,
                    (double)(cpu1 - cpu0) / 1e6, 100.0 * (double)(cpu1 - cpu0) / wall, (double)(peer1 - peer0) / 1e6,
                    s1.writes - s0.writes,
                    s1.written_through - s0.written_through, s1.wakeups - s0.wakeups,
@@ -584,7 +499,7 @@ int main(void)
                 waitpid(att, NULL, 0);
                 if (wait_subscribers(1, 30) != 0)
                     fprintf(stderr, "the attacker's connection was not closed within 30 s\n");
-                sleep_ms(300);
+                sleep_us(300000);
             }
         }
     }
