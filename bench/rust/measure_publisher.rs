@@ -1,5 +1,5 @@
 //! A quick measurement of the publisher on this machine (the side-by-side
-//! benchmark against ZeroMQ lives under bench/):
+//! benchmark against ZeroMQ is bench/notif_bench/):
 //! - the caller-side cost of emit with nobody connected and with one subscriber;
 //! - messages per second fully received by one subscriber process.
 //!

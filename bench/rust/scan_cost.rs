@@ -4,7 +4,7 @@
 //! `cargo build --release --example scan_cost && valgrind --tool=callgrind
 //!  target/release/examples/scan_cost tests/fixtures/nova-instance-update.json 10000`
 //!
-//! `NOTIF_SIMD=avx2|sse2|scalar` picks the kernel `scan` runs; `examples/emit_cost.rs`
+//! `NOTIF_SIMD=avx2|sse2|scalar` picks the kernel `scan` runs; `bench/rust/emit_cost.rs`
 //! prints instructions per scan, compaction and emit for every kernel in one table.
 
 fn main() {

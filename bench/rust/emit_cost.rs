@@ -192,7 +192,7 @@ fn emit(message: &[u8], calls: usize) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The same through the C API, as C callers (and bench/notif_bench.c) emit.
+/// The same through the C API, as C callers (and bench/notif_bench/) emit.
 fn capi_emit(message: &[u8], calls: usize) {
     let dir = std::env::temp_dir().join(format!("notif-emit-cost-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
