@@ -1,6 +1,7 @@
 # notif: build, test, demo and install. GNU make.
 #
 #   make            the library (cargo build --release) and the C examples in build/
+#   make rust-examples  the Rust examples (examples/*.rs) and measurement programs (bench/rust/)
 #   make test       every check: Rust tests, header, fmt, clippy, C tests, examples,
 #                   valgrind, ASan/UBSan, install; ends with "N passed, M failed"
 #   make demo       a publisher and a subscriber talking for a few seconds
@@ -89,13 +90,18 @@ ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_write_thro
              $(B)/asan/publisher $(B)/asan/subscriber $(B)/asan/dlopen \
              $(B)/asan/test_subscriber $(B)/asan/subscriber_lib
 
-.PHONY: all lib examples c-tests asan-tests test soak fuzz miri msrv deps demo bench install install-strip uninstall clean help header header-check go-header-check units-check FORCE
+.PHONY: all lib examples rust-examples c-tests asan-tests test soak fuzz miri msrv deps demo bench install install-strip uninstall clean help header header-check go-header-check units-check FORCE
 
 all: lib examples $(NATIVE_LIBS_FILE) $(GEN_STAMP)
 
 lib: $(LIB_SO) $(LIB_A) $(LIBLINKS) $(NOTIF_BIN) $(GO_HEADER)
 
 examples: $(EXAMPLES)
+
+# examples/publisher.rs and subscriber.rs (and bench/rust/, declared as examples
+# in Cargo.toml) in target/release/examples; make test runs the pair.
+rust-examples:
+	$(CARGO) build --release --examples
 
 c-tests: $(C_TESTS)
 
@@ -229,7 +235,7 @@ CHECK = tests/c/check.sh $(RESULTS)
 test: deps
 	@rm -rf $(RESULTS); mkdir -p $(RESULTS)
 	@echo "== make test: logs in $(RESULTS)/logs/"
-	@$(CHECK) c build --timeout 480 -- $(MAKE) --no-print-directory all c-tests asan-tests
+	@$(CHECK) c build --timeout 480 -- $(MAKE) --no-print-directory all c-tests asan-tests rust-examples
 	@$(CHECK) rust header-check -- $(MAKE) --no-print-directory header-check
 	@$(CHECK) rust msrv --timeout 480 -- $(MAKE) --no-print-directory msrv
 	@$(CHECK) c systemd-units -- tests/c/test_units.sh
@@ -246,7 +252,7 @@ test: deps
 	@$(CHECK) c test_subscriber -- $(B)/test_subscriber
 	@$(CHECK) c test_write_through -- $(B)/test_write_through
 	@$(CHECK) c subscriber_lib -- $(SUBLIB_E2E) $(B)/subscriber_lib
-	@$(CHECK) c examples -- tests/c/test_examples.sh $(B) $(LIB_SO)
+	@$(CHECK) c examples -- env RUST_EXAMPLES=$(REL)/examples tests/c/test_examples.sh $(B) $(LIB_SO)
 	@$(CHECK) c readme-c-snippets -- env CC="$(CC)" tests/c/test_readme.sh $(B)
 	@$(CHECK) c docs -- tests/c/test_docs.sh
 	@$(CHECK) c python --timeout 1800 -- tests/python/run.sh tests/python --ignore=tests/python/broker --ignore=tests/python/test_metrics_node_exporter.py

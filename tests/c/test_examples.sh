@@ -5,6 +5,9 @@
 #
 # BIN_DIR holds publisher, subscriber and dlopen; LIBNOTIF_SO is the shared
 # library dlopen loads; WRAPPER (e.g. valgrind ...) runs each example.
+# With RUST_EXAMPLES=DIR (cargo's target/release/examples, `cargo build
+# --release --examples`), the Rust publisher and subscriber (examples/*.rs)
+# run too, without the wrapper.
 # Exits non-zero with a message on the first failure.
 set -euo pipefail
 
@@ -185,5 +188,38 @@ grep -q "received" "$tmp/dlopen4.out" || fail "dlopen (by soname) received nothi
 rc=0
 "${wrap[@]}" "$bin/dlopen" "$tmp/no-such-lib.so" >/dev/null 2>"$tmp/dlopen3.err" || rc=$?
 [[ $rc -eq 1 ]] && grep -q "cannot load" "$tmp/dlopen3.err" || fail "dlopen of a missing library: exit $rc"
+
+if [[ -n ${RUST_EXAMPLES:-} ]]; then
+    rbin=$(cd "$RUST_EXAMPLES" && pwd)
+    step "Rust examples: subscriber (filter, waits for the publisher), publisher, a subscriber resuming from its cursor"
+    timeout 60 "$rbin/subscriber" "$tmp/rust.sock" 20 >"$tmp/rust1.out" 2>"$tmp/rust-subscriber1.err" &
+    sub=$!
+    pids+=("$sub")
+    sleep 0.2
+    "$rbin/publisher" "$tmp/rust.sock" 1000 250 2>"$tmp/rust-publisher.err" &
+    pub=$!
+    pids+=("$pub")
+    rc=0
+    wait "$sub" || rc=$?
+    [[ $rc -eq 0 ]] || fail "the Rust subscriber exited with $rc"
+    check_notifications "$tmp/rust1.out" 20 || fail "bad Rust subscriber output"
+    cursor=$(sed -n 's/^subscriber: received 20 notifications; cursor //p' "$tmp/rust-subscriber1.err")
+    [[ -n $cursor && $cursor != none ]] || fail "the Rust subscriber printed no cursor"
+    timeout 60 "$rbin/subscriber" "$tmp/rust.sock" 10 "$cursor" >"$tmp/rust2.out" 2>"$tmp/rust-subscriber2.err" ||
+        fail "the Rust subscriber resuming after $cursor exited with $?"
+    check_notifications "$tmp/rust2.out" 10 || fail "bad output from the Rust subscriber resuming"
+    python3 - "$tmp/rust1.out" "$tmp/rust2.out" <<'PY' || fail "the resumed subscriber did not start right after its cursor"
+import json, sys
+first, second = ([json.loads(l)["payload"]["sequence"] for l in open(p)] for p in sys.argv[1:])
+assert second == list(range(first[-1] + 1, first[-1] + 11)), (first[-1], second)
+print(f"resumed after sequence {first[-1]}: {second[0]} to {second[-1]}, nothing missed")
+PY
+    rc=0
+    wait "$pub" || rc=$?
+    [[ $rc -eq 0 ]] || fail "the Rust publisher exited with $rc"
+    grep -q "done after 1000 notifications (0 failed)" "$tmp/rust-publisher.err" || fail "the Rust publisher did not emit 1000"
+    grep -q "stats: .*delivered=" "$tmp/rust-publisher.err" || fail "the Rust publisher printed no stats"
+    [[ ! -e $tmp/rust.sock ]] || fail "the Rust publisher left its socket file"
+fi
 
 echo "examples OK${wrap[*]:+ (under ${wrap[0]})}"
