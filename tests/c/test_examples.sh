@@ -191,17 +191,20 @@ rc=0
 
 if [[ -n ${RUST_EXAMPLES:-} ]]; then
     rbin=$(cd "$RUST_EXAMPLES" && pwd)
+    exited_0() { # pid what
+        local rc=0
+        wait "$1" || rc=$?
+        [[ $rc -eq 0 ]] || fail "$2 exited with $rc"
+    }
     step "Rust examples: subscriber (filter, waits for the publisher), publisher, a subscriber resuming from its cursor"
     timeout 60 "$rbin/subscriber" "$tmp/rust.sock" 20 >"$tmp/rust1.out" 2>"$tmp/rust-subscriber1.err" &
     sub=$!
     pids+=("$sub")
     sleep 0.2
-    "$rbin/publisher" "$tmp/rust.sock" 1000 250 2>"$tmp/rust-publisher.err" &
+    "$rbin/publisher" "$tmp/rust.sock" 1500 250 2>"$tmp/rust-publisher.err" &
     pub=$!
     pids+=("$pub")
-    rc=0
-    wait "$sub" || rc=$?
-    [[ $rc -eq 0 ]] || fail "the Rust subscriber exited with $rc"
+    exited_0 "$sub" "the Rust subscriber"
     check_notifications "$tmp/rust1.out" 20 || fail "bad Rust subscriber output"
     cursor=$(sed -n 's/^subscriber: received 20 notifications; cursor //p' "$tmp/rust-subscriber1.err")
     [[ -n $cursor && $cursor != none ]] || fail "the Rust subscriber printed no cursor"
@@ -214,10 +217,8 @@ first, second = ([json.loads(l)["payload"]["sequence"] for l in open(p)] for p i
 assert second == list(range(first[-1] + 1, first[-1] + 11)), (first[-1], second)
 print(f"resumed after sequence {first[-1]}: {second[0]} to {second[-1]}, nothing missed")
 PY
-    rc=0
-    wait "$pub" || rc=$?
-    [[ $rc -eq 0 ]] || fail "the Rust publisher exited with $rc"
-    grep -q "done after 1000 notifications (0 failed)" "$tmp/rust-publisher.err" || fail "the Rust publisher did not emit 1000"
+    exited_0 "$pub" "the Rust publisher"
+    grep -q "done after 1500 notifications (0 failed)" "$tmp/rust-publisher.err" || fail "the Rust publisher did not emit 1500"
     grep -q "stats: .*delivered=" "$tmp/rust-publisher.err" || fail "the Rust publisher printed no stats"
     [[ ! -e $tmp/rust.sock ]] || fail "the Rust publisher left its socket file"
 fi
