@@ -255,9 +255,9 @@ test: deps
 	@$(CHECK) c examples -- env RUST_EXAMPLES=$(REL)/examples tests/c/test_examples.sh $(B) $(LIB_SO)
 	@$(CHECK) c readme-c-snippets -- env CC="$(CC)" tests/c/test_readme.sh $(B)
 	@$(CHECK) c docs -- tests/c/test_docs.sh
-	@$(CHECK) c python --timeout 1800 -- tests/python/run.sh tests/python --ignore=tests/python/broker --ignore=tests/python/test_metrics_node_exporter.py
-	@$(CHECK) c metrics-node-exporter --timeout 1500 -- tests/python/run.sh tests/python/test_metrics_node_exporter.py
-	@$(CHECK) c forward-rabbitmq --timeout 900 -- tests/python/run.sh tests/python/broker -s --ignore=tests/python/broker/kafka
+	@$(CHECK) c python --timeout 1800 -- bindings/python/tests/run.sh bindings/python/tests --ignore=bindings/python/tests/broker --ignore=bindings/python/tests/test_metrics_node_exporter.py
+	@$(CHECK) c metrics-node-exporter --timeout 1500 -- bindings/python/tests/run.sh bindings/python/tests/test_metrics_node_exporter.py
+	@$(CHECK) c forward-rabbitmq --timeout 900 -- bindings/python/tests/run.sh bindings/python/tests/broker -s --ignore=bindings/python/tests/broker/kafka
 	@$(CHECK) c go --timeout 600 -- bindings/go/test.sh
 	@$(CHECK) c bench-smoke --timeout 240 -- env BENCH_QUICK=1 $(MAKE) --no-print-directory bench
 	@$(CHECK) c valgrind-test_api -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_api
@@ -284,10 +284,10 @@ soak:
 	NOTIF_SOAK=1 timeout -k 10 1800 $(CARGO) test --no-fail-fast --test 'fault_*' --test budgets
 
 # libnotif-forward against a real Kafka (KRaft broker from Maven Central's jars,
-# Java 17, oslo's kafka driver): tests/python/broker/kafka/run.sh.
+# Java 17, oslo's kafka driver): bindings/python/tests/broker/kafka/run.sh.
 .PHONY: test-kafka
 test-kafka:
-	timeout -k 10 1800 tests/python/broker/kafka/run.sh
+	timeout -k 10 1800 bindings/python/tests/broker/kafka/run.sh
 
 # fuzz/run.sh runs `cargo +nightly fuzz` (and installs cargo-fuzz, the nightly
 # toolchain and the miri component when they are missing). make test replays
@@ -315,7 +315,7 @@ demo: all
 # reading subscriber) and the two ratios, in the Python tests' venv.
 .PHONY: bench-oslo
 bench-oslo: lib
-	tests/python/run.sh --bench
+	bindings/python/tests/run.sh --bench
 
 # The Python package's sdist and manylinux2014 wheel (py3-none: ctypes, any CPython 3;
 # the library and the notif tool) into dist/, built from the sdist with setuptools-rust

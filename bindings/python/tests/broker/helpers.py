@@ -45,7 +45,7 @@ def wait_for(predicate, timeout, what, alive=()):
 
 
 class Service:
-    """tests/python/broker/service.py in a process of its own."""
+    """bindings/python/tests/broker/service.py in a process of its own."""
 
     def __init__(self, workdir, name, conf, count, rate, tag=""):
         self.out = os.path.join(workdir, name + ".out")

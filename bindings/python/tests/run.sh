@@ -4,14 +4,14 @@
 # libnotif.so and the notif tool in target/python and ships them in the package)
 # and runs pytest.
 #
-#   tests/python/run.sh [PYTEST ARGS...]
-#   tests/python/run.sh --bench [--seconds S]   (make bench-oslo: tests/python/bench_oslo.py)
-#   tests/python/run.sh --wheel [OUTDIR]        (bindings/python/wheel.sh OUTDIR, as make wheel)
+#   bindings/python/tests/run.sh [PYTEST ARGS...]
+#   bindings/python/tests/run.sh --bench [--seconds S]   (make bench-oslo: bindings/python/tests/bench_oslo.py)
+#   bindings/python/tests/run.sh --wheel [OUTDIR]        (bindings/python/wheel.sh OUTDIR, as make wheel)
 #
-# The venv is rebuilt only when tests/python/requirements.txt or the Python
+# The venv is rebuilt only when bindings/python/tests/requirements.txt or the Python
 # version changes; the notif package itself is reinstalled on every run.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
 
 if [[ ${1:-} == --wheel ]]; then # make wheel: dist/ (its own build tools, not this venv)
     exec bindings/python/wheel.sh "${2:-dist}"
@@ -19,7 +19,7 @@ fi
 
 PYTHON=${PYTHON:-python3}
 venv=build/python-venv
-req=tests/python/requirements.txt
+req=bindings/python/tests/requirements.txt
 want=$( { "$PYTHON" -c 'import sys; print(sys.version)'; cat "$req"; } | sha256sum | cut -d' ' -f1)
 
 if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
@@ -52,8 +52,8 @@ rm -rf bindings/python/build
 
 if [[ ${1:-} == --bench ]]; then # make bench-oslo
     shift
-    exec "$venv/bin/python" tests/python/bench_oslo.py "$@"
+    exec "$venv/bin/python" bindings/python/tests/bench_oslo.py "$@"
 fi
-# tests/python/broker (a real RabbitMQ) is a check of its own: make test's forward-rabbitmq.
-(($# > 0)) || set -- tests/python --ignore=tests/python/broker
+# bindings/python/tests/broker (a real RabbitMQ) is a check of its own: make test's forward-rabbitmq.
+(($# > 0)) || set -- bindings/python/tests --ignore=bindings/python/tests/broker
 exec "$venv/bin/python" -m pytest -p no:cacheprovider --timeout 120 -q "$@"

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-REPO_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+REPO_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 HEADER = os.path.join(REPO_ROOT, "include", "notif.h")
 
 

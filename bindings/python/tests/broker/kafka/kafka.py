@@ -1,6 +1,6 @@
 """A real Kafka for the forwarder's Kafka tests (make test-kafka): a KRaft broker
 (broker and controller in one JVM) from Apache Kafka's jars on Maven Central,
-copied by tests/python/broker/kafka/run.sh into build/kafka/lib, run with
+copied by bindings/python/tests/broker/kafka/run.sh into build/kafka/lib, run with
 Java 17 on 127.0.0.1 with its own ports and data directory."""
 
 import os
@@ -12,7 +12,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.normpath(os.path.join(HERE, "..", "..", "..", ".."))
+ROOT = os.path.normpath(os.path.join(HERE, "..", "..", "..", "..", ".."))
 LIB = os.environ.get("NOTIF_KAFKA_LIB", os.path.join(ROOT, "build", "kafka", "lib"))
 
 
@@ -25,7 +25,7 @@ def _free_port():
 class Kafka:
     def __init__(self):
         if not os.path.isdir(LIB):
-            raise RuntimeError("%s is missing: run tests/python/broker/kafka/run.sh "
+            raise RuntimeError("%s is missing: run bindings/python/tests/broker/kafka/run.sh "
                                "(make test-kafka)" % LIB)
         self.dir = tempfile.mkdtemp(prefix="notif-kafka-")
         self.port = _free_port()

@@ -4,7 +4,7 @@ nova instance.update payload, for the drivers noop, log and unix (idle, and
 with one subscriber reading in another process), and the two ratios the
 driver aims at: unix idle / noop and unix with a subscriber / log.
 
-    tests/python/run.sh --bench [--seconds S]
+    bindings/python/tests/run.sh --bench [--seconds S]
 
 Wall time is what the caller waits; CPU (process) adds libnotif's server
 thread, which writes to the subscriber; CPU (calling thread) is the
@@ -29,7 +29,7 @@ from oslo_config import cfg
 from libnotif import oslo_driver
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURE = os.path.join(HERE, "..", "fixtures", "nova-instance-update.json")
+FIXTURE = os.path.join(HERE, "..", "..", "..", "tests", "fixtures", "nova-instance-update.json")
 
 # The subscriber: a plain socket that reads everything (no request line: all
 # notifications), as cheaply as a reader can, so that on a small machine its

@@ -1,7 +1,7 @@
 """libnotif-forward without a broker: the oslo `unix` driver feeding its ring
 with nobody connected, and the forwarder's cursors, retries, loss reports and
 socket following, with a sink standing in for the broker (the real RabbitMQ
-runs in tests/python/broker)."""
+runs in bindings/python/tests/broker)."""
 
 import json
 import logging
