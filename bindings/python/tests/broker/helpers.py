@@ -4,9 +4,11 @@ the forwarder and an unchanged oslo notification listener."""
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -25,6 +27,38 @@ def write_conf(path, sections):
                 f.write("%s = %s\n" % (k, v))
             f.write("\n")
     return path
+
+
+def service_conf(work, name):
+    """A service's config: the oslo `unix` driver at WORK/NAME-{pid}.sock with
+    a 16 MiB replay ring."""
+    return write_conf(os.path.join(work, name + ".conf"), {
+        "oslo_messaging_notifications": {
+            "driver": "unix",
+            "sock_path": os.path.join(work, name + "-{pid}.sock"),
+            "sock_replay_bytes": 16 * 1024 * 1024,
+        }})
+
+
+def forwarder_conf(work, name, broker_sections, topic, **extra):
+    """libnotif-forward's config for service NAME: BROKER_SECTIONS (the
+    transport_url and the broker's own options) plus [notif_forward]."""
+    sections = dict(broker_sections)
+    sections["notif_forward"] = dict({
+        "sock_path": os.path.join(work, name + "-{pid}.sock"),
+        "cursor_file": os.path.join(work, name + ".cursors"),
+        "topics": topic,
+        "retry_interval_max": 2.0,
+    }, **extra)
+    return write_conf(os.path.join(work, name + "-fwd.conf"), sections)
+
+
+def work_dir(prefix):
+    """A scratch directory for one test (kept with NOTIF_KEEP_WORK=1)."""
+    d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    yield d
+    if not os.environ.get("NOTIF_KEEP_WORK"):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def wait_for(predicate, timeout, what, alive=()):

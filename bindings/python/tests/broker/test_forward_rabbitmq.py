@@ -4,10 +4,8 @@ and an unchanged oslo notification listener on the broker side."""
 
 import collections
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 
 import pytest
@@ -15,7 +13,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from helpers import (Forwarder, Listener, LocalSubscriber, Service,  # noqa: E402
-                     percentile, wait_for, write_conf)
+                     forwarder_conf, percentile, service_conf, wait_for, work_dir, write_conf)
 from rabbitmq import RabbitMQ  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
@@ -30,10 +28,7 @@ def rabbit():
 
 @pytest.fixture
 def work():
-    d = tempfile.mkdtemp(prefix="fwd", dir="/tmp")
-    yield d
-    if not os.environ.get("NOTIF_KEEP_WORK"):
-        shutil.rmtree(d, ignore_errors=True)
+    yield from work_dir("fwd")
 
 
 def rabbit_sections(url):
@@ -42,24 +37,8 @@ def rabbit_sections(url):
             "oslo_messaging_rabbit": {"amqp_durable_queues": "true"}}
 
 
-def service_conf(work, name):
-    return write_conf(os.path.join(work, name + ".conf"), {
-        "oslo_messaging_notifications": {
-            "driver": "unix",
-            "sock_path": os.path.join(work, name + "-{pid}.sock"),
-            "sock_replay_bytes": 16 * 1024 * 1024,
-        }})
-
-
-def forwarder_conf(work, name, url, topic, **extra):
-    sections = rabbit_sections(url)
-    sections["notif_forward"] = dict({
-        "sock_path": os.path.join(work, name + "-{pid}.sock"),
-        "cursor_file": os.path.join(work, name + ".cursors"),
-        "topics": topic,
-        "retry_interval_max": 2.0,
-    }, **extra)
-    return write_conf(os.path.join(work, name + "-fwd.conf"), sections)
+def rabbit_forwarder_conf(work, name, url, topic, **extra):
+    return forwarder_conf(work, name, rabbit_sections(url), topic, **extra)
 
 
 def listener_conf(work, url):
@@ -97,7 +76,7 @@ def test_1000_reach_an_unchanged_listener_as_with_messagingv2(rabbit, work):
         svc.finish()
 
         # The same through driver = unix and the forwarder.
-        fwd = Forwarder(forwarder_conf(work, "svc1", rabbit.url, "fwd1"),
+        fwd = Forwarder(rabbit_forwarder_conf(work, "svc1", rabbit.url, "fwd1"),
                         os.path.join(work, "fwd1.log"))
         svc = Service(work, "svc1", service_conf(work, "svc1"), 1000, 0)
         local = LocalSubscriber(os.path.join(work, "svc1-*.sock"))
@@ -140,7 +119,7 @@ def test_1000_reach_an_unchanged_listener_as_with_messagingv2(rabbit, work):
 
 def test_broker_outage_20s_at_50_per_s(rabbit, work):
     listener = Listener(listener_conf(work, rabbit.url), "fwd2")
-    fwd = Forwarder(forwarder_conf(work, "svc2", rabbit.url, "fwd2"),
+    fwd = Forwarder(rabbit_forwarder_conf(work, "svc2", rabbit.url, "fwd2"),
                     os.path.join(work, "fwd2.log"))
     total = 50 * 32
     svc = Service(work, "svc2", service_conf(work, "svc2"), total, 50)
@@ -212,7 +191,7 @@ def test_broker_outage_20s_at_50_per_s(rabbit, work):
 
 def test_forwarder_killed_and_stopped_loses_nothing(rabbit, work):
     listener = Listener(listener_conf(work, rabbit.url), "fwd3")
-    fconf = forwarder_conf(work, "svc3", rabbit.url, "fwd3")
+    fconf = rabbit_forwarder_conf(work, "svc3", rabbit.url, "fwd3")
     fwd = Forwarder(fconf, os.path.join(work, "fwd3.log"))
     total = 3000
     svc = Service(work, "svc3", service_conf(work, "svc3"), total, 200)
@@ -268,7 +247,7 @@ def test_cost_per_notification_in_the_service(rabbit, work):
     driver = unix alone, and with unix and messagingv2 (repeated lines, the
     form that loads both) sending to the same broker itself."""
     listener = Listener(listener_conf(work, rabbit.url), "fwd4")
-    fwd = Forwarder(forwarder_conf(work, "svc4", rabbit.url, "fwd4"),
+    fwd = Forwarder(rabbit_forwarder_conf(work, "svc4", rabbit.url, "fwd4"),
                     os.path.join(work, "fwd4.log"))
     count = 2000
     svc = None

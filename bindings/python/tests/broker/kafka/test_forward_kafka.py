@@ -3,10 +3,8 @@ Maven Central) with oslo's kafka driver: `make test-kafka`, not make test."""
 
 import collections
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 
 import oslo_messaging
@@ -18,7 +16,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 from helpers import (Forwarder, Listener, LocalSubscriber, Service,  # noqa: E402
-                     percentile, wait_for, write_conf)
+                     forwarder_conf, percentile, service_conf, wait_for, work_dir, write_conf)
 from kafka import Kafka  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
@@ -33,29 +31,15 @@ def kafka():
 
 @pytest.fixture
 def work():
-    d = tempfile.mkdtemp(prefix="fwdk", dir="/tmp")
-    yield d
-    if not os.environ.get("NOTIF_KEEP_WORK"):
-        shutil.rmtree(d, ignore_errors=True)
+    yield from work_dir("fwdk")
 
 
 def sections(url):
     return {"oslo_messaging_notifications": {"transport_url": url}}
 
 
-def service_conf(work, name):
-    return write_conf(os.path.join(work, name + ".conf"), {
-        "oslo_messaging_notifications": {
-            "driver": "unix", "sock_path": os.path.join(work, name + "-{pid}.sock"),
-            "sock_replay_bytes": 16 * 1024 * 1024}})
-
-
-def forwarder_conf(work, name, url, topic):
-    s = sections(url)
-    s["notif_forward"] = {"sock_path": os.path.join(work, name + "-{pid}.sock"),
-                          "cursor_file": os.path.join(work, name + ".cursors"),
-                          "topics": topic, "retry_interval_max": 2.0}
-    return write_conf(os.path.join(work, name + "-fwd.conf"), s)
+def kafka_forwarder_conf(work, name, url, topic):
+    return forwarder_conf(work, name, sections(url), topic)
 
 
 def listen(kafka, work, topic):
@@ -97,7 +81,7 @@ def test_kafka_1000_as_with_messagingv2(kafka, work):
         direct_lat = svc.result(120)["latencies"]
         wait_for(lambda: len(real(direct_l)) >= 1000, 180, "1000 direct", alive=[svc])
         svc.finish()
-        fwd = Forwarder(forwarder_conf(work, "k1", kafka.url, "kfwd1"),
+        fwd = Forwarder(kafka_forwarder_conf(work, "k1", kafka.url, "kfwd1"),
                         os.path.join(work, "k1.log"))
         svc = Service(work, "k1", service_conf(work, "k1"), 1000, 0)
         svc.go()
@@ -127,7 +111,7 @@ def test_kafka_1000_as_with_messagingv2(kafka, work):
 
 def test_kafka_outage_20s_and_sigkill(kafka, work):
     listener = listen(kafka, work, "kfwd2")
-    fwd = Forwarder(forwarder_conf(work, "k2", kafka.url, "kfwd2"),
+    fwd = Forwarder(kafka_forwarder_conf(work, "k2", kafka.url, "kfwd2"),
                     os.path.join(work, "k2.log"))
     total = 50 * 36
     svc = Service(work, "k2", service_conf(work, "k2"), total, 50)
