@@ -82,17 +82,25 @@ impl std::str::FromStr for Cursor {
             format!("{text:?} is not a notif cursor (EPOCH-SEQ: 16 hex digits, a dash, a number)")
         };
         let (epoch, seq) = text.split_once('-').ok_or_else(bad)?;
-        if epoch.len() != 16 || !epoch.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad());
-        }
-        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        // At most 20 digits (leading zeros included), as every client checks.
+        if seq.is_empty() || seq.len() > 20 || !seq.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
         Ok(Cursor {
-            epoch: u64::from_str_radix(epoch, 16).map_err(|_| bad())?,
+            epoch: parse_epoch(epoch).ok_or_else(bad)?,
             seq: seq.parse().map_err(|_| bad())?,
         })
     }
+}
+
+/// An epoch as written in cursors and acknowledgements: exactly 16 lowercase
+/// hexadecimal digits.
+pub fn parse_epoch(text: &str) -> Option<u64> {
+    let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    if text.len() != 16 || !text.bytes().all(lower_hex) {
+        return None;
+    }
+    u64::from_str_radix(text, 16).ok()
 }
 
 /// The fields of a notification that filters look at: its top-level
@@ -604,8 +612,7 @@ pub fn parse_control_line(line: &[u8]) -> Option<ControlLine> {
         let epoch = body
             .get("epoch")
             .and_then(Value::as_str)
-            .filter(|e| e.len() == 16)
-            .and_then(|e| u64::from_str_radix(e, 16).ok());
+            .and_then(parse_epoch);
         return Some(ControlLine::Subscribed { epoch });
     }
     if let Some(n) = body.get("seq").and_then(Value::as_u64) {
