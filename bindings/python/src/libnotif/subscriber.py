@@ -78,16 +78,53 @@ _CONTROL_PREFIX = b'{"notif":'
 _TRANSIENT = ("too_slow", "memory")
 
 
-def _control_body(line):
-    """The body of a control line ({} when unreadable), or None for a notification."""
+_EPOCH = re.compile(r"[0-9a-f]{16}")
+# The reasons a client knows; any other (or none) is acted on as bad_request.
+_REASONS = ("bad_request", "request_timeout", "denied", "full", "too_slow", "memory",
+            "too_costly")
+
+
+def _count(value):
+    """A JSON integer >= 0 (never a bool), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _classify(line):
+    """How a line read from a publisher is taken (tests/protocol-vectors/
+    control_lines.json is its specification): ("notification", None) for a
+    line handed to the application, else one of ("ack", epoch or None),
+    ("seq", n), ("dropped", n or "unknown"), ("heartbeat", t),
+    ("error", (reason, message)), ("stats", dict) and ("unknown", None), a
+    control line this client does not understand or cannot read: skipped."""
     if not line.startswith(_CONTROL_PREFIX):
-        return None
+        return "notification", None
     try:
         obj = json.loads(line)
     except ValueError:
-        return {}
+        return "unknown", None
     body = obj.get("notif") if isinstance(obj, dict) else None
-    return body if isinstance(body, dict) else {}
+    if not isinstance(body, dict):
+        return "unknown", None
+    if body.get("subscribed") is True:
+        epoch = body.get("epoch")
+        return "ack", epoch if isinstance(epoch, str) and _EPOCH.fullmatch(epoch) else None
+    if _count(body.get("seq")) is not None:
+        return "seq", body["seq"]
+    dropped = body.get("dropped")
+    if _count(dropped) is not None or dropped == "unknown":
+        return "dropped", dropped
+    heartbeat = body.get("heartbeat")
+    if isinstance(heartbeat, (int, float)) and not isinstance(heartbeat, bool):
+        return "heartbeat", heartbeat
+    message = body.get("error")
+    if isinstance(message, str):
+        reason = body.get("reason")
+        return "error", (reason if reason in _REASONS else "bad_request", message)
+    if isinstance(body.get("stats"), dict):
+        return "stats", body["stats"]
+    return "unknown", None
 
 
 class _Filter:
@@ -394,31 +431,30 @@ class Subscriber:
                 continue
             self._buf += data
 
-    def _handle_control(self, body):
-        if body.get("subscribed"):
+    def _handle_control(self, kind, value):
+        if kind == "ack":
             self.acked = True
-            epoch = body.get("epoch")
-            self._epoch = epoch if isinstance(epoch, str) else None
+            self._epoch = value
             self._cursors_seen = self._cursors_seen or self._epoch is not None
-        seq = body.get("seq")
-        if self.acked and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
-            self._next_seq = seq
-            if seq > 0 and self._epoch is not None:
-                self._resume = "%s-%d" % (self._epoch, seq - 1)
-                self._replay = False
-        if (self._markers or self._resuming) and "dropped" in body:
-            count = body["dropped"]
-            if count == "unknown":
-                self.dropped_unknown += 1
-            elif isinstance(count, int) and not isinstance(count, bool) and count >= 0:
-                self.dropped += count
-        if "heartbeat" in body:
-            self.last_heartbeat = body["heartbeat"]
-        if "error" in body:
-            reason = body.get("reason")
+        elif kind == "seq":
+            if self.acked:
+                self._next_seq = value
+                if value > 0 and self._epoch is not None:
+                    self._resume = "%s-%d" % (self._epoch, value - 1)
+                    self._replay = False
+        elif kind == "dropped":
+            if self._markers or self._resuming:
+                if value == "unknown":
+                    self.dropped_unknown += 1
+                else:
+                    self.dropped += value
+        elif kind == "heartbeat":
+            self.last_heartbeat = value
+        elif kind == "error":
+            reason, message = value
             if (not self.acked and not self._legacy and not self._user_resume
-                    and not self._cursors_seen and reason in (None, "bad_request")
-                    and '"cursor"' in str(body["error"])):
+                    and not self._cursors_seen and reason == "bad_request"
+                    and '"cursor"' in message):
                 # A publisher from before cursors: the same connection again,
                 # without them (not a reconnection: nothing was missed).
                 self._legacy = True
@@ -433,7 +469,7 @@ class Subscriber:
                 # budget: a lost connection like any other.
                 self._lost()
                 return
-            self._failed = refusal(body["error"], reason, self.path)
+            self._failed = refusal(message, reason, self.path)
             self.close()
             raise self._failed
 
@@ -447,9 +483,9 @@ class Subscriber:
                 return line
             # Never a notification, on the plain stream too: a publisher that
             # refuses us (denied, full) says so on one.
-            body = _control_body(line)
-            if body is not None:
-                self._handle_control(body)
+            kind, value = _classify(line)
+            if kind != "notification":
+                self._handle_control(kind, value)
                 continue
             obj = None
             if not self.acked:
@@ -597,13 +633,12 @@ def request_stats(path, timeout=5.0):
                 line = bytes(buf[:nl])
                 del buf[:nl + 1]
                 scanned = 0
-                body = _control_body(line)
-                if body is None:
-                    continue  # a notification sent before our request was read
-                if isinstance(body.get("stats"), dict):
-                    return body["stats"]
-                if "error" in body:
-                    raise refusal(body["error"], body.get("reason"), path)
+                kind, value = _classify(line)
+                if kind == "stats":
+                    return value
+                if kind == "error":
+                    raise refusal(value[1], value[0], path)
+                # else a notification sent before our request was read
             if len(buf) > MAX_LINE:
                 raise NotifError(errno.EMSGSIZE, "%s: a line over %d MiB without a newline: not "
                                  "a notif publisher?" % (path, MAX_LINE >> 20), path)
