@@ -12,11 +12,11 @@ mod fork_guard;
 pub mod json_line;
 mod options;
 mod publisher;
-pub mod reserved_member;
 mod server;
 mod socket_file;
 mod stats;
 pub mod subscription;
+pub mod top_level;
 
 pub use client::subscriber::{self, Event, SubscribeOptions, Subscriber};
 pub use error::Error;

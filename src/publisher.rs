@@ -13,10 +13,10 @@ use crate::error::Error;
 use crate::fork_guard;
 use crate::json_line::{self, Layout};
 use crate::options::Options;
-use crate::reserved_member;
 use crate::server::{self, Shared};
 use crate::socket_file::{CreatedFile, Listener, SocketAddress};
 use crate::stats::{bump, Counters, Stats};
+use crate::top_level;
 
 /// Relays JSON notifications to every subscriber connected to its Unix socket.
 ///
@@ -216,9 +216,9 @@ impl Publisher {
             bump(&counters.rejected, 1);
             Error::new(libc::EINVAL, format!("notification rejected: {e}"))
         })?;
-        if reserved_member::first_member_is_reserved(json) {
+        if top_level::first_member_is_reserved(json) {
             bump(&counters.rejected, 1);
-            return Err(reserved_member::refusal());
+            return Err(top_level::reserved_name_refusal());
         }
         let pushed = match layout {
             Layout::Compact => {

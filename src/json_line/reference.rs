@@ -86,6 +86,8 @@ fn string_end(input: &[u8], body_start: usize) -> usize {
 /// Index of the first `"` or `\` at or after `from`, or `bytes.len()` if there
 /// is none (also when `from` is past the end). Eight bytes at a time: most of a
 /// notification is string bodies, and this is what skipping them costs.
+/// Also how `top_level` skips strings (inlined: it is its inner loop).
+#[inline]
 pub(crate) fn next_quote_or_backslash(bytes: &[u8], mut from: usize) -> usize {
     while let Some(chunk) = bytes.get(from..from + 8) {
         let word = u64::from_le_bytes(chunk.try_into().expect("8-byte slice"));

@@ -90,9 +90,11 @@ fn open_failure(path: &str, err: &notif::Error) -> Failure {
 fn check(line: &[u8], options: &Options) -> Option<String> {
     match json_line::to_compact_line(line) {
         Err(err) => Some(format!("notification rejected: {err}")),
-        Ok(_) if notif::reserved_member::first_member_is_reserved(line) => {
-            Some(notif::reserved_member::refusal().message().to_string())
-        }
+        Ok(_) if notif::top_level::first_member_is_reserved(line) => Some(
+            notif::top_level::reserved_name_refusal()
+                .message()
+                .to_string(),
+        ),
         Ok(compact) if compact.len() > options.max_message => Some(format!(
             "notification rejected: {} bytes once compact, over the max_message limit of {}",
             compact.len(),

@@ -1,6 +1,6 @@
 //! Small JSON helpers that keep the text as received: an indenting printer
-//! (serde_json's would sort keys and respell numbers) and an object reader
-//! that keeps the order of the members.
+//! (serde_json's would sort keys and respell numbers) and the members of an
+//! object in their order (read by the library's `top_level`).
 
 use std::io::{self, Write};
 
@@ -134,76 +134,26 @@ pub fn pretty(text: &[u8], colour: bool, out: &mut impl Write) -> io::Result<()>
     Ok(())
 }
 
-/// The index just past the value starting at `start` (after any whitespace).
-fn value_end(text: &[u8], start: usize) -> usize {
-    match text.get(start) {
-        Some(b'"') => string_end(text, start),
-        Some(b'{' | b'[') => {
-            let mut depth = 0usize;
-            let mut i = start;
-            while i < text.len() {
-                match text[i] {
-                    b'"' => {
-                        i = string_end(text, i);
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return i + 1;
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            text.len()
-        }
-        Some(_) => scalar_end(text, start),
-        None => start,
-    }
-}
-
 /// The members of the JSON object `text`, in the order they appear: each key
 /// (unescaped) with the text of its value. None if `text` is not valid JSON or
-/// not an object.
+/// not an object. Read by the library's one top-level reader
+/// ([`notif::top_level::members`]).
 pub fn members(text: &[u8]) -> Option<Vec<(String, &[u8])>> {
     match serde_json::from_slice::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(_)) => {}
         _ => return None,
     }
-    // Valid JSON from here on, so the scan below cannot go astray.
-    let mut list = Vec::new();
-    let mut i = skip_space(text, 0) + 1; // past '{'
-    loop {
-        i = skip_space(text, i);
-        match text.get(i)? {
-            b'}' => return Some(list),
-            b',' => {
-                i += 1;
-                continue;
-            }
-            b'"' => {}
-            _ => return None,
-        }
-        let key_end = string_end(text, i);
-        let key: String = serde_json::from_slice(&text[i..key_end]).ok()?;
-        i = skip_space(text, key_end);
-        if text.get(i) != Some(&b':') {
-            return None;
-        }
-        let start = skip_space(text, i + 1);
-        let end = value_end(text, start);
-        list.push((key, &text[start..end]));
-        i = end;
-    }
+    notif::top_level::members(text)
+        .map(|m| Some((m.key()?.into_owned(), m.value())))
+        .collect()
 }
 
-/// The value of `key` in the object `text`, as text (the first one, if repeated).
+/// The value of `key` in the object `text`, as text (the last one, if
+/// repeated, as every JSON reader of notif's takes it).
 pub fn member<'a>(text: &'a [u8], key: &str) -> Option<&'a [u8]> {
     members(text)?
         .into_iter()
+        .rev()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v)
 }
@@ -263,6 +213,7 @@ mod tests {
         assert_eq!(list[1].1, br#"{"x":[1,"]"]}"#);
         assert_eq!(list[2].1, br#""s""#);
         assert_eq!(member(text, "c"), Some(&br#""s""#[..]));
+        assert_eq!(member(br#"{"a":1,"a":2}"#, "a"), Some(&b"2"[..]));
         assert_eq!(members(b"[1]"), None);
         assert_eq!(members(b"{\"a\":"), None);
     }
