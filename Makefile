@@ -81,12 +81,12 @@ STRICT_C := -std=c99 -Wall -Wextra -Werror -pedantic
 STRICT_CXX := -std=c++11 -Wall -Wextra -Werror -pedantic
 ALL_CFLAGS := $(STRICT_C) -D_POSIX_C_SOURCE=200809L -Iinclude $(CFLAGS)
 LINK_NOTIF := -L$(B)/lib -lnotif -Wl,-rpath,'$$ORIGIN/lib'
-TEST_DEFS := -DCARGO_VERSION='"$(VERSION)"' -DFIXTURES_DIR='"$(CURDIR)/tests/fixtures"'
+TEST_DEFS := -DCARGO_VERSION='"$(VERSION)"' -DFIXTURES_DIR='"$(CURDIR)/tests/fixtures"' -DHEADER_PATH='"$(CURDIR)/$(HEADER)"'
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 EXAMPLES := $(B)/publisher $(B)/subscriber $(B)/subscriber_lib $(B)/dlopen
-C_TESTS := $(B)/test_api $(B)/test_sigpipe $(B)/test_subscriber $(B)/test_write_through $(B)/header_cpp $(B)/test_header_alone
-ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_write_through $(B)/asan/test_api_shared \
+C_TESTS := $(B)/test_api $(B)/test_null_args $(B)/test_sigpipe $(B)/test_subscriber $(B)/test_write_through $(B)/header_cpp $(B)/test_header_alone
+ASAN_BINS := $(B)/asan/test_api $(B)/asan/test_null_args $(B)/asan/test_sigpipe $(B)/asan/test_write_through $(B)/asan/test_api_shared \
              $(B)/asan/publisher $(B)/asan/subscriber $(B)/asan/dlopen \
              $(B)/asan/test_subscriber $(B)/asan/subscriber_lib
 
@@ -150,7 +150,7 @@ $(B)/publisher $(B)/subscriber $(B)/subscriber_lib: $(B)/%: examples/c/%.c $(HEA
 $(B)/dlopen: examples/c/dlopen.c $(HEADER) | $(B)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -ldl $(LDFLAGS)
 
-$(B)/test_api $(B)/test_sigpipe $(B)/test_subscriber $(B)/test_write_through: $(B)/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_SO) Cargo.toml | $(LIBLINKS)
+$(B)/test_api $(B)/test_null_args $(B)/test_sigpipe $(B)/test_subscriber $(B)/test_write_through: $(B)/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_SO) Cargo.toml | $(LIBLINKS)
 	$(CC) $(ALL_CFLAGS) -pthread $(TEST_DEFS) -o $@ $< $(LINK_NOTIF) $(LDFLAGS)
 
 $(B)/test_header_alone: tests/c/test_header_alone.c $(HEADER) $(LIB_SO) | $(LIBLINKS)
@@ -162,7 +162,7 @@ $(B)/header_cpp: tests/c/header_cpp.cpp $(HEADER) $(LIB_SO) | $(LIBLINKS)
 # ASan + UBSan builds link libnotif.a (and test_api also libnotif.so, below). The
 # Rust code itself is not instrumented; ASan still intercepts its malloc/free, so
 # LSan sees its leaks and ASan checks the C side's use of what it returns.
-$(B)/asan/test_api $(B)/asan/test_sigpipe $(B)/asan/test_subscriber $(B)/asan/test_write_through: $(B)/asan/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_A) $(NATIVE_LIBS_FILE) Cargo.toml | $(B)/asan
+$(B)/asan/test_api $(B)/asan/test_null_args $(B)/asan/test_sigpipe $(B)/asan/test_subscriber $(B)/asan/test_write_through: $(B)/asan/%: tests/c/%.c tests/c/testlib.h $(HEADER) $(LIB_A) $(NATIVE_LIBS_FILE) Cargo.toml | $(B)/asan
 	$(CC) $(ALL_CFLAGS) $(SANITIZE) -pthread $(TEST_DEFS) -o $@ $< $(LIB_A) $$(cat $(NATIVE_LIBS_FILE)) $(LDFLAGS)
 
 # The same test against the shared library (the cdylib): found through the rpath,
@@ -248,6 +248,7 @@ test: deps
 	@$(CHECK) c header-alone-c99-link -- $(B)/test_header_alone
 	@$(CHECK) c header-cpp11 -- $(B)/header_cpp
 	@$(CHECK) c test_api -- $(B)/test_api
+	@$(CHECK) c test_null_args -- $(B)/test_null_args
 	@$(CHECK) c test_sigpipe -- $(B)/test_sigpipe
 	@$(CHECK) c test_subscriber -- $(B)/test_subscriber
 	@$(CHECK) c test_write_through -- $(B)/test_write_through
@@ -261,6 +262,7 @@ test: deps
 	@$(CHECK) c go --timeout 600 -- bindings/go/test.sh
 	@$(CHECK) c bench-smoke --timeout 240 -- env BENCH_QUICK=1 $(MAKE) --no-print-directory bench
 	@$(CHECK) c valgrind-test_api -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_api
+	@$(CHECK) c valgrind-test_null_args -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_null_args
 	@$(CHECK) c valgrind-test_sigpipe -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_sigpipe
 	@$(CHECK) c valgrind-test_subscriber -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_subscriber
 	@$(CHECK) c valgrind-test_write_through -- env TEST_TIMEOUT_SCALE=20 $(VALGRIND_RUN) $(B)/test_write_through
@@ -268,6 +270,7 @@ test: deps
 	@$(CHECK) c valgrind-header_cpp -- $(VALGRIND_RUN) $(B)/header_cpp
 	@$(CHECK) c valgrind-examples -- tests/c/test_examples.sh $(B) $(LIB_SO) $(VALGRIND_RUN)
 	@$(CHECK) c asan-test_api -- env $(ASAN_ENV) $(B)/asan/test_api
+	@$(CHECK) c asan-test_null_args -- env $(ASAN_ENV) $(B)/asan/test_null_args
 	@$(CHECK) c asan-test_api-shared -- env $(ASAN_ENV) $(B)/asan/test_api_shared
 	@$(CHECK) c asan-test_sigpipe -- env $(ASAN_ENV) $(B)/asan/test_sigpipe
 	@$(CHECK) c asan-test_subscriber -- env $(ASAN_ENV) $(B)/asan/test_subscriber

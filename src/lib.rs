@@ -21,8 +21,8 @@ pub mod top_level;
 pub use client::subscriber::{self, Event, SubscribeOptions, Subscriber};
 pub use error::Error;
 pub use options::{
-    resolve_group, Options, SlowPolicy, DEFAULT_MEMORY_LIMIT, MAX_MAX_MESSAGE, MAX_MAX_SUBSCRIBERS,
-    MIN_SUBSCRIBER_BUFFER,
+    resolve_group, ChosenSizes, Options, SlowPolicy, DEFAULT_MEMORY_LIMIT, MAX_MAX_MESSAGE,
+    MAX_MAX_SUBSCRIBERS, MIN_SUBSCRIBER_BUFFER,
 };
 pub use publisher::Publisher;
 pub use socket_file::{SocketAddress, MAX_PATH_LEN};

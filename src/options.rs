@@ -62,6 +62,20 @@ pub struct Options {
     /// connection is told so (reason `full`) and closed. Root and the
     /// publisher's own user are not counted: they could harm the host anyway.
     pub max_connections_per_uid: usize,
+    /// Which of the three sizes that constrain each other (max_message at
+    /// most half the subscriber buffer and half the backlog) were given to
+    /// their setters. A max_message left at its default follows the buffers
+    /// down; sizes chosen are checked against each other. Kept by the
+    /// setters: leave it at its default (`..Options::default()`).
+    pub chosen: ChosenSizes,
+}
+
+/// Which sizes the caller chose through the setters (see [`Options::chosen`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChosenSizes {
+    max_message: bool,
+    subscriber_buffer: bool,
+    backlog: bool,
 }
 
 /// The default cap on one user's connections: plenty for one consumer's
@@ -90,6 +104,7 @@ impl Default for Options {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             replay: 0,
             max_connections_per_uid: DEFAULT_MAX_CONNECTIONS_PER_UID,
+            chosen: ChosenSizes::default(),
         }
     }
 }
@@ -119,7 +134,11 @@ impl Options {
         if bytes < MIN_SUBSCRIBER_BUFFER {
             return Err(invalid(format!("subscriber buffer of {bytes} bytes is below the minimum of {MIN_SUBSCRIBER_BUFFER}")));
         }
+        if self.max_message_chosen() {
+            too_large_for(self.max_message, "subscriber buffer", bytes)?;
+        }
         self.subscriber_buffer = bytes;
+        self.chosen.subscriber_buffer = true;
         Ok(())
     }
 
@@ -129,7 +148,14 @@ impl Options {
                 "max message of {bytes} bytes is outside 1..={MAX_MAX_MESSAGE}"
             )));
         }
+        if self.chosen.subscriber_buffer {
+            too_large_for(bytes, "subscriber buffer", self.subscriber_buffer)?;
+        }
+        if self.chosen.backlog {
+            too_large_for(bytes, "backlog", self.backlog)?;
+        }
         self.max_message = bytes;
+        self.chosen.max_message = true;
         Ok(())
     }
 
@@ -168,7 +194,11 @@ impl Options {
                 "backlog of {bytes} bytes is below the minimum of {MIN_SUBSCRIBER_BUFFER}"
             )));
         }
+        if self.max_message_chosen() {
+            too_large_for(self.max_message, "backlog", bytes)?;
+        }
         self.backlog = bytes;
+        self.chosen.backlog = true;
         Ok(())
     }
 
@@ -209,36 +239,58 @@ impl Options {
         }
     }
 
-    /// Checks every option (fields can be set directly, bypassing the setters)
-    /// and the options against each other; called by open.
-    pub(crate) fn validate(&self) -> Result<(), Error> {
-        let mut checked = Options::default();
-        checked.set_mode(self.mode)?;
-        checked.set_subscriber_buffer(self.subscriber_buffer)?;
-        checked.set_max_message(self.max_message)?;
-        checked.set_max_subscribers(self.max_subscribers)?;
-        checked.set_max_connections_per_uid(self.max_connections_per_uid)?;
-        checked.set_backlog(self.backlog)?;
-        checked.set_memory_limit(self.memory_limit)?;
-        checked.set_replay(self.replay)?;
+    /// Whether max_message was chosen: given to its setter, or set directly
+    /// to another value than the default.
+    fn max_message_chosen(&self) -> bool {
+        self.chosen.max_message || self.max_message != DEFAULT_MAX_MESSAGE
+    }
+
+    /// The options open uses: every option checked (fields can be set
+    /// directly, bypassing the setters) and against each other, and a
+    /// max_message left at its default lowered to what the buffers carry.
+    pub(crate) fn resolved(&self) -> Result<Options, Error> {
+        // Each alone (the sizes against each other below).
+        let fresh = Options::default;
+        fresh().set_mode(self.mode)?;
+        fresh().set_subscriber_buffer(self.subscriber_buffer)?;
+        fresh().set_max_message(self.max_message)?;
+        fresh().set_max_subscribers(self.max_subscribers)?;
+        fresh().set_max_connections_per_uid(self.max_connections_per_uid)?;
+        fresh().set_backlog(self.backlog)?;
+        fresh().set_memory_limit(self.memory_limit)?;
+        fresh().set_replay(self.replay)?;
         if self.replay > self.memory_limit / 2 {
             return Err(invalid(format!(
                 "the replay ring ({} bytes) is more than half the memory limit ({} bytes), which it is counted in: lower replay or raise memory_limit",
                 self.replay, self.memory_limit
             )));
         }
+        let mut resolved = self.clone();
         // A message must fit in the user-space half of a subscriber's buffer
         // (the kernel holds the other half) and in the backlog, or it could
         // never be delivered to anyone.
         let ceiling = (self.subscriber_buffer / 2).min(self.backlog / 2);
-        if self.max_message > ceiling {
+        if !self.max_message_chosen() {
+            resolved.max_message = DEFAULT_MAX_MESSAGE.min(ceiling).max(1);
+        } else if self.max_message > ceiling {
             return Err(invalid(format!(
                 "max message ({} bytes) is more than half the subscriber buffer ({}) or the backlog ({}): such a message could never be delivered; lower max_message or raise the buffers",
                 self.max_message, self.subscriber_buffer, self.backlog
             )));
         }
-        Ok(())
+        Ok(resolved)
     }
+}
+
+/// A max_message of `max_message` bytes against a buffer of `bytes` chosen
+/// by the caller: it must be at most half of it.
+fn too_large_for(max_message: usize, name: &str, bytes: usize) -> Result<(), Error> {
+    if max_message > bytes / 2 {
+        return Err(invalid(format!(
+            "max_message ({max_message} bytes) is more than half the {name} ({bytes} bytes): such a message could never be delivered; the {name} must be at least twice max_message"
+        )));
+    }
+    Ok(())
 }
 
 /// Resolves a group name (or a decimal group id) to a gid.
@@ -297,5 +349,68 @@ pub fn resolve_group(group: &[u8]) -> Result<u32, Error> {
             ));
         }
         return Ok(entry.gr_gid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_default_max_message_follows_the_buffers_down() {
+        let mut o = Options::default();
+        o.set_subscriber_buffer(256 * 1024).unwrap();
+        assert_eq!(o.resolved().unwrap().max_message, 128 * 1024);
+        o.set_backlog(64 * 1024).unwrap();
+        assert_eq!(o.resolved().unwrap().max_message, 32 * 1024);
+        // Buffers large enough leave the default alone.
+        let mut o = Options::default();
+        o.set_subscriber_buffer(64 << 20).unwrap();
+        assert_eq!(o.resolved().unwrap().max_message, DEFAULT_MAX_MESSAGE);
+    }
+
+    #[test]
+    fn sizes_chosen_are_checked_by_the_second_setter_and_a_refusal_changes_nothing() {
+        let mut o = Options::default();
+        o.set_subscriber_buffer(64 * 1024).unwrap();
+        let err = o.set_max_message(32 * 1024 + 1).unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+        assert!(err.message().contains("subscriber buffer"), "{err}");
+        assert_eq!(o.max_message, DEFAULT_MAX_MESSAGE);
+        o.set_max_message(32 * 1024).unwrap();
+        let before = o.clone();
+        assert!(o
+            .set_backlog(64 * 1024 - 1)
+            .unwrap_err()
+            .message()
+            .contains("backlog"));
+        assert!(o.set_subscriber_buffer(64 * 1024 - 1).is_err());
+        assert_eq!(o, before);
+        assert_eq!(o.resolved().unwrap().max_message, 32 * 1024);
+    }
+
+    #[test]
+    fn a_max_message_against_a_default_buffer_is_checked_at_open_so_buffers_may_be_raised_after() {
+        let mut o = Options::default();
+        o.set_max_message(64 << 20).unwrap(); // over half the default 4 MiB buffer
+        assert!(o.resolved().unwrap_err().message().contains("half"));
+        o.set_subscriber_buffer(128 << 20).unwrap();
+        o.set_backlog(128 << 20).unwrap();
+        assert_eq!(o.resolved().unwrap().max_message, 64 << 20);
+    }
+
+    #[test]
+    fn a_max_message_set_directly_counts_as_chosen() {
+        let o = Options {
+            max_message: 3 << 20,
+            ..Options::default()
+        };
+        assert!(o.resolved().is_err(), "3 MiB is over half the 4 MiB buffer");
+        let o = Options {
+            max_message: 1000,
+            subscriber_buffer: 64 * 1024,
+            ..Options::default()
+        };
+        assert_eq!(o.resolved().unwrap().max_message, 1000);
     }
 }

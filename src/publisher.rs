@@ -58,7 +58,7 @@ impl Publisher {
 
     /// Like [`Publisher::open_with`], for a path given as raw bytes.
     pub fn open_bytes(path: &[u8], options: &Options) -> Result<Publisher, Error> {
-        options.validate()?;
+        let options = &options.resolved()?;
         let address = SocketAddress::parse(path)?;
         fork_guard::install_fork_handlers();
         let backlog =
@@ -78,7 +78,7 @@ impl Publisher {
     /// did not create (mode and group options do not apply either). On error
     /// `fd` is left open and unchanged but for O_NONBLOCK and FD_CLOEXEC.
     pub fn open_fd(fd: std::os::fd::RawFd, options: &Options) -> Result<Publisher, Error> {
-        options.validate()?;
+        let options = &options.resolved()?;
         fork_guard::install_fork_handlers();
         // Check the caller's descriptor before opening any of ours: a number
         // the caller just closed would otherwise be reused by our eventfd.
@@ -151,12 +151,7 @@ impl Publisher {
     /// a child process after fork()).
     #[inline]
     pub fn emit(&self, json: &[u8]) -> Result<usize, Error> {
-        if self.generation != fork_guard::generation() {
-            return Err(Error::new(
-                libc::EBADF,
-                "this notif handle belongs to the parent process: after fork(), open a new publisher in the child",
-            ));
-        }
+        self.check_current_process()?;
         let subscribers = self.shared.subscribers.load(Ordering::Acquire);
         if subscribers == 0 && !self.replay {
             bump(&self.shared.counters.dropped_no_subscriber, 1);
@@ -170,6 +165,18 @@ impl Publisher {
     /// Whether this handle belongs to this process (false in a child after fork()).
     pub fn is_current_process(&self) -> bool {
         self.generation == fork_guard::generation()
+    }
+
+    /// EBADF in a child process after fork(), naming what to do instead: the
+    /// one error of every use of a parent's publisher there.
+    pub fn check_current_process(&self) -> Result<(), Error> {
+        if self.is_current_process() {
+            return Ok(());
+        }
+        Err(Error::new(
+            libc::EBADF,
+            "this notif handle belongs to the parent process: after fork(), its socket, thread and counters are the parent's; open a new publisher in the child",
+        ))
     }
 
     /// Subscribers connected now: one atomic load. Without a replay ring, a

@@ -598,9 +598,12 @@ fn option_setters_reject_what_cannot_work_with_einval() {
 #[test]
 fn open_refuses_a_max_message_over_half_the_subscriber_buffer_or_backlog_and_creates_nothing() {
     let dir = TempDir::new("max_over_half");
-    let mut options = Options::default();
-    options.set_subscriber_buffer(64 * 1024).unwrap();
-    options.set_max_message(32 * 1024 + 1).unwrap();
+    // Set directly (the setters refuse it at once, as the C setters do: below).
+    let mut options = Options {
+        subscriber_buffer: 64 * 1024,
+        max_message: 32 * 1024 + 1,
+        ..Options::default()
+    };
     assert_error(
         &open_err(dir.socket(), &options),
         libc::EINVAL,
@@ -612,15 +615,54 @@ fn open_refuses_a_max_message_over_half_the_subscriber_buffer_or_backlog_and_cre
         .unwrap()
         .close();
 
-    let mut options = Options::default();
-    options.set_backlog(64 * 1024).unwrap();
-    options.set_max_message(32 * 1024 + 1).unwrap();
+    let options = Options {
+        backlog: 64 * 1024,
+        max_message: 32 * 1024 + 1,
+        ..Options::default()
+    };
     assert_error(
         &open_err(dir.socket(), &options),
         libc::EINVAL,
         &["backlog"],
     );
     assert!(!dir.socket().exists());
+
+    // Through the setters, the second of a pair chosen refuses, as in C.
+    let mut options = Options::default();
+    options.set_subscriber_buffer(64 * 1024).unwrap();
+    assert_error(
+        &options.set_max_message(32 * 1024 + 1).unwrap_err(),
+        libc::EINVAL,
+        &["max_message", "half", "subscriber buffer"],
+    );
+    let mut options = Options::default();
+    options.set_max_message(32 * 1024 + 1).unwrap();
+    assert_error(
+        &options.set_backlog(64 * 1024).unwrap_err(),
+        libc::EINVAL,
+        &["backlog"],
+    );
+    // A max_message left at its default follows a small buffer down.
+    let mut options = Options::default();
+    options.set_subscriber_buffer(64 * 1024).unwrap();
+    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
+    // emit looks at a line only while someone is connected.
+    let _reader = std::os::unix::net::UnixStream::connect(dir.socket()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while publisher.subscribers() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reader never counted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let line = format!("{{\"pad\":\"{}\"}}", "x".repeat(32 * 1024));
+    assert_error(
+        &publisher.emit(line.as_bytes()).unwrap_err(),
+        libc::EMSGSIZE,
+        &["32768"],
+    );
+    publisher.close();
 }
 
 /// Options' fields are public, so open must check what the setters check:

@@ -7,8 +7,17 @@
  *
  * Conventions: functions returning int return a non-negative value on success
  * and a negative errno on failure (libsystemd style); functions returning a
- * pointer return NULL and set errno. notif_last_error() explains the last
- * failure on the calling thread.
+ * pointer return NULL and set errno; notif_subscriber_dropped returns 0 and
+ * sets errno. notif_last_error() explains the last failure on the calling
+ * thread.
+ *
+ * NULL arguments, one rule for every function: a NULL pointer where the
+ * function needs an object, a string or a buffer is EINVAL (-EINVAL, or NULL
+ * or 0 with errno EINVAL), and notif_last_error() names the argument. The
+ * release functions (notif_close, notif_options_free, notif_unsubscribe)
+ * take NULL as a no-op. The arguments documented "may be NULL" (`opts` of
+ * notif_open_with and notif_open_fd, `request_json` of notif_subscribe) mean
+ * the defaults. No function crashes on a NULL argument.
  */
 
 #ifndef NOTIF_H
@@ -299,11 +308,11 @@ struct notif_handle *notif_open_fd(int fd, const struct notif_options *opts);
  * nobody is connected; without a replay ring the message is then dropped
  * without being looked at, with one (notif_options_set_replay) it is checked
  * as always and kept in the ring for subscribers that resume or replay.
- * Errors: -EINVAL (NULL json,
+ * Errors: -EINVAL (NULL handle or json,
  * not exactly one JSON object, invalid UTF-8, or an object whose first
  * member is named "notif" in any spelling: that name is reserved for the
  * protocol's control lines; counted in rejected), -EMSGSIZE (over max_message),
- * -EBADF (NULL handle, or a handle used in a child after fork()), -EAGAIN
+ * -EBADF (a handle used in a child after fork()), -EAGAIN
  * (backlog full: dropped and counted). Never blocks, never raises SIGPIPE.
  * Thread-safe: any number of threads may emit on one handle at once.
  */
@@ -318,7 +327,7 @@ int notif_emit_len(struct notif_handle *handle, const char *json, size_t len);
 /**
  * The number of subscribers connected now (connections that only asked for
  * stats are not counted): one atomic load, never blocks. Returns >= 0, or
- * -EBADF (NULL handle, or a handle used in a child after fork(): 0
+ * -EINVAL (NULL handle) or -EBADF (a handle used in a child after fork(): 0
  * subscribers there).
  *
  * Without a replay ring, a caller whose notifications are costly to build
@@ -336,16 +345,16 @@ int notif_subscribers(struct notif_handle *handle);
  * notif_subscribers() returned 0 (in dropped_no_subscriber, as notif_emit
  * counts it without a replay ring). Not for a handle with a replay ring:
  * there, emit the notification so that the ring keeps it (see
- * notif_subscribers). Returns 0 or -EBADF (NULL handle). Never blocks.
+ * notif_subscribers). Returns 0 or -EINVAL (NULL handle). Never blocks.
  */
 int notif_skip(struct notif_handle *handle);
 
 /**
  * Copies the handle's counters into `out`. Pass `sizeof(notif_stats)` as
  * `out_size`: a program built against an older, smaller notif_stats gets the
- * fields it knows. Returns 0, -EBADF (NULL handle, or a handle used in a
+ * fields it knows. Returns 0, -EBADF (a handle used in a
  * child after fork(): its counters are the parent's, frozen at the fork) or
- * -EINVAL (NULL out, or out_size smaller than the first version of the
+ * -EINVAL (NULL handle or out, or out_size smaller than the first version of the
  * struct). Thread-safe. It first lets the server thread take what was
  * emitted before the call (microseconds; at most 100 ms on an overloaded
  * machine), so that next_seq and the replay gauges count every notification
@@ -519,7 +528,7 @@ struct notif_subscriber *notif_subscribe(const char *path, const char *request_j
  * NOTIF_RECV_TIMEOUT (0), NOTIF_RECV_RECONNECTED (2: the connection was lost
  * and re-established, notifications were missed), NOTIF_RECV_DROPPED (3: the
  * publisher reported drops, see notif_subscriber_dropped), or a negative
- * errno: -EBADF (NULL s), -EINVAL (NULL msg or len); permanent failures,
+ * errno: -EINVAL (NULL s, msg or len); permanent failures,
  * after which every later call returns the same error and
  * notif_subscriber_fd() returns -ENOTCONN: -EPROTO (the publisher refused
  * the request), -EACCES (the publisher's allow-lists refuse this process:
@@ -543,20 +552,21 @@ int notif_recv(struct notif_subscriber *s, const char **msg, size_t *len, int ti
  * becomes readable when the next attempt is due. It may change after every
  * notif_recv call (re-register it with epoll). Do not read or close it.
  * notif_recv reads ahead: call it with timeout 0 until it returns 0 before
- * polling again. Returns -EBADF for NULL, -ENOTCONN after a permanent failure.
+ * polling again. Returns -EINVAL for NULL, -ENOTCONN after a permanent failure
+ * (notif_last_error() then still explains that failure).
  */
 int notif_subscriber_fd(struct notif_subscriber *s);
 
 /**
  * The total number of notifications the publisher reported dropped for this
- * subscriber (requests with "markers":true). 0 for NULL.
+ * subscriber (requests with "markers":true). For NULL: 0, with errno EINVAL.
  */
 uint64_t notif_subscriber_dropped(const struct notif_subscriber *s);
 
 /**
  * The cursor of the last notification notif_recv returned, as a
- * NUL-terminated string (`EPOCH-SEQ`), or NULL before the first (or for a
- * NULL subscriber). Valid until the next call on `s`. Pass it as
+ * NUL-terminated string (`EPOCH-SEQ`), or NULL before the first (and NULL
+ * with errno EINVAL for a NULL subscriber). Valid until the next call on `s`. Pass it as
  * `{"after":"<cursor>"}` to notif_subscribe to resume after it, from this or
  * another process. Not thread-safe with other calls on `s`.
  */

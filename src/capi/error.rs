@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CString};
 
+use super::panic_guard::entry;
 use crate::Error;
 
 thread_local! {
@@ -25,19 +26,17 @@ pub(crate) fn remember_with_errno(error: &Error) {
     unsafe { *libc::__errno_location() = error.errno() };
 }
 
-pub(crate) fn null_argument(what: &str) -> Error {
-    Error::new(libc::EINVAL, format!("{what} is NULL"))
-}
-
 /// The message of the last failed notif call on this thread ("" if none).
 ///
 /// The string belongs to the library and stays valid until the next failing
 /// notif call on the same thread. Thread-safe: each thread has its own.
 #[no_mangle]
 pub extern "C" fn notif_last_error() -> *const c_char {
-    LAST_ERROR
-        .try_with(|slot| slot.borrow().as_ptr())
-        .unwrap_or(c"".as_ptr())
+    entry(|| {
+        Ok(LAST_ERROR
+            .try_with(|slot| slot.borrow().as_ptr())
+            .unwrap_or(c"".as_ptr()))
+    })
 }
 
 /// A static description of a notif error code. Accepts the negative values the
@@ -45,12 +44,16 @@ pub extern "C" fn notif_last_error() -> *const c_char {
 /// The string is static: do not free it. Thread-safe.
 #[no_mangle]
 pub extern "C" fn notif_strerror(code: c_int) -> *const c_char {
+    entry(|| Ok(strerror(code)))
+}
+
+fn strerror(code: c_int) -> *const c_char {
     // INT_MIN has no positive counterpart: it is simply not a code of ours.
     let text: &'static std::ffi::CStr = match code.checked_abs().unwrap_or(-1) {
         0 => c"success",
         libc::EINVAL => c"invalid argument: not exactly one JSON object in UTF-8, a NULL argument, or a bad option value",
         libc::EMSGSIZE => c"message too large: over the publisher's max_message",
-        libc::EBADF => c"bad handle: NULL, or used in a child process after fork()",
+        libc::EBADF => c"bad handle: a publisher used in a child process after fork()",
         libc::EAGAIN => c"backlog full: the message was dropped and counted",
         libc::ENAMETOOLONG => c"socket path too long for a Unix socket (107 bytes at most)",
         libc::EEXIST => c"something that is not a socket exists at the path",

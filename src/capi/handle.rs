@@ -1,11 +1,11 @@
 //! notif_open / notif_emit / notif_close and friends.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int};
 use std::ptr;
 
-use super::error::{null_argument, remember, remember_with_errno};
+use super::arguments::{self, bytes, c_str, give, object, optional, release};
 use super::options::notif_options;
-use super::panic_guard::guard;
+use super::panic_guard::entry;
 use super::stats::{notif_stats, NOTIF_STATS_V1_SIZE};
 use crate::{Error, Options, Publisher};
 
@@ -15,25 +15,21 @@ pub struct notif_handle {
     publisher: Publisher,
 }
 
-fn open(path: *const c_char, opts: *const notif_options) -> *mut notif_handle {
-    guard(ptr::null_mut(), || {
-        if path.is_null() {
-            remember_with_errno(&null_argument("path"));
-            return ptr::null_mut();
-        }
-        // SAFETY: the caller passes a NUL-terminated string (documented).
-        let path = unsafe { CStr::from_ptr(path) }.to_bytes();
-        let defaults = Options::default();
-        // SAFETY: opts is NULL or a live notif_options from notif_options_new.
-        let options = unsafe { opts.as_ref() }.map_or(&defaults, notif_options::get);
-        match Publisher::open_bytes(path, options) {
-            Ok(publisher) => Box::into_raw(Box::new(notif_handle { publisher })),
-            Err(err) => {
-                remember_with_errno(&err);
-                ptr::null_mut()
-            }
-        }
-    })
+impl notif_handle {
+    /// The publisher, if this handle belongs to this process (not to the
+    /// parent of a child after fork()).
+    fn current(&self) -> Result<&Publisher, Error> {
+        self.publisher.check_current_process()?;
+        Ok(&self.publisher)
+    }
+}
+
+fn options_or_defaults(opts: Option<&notif_options>) -> Options {
+    opts.map_or_else(Options::default, |o| o.get().clone())
+}
+
+fn count(n: usize) -> c_int {
+    n.min(c_int::MAX as usize) as c_int
 }
 
 /// Binds a Unix stream socket at `path` with the default options, starts this
@@ -51,7 +47,12 @@ fn open(path: *const c_char, opts: *const notif_options) -> *mut notif_handle {
 /// notif_close(). Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn notif_open(path: *const c_char) -> *mut notif_handle {
-    open(path, ptr::null())
+    entry(|| {
+        let path = unsafe { c_str(path, "path") }?;
+        Ok(give(notif_handle {
+            publisher: Publisher::open_bytes(path, &Options::default())?,
+        }))
+    })
 }
 
 /// Like notif_open, with options. `opts` may be NULL (the defaults); it is only
@@ -61,7 +62,13 @@ pub unsafe extern "C" fn notif_open_with(
     path: *const c_char,
     opts: *const notif_options,
 ) -> *mut notif_handle {
-    open(path, opts)
+    entry(|| {
+        let path = unsafe { c_str(path, "path") }?;
+        let options = options_or_defaults(unsafe { optional(opts) });
+        Ok(give(notif_handle {
+            publisher: Publisher::open_bytes(path, &options)?,
+        }))
+    })
 }
 
 /// Serves a socket that is already bound and listening: one systemd passed
@@ -76,31 +83,12 @@ pub unsafe extern "C" fn notif_open_with(
 /// O_NONBLOCK and FD_CLOEXEC possibly set. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn notif_open_fd(fd: c_int, opts: *const notif_options) -> *mut notif_handle {
-    guard(ptr::null_mut(), || {
-        let defaults = Options::default();
-        // SAFETY: opts is NULL or a live notif_options from notif_options_new.
-        let options = unsafe { opts.as_ref() }.map_or(&defaults, notif_options::get);
-        match Publisher::open_fd(fd, options) {
-            Ok(publisher) => Box::into_raw(Box::new(notif_handle { publisher })),
-            Err(err) => {
-                remember_with_errno(&err);
-                ptr::null_mut()
-            }
-        }
+    entry(|| {
+        let options = options_or_defaults(unsafe { optional(opts) });
+        Ok(give(notif_handle {
+            publisher: Publisher::open_fd(fd, &options)?,
+        }))
     })
-}
-
-fn emit(handle: *mut notif_handle, json: &[u8]) -> c_int {
-    // SAFETY: handle is non-NULL (checked by callers) and live until notif_close (documented).
-    let handle = unsafe { &*handle };
-    match handle.publisher.emit(json) {
-        Ok(subscribers) => subscribers.min(c_int::MAX as usize) as c_int,
-        Err(err) => remember(&err),
-    }
-}
-
-fn bad_handle() -> c_int {
-    remember(&Error::new(libc::EBADF, "the notif handle is NULL"))
 }
 
 /// Queues one notification for every connected subscriber.
@@ -113,24 +101,19 @@ fn bad_handle() -> c_int {
 /// nobody is connected; without a replay ring the message is then dropped
 /// without being looked at, with one (notif_options_set_replay) it is checked
 /// as always and kept in the ring for subscribers that resume or replay.
-/// Errors: -EINVAL (NULL json,
+/// Errors: -EINVAL (NULL handle or json,
 /// not exactly one JSON object, invalid UTF-8, or an object whose first
 /// member is named "notif" in any spelling: that name is reserved for the
 /// protocol's control lines; counted in rejected), -EMSGSIZE (over max_message),
-/// -EBADF (NULL handle, or a handle used in a child after fork()), -EAGAIN
+/// -EBADF (a handle used in a child after fork()), -EAGAIN
 /// (backlog full: dropped and counted). Never blocks, never raises SIGPIPE.
 /// Thread-safe: any number of threads may emit on one handle at once.
 #[no_mangle]
 pub unsafe extern "C" fn notif_emit(handle: *mut notif_handle, json: *const c_char) -> c_int {
-    guard(-libc::EIO, || {
-        if handle.is_null() {
-            return bad_handle();
-        }
-        if json.is_null() {
-            return remember(&null_argument("json"));
-        }
-        // SAFETY: the caller passes a NUL-terminated string (documented).
-        emit(handle, unsafe { CStr::from_ptr(json) }.to_bytes())
+    entry(|| {
+        let handle = unsafe { object(handle, "handle") }?;
+        let json = unsafe { c_str(json, "json") }?;
+        Ok(count(handle.publisher.emit(json)?))
     })
 }
 
@@ -142,23 +125,16 @@ pub unsafe extern "C" fn notif_emit_len(
     json: *const c_char,
     len: usize,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        if handle.is_null() {
-            return bad_handle();
-        }
-        if json.is_null() {
-            return remember(&null_argument("json"));
-        }
-        // SAFETY: the caller passes `len` readable bytes at `json` (documented).
-        emit(handle, unsafe {
-            std::slice::from_raw_parts(json.cast::<u8>(), len)
-        })
+    entry(|| {
+        let handle = unsafe { object(handle, "handle") }?;
+        let json = unsafe { bytes(json, len, "json") }?;
+        Ok(count(handle.publisher.emit(json)?))
     })
 }
 
 /// The number of subscribers connected now (connections that only asked for
 /// stats are not counted): one atomic load, never blocks. Returns >= 0, or
-/// -EBADF (NULL handle, or a handle used in a child after fork(): 0
+/// -EINVAL (NULL handle) or -EBADF (a handle used in a child after fork(): 0
 /// subscribers there).
 ///
 /// Without a replay ring, a caller whose notifications are costly to build
@@ -170,19 +146,9 @@ pub unsafe extern "C" fn notif_emit_len(
 /// lost to them; emit every notification.
 #[no_mangle]
 pub unsafe extern "C" fn notif_subscribers(handle: *mut notif_handle) -> c_int {
-    guard(-libc::EIO, || {
-        if handle.is_null() {
-            return bad_handle();
-        }
-        // SAFETY: handle is live until notif_close (documented).
-        let publisher = &unsafe { &*handle }.publisher;
-        if !publisher.is_current_process() {
-            return remember(&Error::new(
-                libc::EBADF,
-                "this notif handle belongs to the parent process: after fork(), open a new publisher in the child",
-            ));
-        }
-        publisher.subscribers().min(c_int::MAX as usize) as c_int
+    entry(|| {
+        let handle = unsafe { object(handle, "handle") }?;
+        Ok(count(handle.current()?.subscribers()))
     })
 }
 
@@ -190,24 +156,20 @@ pub unsafe extern "C" fn notif_subscribers(handle: *mut notif_handle) -> c_int {
 /// notif_subscribers() returned 0 (in dropped_no_subscriber, as notif_emit
 /// counts it without a replay ring). Not for a handle with a replay ring:
 /// there, emit the notification so that the ring keeps it (see
-/// notif_subscribers). Returns 0 or -EBADF (NULL handle). Never blocks.
+/// notif_subscribers). Returns 0 or -EINVAL (NULL handle). Never blocks.
 #[no_mangle]
 pub unsafe extern "C" fn notif_skip(handle: *mut notif_handle) -> c_int {
-    guard(-libc::EIO, || {
-        if handle.is_null() {
-            return bad_handle();
-        }
-        // SAFETY: handle is live until notif_close (documented).
-        unsafe { &*handle }.publisher.skip();
-        0
+    entry(|| {
+        unsafe { object(handle, "handle") }?.publisher.skip();
+        Ok(0)
     })
 }
 
 /// Copies the handle's counters into `out`. Pass `sizeof(notif_stats)` as
 /// `out_size`: a program built against an older, smaller notif_stats gets the
-/// fields it knows. Returns 0, -EBADF (NULL handle, or a handle used in a
+/// fields it knows. Returns 0, -EBADF (a handle used in a
 /// child after fork(): its counters are the parent's, frozen at the fork) or
-/// -EINVAL (NULL out, or out_size smaller than the first version of the
+/// -EINVAL (NULL handle or out, or out_size smaller than the first version of the
 /// struct). Thread-safe. It first lets the server thread take what was
 /// emitted before the call (microseconds; at most 100 ms on an overloaded
 /// machine), so that next_seq and the replay gauges count every notification
@@ -218,38 +180,26 @@ pub unsafe extern "C" fn notif_get_stats(
     out: *mut notif_stats,
     out_size: usize,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        if handle.is_null() {
-            return bad_handle();
-        }
-        if out.is_null() {
-            return remember(&null_argument("out"));
-        }
+    entry(|| {
+        let handle = unsafe { object(handle, "handle") }?;
+        let target = arguments::out(out, "out")?;
         if out_size < NOTIF_STATS_V1_SIZE {
-            return remember(&Error::new(
+            return Err(Error::new(
                 libc::EINVAL,
                 format!("out_size {out_size} is smaller than notif_stats ({NOTIF_STATS_V1_SIZE} bytes at least): pass sizeof(notif_stats)"),
             ));
         }
-        // SAFETY: handle is live until notif_close (documented).
-        let publisher = &unsafe { &*handle }.publisher;
-        if !publisher.is_current_process() {
-            return remember(&Error::new(
-                libc::EBADF,
-                "this notif handle belongs to the parent process: after fork(), its counters are the parent's at the fork; open a new publisher in the child",
-            ));
-        }
-        let stats = notif_stats::from(publisher.stats());
+        let stats = notif_stats::from(handle.current()?.stats());
         let size = out_size.min(std::mem::size_of::<notif_stats>()) / 8 * 8;
         // SAFETY: out has out_size writable bytes (documented) and size <= out_size.
         unsafe {
             ptr::copy_nonoverlapping(
                 (&stats as *const notif_stats).cast::<u8>(),
-                out.cast::<u8>(),
+                target.as_ptr().cast::<u8>(),
                 size,
             )
         };
-        0
+        Ok(0)
     })
 }
 
@@ -263,10 +213,9 @@ pub unsafe extern "C" fn notif_get_stats(
 /// thread are left alone (the inherited descriptors were closed at fork).
 #[no_mangle]
 pub unsafe extern "C" fn notif_close(handle: *mut notif_handle) {
-    guard((), || {
-        if !handle.is_null() {
-            // SAFETY: handle came from notif_open* and is closed once (documented).
-            drop(unsafe { Box::from_raw(handle) });
-        }
+    entry(|| {
+        // SAFETY: from notif_open*, closed once, unused by other threads (documented).
+        unsafe { release(handle) };
+        Ok(())
     })
 }

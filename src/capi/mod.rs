@@ -1,13 +1,16 @@
-//! The C ABI: a thin layer over the core. Each entry point checks its
-//! arguments, calls the core inside the one panic guard, and maps errors to a
-//! negative errno (or NULL plus errno) with a readable message kept for
-//! notif_last_error(). No logic lives here.
+//! The C ABI: a thin layer over the core, every entry point in one shape:
+//! its whole body runs in `panic_guard::entry`, which maps an error (or a
+//! panic) to the failure value of its return type (a negative errno, NULL
+//! plus errno, 0 plus errno) with a message kept for notif_last_error(); its
+//! pointer arguments go through `arguments` (the NULL rule, borrowing,
+//! handing objects out and taking them back). No logic lives here.
 //!
 //! Every function's doc comment, copied into notif.h, states its pointer
 //! contract in C terms (who owns what, what NULL means, thread-safety), so the
 //! Rust-style `# Safety` headings clippy asks for would only repeat it.
 #![allow(clippy::missing_safety_doc)]
 
+mod arguments;
 mod error;
 mod handle;
 mod options;

@@ -1,11 +1,10 @@
 //! The opaque, ABI-stable options object and its setters.
 
-use std::ffi::{c_char, c_int, c_uint, CStr};
+use std::ffi::{c_char, c_int, c_uint};
 use std::time::Duration;
 
-use super::error::{null_argument, remember};
-use super::panic_guard::guard;
-use crate::options::DEFAULT_MAX_MESSAGE;
+use super::arguments::{c_str, give, object_mut, release};
+use super::panic_guard::entry;
 use crate::{Error, Options, SlowPolicy};
 
 /// Drop new messages for a subscriber while its buffer is full (the default).
@@ -20,12 +19,6 @@ pub const NOTIF_SLOW_DISCONNECT: c_int = 1;
 #[allow(non_camel_case_types)]
 pub struct notif_options {
     options: Options,
-    /// Which of the three sizes that constrain each other the caller set: a
-    /// pair the caller chose is checked by the second setter, and a
-    /// max_message left at its default follows the buffers down.
-    set_max_message: bool,
-    set_subscriber_buffer: bool,
-    set_backlog: bool,
 }
 
 impl notif_options {
@@ -34,85 +27,16 @@ impl notif_options {
     }
 }
 
-/// Runs a setter on one of the sizes that constrain each other
-/// (max_message at most half the subscriber buffer and half the backlog).
-fn set_size(
+/// Runs a setter on the options behind `opts`; 0 or a negative errno. A
+/// refused value leaves the object as it was (the core's setters check
+/// before they change anything).
+unsafe fn set(
     opts: *mut notif_options,
-    apply: impl FnOnce(&mut notif_options) -> Result<(), Error>,
+    apply: impl FnOnce(&mut Options) -> Result<(), Error>,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        // SAFETY: opts is NULL or a live notif_options (documented).
-        let Some(opts) = (unsafe { opts.as_mut() }) else {
-            return remember(&null_argument("opts"));
-        };
-        let before = (
-            opts.options.clone(),
-            opts.set_max_message,
-            opts.set_subscriber_buffer,
-            opts.set_backlog,
-        );
-        let result = apply(opts).and_then(|()| opts.check_sizes());
-        match result {
-            Ok(()) => 0,
-            Err(err) => {
-                // A refused value leaves the object as it was.
-                (
-                    opts.options,
-                    opts.set_max_message,
-                    opts.set_subscriber_buffer,
-                    opts.set_backlog,
-                ) = before;
-                remember(&err)
-            }
-        }
-    })
-}
-
-impl notif_options {
-    /// Checks max_message against the buffers the caller set, and lowers a
-    /// default max_message to what the buffers can carry.
-    fn check_sizes(&mut self) -> Result<(), Error> {
-        let o = &mut self.options;
-        if !self.set_max_message {
-            o.max_message = DEFAULT_MAX_MESSAGE
-                .min(o.subscriber_buffer / 2)
-                .min(o.backlog / 2)
-                .max(1);
-            return Ok(());
-        }
-        for (chosen, name, bytes) in [
-            (
-                self.set_subscriber_buffer,
-                "subscriber buffer",
-                o.subscriber_buffer,
-            ),
-            (self.set_backlog, "backlog", o.backlog),
-        ] {
-            if chosen && o.max_message > bytes / 2 {
-                return Err(Error::new(
-                    libc::EINVAL,
-                    format!(
-                        "max_message ({} bytes) is more than half the {name} ({bytes} bytes): such a message could never be delivered; the {name} must be at least twice max_message",
-                        o.max_message
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Runs a setter on a non-NULL options object; 0 or a negative errno.
-fn set(opts: *mut notif_options, apply: impl FnOnce(&mut Options) -> Result<(), Error>) -> c_int {
-    guard(-libc::EIO, || {
-        // SAFETY: opts is NULL or a live notif_options (documented).
-        let Some(opts) = (unsafe { opts.as_mut() }) else {
-            return remember(&null_argument("opts"));
-        };
-        match apply(&mut opts.options) {
-            Ok(()) => 0,
-            Err(err) => remember(&err),
-        }
+    entry(|| {
+        apply(&mut unsafe { object_mut(opts, "opts") }?.options)?;
+        Ok(0)
     })
 }
 
@@ -122,12 +46,9 @@ fn set(opts: *mut notif_options, apply: impl FnOnce(&mut Options) -> Result<(), 
 /// Returns NULL only if memory is exhausted.
 #[no_mangle]
 pub extern "C" fn notif_options_new() -> *mut notif_options {
-    guard(std::ptr::null_mut(), || {
-        Box::into_raw(Box::new(notif_options {
+    entry(|| {
+        Ok(give(notif_options {
             options: Options::default(),
-            set_max_message: false,
-            set_subscriber_buffer: false,
-            set_backlog: false,
         }))
     })
 }
@@ -135,11 +56,10 @@ pub extern "C" fn notif_options_new() -> *mut notif_options {
 /// Frees an options object. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn notif_options_free(opts: *mut notif_options) {
-    guard((), || {
-        if !opts.is_null() {
-            // SAFETY: opts came from notif_options_new and is freed once (documented).
-            drop(unsafe { Box::from_raw(opts) });
-        }
+    entry(|| {
+        // SAFETY: from notif_options_new, freed once (documented).
+        unsafe { release(opts) };
+        Ok(())
     })
 }
 
@@ -160,12 +80,7 @@ pub unsafe extern "C" fn notif_options_set_group(
     opts: *mut notif_options,
     group: *const c_char,
 ) -> c_int {
-    if group.is_null() {
-        return remember(&null_argument("group"));
-    }
-    // SAFETY: the caller passes a NUL-terminated string (documented).
-    let group = unsafe { CStr::from_ptr(group) }.to_bytes();
-    set(opts, |o| o.set_group(group))
+    set(opts, |o| o.set_group(unsafe { c_str(group, "group") }?))
 }
 
 /// Bytes one subscriber may have waiting, the kernel's socket buffer counted
@@ -180,11 +95,7 @@ pub unsafe extern "C" fn notif_options_set_subscriber_buffer(
     opts: *mut notif_options,
     bytes: usize,
 ) -> c_int {
-    set_size(opts, |o| {
-        o.options.set_subscriber_buffer(bytes)?;
-        o.set_subscriber_buffer = true;
-        Ok(())
-    })
+    set(opts, |o| o.set_subscriber_buffer(bytes))
 }
 
 /// Total memory, in bytes, that every subscriber's queue together may hold
@@ -223,11 +134,7 @@ pub unsafe extern "C" fn notif_options_set_max_message(
     opts: *mut notif_options,
     bytes: usize,
 ) -> c_int {
-    set_size(opts, |o| {
-        o.options.set_max_message(bytes)?;
-        o.set_max_message = true;
-        Ok(())
-    })
+    set(opts, |o| o.set_max_message(bytes))
 }
 
 /// Most subscribers at once (default 1024); further connections are accepted
@@ -297,11 +204,7 @@ pub unsafe extern "C" fn notif_options_set_backlog(
     opts: *mut notif_options,
     bytes: usize,
 ) -> c_int {
-    set_size(opts, |o| {
-        o.options.set_backlog(bytes)?;
-        o.set_backlog = true;
-        Ok(())
-    })
+    set(opts, |o| o.set_backlog(bytes))
 }
 
 /// Lets processes running as `uid` subscribe. Repeatable. With no uid and no

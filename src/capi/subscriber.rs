@@ -1,11 +1,11 @@
 //! notif_subscribe / notif_recv / notif_unsubscribe: the subscriber client for C.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int, CString};
 use std::ptr;
 use std::time::Duration;
 
-use super::error::{null_argument, remember, remember_with_errno};
-use super::panic_guard::guard;
+use super::arguments::{c_str, give, object, object_mut, optional_c_str, out, release};
+use super::panic_guard::entry;
 use crate::client::subscriber::{Event, SubscribeOptions, Subscriber};
 use crate::subscription::{Request, Start};
 use crate::Error;
@@ -32,11 +32,7 @@ pub const NOTIF_RECV_DROPPED: c_int = 3;
 pub struct notif_subscriber {
     subscriber: Subscriber,
     /// What notif_subscriber_cursor returned last.
-    cursor: std::ffi::CString,
-}
-
-fn bad_subscriber() -> c_int {
-    remember(&Error::new(libc::EBADF, "the notif subscriber is NULL"))
+    cursor: CString,
 }
 
 fn options_from_request(json: &[u8]) -> Result<SubscribeOptions, Error> {
@@ -93,29 +89,16 @@ pub unsafe extern "C" fn notif_subscribe(
     path: *const c_char,
     request_json: *const c_char,
 ) -> *mut notif_subscriber {
-    guard(ptr::null_mut(), || {
-        if path.is_null() {
-            remember_with_errno(&null_argument("path"));
-            return ptr::null_mut();
-        }
-        // SAFETY: the caller passes NUL-terminated strings (documented).
-        let path = unsafe { CStr::from_ptr(path) }.to_bytes();
-        let options = if request_json.is_null() {
-            Ok(SubscribeOptions::default())
-        } else {
-            // SAFETY: as above.
-            options_from_request(unsafe { CStr::from_ptr(request_json) }.to_bytes())
+    entry(|| {
+        let path = unsafe { c_str(path, "path") }?;
+        let options = match unsafe { optional_c_str(request_json) } {
+            Some(request) => options_from_request(request)?,
+            None => SubscribeOptions::default(),
         };
-        match options.and_then(|options| Subscriber::connect_bytes(path, options)) {
-            Ok(subscriber) => Box::into_raw(Box::new(notif_subscriber {
-                subscriber,
-                cursor: std::ffi::CString::default(),
-            })),
-            Err(err) => {
-                remember_with_errno(&err);
-                ptr::null_mut()
-            }
-        }
+        Ok(give(notif_subscriber {
+            subscriber: Subscriber::connect_bytes(path, options)?,
+            cursor: CString::default(),
+        }))
     })
 }
 
@@ -129,7 +112,7 @@ pub unsafe extern "C" fn notif_subscribe(
 /// NOTIF_RECV_TIMEOUT (0), NOTIF_RECV_RECONNECTED (2: the connection was lost
 /// and re-established, notifications were missed), NOTIF_RECV_DROPPED (3: the
 /// publisher reported drops, see notif_subscriber_dropped), or a negative
-/// errno: -EBADF (NULL s), -EINVAL (NULL msg or len); permanent failures,
+/// errno: -EINVAL (NULL s, msg or len); permanent failures,
 /// after which every later call returns the same error and
 /// notif_subscriber_fd() returns -ENOTCONN: -EPROTO (the publisher refused
 /// the request), -EACCES (the publisher's allow-lists refuse this process:
@@ -151,38 +134,30 @@ pub unsafe extern "C" fn notif_recv(
     len: *mut usize,
     timeout_ms: c_int,
 ) -> c_int {
-    guard(-libc::EIO, || {
-        if s.is_null() {
-            return bad_subscriber();
-        }
-        if msg.is_null() {
-            return remember(&null_argument("msg"));
-        }
-        if len.is_null() {
-            return remember(&null_argument("len"));
-        }
-        // SAFETY: msg and len are writable (documented); s is live until
-        // notif_unsubscribe and used by one thread at a time (documented).
+    entry(|| {
+        let s = unsafe { object_mut(s, "s") }?;
+        let msg = out(msg, "msg")?;
+        let len = out(len, "len")?;
+        // SAFETY: msg and len are writable (documented); written before
+        // anything can fail, so that they never hold stale values.
         unsafe {
-            *msg = ptr::null();
-            *len = 0;
+            msg.as_ptr().write(ptr::null());
+            len.as_ptr().write(0);
         }
-        let s = unsafe { &mut *s };
         let timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
-        match s.subscriber.recv(timeout) {
-            Ok(Event::Notification(line)) => {
+        Ok(match s.subscriber.recv(timeout)? {
+            Event::Notification(line) => {
                 // SAFETY: as above. The byte after the line is a NUL (Event::Notification).
                 unsafe {
-                    *msg = line.as_ptr().cast();
-                    *len = line.len();
+                    msg.as_ptr().write(line.as_ptr().cast());
+                    len.as_ptr().write(line.len());
                 }
                 NOTIF_RECV_MESSAGE
             }
-            Ok(Event::Timeout) => NOTIF_RECV_TIMEOUT,
-            Ok(Event::Reconnected) => NOTIF_RECV_RECONNECTED,
-            Ok(Event::Dropped(_)) | Ok(Event::DroppedUnknown) => NOTIF_RECV_DROPPED,
-            Err(err) => remember(&err),
-        }
+            Event::Timeout => NOTIF_RECV_TIMEOUT,
+            Event::Reconnected => NOTIF_RECV_RECONNECTED,
+            Event::Dropped(_) | Event::DroppedUnknown => NOTIF_RECV_DROPPED,
+        })
     })
 }
 
@@ -191,53 +166,41 @@ pub unsafe extern "C" fn notif_recv(
 /// becomes readable when the next attempt is due. It may change after every
 /// notif_recv call (re-register it with epoll). Do not read or close it.
 /// notif_recv reads ahead: call it with timeout 0 until it returns 0 before
-/// polling again. Returns -EBADF for NULL, -ENOTCONN after a permanent failure.
+/// polling again. Returns -EINVAL for NULL, -ENOTCONN after a permanent failure
+/// (notif_last_error() then still explains that failure).
 #[no_mangle]
 pub unsafe extern "C" fn notif_subscriber_fd(s: *mut notif_subscriber) -> c_int {
-    guard(-libc::EIO, || {
-        if s.is_null() {
-            return bad_subscriber();
-        }
-        // SAFETY: s is live until notif_unsubscribe (documented).
-        let fd = unsafe { &*s }.subscriber.as_raw_fd();
-        if fd < 0 {
-            -libc::ENOTCONN
-        } else {
-            fd
-        }
+    entry(|| {
+        let fd = unsafe { object(s, "s") }?.subscriber.as_raw_fd();
+        // Not an error of this call: notif_last_error() keeps explaining
+        // the permanent failure notif_recv reported.
+        Ok(if fd < 0 { -libc::ENOTCONN } else { fd })
     })
 }
 
 /// The total number of notifications the publisher reported dropped for this
-/// subscriber (requests with "markers":true). 0 for NULL.
+/// subscriber (requests with "markers":true). For NULL: 0, with errno EINVAL.
 #[no_mangle]
 pub unsafe extern "C" fn notif_subscriber_dropped(s: *const notif_subscriber) -> u64 {
-    guard(0, || {
-        // SAFETY: s is NULL or live until notif_unsubscribe (documented).
-        unsafe { s.as_ref() }.map_or(0, |s| s.subscriber.dropped_total())
-    })
+    entry(|| Ok(unsafe { object(s, "s") }?.subscriber.dropped_total()))
 }
 
 /// The cursor of the last notification notif_recv returned, as a
-/// NUL-terminated string (`EPOCH-SEQ`), or NULL before the first (or for a
-/// NULL subscriber). Valid until the next call on `s`. Pass it as
+/// NUL-terminated string (`EPOCH-SEQ`), or NULL before the first (and NULL
+/// with errno EINVAL for a NULL subscriber). Valid until the next call on `s`. Pass it as
 /// `{"after":"<cursor>"}` to notif_subscribe to resume after it, from this or
 /// another process. Not thread-safe with other calls on `s`.
 #[no_mangle]
 pub unsafe extern "C" fn notif_subscriber_cursor(s: *mut notif_subscriber) -> *const c_char {
-    guard(ptr::null(), || {
-        if s.is_null() {
-            return ptr::null();
-        }
-        // SAFETY: s is live until notif_unsubscribe (documented).
-        let s = unsafe { &mut *s };
-        match s.subscriber.cursor() {
+    entry(|| {
+        let s = unsafe { object_mut(s, "s") }?;
+        Ok(match s.subscriber.cursor() {
             Some(cursor) => {
-                s.cursor = std::ffi::CString::new(cursor).expect("a cursor has no NUL");
+                s.cursor = CString::new(cursor).expect("a cursor has no NUL");
                 s.cursor.as_ptr()
             }
             None => ptr::null(),
-        }
+        })
     })
 }
 
@@ -245,10 +208,9 @@ pub unsafe extern "C" fn notif_subscriber_cursor(s: *mut notif_subscriber) -> *c
 /// thread may use `s` during or after this call.
 #[no_mangle]
 pub unsafe extern "C" fn notif_unsubscribe(s: *mut notif_subscriber) {
-    guard((), || {
-        if !s.is_null() {
-            // SAFETY: s came from notif_subscribe and is released once (documented).
-            drop(unsafe { Box::from_raw(s) });
-        }
+    entry(|| {
+        // SAFETY: from notif_subscribe, released once, unused by other threads (documented).
+        unsafe { release(s) };
+        Ok(())
     })
 }
