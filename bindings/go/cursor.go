@@ -37,13 +37,8 @@ func parsePosition(c string) position {
 // number (the protocol's form; the publisher checks it too).
 func validCursor(c string) bool {
 	epoch, seq, ok := strings.Cut(c, "-")
-	if !ok || len(epoch) != 16 || len(seq) == 0 || len(seq) > 20 {
+	if !ok || !validEpoch(epoch) || len(seq) == 0 || len(seq) > 20 {
 		return false
-	}
-	for i := 0; i < len(epoch); i++ {
-		if !('0' <= epoch[i] && epoch[i] <= '9' || 'a' <= epoch[i] && epoch[i] <= 'f') {
-			return false
-		}
 	}
 	for i := 0; i < len(seq); i++ {
 		if seq[i] < '0' || seq[i] > '9' {
@@ -52,6 +47,20 @@ func validCursor(c string) bool {
 	}
 	_, err := strconv.ParseUint(seq, 10, 64)
 	return err == nil
+}
+
+// validEpoch: 16 lowercase hexadecimal digits, a publisher's epoch (in a
+// cursor, and in the acknowledgement: one of another form is ignored).
+func validEpoch(epoch string) bool {
+	if len(epoch) != 16 {
+		return false
+	}
+	for i := 0; i < len(epoch); i++ {
+		if !('0' <= epoch[i] && epoch[i] <= '9' || 'a' <= epoch[i] && epoch[i] <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // cursorTrack knows which events are still in the channel: sent events were

@@ -59,6 +59,10 @@ func (f *requestFilter) empty() bool {
 	return len(f.EventTypes) == 0 && len(f.Priorities) == 0 && len(f.Publishers) == 0
 }
 
+// lets says whether a notification line passes f: an empty filter lets
+// every line through.
+func (f *requestFilter) lets(line []byte) bool { return f.empty() || f.matches(line) }
+
 // matches applies the filter the way the publisher does, to the top-level
 // fields of a notification line.
 func (f *requestFilter) matches(line []byte) bool {

@@ -90,35 +90,41 @@ func (s *Subscription) serve(conn net.Conn, announce bool) (worked bool, err err
 		// Every line starting {"notif": is a control line (the publisher
 		// refuses notifications that start so), on the plain stream too: a
 		// publisher that refuses us (denied, full) says so on one.
-		if body, ok := controlLine(line); ok {
-			switch {
-			case body.Subscribed:
+		if c, ok := parseControl(line); ok {
+			switch c.kind {
+			case ctlAck:
 				acknowledged = true
-				epoch = body.Epoch
+				epoch = c.epoch
 				s.cursorsSeen = s.cursorsSeen || epoch != ""
-			case body.Seq != nil && acknowledged:
-				nextSeq, numbered = *body.Seq, true
+			case ctlSeq:
+				if !acknowledged {
+					break
+				}
+				nextSeq, numbered = c.n, true
 				if nextSeq > 0 && epoch != "" {
 					// Everything before it was delivered, left out by the
 					// filter or reported dropped: a reconnection resumes
 					// here, without reporting the same drops again.
 					s.resume, s.replay = position{epoch, nextSeq - 1}, false
 				}
-			case (body.Dropped != nil || body.DroppedUnknown) && (s.markers || resuming):
-				ev := Event{Kind: Dropped, Unknown: body.DroppedUnknown}
-				if body.Dropped != nil {
-					ev.Dropped = *body.Dropped
-					s.dropped.Add(*body.Dropped)
+			case ctlDropped:
+				if !s.markers && !resuming {
+					break
+				}
+				ev := Event{Kind: Dropped, Unknown: c.unknown}
+				if !c.unknown {
+					ev.Dropped = c.n
+					s.dropped.Add(c.n)
 				}
 				if !s.send(ev) {
 					return ac.worked, nil
 				}
-			case body.Error != nil:
-				if !acknowledged && s.olderPublisher(*body.Error, body.Reason) {
+			case ctlError:
+				if !acknowledged && s.olderPublisher(c.message, c.reason) {
 					s.legacy = true
 					return ac.worked, errRetryWithoutCursors
 				}
-				return ac.worked, s.refusal(*body.Error, body.Reason)
+				return ac.worked, s.refusal(c.message, c.reason)
 			}
 			// Heartbeats (the deadline moved already), stats answers, markers
 			// not asked for and control lines of newer publishers: nothing to
@@ -131,7 +137,7 @@ func (s *Subscription) serve(conn net.Conn, announce bool) (worked bool, err err
 			// and unfiltered. When resuming, the numbered stream after
 			// the acknowledgement holds them again (or counts them as
 			// dropped): skip them. Otherwise filter here.
-			if resuming || !s.filter.empty() && !s.filter.matches(line) {
+			if resuming || !s.filter.lets(line) {
 				continue
 			}
 		} else if numbered && epoch != "" {
@@ -165,7 +171,7 @@ func (s *Subscription) olderPublisher(message, reason string) bool {
 // request (EPROTO: bad_request, request_timeout, no or an unknown reason)
 // end the subscription.
 func (s *Subscription) refusal(message, reason string) error {
-	switch reason {
+	switch actedReason(reason) {
 	case "too_slow", "memory":
 		why := "this subscriber was too slow"
 		if reason == "memory" {
@@ -182,6 +188,17 @@ func (s *Subscription) refusal(message, reason string) error {
 	}
 	return &permanentError{newError("subscribe", syscall.EPROTO, fmt.Sprintf(
 		"the publisher at %s refused the subscription request: %s", s.path, message))}
+}
+
+// actedReason is the reason of an error line a client acts on: a known one
+// as is; none, one that is not a string or one this client does not know:
+// bad_request.
+func actedReason(reason string) string {
+	switch reason {
+	case "bad_request", "request_timeout", "too_slow", "memory", "denied", "full", "too_costly":
+		return reason
+	}
+	return "bad_request"
 }
 
 // connectionError turns a read error into the error that ends a connection.
@@ -236,68 +253,86 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 	}
 }
 
-type controlBody struct {
-	Subscribed     bool
-	Epoch          string // of the acknowledgement, with cursors
-	Seq            *uint64
-	Dropped        *uint64
-	DroppedUnknown bool // "dropped":"unknown"
-	Error          *string
-	Reason         string // of an error line; "" from older publishers
+// controlKind is what a control line is, as this client reads it: the
+// classes of tests/protocol-vectors/control_lines.json.
+type controlKind int
+
+const (
+	// ctlUnknown: a control line this client does not understand (a newer
+	// publisher's) or a malformed one: skipped, never a notification.
+	ctlUnknown controlKind = iota
+	// ctlAck: {"notif":{"subscribed":true,...}}, with an epoch with cursors.
+	ctlAck
+	// ctlSeq: {"notif":{"seq":N}}, the next notification's number.
+	ctlSeq
+	// ctlDropped: {"notif":{"dropped":N}}, or "unknown".
+	ctlDropped
+	// ctlHeartbeat: {"notif":{"heartbeat":T}}.
+	ctlHeartbeat
+	// ctlError: {"notif":{"error":"...","reason":"..."}}.
+	ctlError
+	// ctlStats: {"notif":{"stats":{...}}}.
+	ctlStats
+)
+
+// control is one control line: its kind and what it carries.
+type control struct {
+	kind    controlKind
+	epoch   string          // ctlAck: the publisher's epoch (with cursors; validEpoch), or ""
+	n       uint64          // ctlSeq: the number; ctlDropped: how many
+	unknown bool            // ctlDropped: "unknown", how many is not known
+	time    float64         // ctlHeartbeat: Unix seconds
+	message string          // ctlError
+	reason  string          // ctlError: as sent; "" when absent or not a string (older publishers)
+	stats   json.RawMessage // ctlStats: the object
 }
 
-// controlLine recognises a control line: one whose first member is named
+// parseControl recognises a control line: one whose first member is named
 // "notif", i.e. that starts with {"notif": (the publisher compacts every
 // line and refuses notifications that start so). ok is true for every such
-// line, known, unknown or malformed (none is a notification).
-func controlLine(line []byte) (body controlBody, ok bool) {
+// line, known, unknown or malformed (none is a notification). The first of
+// these the body holds decides: subscribed true, seq, dropped, heartbeat,
+// error, stats (as the Rust client reads it).
+func parseControl(line []byte) (c control, ok bool) {
 	if !bytes.HasPrefix(line, []byte(`{"notif":`)) {
-		return body, false
+		return c, false
 	}
 	var object map[string]json.RawMessage
 	if json.Unmarshal(line, &object) != nil {
-		return body, true
+		return c, true
 	}
-	raw, found := object["notif"]
-	if !found {
-		return body, true
-	}
-	// Read each known field on its own, so one of an unexpected type does not
-	// hide the others (encoding/json matches keys case-insensitively: check
-	// the exact spelling first).
+	// encoding/json matches struct fields case-insensitively: maps keep the
+	// exact spelling (and the last of duplicate keys, as the publisher does).
 	var fields map[string]json.RawMessage
-	if json.Unmarshal(raw, &fields) != nil {
-		return body, true
+	if json.Unmarshal(object["notif"], &fields) != nil {
+		return c, true
 	}
-	if v, found := fields["subscribed"]; found {
-		_ = json.Unmarshal(v, &body.Subscribed)
+	has := func(name string, v any) bool {
+		raw, found := fields[name]
+		// null decodes into anything, as nothing: it is no value here.
+		return found && string(raw) != "null" && json.Unmarshal(raw, v) == nil
 	}
-	if v, found := fields["dropped"]; found {
-		var n uint64
-		var word string
-		if json.Unmarshal(v, &n) == nil {
-			body.Dropped = &n
-		} else if json.Unmarshal(v, &word) == nil && word == "unknown" {
-			body.DroppedUnknown = true
+	var subscribed bool
+	var word string
+	switch {
+	case has("subscribed", &subscribed) && subscribed:
+		c.kind = ctlAck
+		if has("epoch", &c.epoch) && !validEpoch(c.epoch) {
+			c.epoch = "" // not a cursor's epoch: as without cursors
 		}
+	case has("seq", &c.n):
+		c.kind = ctlSeq
+	case has("dropped", &c.n):
+		c.kind = ctlDropped
+	case has("dropped", &word) && word == "unknown":
+		c.kind, c.unknown = ctlDropped, true
+	case has("heartbeat", &c.time):
+		c.kind = ctlHeartbeat
+	case has("error", &c.message):
+		c.kind = ctlError
+		_ = has("reason", &c.reason)
+	case bytes.HasPrefix(fields["stats"], []byte("{")):
+		c.kind, c.stats = ctlStats, fields["stats"]
 	}
-	if v, found := fields["seq"]; found {
-		var n uint64
-		if json.Unmarshal(v, &n) == nil {
-			body.Seq = &n
-		}
-	}
-	if v, found := fields["epoch"]; found {
-		_ = json.Unmarshal(v, &body.Epoch)
-	}
-	if v, found := fields["error"]; found {
-		var msg string
-		if json.Unmarshal(v, &msg) == nil {
-			body.Error = &msg
-		}
-	}
-	if v, found := fields["reason"]; found {
-		_ = json.Unmarshal(v, &body.Reason)
-	}
-	return body, true
+	return c, true
 }
