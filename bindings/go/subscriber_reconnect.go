@@ -23,16 +23,17 @@ func (s *Subscription) run(conn net.Conn, outcome dialOutcome, dialErr error) {
 	var reported string // the ConnectFailed last reported: one event per failure, not per attempt
 	retrying := false   // connecting again without cursors: not a reconnection
 	announce := false   // the new connection is a reconnection: say so once its request is out
-	if conn == nil {
-		if stop, why := s.connectFailed(outcome, dialErr, &reported); stop {
+	// After a failed attempt: report it (connectFailed), then wait the
+	// back-off. False: the subscription has ended.
+	retryAfter := func(outcome dialOutcome, err error) bool {
+		if stop, why := s.connectFailed(outcome, err, &reported); stop {
 			s.finish(why)
-			return
+			return false
 		}
-		if !s.sleep(backoff) {
-			s.finish(nil)
-			return
-		}
-		backoff = min(backoff*2, maxBackoff)
+		return s.backOff(&backoff)
+	}
+	if conn == nil && !retryAfter(outcome, dialErr) {
+		return
 	}
 	for {
 		if conn == nil {
@@ -40,15 +41,9 @@ func (s *Subscription) run(conn net.Conn, outcome dialOutcome, dialErr error) {
 			if err != nil {
 				// Absent (quietly), or a failure reported as ConnectFailed:
 				// either way, try again after the back-off.
-				if stop, why := s.connectFailed(outcome, err, &reported); stop {
-					s.finish(why)
+				if !retryAfter(outcome, err) {
 					return
 				}
-				if !s.sleep(backoff) {
-					s.finish(nil)
-					return
-				}
-				backoff = min(backoff*2, maxBackoff)
 				continue
 			}
 			if !s.setConn(c) {
@@ -91,12 +86,21 @@ func (s *Subscription) run(conn net.Conn, outcome dialOutcome, dialErr error) {
 			backoff = firstBackoff
 			continue
 		}
-		if !s.sleep(backoff) {
-			s.finish(nil)
+		if !s.backOff(&backoff) {
 			return
 		}
-		backoff = min(backoff*2, maxBackoff)
 	}
+}
+
+// backOff waits *backoff, then doubles it (up to maxBackoff). False: the
+// subscription was stopped meanwhile, and has ended (finish).
+func (s *Subscription) backOff(backoff *time.Duration) bool {
+	if !s.sleep(*backoff) {
+		s.finish(nil)
+		return false
+	}
+	*backoff = min(*backoff*2, maxBackoff)
+	return true
 }
 
 // sleep waits d, or less if the subscription is stopped; it reports whether to go on.

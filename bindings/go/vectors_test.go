@@ -180,7 +180,7 @@ func TestVectorsControlLinesThroughASubscription(t *testing.T) {
 	loadVectors(t, "control_lines.json", &vectors)
 	path := sockPath(t)
 	fake := newFakePublisher(t, path)
-	s := subscribeFake(t, path, WithMarkers(), WithoutReconnect())
+	s := subscribe(t, path, WithMarkers(), WithoutReconnect())
 	c := fake.accept(t)
 	readRequest(t, c)
 	var stream strings.Builder
@@ -237,7 +237,7 @@ func TestVectorsErrorLines(t *testing.T) {
 		if !known {
 			t.Fatalf("%q: reason %q has no errno here", v.Line, reason)
 		}
-		s := subscribeFake(t, path, WithoutReconnect())
+		s := subscribe(t, path, WithoutReconnect())
 		c := fake.accept(t)
 		readRequest(t, c)
 		write(t, c, v.Line+"\n")
@@ -250,16 +250,6 @@ func TestVectorsErrorLines(t *testing.T) {
 	if ran == 0 {
 		t.Fatal("no error vector")
 	}
-}
-
-func subscribeFake(t *testing.T, path string, opts ...SubscribeOption) *Subscription {
-	t.Helper()
-	s, err := Subscribe(context.Background(), path, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
 }
 
 // vectorFilter is a filter vector's subscribe object as the Go API takes it
@@ -275,17 +265,6 @@ func vectorFilter(t *testing.T, subscribe json.RawMessage) (Filter, *requestFilt
 	return Filter{EventTypes: wire.EventTypes, Priorities: wire.Priorities, Publishers: wire.Publishers}, &wire
 }
 
-// requestOf is the request line Subscribe makes for opts (its first).
-func requestOf(t *testing.T, opts ...SubscribeOption) []byte {
-	t.Helper()
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s := subscribeFake(t, path, append(opts, WithoutReconnect())...)
-	line := readRequest(t, fake.accept(t))
-	s.Close()
-	return []byte(line)
-}
-
 func TestVectorsFilters(t *testing.T) {
 	var vectors []filterVector
 	loadVectors(t, "filters.json", &vectors)
@@ -293,7 +272,7 @@ func TestVectorsFilters(t *testing.T) {
 		f, wire := vectorFilter(t, v.Subscribe)
 		// WithFilters writes the vector's subscribe object (none for {}).
 		var request map[string]json.RawMessage
-		if err := json.Unmarshal(requestOf(t, WithFilters(f)), &request); err != nil {
+		if err := json.Unmarshal([]byte(requestOf(t, WithFilters(f))), &request); err != nil {
 			t.Fatal(err)
 		}
 		if sent, ok := request["subscribe"]; ok != !wire.empty() || ok && !sameJSON(sent, v.Subscribe) {
@@ -374,7 +353,7 @@ func TestVectorsCursorsInTheRequest(t *testing.T) {
 			continue
 		}
 		var request map[string]any
-		if err := json.Unmarshal(requestOf(t, WithAfter(v.Text)), &request); err != nil {
+		if err := json.Unmarshal([]byte(requestOf(t, WithAfter(v.Text))), &request); err != nil {
 			t.Fatal(err)
 		}
 		// Sent in the canonical form (leading zeros dropped): the same cursor.
