@@ -11,6 +11,7 @@ package notif
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -151,16 +152,52 @@ func TestVectorsFiltersThroughThePublisher(t *testing.T) {
 				opts: []SubscribeOption{WithFilters(f)}, lines: []string{string(c.line)}, match: []bool{v.Match}})
 		}
 	}
+	// A publisher of its own for each batch, so that its stats list them all.
+	const batch = 40
+	for len(subs) > 0 {
+		n := min(batch, len(subs))
+		filterBatch(t, subs[:n])
+		subs = subs[n:]
+	}
+}
+
+// filterBatch subscribes each of subs to a new publisher, waits until the
+// publisher has read every request (lines emitted before are sent to a
+// subscriber unfiltered and unnumbered), emits every line, closes the
+// publisher and checks what each subscription received.
+func filterBatch(t *testing.T, subs []*filterSubscription) {
+	t.Helper()
 	path := sockPath(t)
-	p, err := Open(path, WithMaxSubscribers(len(subs)+8), WithLinger(10*time.Second))
+	p, err := Open(path, WithLinger(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
 	for _, fs := range subs {
-		fs.sub = subscribe(t, path, append(fs.opts, WithoutReconnect())...)
+		// The heartbeat (never due) shows in the publisher's stats once it
+		// has read the request.
+		fs.sub = subscribe(t, path, append(fs.opts, WithHeartbeat(time.Hour), WithoutReconnect())...)
 	}
-	waitSubscribers(t, p, uint64(len(subs)))
+	deadline := time.Now().Add(waitLong)
+	for {
+		answer, err := RequestStats(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := 0
+		for _, info := range answer.SubscriberList {
+			if info.Heartbeat != 0 {
+				read++
+			}
+		}
+		if read == len(subs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the publisher read %d requests of %d in %v", read, len(subs), waitLong)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	// The n-th line emitted is number n (its cursor's): each subscription is
 	// judged on its own lines, which it receives iff they match.
 	first := make([]uint64, len(subs))
