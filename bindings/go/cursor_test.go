@@ -26,14 +26,7 @@ func ack(epoch string) string {
 // where the publisher's unnumbered lines before the acknowledgement are
 // skipped and its dropped markers ("unknown" too) are delivered.
 func TestCursorsAndResume(t *testing.T) {
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c := fake.accept(t)
+	_, fake, s, c := subscribeToFake(t)
 	if req := readRequest(t, c); req != `{"cursor":true}` {
 		t.Fatalf("request %s", req)
 	}
@@ -113,14 +106,7 @@ func TestCursorsAndResume(t *testing.T) {
 // Cursor counts only what the receiver took: events waiting in the channel,
 // and one the goroutine is blocked offering, are not.
 func TestCursorIgnoresQueuedEvents(t *testing.T) {
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path, WithAfter(epochA+"-99"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c := fake.accept(t)
+	_, _, s, c := subscribeToFake(t, WithAfter(epochA+"-99"))
 	readRequest(t, c)
 	const n = 5 * eventBuffer
 	var b strings.Builder
@@ -155,17 +141,7 @@ func TestCursorIgnoresQueuedEvents(t *testing.T) {
 }
 
 func TestAfterAndReplayRequests(t *testing.T) {
-	request := func(opts ...SubscribeOption) string {
-		t.Helper()
-		path := sockPath(t)
-		fake := newFakePublisher(t, path)
-		s, err := Subscribe(context.Background(), path, opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		return readRequest(t, fake.accept(t))
-	}
+	request := func(opts ...SubscribeOption) string { return requestOf(t, opts...) }
 	cur := epochA + "-1041"
 	if got := request(WithAfter(cur), WithFilters(Filter{EventTypes: []string{"a.*"}})); got != `{"subscribe":{"event_types":["a.*"]},"cursor":true,"after":"`+cur+`"}` {
 		t.Errorf("WithAfter: %s", got)
@@ -188,14 +164,7 @@ func TestAfterAndReplayRequests(t *testing.T) {
 // WithReplay asks for the ring until a notification was delivered; after
 // that a reconnection resumes after it.
 func TestReplayThenResume(t *testing.T) {
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path, WithReplay())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c := fake.accept(t)
+	_, fake, s, c := subscribeToFake(t, WithReplay())
 	readRequest(t, c)
 	c.Close() // before anything: the ring again
 	c = fake.accept(t)
@@ -231,13 +200,7 @@ func TestOlderPublisherWithoutCursors(t *testing.T) {
 		{nil, ""},
 		{[]SubscribeOption{WithMarkers()}, `{"markers":true}`},
 	} {
-		path := sockPath(t)
-		fake := newFakePublisher(t, path)
-		s, err := Subscribe(context.Background(), path, tc.opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := fake.accept(t)
+		_, fake, s, c := subscribeToFake(t, tc.opts...)
 		readRequest(t, c)
 		write(t, c, refusal)
 		c.Close()
@@ -271,14 +234,7 @@ func TestOlderPublisherWithoutCursors(t *testing.T) {
 		fake.close()
 	}
 
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path, WithAfter(epochA+"-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c := fake.accept(t)
+	path, fake, s, c := subscribeToFake(t, WithAfter(epochA+"-1"))
 	readRequest(t, c)
 	write(t, c, refusal)
 	c.Close()
@@ -287,7 +243,7 @@ func TestOlderPublisherWithoutCursors(t *testing.T) {
 	// A refusal that is not about cursors is the options' own: EPROTO.
 	path = sockPath(t)
 	fake = newFakePublisher(t, path)
-	s, err = Subscribe(context.Background(), path, WithMarkers())
+	s, err := Subscribe(context.Background(), path, WithMarkers())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,14 +258,7 @@ func TestOlderPublisherWithoutCursors(t *testing.T) {
 // After a seq line a reconnection resumes just before the notification it
 // announced, so that drops already reported are not reported again.
 func TestResumePointFollowsSeqLines(t *testing.T) {
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path, WithAfter(epochA+"-3"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c := fake.accept(t)
+	_, fake, s, c := subscribeToFake(t, WithAfter(epochA+"-3"))
 	readRequest(t, c)
 	write(t, c, ack(epochA)+`{"notif":{"dropped":6}}`+"\n"+`{"notif":{"seq":10}}`+"\n")
 	if ev := next(t, s); ev.Kind != Dropped || ev.Dropped != 6 {

@@ -1,24 +1,13 @@
 package notif
 
 import (
-	"context"
 	"testing"
 )
 
 // WithFilters sends the same request as the deprecated WithFilter, copies its
 // slices, and the last filter option wins.
 func TestWithFiltersRequest(t *testing.T) {
-	request := func(opts ...SubscribeOption) string {
-		t.Helper()
-		path := sockPath(t)
-		fake := newFakePublisher(t, path)
-		s, err := Subscribe(context.Background(), path, opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		return readRequest(t, fake.accept(t))
-	}
+	request := func(opts ...SubscribeOption) string { return requestOf(t, opts...) }
 	types := []string{"compute.*"}
 	opt := WithFilters(Filter{EventTypes: types, Publishers: []string{"*.host1"}})
 	types[0] = "changed.after.the.call"

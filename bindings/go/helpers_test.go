@@ -1,6 +1,7 @@
 package notif
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -168,4 +169,61 @@ func write(t *testing.T, c net.Conn, s string) {
 	if _, err := c.Write([]byte(s)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// subscribe is a Subscription to path, closed when the test ends.
+func subscribe(t *testing.T, path string, opts ...SubscribeOption) *Subscription {
+	t.Helper()
+	s, err := Subscribe(context.Background(), path, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// subscribeToFake is a fake publisher at a fresh path, a Subscription to it
+// (closed when the test ends) and the connection the fake accepted from it.
+func subscribeToFake(t *testing.T, opts ...SubscribeOption) (string, *fakePublisher, *Subscription, *net.UnixConn) {
+	t.Helper()
+	path := sockPath(t)
+	fake := newFakePublisher(t, path)
+	s := subscribe(t, path, opts...)
+	return path, fake, s, fake.accept(t)
+}
+
+// requestOf is the request line a Subscription with opts writes first.
+func requestOf(t *testing.T, opts ...SubscribeOption) string {
+	t.Helper()
+	_, _, _, c := subscribeToFake(t, opts...)
+	return readRequest(t, c)
+}
+
+// expectServedOnceListening starts a fake publisher at path, where s has
+// been waiting for one, and expects s's next event to be the notification it
+// sends first.
+func expectServedOnceListening(t *testing.T, s *Subscription, path string) {
+	t.Helper()
+	c := newFakePublisher(t, path).accept(t)
+	write(t, c, `{"n":1}`+"\n")
+	if ev := next(t, s); ev.Kind != Notification || string(ev.Data) != `{"n":1}` {
+		t.Fatalf("got %v %q %v, want the notification", ev.Kind, ev.Data, ev.Err)
+	}
+}
+
+// listenFD is a Unix stream socket bound at path and listening with backlog,
+// as a raw descriptor (flags: SOCK_CLOEXEC...).
+func listenFD(t *testing.T, path string, flags, backlog int) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|flags, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, backlog); err != nil {
+		t.Fatal(err)
+	}
+	return fd
 }

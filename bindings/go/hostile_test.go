@@ -40,16 +40,7 @@ func TestHostileAttackerHelper(t *testing.T) {
 	var held []any
 	switch mode {
 	case "stuck":
-		fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Listen(fd, 0); err != nil {
-			t.Fatal(err)
-		}
+		listenFD(t, path, 0, 0)
 		for {
 			c, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK, 0)
 			if err != nil {

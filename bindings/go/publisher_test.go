@@ -4,7 +4,6 @@ package notif
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,18 +41,9 @@ func openPub(t *testing.T, path string, opts ...Option) *Publisher {
 	return p
 }
 
-func subscribe(t *testing.T, path string, opts ...SubscribeOption) *Subscription {
-	t.Helper()
-	s, err := Subscribe(context.Background(), path, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
-}
-
-// waitSubscribers waits until the publisher has accepted n subscribers.
-func waitSubscribers(t *testing.T, p *Publisher, n uint64) {
+// waitStats polls the publisher's stats until reached says so, and returns
+// them; what names the wait in the failure.
+func waitStats(t *testing.T, p *Publisher, reached func(Stats) bool, what func(Stats) string) Stats {
 	t.Helper()
 	deadline := time.Now().Add(waitLong)
 	for {
@@ -61,14 +51,22 @@ func waitSubscribers(t *testing.T, p *Publisher, n uint64) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Subscribers >= n {
-			return
+		if reached(st) {
+			return st
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d subscribers after %v, want %d", st.Subscribers, waitLong, n)
+			t.Fatalf("%s after %v", what(st), waitLong)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// waitSubscribers waits until the publisher has accepted n subscribers.
+func waitSubscribers(t *testing.T, p *Publisher, n uint64) {
+	t.Helper()
+	waitStats(t, p, func(st Stats) bool { return st.Subscribers >= n }, func(st Stats) string {
+		return fmt.Sprintf("%d subscribers, want %d,", st.Subscribers, n)
+	})
 }
 
 func emit(t *testing.T, p *Publisher, msg string) int {
@@ -680,16 +678,7 @@ func TestDropMarkersFromRealPublisher(t *testing.T) {
 
 func TestOpenFD(t *testing.T) {
 	path := sockPath(t)
-	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 16); err != nil {
-		t.Fatal(err)
-	}
+	fd := listenFD(t, path, syscall.SOCK_CLOEXEC, 16)
 	p, err := OpenFD(fd, WithLinger(0))
 	if err != nil {
 		syscall.Close(fd)

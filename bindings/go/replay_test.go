@@ -78,20 +78,9 @@ func errorsIsEAGAIN(err error) bool {
 // waitNextSeq waits until the server thread has numbered n notifications.
 func waitNextSeq(t *testing.T, p *Publisher, n uint64) Stats {
 	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for {
-		st, err := p.Stats()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.NextSeq >= n {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("next_seq %d after %v, want %d", st.NextSeq, waitLong, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return waitStats(t, p, func(st Stats) bool { return st.NextSeq >= n }, func(st Stats) string {
+		return fmt.Sprintf("next_seq %d, want %d,", st.NextSeq, n)
+	})
 }
 
 // TestHelperSubscriberProcess is the subscriber process of the tests below,

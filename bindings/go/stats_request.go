@@ -2,7 +2,6 @@ package notif
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -141,26 +140,16 @@ func RequestStats(ctx context.Context, path string) (*PublisherStats, error) {
 		case err != nil:
 			return fail(syscall.EPIPE, closed)
 		}
-		// Notifications emitted before the publisher read the request may come first.
-		if !bytes.HasPrefix(line, []byte(`{"notif":`)) {
+		// Notifications emitted before the publisher read the request may
+		// come first, and other control lines: skipped.
+		c, ok := parseControl(line)
+		switch {
+		case ok && c.kind == ctlError:
+			return fail(syscall.EPROTO, "the publisher refused the stats request: %s", c.message)
+		case !ok || c.kind != ctlStats:
 			continue
 		}
-		var control struct {
-			Notif struct {
-				Stats json.RawMessage `json:"stats"`
-				Error *string         `json:"error"`
-			} `json:"notif"`
-		}
-		if json.Unmarshal(line, &control) != nil {
-			return fail(syscall.EPROTO, "the answer is not JSON")
-		}
-		if control.Notif.Error != nil {
-			return fail(syscall.EPROTO, "the publisher refused the stats request: %s", *control.Notif.Error)
-		}
-		if control.Notif.Stats == nil {
-			continue // another control line
-		}
-		return decodeStats(path, control.Notif.Stats)
+		return decodeStats(path, c.stats)
 	}
 }
 

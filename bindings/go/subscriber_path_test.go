@@ -57,12 +57,7 @@ func TestConnectFailedOnARegularFileThenRecovers(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	fake := newFakePublisher(t, path)
-	c := fake.accept(t)
-	write(t, c, `{"n":1}`+"\n")
-	if ev := next(t, s); ev.Kind != Notification || string(ev.Data) != `{"n":1}` {
-		t.Fatalf("got %v %q %v, want the notification", ev.Kind, ev.Data, ev.Err)
-	}
+	expectServedOnceListening(t, s, path)
 }
 
 func TestConnectFailedOnAMissingDirectoryThenRecovers(t *testing.T) {
@@ -79,12 +74,7 @@ func TestConnectFailedOnAMissingDirectoryThenRecovers(t *testing.T) {
 	if err := os.Mkdir(missing, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	fake := newFakePublisher(t, path)
-	c := fake.accept(t)
-	write(t, c, `{"n":1}`+"\n")
-	if ev := next(t, s); ev.Kind != Notification || string(ev.Data) != `{"n":1}` {
-		t.Fatalf("got %v %q %v, want the notification", ev.Kind, ev.Data, ev.Err)
-	}
+	expectServedOnceListening(t, s, path)
 }
 
 func TestGiveUpOnConnectFailure(t *testing.T) {

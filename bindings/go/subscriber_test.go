@@ -96,14 +96,7 @@ func TestSubscribeArgumentErrors(t *testing.T) {
 // Without options the request asks for cursors only, and nothing else is
 // ever written.
 func TestNoOptionsAsksForCursorsOnly(t *testing.T) {
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c := fake.accept(t)
+	_, _, s, c := subscribeToFake(t)
 	if req := readRequest(t, c); req != `{"cursor":true}` {
 		t.Fatalf("request %s", req)
 	}
@@ -187,18 +180,11 @@ func TestRequestLineAndControlLines(t *testing.T) {
 }
 
 func TestRefusedRequestIsPermanent(t *testing.T) {
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path, WithMarkers())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c := fake.accept(t)
+	_, fake, s, c := subscribeToFake(t, WithMarkers())
 	readRequest(t, c)
 	write(t, c, `{"notif":{"error":"unknown key \"x\""}}`+"\n")
 	c.Close()
-	err = expectClosed(t, s, waitLong)
+	err := expectClosed(t, s, waitLong)
 	e := expectErrno(t, err, syscall.EPROTO)
 	if !strings.Contains(e.Message, `unknown key "x"`) {
 		t.Errorf("message %q", e.Message)
@@ -224,16 +210,10 @@ func TestDeniedAndFullArePermanent(t *testing.T) {
 		{`{"notif":{"error":"1 subscriber already","reason":"full"}}`, syscall.EUSERS, "max_subscribers"},
 	} {
 		for _, opts := range [][]SubscribeOption{nil, {WithMarkers()}, {WithoutReconnect()}} {
-			path := sockPath(t)
-			fake := newFakePublisher(t, path)
-			s, err := Subscribe(context.Background(), path, opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := fake.accept(t)
+			path, fake, s, c := subscribeToFake(t, opts...)
 			write(t, c, tc.line+"\n")
 			c.Close()
-			err = expectClosed(t, s, waitLong)
+			err := expectClosed(t, s, waitLong)
 			e := expectErrno(t, err, tc.errno)
 			if !strings.Contains(e.Message, tc.words) || !strings.Contains(e.Message, path) {
 				t.Errorf("message %q", e.Message)
@@ -253,13 +233,7 @@ func TestDeniedAndFullArePermanent(t *testing.T) {
 // subscription reconnects.
 func TestTooSlowAndMemoryReconnect(t *testing.T) {
 	for _, reason := range []string{"too_slow", "memory"} {
-		path := sockPath(t)
-		fake := newFakePublisher(t, path)
-		s, err := Subscribe(context.Background(), path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := fake.accept(t)
+		path, fake, s, c := subscribeToFake(t)
 		write(t, c, `{"n":1}`+"\n"+`{"notif":{"error":"bye","reason":"`+reason+`"}}`+"\n")
 		c.Close()
 		if got := nextNotification(t, s); string(got) != `{"n":1}` {
@@ -279,7 +253,7 @@ func TestTooSlowAndMemoryReconnect(t *testing.T) {
 		// Without reconnection: EPIPE, saying why.
 		path = sockPath(t)
 		fake = newFakePublisher(t, path)
-		s, err = Subscribe(context.Background(), path, WithoutReconnect())
+		s, err := Subscribe(context.Background(), path, WithoutReconnect())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -296,27 +270,14 @@ func TestTooSlowAndMemoryReconnect(t *testing.T) {
 
 // A publisher that closes without a line is a lost connection, as before.
 func TestBareCloseIsALostConnection(t *testing.T) {
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path, WithoutReconnect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := fake.accept(t)
+	_, _, s, c := subscribeToFake(t, WithoutReconnect())
 	readRequest(t, c) // as a publisher does: unread, the close would be a reset
 	c.Close()
 	expectErrno(t, expectClosed(t, s, waitLong), syscall.EPIPE)
 }
 
 func TestLongLines(t *testing.T) {
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c := fake.accept(t)
+	_, _, s, c := subscribeToFake(t)
 	big := `{"big":"` + strings.Repeat("x", 1<<20) + `"}`
 	go func() {
 		// In pieces, with a short line in between, so the reader's buffer
@@ -333,33 +294,19 @@ func TestLongLines(t *testing.T) {
 }
 
 func TestIncompleteLastLineIsDiscarded(t *testing.T) {
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path, WithoutReconnect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c := fake.accept(t)
+	_, _, s, c := subscribeToFake(t, WithoutReconnect())
 	readRequest(t, c)
 	write(t, c, `{"a":1}`+"\n"+`{"cut":"sho`)
 	c.Close()
 	if got := nextNotification(t, s); string(got) != `{"a":1}` {
 		t.Fatalf("got %q", got)
 	}
-	err = expectClosed(t, s, waitLong)
+	err := expectClosed(t, s, waitLong)
 	expectErrno(t, err, syscall.EPIPE)
 }
 
 func TestHeartbeatSilenceWithoutReconnect(t *testing.T) {
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path, WithHeartbeat(200*time.Millisecond), WithoutReconnect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c := fake.accept(t)
+	_, _, s, c := subscribeToFake(t, WithHeartbeat(200*time.Millisecond), WithoutReconnect())
 	readRequest(t, c)
 	write(t, c, `{"notif":{"subscribed":true,"version":"0.1.0"}}`+"\n")
 	// Heartbeats keep it alive (silence of 3 x 200 ms would not)...
@@ -373,7 +320,7 @@ func TestHeartbeatSilenceWithoutReconnect(t *testing.T) {
 	}
 	// ...and silence kills it (3 x 200 ms).
 	start := time.Now()
-	err = expectClosed(t, s, waitLong)
+	err := expectClosed(t, s, waitLong)
 	expectErrno(t, err, syscall.ETIMEDOUT)
 	if time.Since(start) < 500*time.Millisecond {
 		t.Errorf("declared dead after %v", time.Since(start))
@@ -381,14 +328,7 @@ func TestHeartbeatSilenceWithoutReconnect(t *testing.T) {
 }
 
 func TestReconnectToFakePublisher(t *testing.T) {
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c := fake.accept(t)
+	path, fake, s, c := subscribeToFake(t)
 	write(t, c, `{"n":1}`+"\n")
 	if got := nextNotification(t, s); string(got) != `{"n":1}` {
 		t.Fatalf("got %q", got)
@@ -416,12 +356,7 @@ func TestLatePublisherIsNotAReconnect(t *testing.T) {
 	}
 	defer s.Close()
 	time.Sleep(150 * time.Millisecond)
-	fake := newFakePublisher(t, path)
-	c := fake.accept(t)
-	write(t, c, `{"n":1}`+"\n")
-	if ev := next(t, s); ev.Kind != Notification || string(ev.Data) != `{"n":1}` {
-		t.Fatalf("got %v %q", ev.Kind, ev.Data)
-	}
+	expectServedOnceListening(t, s, path)
 }
 
 func TestContextCancel(t *testing.T) {
@@ -491,13 +426,7 @@ func TestContextCancel(t *testing.T) {
 }
 
 func TestCloseSubscription(t *testing.T) {
-	path := sockPath(t)
-	fake := newFakePublisher(t, path)
-	s, err := Subscribe(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := fake.accept(t)
+	_, _, s, c := subscribeToFake(t)
 	s.Close()
 	s.Close()
 	if err := expectClosed(t, s, time.Second); err != nil {
