@@ -49,7 +49,7 @@ int main() {
     if (notif_emit(handle.get(), "{\"from\": \"C++\"}") != 0) return fail("notif_emit");
     const std::string json = "{\"len\": 1}";
     if (notif_emit_len(handle.get(), json.data(), json.size()) != 0) return fail("notif_emit_len");
-    if (notif_emit(nullptr, "{}") != -EBADF) return fail("notif_emit(nullptr)");
+    if (notif_emit(nullptr, "{}") != -EINVAL) return fail("notif_emit(nullptr)");
 
     notif_stats stats;
     std::memset(&stats, 0, sizeof stats);
