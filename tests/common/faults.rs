@@ -1,12 +1,11 @@
-//! Helpers for the fault-injection tests (tests/fault_*.rs): the invariant
+//! Helpers for the fault-injection tests (tests/fault/, and the attackers of tests/attack/): the invariant
 //! check every scenario ends with, paced sequence-numbered emitters and
 //! checking readers, resource baselines (descriptors, threads, memory), and
 //! child processes (the test binary re-executed as a subscriber that relays
 //! what it reads to its stdout, or as a publisher driven over its stdin) with a
 //! guard that kills them in Drop.
 //!
-//! Declared from each test file with `#[path = "common/faults.rs"] mod faults;`
-//! after `mod common;`.
+//! A module of `common` (tests/common/mod.rs): `use crate::common::faults::*`.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::{HashMap, HashSet};
@@ -288,7 +287,7 @@ static FRESH: AtomicU64 = AtomicU64::new(0);
 /// answers a `{}` request with its acknowledgement), emits and expects it.
 pub fn serves_a_fresh_subscriber(publisher: &Publisher) {
     let before = publisher.stats().subscribers;
-    let mut fresh = Subscriber::connect(path_of(publisher));
+    let mut fresh = RawReader::connect(path_of(publisher));
     fresh.write_all(b"{}\n").unwrap();
     let ack = fresh.line();
     assert!(
@@ -475,7 +474,7 @@ pub fn emit_stream_until(
 /// the right total. Publishes how many messages it has read.
 pub struct SeqReader {
     pub progress: Arc<AtomicU64>,
-    handle: JoinHandle<(Subscriber, Vec<u64>)>,
+    handle: JoinHandle<(RawReader, Vec<u64>)>,
 }
 
 /// The subscribers that keep up in a fault scenario: `count` readers that
@@ -487,12 +486,12 @@ pub fn steady_readers(
     streams: usize,
 ) -> Vec<SeqReader> {
     (1..=count)
-        .map(|n| SeqReader::spawn(Subscriber::connect_to(publisher, socket, n), streams))
+        .map(|n| SeqReader::spawn(RawReader::connect_to(publisher, socket, n), streams))
         .collect()
 }
 
 impl SeqReader {
-    pub fn spawn(mut subscriber: Subscriber, streams: usize) -> SeqReader {
+    pub fn spawn(mut subscriber: RawReader, streams: usize) -> SeqReader {
         let progress = Arc::new(AtomicU64::new(0));
         let shared = Arc::clone(&progress);
         let handle = std::thread::spawn(move || {
@@ -524,7 +523,7 @@ impl SeqReader {
     }
 
     /// Waits for the reader: its subscriber and each stream's count.
-    pub fn join(self) -> (Subscriber, Vec<u64>) {
+    pub fn join(self) -> (RawReader, Vec<u64>) {
         match self.handle.join() {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
@@ -569,8 +568,10 @@ pub struct Remote {
 }
 
 /// Starts this test binary again, running only `test` (which must call
-/// [`role_hook`] first) in `role`, with `env` added.
+/// [`role_hook`] first) in `role`, with `env` added. `test` is the test's
+/// Rust path, `concat!(module_path!(), "::name")` (see [`libtest_name`]).
 pub fn spawn_role(test: &str, role: &str, env: &[(&str, String)]) -> Remote {
+    let test = libtest_name(test);
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut command = Command::new(exe);
     command
@@ -1057,7 +1058,7 @@ pub fn is_socket(path: &Path) -> bool {
 
 /// After close: a subscriber that had read everything else sees only the
 /// fresh-subscriber markers [`check_invariants`] emitted, then end of stream.
-pub fn expect_eof_after_markers(subscriber: &mut Subscriber) {
+pub fn expect_eof_after_markers(subscriber: &mut RawReader) {
     for line in subscriber.read_to_eof() {
         assert!(
             line.starts_with(b"{\"fresh\":"),
