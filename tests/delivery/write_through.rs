@@ -136,7 +136,7 @@ fn assert_final(stats: &notif::Stats) {
     );
 }
 
-// ------------------------------------------------------------------ 1
+// ------------ a quiet stream to one plain reader: written through, whole, in order
 
 #[test]
 fn quiet_emits_to_one_plain_reader_are_written_through_whole_and_in_order() {
@@ -173,7 +173,7 @@ fn quiet_emits_to_one_plain_reader_are_written_through_whole_and_in_order() {
     assert!(stats.written_through + 5 >= N, "{stats:?}");
 }
 
-// ------------------------------------------------------------------ 2
+// ------------ cursors and resume across written-through and server-sent notifications
 
 fn cursor_seq(subscriber: &notif::Subscriber) -> u64 {
     let cursor = subscriber.cursor().expect("a cursor after a notification");
@@ -374,7 +374,7 @@ fn cursors_count_on_across_written_through_and_server_sent_notifications_and_res
     assert_eq!(stats.dropped_slow, 0, "{stats:?}");
 }
 
-// ------------------------------------------------------------------ 3
+// ------------ writes the kernel cuts short: finished by the server thread, byte exact
 
 fn set_receive_buffer(stream: &UnixStream, bytes: libc::c_int) {
     // SAFETY: passes a live c_int of the stated size.
@@ -498,7 +498,7 @@ fn writes_the_kernel_cuts_short_are_finished_by_the_server_thread_byte_exact() {
     assert_eq!(stats.dropped_slow + stats.dropped_closed, 0, "{stats:?}");
 }
 
-// ------------------------------------------------------------------ 4
+// ------------ concurrent emitters: quiet gaps and bursts
 
 fn threaded(thread: u64, n: u64) -> Vec<u8> {
     format!(
@@ -575,7 +575,7 @@ fn concurrent_emitters_with_quiet_gaps_and_bursts_lose_nothing_and_keep_each_thr
     );
 }
 
-// ------------------------------------------------------------------ 5
+// ------------ readers that hang up or shut reading (SIGPIPE at its default)
 
 #[test]
 fn readers_that_hang_up_or_shut_reading_during_write_through_cost_only_themselves() {
@@ -640,7 +640,7 @@ fn readers_that_hang_up_or_shut_reading_during_write_through_cost_only_themselve
     assert_eq!(disposition, libc::SIG_DFL);
 }
 
-// ------------------------------------------------------------------ 6
+// ------------ who is written through: filtered subscribers, a fifth reader
 
 /// Connects and writes a request; returns once its acknowledgement is read.
 fn requesting(publisher: &Publisher, path: &Path, request: &str, expected: u64) -> RawReader {
@@ -775,7 +775,7 @@ fn a_fifth_reader_joining_mid_stream_ends_write_through_without_a_gap_for_anyone
     );
 }
 
-// ------------------------------------------------------------------ 7
+// ------------ heartbeats and drop markers between written-through notifications
 
 #[test]
 fn heartbeats_still_come_when_idle_between_written_through_notifications() {
@@ -872,7 +872,7 @@ fn a_markers_subscriber_that_lost_notifications_hears_of_it_before_newer_ones() 
     assert_eq!(stats.delivered + reported, FLOOD + TAIL, "{stats:?}");
 }
 
-// ------------------------------------------------------------------ 8
+// ------------ the replay ring keeps what was written through
 
 #[test]
 fn notifications_written_through_are_kept_in_the_replay_ring() {
@@ -919,7 +919,7 @@ fn notifications_written_through_are_kept_in_the_replay_ring() {
     assert_eq!(stats.replayed, N, "{stats:?}");
 }
 
-// ------------------------------------------------------------------ 9
+// ------------ close right after write-through, and with a cut-short line unfinished
 
 #[test]
 fn close_right_after_written_through_emits_delivers_everything_and_counts_exactly() {
@@ -995,7 +995,7 @@ fn close_while_a_cut_short_line_is_unfinished_still_finishes_it() {
     assert_eq!(stats.dropped_closed, 0, "{stats:?}");
 }
 
-// ------------------------------------------------------------------ stats
+// ------------ stats after a quiet period: exact counters and gauges
 
 #[test]
 fn stats_after_a_quiet_period_of_written_through_emits_are_exact() {
@@ -1057,7 +1057,7 @@ fn the_publishers_own_stats_gauges_catch_up_after_a_quiet_period_of_written_thro
     publisher.close();
 }
 
-// ------------------------------------------------------------------ backlog
+// ------------ the backlog: quiet emits never fill the smallest one
 
 /// Write-through keeps each notification in the backlog until the server
 /// thread takes it; a small (valid) backlog must not fill up and refuse a
@@ -1098,7 +1098,7 @@ fn quiet_large_emits_never_fill_a_64_kib_backlog() {
     quiet_emits_fit_a_small_backlog(64 * 1024, 30_000, 10);
 }
 
-// ------------------------------------------------------------------ raw reads
+// ------------ raw reads: the byte stream is exactly the emitted lines
 
 /// A plain reader reading raw bytes (as socat would): the stream is exactly
 /// the emitted lines back to back, with nothing in between.
@@ -1136,7 +1136,7 @@ fn the_raw_byte_stream_is_exactly_the_emitted_lines() {
     assert!(stats.written_through > 0, "{stats:?}");
 }
 
-// ------------------------------------------------------------------ more
+// ------------ cursors of cut-short lines
 
 #[test]
 fn a_cursor_subscriber_whose_written_through_lines_were_cut_short_counts_on_exactly() {
@@ -1186,6 +1186,8 @@ fn a_cursor_subscriber_whose_written_through_lines_were_cut_short_counts_on_exac
     assert_eq!(stats.next_seq, base + M + 50, "{stats:?}");
     assert_eq!(stats.delivered, stats.emitted, "{stats:?}");
 }
+
+// ------------ readers that write: a shut sending side, a request line being written
 
 #[test]
 fn a_reader_that_shut_its_sending_side_like_socat_is_written_through() {
@@ -1249,6 +1251,8 @@ fn a_request_line_being_written_stops_write_through_and_nothing_is_lost_either_s
         "once the request is read, write-through may go on: {stats:?}"
     );
 }
+
+// ------------ subscribers coming and going while emitters write through
 
 #[test]
 fn subscribers_coming_and_going_while_emitters_write_through_never_get_stale_writes() {
@@ -1348,6 +1352,8 @@ fn subscribers_coming_and_going_while_emitters_write_through_never_get_stale_wri
     );
     assert!(stats.written_through > 0, "{stats:?}");
 }
+
+// ------------ stalled readers with cut-short lines: too slow, over the memory limit
 
 /// `readers` plain readers that do not read while `m` large notifications
 /// are emitted quietly (written through, then cut short), then read to the
@@ -1462,6 +1468,8 @@ fn a_cut_short_subscriber_that_loses_its_queue_to_the_memory_limit_keeps_whole_l
     assert!(stats.delivered >= received, "{stats:?}");
 }
 
+// ------------ numbering: what was written through gets the server thread's numbers
+
 #[test]
 fn a_long_quiet_stream_wakes_the_server_thread_to_number_what_was_written_through_and_loses_nothing(
 ) {
@@ -1559,6 +1567,8 @@ fn a_cursor_of_a_notification_the_server_thread_has_not_numbered_yet_resumes_exa
         "the fresh cursor was refused: {stats:?}"
     );
 }
+
+// ------------ the subscriber client's heartbeat watch, fed by write-through
 
 #[test]
 fn a_heartbeat_subscriber_fed_by_write_through_never_thinks_the_publisher_died() {
