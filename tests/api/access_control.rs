@@ -6,6 +6,7 @@
 //! pass without checking anything.
 
 use crate::common;
+use crate::common::other_users::{running_as_root, NOBODY};
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -16,20 +17,10 @@ use std::time::Duration;
 use common::*;
 use notif::{Options, Publisher};
 
-const NOBODY: u32 = 65534;
 const SPARE_GROUP: u32 = 54321;
 
 /// umask is process-wide: tests that change it run one at a time.
 static UMASK: Mutex<()> = Mutex::new(());
-
-fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("not root: cannot connect as another user, skipping");
-    }
-    root
-}
 
 /// What a child connecting as another user saw.
 #[derive(Debug, PartialEq, Eq)]
@@ -185,10 +176,8 @@ fn expect_received(publisher: &Publisher, pid: libc::pid_t) {
 
 #[test]
 fn with_no_allow_list_anyone_who_can_open_the_socket_may_subscribe() {
-    if isolated() {
-        return;
-    }
-    if !running_as_root() {
+    isolated!();
+    if !running_as_root("connect as another user") {
         return;
     }
     let dir = TempDir::new("allow_anyone");
@@ -200,10 +189,8 @@ fn with_no_allow_list_anyone_who_can_open_the_socket_may_subscribe() {
 
 #[test]
 fn an_allowed_uid_gets_in_and_everyone_else_is_closed_at_accept_and_counted() {
-    if isolated() {
-        return;
-    }
-    if !running_as_root() {
+    isolated!();
+    if !running_as_root("connect as another user") {
         return;
     }
     let dir = TempDir::new("allow_uid");
@@ -225,10 +212,8 @@ fn an_allowed_uid_gets_in_and_everyone_else_is_closed_at_accept_and_counted() {
 
 #[test]
 fn an_allowed_group_counts_as_primary_or_supplementary_group() {
-    if isolated() {
-        return;
-    }
-    if !running_as_root() {
+    isolated!();
+    if !running_as_root("connect as another user") {
         return;
     }
     let dir = TempDir::new("allow_gid");
@@ -246,10 +231,8 @@ fn an_allowed_group_counts_as_primary_or_supplementary_group() {
 
 #[test]
 fn the_file_mode_keeps_other_users_out_whatever_the_umask() {
-    if isolated() {
-        return;
-    }
-    if !running_as_root() {
+    isolated!();
+    if !running_as_root("connect as another user") {
         return;
     }
     let _serial = UMASK.lock().unwrap_or_else(|p| p.into_inner());
@@ -278,10 +261,8 @@ fn the_file_mode_keeps_other_users_out_whatever_the_umask() {
 
 #[test]
 fn no_peer_ever_connects_while_the_socket_is_more_open_than_configured() {
-    if isolated() {
-        return;
-    }
-    if !running_as_root() {
+    isolated!();
+    if !running_as_root("connect as another user") {
         return;
     }
     // A child as another user tries to connect as fast as it can while the

@@ -9,9 +9,7 @@ use notif::Publisher;
 
 #[test]
 fn open_and_close_200_times_leaks_no_descriptor_and_no_thread() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let dir = TempDir::new("leaks");
     // Warm up anything lazily created once per process.
     Publisher::open(dir.socket()).unwrap().close();

@@ -92,9 +92,7 @@ fn wait_child(pid: libc::pid_t, timeout: Duration) -> Option<i32> {
 
 #[test]
 fn a_child_gets_ebadf_from_emit_and_closing_its_copy_leaves_the_parent_alone() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     let dir = TempDir::new("child_ebadf");
     let mut slot = Some(Publisher::open(dir.socket()).unwrap());
@@ -136,9 +134,7 @@ fn a_child_gets_ebadf_from_emit_and_closing_its_copy_leaves_the_parent_alone() {
 
 #[test]
 fn a_child_that_merely_drops_its_copy_leaves_the_parents_socket_file() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     let dir = TempDir::new("child_drop");
     let mut slot = Some(Publisher::open(dir.socket()).unwrap());
@@ -156,9 +152,7 @@ fn a_child_that_merely_drops_its_copy_leaves_the_parents_socket_file() {
 
 #[test]
 fn a_child_forked_while_the_server_is_busy_can_still_close_its_copy() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     let dir = TempDir::new("busy_fork");
     let options = Options {
@@ -207,9 +201,7 @@ fn a_child_forked_while_the_server_is_busy_can_still_close_its_copy() {
 
 #[test]
 fn a_subscriber_sees_eof_when_the_parent_closes_while_a_child_lives_on() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     let dir = TempDir::new("eof_with_child");
     let publisher = Publisher::open(dir.socket()).unwrap();
@@ -238,9 +230,7 @@ fn a_subscriber_sees_eof_when_the_parent_closes_while_a_child_lives_on() {
 
 #[test]
 fn an_abstract_name_is_free_once_the_parent_closes_even_while_a_child_lives_on() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     let name = format!("@notif-test-{}-fork", std::process::id());
     let publisher = Publisher::open_bytes(name.as_bytes(), &Options::default()).unwrap();

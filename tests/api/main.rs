@@ -7,8 +7,8 @@
 //! access_control: a child inherits every descriptor of every test running
 //! meanwhile), lower RLIMIT_NOFILE (open_out_of_descriptors) or count the
 //! process's descriptors and threads (close_leaks) each run alone in a copy
-//! of this binary: they start with `if isolated() { return; }`
-//! (common::isolated). without_proc re-executes itself in a mount namespace
+//! of this binary: they start with `isolated!();`
+//! (common::run_isolated). without_proc re-executes itself in a mount namespace
 //! of its own. Every other test runs in parallel threads.
 
 #[path = "../common/mod.rs"]

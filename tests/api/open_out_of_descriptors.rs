@@ -28,9 +28,7 @@ fn limit_leaving(free: u64) -> u64 {
 
 #[test]
 fn an_open_that_runs_out_of_descriptors_fails_with_emfile_and_leaves_nothing() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let dir = TempDir::new("emfile_open");
     let mut limit = libc::rlimit {
         rlim_cur: 0,

@@ -40,9 +40,7 @@ fn mode_of_socket(umask: libc::mode_t, mode: u32) -> u32 {
 
 #[test]
 fn the_default_mode_is_0600_under_any_umask() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     for umask in [0o000, 0o022, 0o077, 0o777] {
         assert_eq!(
             mode_of_socket(umask, Options::default().mode),
@@ -54,9 +52,7 @@ fn the_default_mode_is_0600_under_any_umask() {
 
 #[test]
 fn a_restrictive_umask_does_not_take_away_bits_that_were_asked_for() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     for mode in [0o666, 0o660, 0o777, 0o640] {
         assert_eq!(mode_of_socket(0o077, mode), mode, "mode {mode:o}");
         assert_eq!(mode_of_socket(0o777, mode), mode, "mode {mode:o}");
@@ -65,9 +61,7 @@ fn a_restrictive_umask_does_not_take_away_bits_that_were_asked_for() {
 
 #[test]
 fn a_permissive_umask_does_not_add_bits_that_were_not_asked_for() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     for mode in [0o600, 0o660, 0o000, 0o400] {
         assert_eq!(mode_of_socket(0o000, mode), mode, "mode {mode:o}");
     }

@@ -31,9 +31,7 @@ fn line(seq: u64) -> Vec<u8> {
 
 #[test]
 fn a_reader_beside_every_attacker_gets_everything_and_the_counters_balance() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     let dir = TempDir::new("redteam-all-at-once");
     let path = dir.socket();

@@ -27,15 +27,15 @@
 
 use crate::common;
 use crate::common::faults;
+use crate::common::other_users::{rerun_as, running_as_root, ReachableExe, NOBODY};
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::thread::JoinHandle;
@@ -45,19 +45,9 @@ use common::*;
 use faults::{parse_fields, scaled, serial, status_bytes, thread_cpu_time, SeqReader};
 use notif::{Options, Publisher, Stats};
 
-const NOBODY: u32 = 65534;
 const OTHER_USER: u32 = 65533;
 const ROLE: &str = "NOTIF_BUDGET_ROLE";
 const MIB: u64 = 1024 * 1024;
-
-fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("not root: cannot play an attacker of another uid, skipping");
-    }
-    root
-}
 
 /// A directory every user may enter, for a socket of mode 0666.
 fn open_dir(name: &str) -> TempDir {
@@ -161,23 +151,18 @@ struct Role {
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
     reader: Option<JoinHandle<()>>,
-    _copy: Option<TempDir>,
+    _copy: Option<ReachableExe>,
 }
 
 fn spawn_role(test: &str, role: &str, uid: u32, env: &[(&str, String)]) -> Role {
     let test = libtest_name(test);
     let build = |program: &Path| {
-        let mut command = Command::new(program);
+        let mut command = rerun_as(program, test, uid);
         command
-            .args([test, "--exact", "--nocapture", "--test-threads=1", "-q"])
             .env(ROLE, role)
-            .env_remove("RUST_TEST_THREADS")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if uid != 0 {
-            command.uid(uid).gid(uid);
-        }
         for (key, value) in env {
             command.env(key, value);
         }
@@ -188,12 +173,9 @@ fn spawn_role(test: &str, role: &str, uid: u32, env: &[(&str, String)]) -> Role 
         Ok(child) => (child, None),
         Err(_) => {
             // uid 65534 may not reach the build directory: run a copy.
-            let dir = open_dir("budget-exe");
-            let copy = dir.join("budgets");
-            std::fs::copy(&exe, &copy).unwrap();
-            std::fs::set_permissions(&copy, PermissionsExt::from_mode(0o755)).unwrap();
-            let child = build(&copy).spawn().expect("start a helper child");
-            (child, Some(dir))
+            let exe = ReachableExe::new("budget-exe");
+            let child = build(&exe.copy).spawn().expect("start a helper child");
+            (child, Some(exe))
         }
     };
     let stdout = child.stdout.take().unwrap();
@@ -300,6 +282,21 @@ impl Drop for Role {
             let _ = reader.join();
         }
     }
+}
+
+/// How every test here starts: run the role this process was started in, if
+/// any (and exit); then alone in a copy of this binary (they measure the
+/// process: its descriptors, memory, its server thread's CPU); as root only
+/// (elsewhere it says so and passes); one at a time.
+macro_rules! attacker_test {
+    () => {
+        role_hook();
+        isolated!();
+        if !running_as_root("play an attacker of another uid") {
+            return;
+        }
+        let _serial = serial();
+    };
 }
 
 /// Runs the role this process was started in, if any (and exits); returns
@@ -1113,14 +1110,7 @@ const EMIT_CPU_TEST: &str = concat!(
 
 #[test]
 fn emit_cpu_stays_small_when_a_reader_multiplies_its_wakeups() {
-    role_hook();
-    if isolated() {
-        return;
-    }
-    if !running_as_root() {
-        return;
-    }
-    let _serial = serial();
+    attacker_test!();
     let registrations: u64 = scaled(30_000, 60_000);
     let dir = open_dir("budget-emitcpu");
     let path = dir.socket();
@@ -1218,14 +1208,7 @@ const COSTLY_TEST: &str = concat!(
 
 #[test]
 fn a_peer_whose_writes_cost_the_server_thread_is_cut_off_as_too_costly() {
-    role_hook();
-    if isolated() {
-        return;
-    }
-    if !running_as_root() {
-        return;
-    }
-    let _serial = serial();
+    attacker_test!();
     let registrations: u64 = scaled(30_000, 60_000);
     let dir = open_dir("budget-costly");
     let path = dir.socket();
@@ -1336,14 +1319,7 @@ const DESCRIPTORS_TEST: &str = concat!(
 
 #[test]
 fn idle_connections_of_one_user_leave_the_host_its_descriptors() {
-    role_hook();
-    if isolated() {
-        return;
-    }
-    if !running_as_root() {
-        return;
-    }
-    let _serial = serial();
+    attacker_test!();
     raise_nofile(4096);
     let dir = open_dir("budget-fds");
     let path = dir.socket();
@@ -1490,14 +1466,7 @@ const REPLAY_TEST: &str = concat!(
 
 #[test]
 fn filtered_replays_do_not_stall_a_normal_reader_or_stats() {
-    role_hook();
-    if isolated() {
-        return;
-    }
-    if !running_as_root() {
-        return;
-    }
-    let _serial = serial();
+    attacker_test!();
     let dir = open_dir("budget-replay");
     let path = dir.socket();
     let mut options = open_options();
@@ -1614,14 +1583,7 @@ fn memory_publisher(test: &str, path: &Path) -> Role {
 
 #[test]
 fn filters_and_stats_answers_stay_within_the_memory_limit() {
-    role_hook();
-    if isolated() {
-        return;
-    }
-    if !running_as_root() {
-        return;
-    }
-    let _serial = serial();
+    attacker_test!();
     raise_nofile(4096);
     let dir = open_dir("budget-filters");
     let path = dir.socket();
@@ -1728,14 +1690,7 @@ const PARTIAL_TEST: &str = concat!(
 
 #[test]
 fn unfinished_request_lines_stay_within_the_memory_limit() {
-    role_hook();
-    if isolated() {
-        return;
-    }
-    if !running_as_root() {
-        return;
-    }
-    let _serial = serial();
+    attacker_test!();
     raise_nofile(4096);
     let dir = open_dir("budget-partial");
     let path = dir.socket();
@@ -1862,14 +1817,7 @@ fn resume_scenario(replay: usize) -> (Vec<String>, Option<u64>, Stats) {
 
 #[test]
 fn after_yields_nothing_from_before_the_connection_but_what_the_ring_holds() {
-    role_hook();
-    if isolated() {
-        return;
-    }
-    if !running_as_root() {
-        return;
-    }
-    let _serial = serial();
+    attacker_test!();
     let (without_ring, _, _) = resume_scenario(0);
     let (with_ring, first_seq, stats) = resume_scenario(256 * 1024);
     let expected = stats.next_seq - stats.replay_oldest.max(1);

@@ -30,9 +30,7 @@ fn env_or(name: &str, default: usize) -> usize {
 
 #[test]
 fn distinct_filters_and_unique_event_types_stay_within_the_memory_limit() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     let dir = TempDir::new("redteam-filter-cache");
     let path = dir.socket();

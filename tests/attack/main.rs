@@ -6,8 +6,8 @@
 //!
 //! Process-wide state: every test that measures the process (its descriptors,
 //! threads, resident memory, or its server thread's CPU time by name) runs
-//! alone in a copy of this binary (`if isolated() { return; }`,
-//! common::isolated): all of budgets, all_at_once, filter_cache, stats_flood
+//! alone in a copy of this binary (`isolated!();`,
+//! common::run_isolated): all of budgets, all_at_once, filter_cache, stats_flood
 //! and resume_memory's two memory tests. The attackers are this binary
 //! re-executed in a role. The rest run in parallel threads.
 

@@ -77,9 +77,7 @@ fn attackers_held(path: &std::path::Path, n: usize) -> Vec<u64> {
 
 #[test]
 fn a_sparse_filtered_resume_holds_at_most_its_buffer() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let dir = TempDir::new("redteam-sparse-resume");
     let path = dir.socket();
     let publisher = Publisher::open_with(&path, &options()).unwrap();
@@ -166,9 +164,7 @@ fn a_sparse_filtered_resume_still_gets_every_match_in_order() {
 /// be given a private copy larger than its own buffer.
 #[test]
 fn an_unread_unfiltered_resume_holds_at_most_its_buffer_when_the_ring_moves_on() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let dir = TempDir::new("redteam-unfiltered-resume");
     let path = dir.socket();
     let mut options = options();

@@ -23,9 +23,7 @@ const ALLOWANCE: u64 = 24 * 1024 * 1024;
 
 #[test]
 fn unread_stats_answers_stay_within_the_memory_limit() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     let dir = TempDir::new("redteam-stats-flood");
     let path = dir.socket();

@@ -531,6 +531,62 @@ impl SeqReader {
     }
 }
 
+// ------------------------------------------------------------------ the rig
+
+/// The options most fault scenarios run with: each subscriber's buffer
+/// `subscriber_buffer` bytes, messages of up to 4 KiB, a 4 MiB backlog.
+pub fn fault_options(subscriber_buffer: usize) -> Options {
+    Options {
+        subscriber_buffer,
+        max_message: 4096,
+        backlog: 4 * 1024 * 1024,
+        ..Options::default()
+    }
+}
+
+/// The first half of the rig most fault scenarios share: a directory, the
+/// process's [`Baseline`] and a [`MemoryWatch`] (both taken before the
+/// publisher opens), and the publisher, opened there with `options`. The
+/// scenario ends with [`check_invariants`] on the live publisher, then
+/// [`close_and_check`].
+pub fn open_watched(tag: &str, options: &Options) -> (TempDir, Baseline, MemoryWatch, Publisher) {
+    let dir = TempDir::new(tag);
+    let baseline = Baseline::take();
+    let memory = MemoryWatch::start();
+    let publisher = Publisher::open_with(dir.socket(), options).unwrap();
+    (dir, baseline, memory, publisher)
+}
+
+/// The second half: two steady readers that must get every message of
+/// `streams` numbered streams, a [`Pacer`] that keeps the emitters at most
+/// `window` messages ahead of them, and the flag that stops the emitters
+/// ([`emit_stream_until`]).
+pub fn steady_paced(
+    publisher: &Publisher,
+    dir: &TempDir,
+    streams: usize,
+    window: u64,
+) -> (Vec<SeqReader>, Pacer, AtomicBool) {
+    let readers = steady_readers(publisher, &dir.socket(), 2, streams);
+    let pacer = Pacer::following(&readers, window);
+    (readers, pacer, AtomicBool::new(false))
+}
+
+/// Joins `readers`: their connections, and what each counted of every stream.
+pub fn join_all(readers: Vec<SeqReader>) -> (Vec<RawReader>, Vec<Vec<u64>>) {
+    readers.into_iter().map(SeqReader::join).unzip()
+}
+
+/// The end of a scenario: closes the publisher, each of `subscribers` reads
+/// to the end of the stream (drop markers allowed), and [`check_closed`].
+pub fn close_and_check(publisher: Publisher, subscribers: Vec<RawReader>, baseline: &Baseline) {
+    let final_stats = publisher.close();
+    for mut subscriber in subscribers {
+        expect_eof_after_markers(&mut subscriber);
+    }
+    check_closed(baseline, &final_stats);
+}
+
 // ------------------------------------------------------------------ child processes
 
 /// The environment variable that turns a re-executed test binary into a helper.

@@ -2,7 +2,7 @@
 //! poller that waits for a condition instead of sleeping a fixed time, a raw
 //! line reader ([`RawReader`]: a client socket read line by line with a
 //! timeout, so no test can hang; not the library's `notif::Subscriber`), and
-//! [`isolated`], which runs a test alone in a process of its own.
+//! [`isolated!`], which runs a test alone in a process of its own.
 //!
 //! Each test binary (tests/api, tests/delivery, tests/protocol, tests/fault,
 //! tests/attack) declares it with `#[path = "../common/mod.rs"] mod common;`;
@@ -10,6 +10,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod faults;
+pub mod other_users;
 mod temp_dir;
 
 pub use temp_dir::TempDir;
@@ -315,7 +316,7 @@ pub fn resident_bytes() -> u64 {
 
 // ------------------------------------------------------------------ process isolation
 
-/// Set in the copy of the test binary that [`isolated`] starts: the name of
+/// Set in the copy of the test binary that [`run_isolated`] starts: the name of
 /// the one test it runs.
 const ISOLATED_ENV: &str = "NOTIF_TEST_ISOLATED";
 
@@ -327,22 +328,31 @@ pub fn libtest_name(path: &str) -> &str {
     path.split_once("::").map_or(path, |(_, rest)| rest)
 }
 
+/// `isolated!();`, first in a test: runs it alone in a copy of this test
+/// binary ([`run_isolated`]), and returns once the copy has run it.
+#[allow(unused_macros)] // a binary without such tests
+macro_rules! isolated {
+    () => {
+        if $crate::common::run_isolated() {
+            return;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use isolated;
+
 /// Runs the calling test alone, in a fresh copy of this test binary
 /// (`NAME --exact --test-threads=1`), for tests that change or measure
 /// something of the whole process: its umask, its signal dispositions, its
 /// descriptor limit, its descriptor and thread counts, its resident memory, or
 /// that fork (a child inherits every descriptor of every test running
-/// meanwhile). Call it first:
-///
-/// ```ignore
-/// if isolated() { return; }
-/// ```
+/// meanwhile). Call it first, through the macro: `isolated!();`.
 ///
 /// In the test process it starts the copy, waits, forwards its output (kept
 /// by the harness unless the test fails), fails if the copy failed and
 /// returns true; in the copy it returns false and the body runs. The test's
 /// name is its thread's: libtest names the thread of each test after it.
-pub fn isolated() -> bool {
+pub fn run_isolated() -> bool {
     let thread = std::thread::current();
     let name = thread.name().expect("a test thread has the test's name");
     if std::env::var(ISOLATED_ENV).is_ok_and(|running| running == name) {

@@ -7,7 +7,7 @@
 //! (sigpipe_and_hangups, and write_through's hang-up test) and the ones that
 //! measure the process's resident memory (slow_subscriber_memory,
 //! slow_subscriber_trickle_memory) each run alone in a copy of this binary
-//! (`if isolated() { return; }`, common::isolated). Every other test runs in
+//! (`isolated!();`, common::run_isolated). Every other test runs in
 //! parallel threads.
 
 #[path = "../common/mod.rs"]

@@ -34,9 +34,7 @@ fn default_sigpipe_like_a_c_host() {
 
 #[test]
 fn subscribers_vanishing_during_heavy_emission_neither_kill_the_host_nor_disturb_the_others() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     default_sigpipe_like_a_c_host();
     const MESSAGES: u64 = 30_000;
     let dir = TempDir::new("vanish");
@@ -109,9 +107,7 @@ fn subscribers_vanishing_during_heavy_emission_neither_kill_the_host_nor_disturb
 
 #[test]
 fn a_subscriber_that_hangs_up_before_anything_is_sent_costs_nothing() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     default_sigpipe_like_a_c_host();
     let dir = TempDir::new("instant_hangup");
     let publisher = Publisher::open(dir.socket()).unwrap();

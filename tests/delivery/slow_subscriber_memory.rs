@@ -14,9 +14,7 @@ use notif::{Options, Publisher};
 fn a_subscriber_that_never_reads_does_not_make_memory_grow_with_the_volume_emitted() {
     const SUBSCRIBER_BUFFER: usize = 1024 * 1024;
     const VOLUME: u64 = 300 * 1024 * 1024;
-    if isolated() {
-        return;
-    }
+    isolated!();
     let dir = TempDir::new("memory");
     let options = Options {
         subscriber_buffer: SUBSCRIBER_BUFFER,

@@ -12,9 +12,7 @@ use notif::{Options, Publisher};
 #[test]
 fn trickled_notifications_queued_for_a_stalled_subscriber_cost_their_size_not_their_batch() {
     const SUBSCRIBER_BUFFER: usize = 1024 * 1024;
-    if isolated() {
-        return;
-    }
+    isolated!();
     let dir = TempDir::new("trickle_memory");
     let options = Options {
         subscriber_buffer: SUBSCRIBER_BUFFER,

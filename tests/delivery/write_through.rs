@@ -579,9 +579,7 @@ fn concurrent_emitters_with_quiet_gaps_and_bursts_lose_nothing_and_keep_each_thr
 
 #[test]
 fn readers_that_hang_up_or_shut_reading_during_write_through_cost_only_themselves() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     // A C host leaves SIGPIPE at its default (death); the Rust runtime
     // ignores it. Put it back, as tests/sigpipe_and_hangups.rs does.
     // SAFETY: setting the default disposition of SIGPIPE.

@@ -9,7 +9,7 @@
 use crate::common;
 use crate::common::faults;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,24 +57,12 @@ fn wait_child(pid: libc::pid_t, timeout: Duration) -> Option<i32> {
 
 #[test]
 fn fork_while_8_threads_emit_the_child_gets_ebadf_and_the_parent_keeps_serving() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     let forks = scaled(30, 300);
-    let dir = TempDir::new("fork8");
-    let options = Options {
-        subscriber_buffer: 1024 * 1024,
-        max_message: 4096,
-        backlog: 4 * 1024 * 1024,
-        ..Options::default()
-    };
-    let baseline = Baseline::take();
-    let memory = MemoryWatch::start();
-    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
-    let readers = steady_readers(&publisher, &dir.socket(), 2, EMITTERS);
-    let pacer = Pacer::following(&readers, 2000);
-    let stop = AtomicBool::new(false);
+    let options = fault_options(1024 * 1024);
+    let (dir, baseline, memory, publisher) = open_watched("fork8", &options);
+    let (readers, pacer, stop) = steady_paced(&publisher, &dir, EMITTERS, 2000);
     let mut outcomes = Vec::new();
     let sent: Vec<u64> = std::thread::scope(|scope| {
         let emitters: Vec<_> = (0..EMITTERS)
@@ -117,14 +105,10 @@ fn fork_while_8_threads_emit_the_child_gets_ebadf_and_the_parent_keeps_serving()
         "children that did not get EBADF or hung in close/drop (None: killed after 10 s): {failed:?}"
     );
     let slowest = outcomes.iter().map(|(_, t)| *t).max().unwrap();
-    let subscribers: Vec<RawReader> = readers
-        .into_iter()
-        .map(|reader| {
-            let (subscriber, counts) = reader.join();
-            assert_eq!(counts, sent, "a subscriber missed messages");
-            subscriber
-        })
-        .collect();
+    let (subscribers, counts) = join_all(readers);
+    for counts in counts {
+        assert_eq!(counts, sent, "a subscriber missed messages");
+    }
     assert!(
         dir.socket().exists(),
         "a child removed the parent's socket file"
@@ -138,11 +122,7 @@ fn fork_while_8_threads_emit_the_child_gets_ebadf_and_the_parent_keeps_serving()
     eprintln!(
         "fork: {forks} children, slowest {slowest:?}, while {EMITTERS} threads emitted {sent:?}; {stats:?}"
     );
-    let final_stats = publisher.close();
-    for mut subscriber in subscribers {
-        expect_eof_after_markers(&mut subscriber);
-    }
-    check_closed(&baseline, &final_stats);
+    close_and_check(publisher, subscribers, &baseline);
 }
 
 /// 8 threads share an `Arc<Publisher>`, each emits its stream and lets go of
@@ -198,10 +178,16 @@ fn last_reference_closes(explicit: bool) {
             })
         })
         .collect();
+    // The emitters start once this thread has let go of its reference:
+    // otherwise, on a loaded machine, they could all finish before this
+    // thread's drop, which would then be the last.
+    let let_go = Arc::new(std::sync::Barrier::new(EMITTERS + 1));
     let emitters: Vec<_> = (0..EMITTERS)
         .map(|stream| {
             let publisher = Arc::clone(&publisher);
+            let let_go = Arc::clone(&let_go);
             std::thread::spawn(move || -> Option<Stats> {
+                let_go.wait();
                 for seq in 0..per_thread {
                     emit_retrying(&publisher, &numbered(stream, seq, 50));
                 }
@@ -217,6 +203,7 @@ fn last_reference_closes(explicit: bool) {
         .collect();
     // This thread lets go first: the last reference is an emitter's.
     drop(publisher);
+    let_go.wait();
     let closed: Vec<Stats> = emitters
         .into_iter()
         .filter_map(|e| e.join().unwrap())
@@ -251,18 +238,14 @@ fn last_reference_closes(explicit: bool) {
 
 #[test]
 fn the_last_arc_closed_explicitly_by_an_emitting_thread_flushes_everything() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     last_reference_closes(true);
 }
 
 #[test]
 fn the_last_arc_dropped_by_an_emitting_thread_flushes_everything_and_leaks_nothing() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     last_reference_closes(false);
 }

@@ -15,6 +15,7 @@
 
 use crate::common;
 use crate::common::faults;
+use crate::common::other_users::{rerun_as, running_as_root, ReachableExe, NOBODY};
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -22,9 +23,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -32,22 +32,12 @@ use common::*;
 use faults::scaled;
 use notif::{Options, Publisher};
 
-const NOBODY: u32 = 65534;
 const ATTACKER_ENV: &str = "NOTIF_HOSTILE_ATTACKER";
 const FINAL_NAME: &str = "notif.sock";
 const TEST_NAME: &str = concat!(
     module_path!(),
     "::an_attacker_swapping_every_new_name_changes_no_file_and_serves_no_socket"
 );
-
-fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("not root: cannot run an attacker as another user, skipping");
-    }
-    root
-}
 
 fn c(path: &Path) -> CString {
     CString::new(path.as_os_str().as_bytes()).unwrap()
@@ -245,13 +235,11 @@ fn serves_its_own_notification(publisher: &Publisher, path: &Path, n: usize) -> 
 
 #[test]
 fn an_attacker_swapping_every_new_name_changes_no_file_and_serves_no_socket() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     if std::env::var_os(ATTACKER_ENV).is_some() {
         std::process::exit(attacker_main());
     }
-    if !running_as_root() {
+    if !running_as_root("run an attacker as another user") {
         return;
     }
     let opens_per_mode: usize = scaled(500, 2000);
@@ -270,34 +258,19 @@ fn an_attacker_swapping_every_new_name_changes_no_file_and_serves_no_socket() {
 
     // uid 65534 may not be able to reach the test binary where it was built
     // (a checkout under /root): run a copy from a directory it can read.
-    let exe = std::env::current_exe().unwrap();
-    let binaries = TempDir::new("attacker_exe");
-    std::fs::set_permissions(binaries.path(), PermissionsExt::from_mode(0o755)).unwrap();
-    let copy = binaries.join("attacker");
-    std::fs::copy(&exe, &copy).unwrap();
-    std::fs::set_permissions(&copy, PermissionsExt::from_mode(0o755)).unwrap();
+    let exe = ReachableExe::new("attacker_exe");
     let spawn = |program: &Path| {
-        Command::new(program)
-            .args([
-                libtest_name(TEST_NAME),
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-                "-q",
-            ])
+        rerun_as(program, libtest_name(TEST_NAME), NOBODY)
             .env(ATTACKER_ENV, shared.path())
             .env("NOTIF_VICTIM_FILE", &victim_file)
             .env("NOTIF_VICTIM_DIR", &victim_dir)
-            .env_remove("RUST_TEST_THREADS")
-            .uid(NOBODY)
-            .gid(NOBODY)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
     };
     // The original where the copy cannot run (a noexec /tmp).
-    let mut attacker = spawn(&copy)
-        .or_else(|_| spawn(&exe))
+    let mut attacker = spawn(&exe.copy)
+        .or_else(|_| spawn(&exe.original))
         .expect("start the attacker");
     let (tx, lines) = mpsc::channel();
     let stdout = attacker.stdout.take().unwrap();

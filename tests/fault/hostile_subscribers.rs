@@ -13,12 +13,12 @@ use crate::common::faults;
 use std::io::{ErrorKind, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
 use faults::*;
-use notif::{Options, Publisher};
+use notif::Options;
 
 /// Requests the publisher must refuse, and whether to shut down writing after.
 const GARBAGE: &[(&[u8], bool)] = &[
@@ -59,29 +59,20 @@ fn expect_refusal(stream: UnixStream, what: &str) {
 
 #[test]
 fn garbage_huge_lines_and_silent_subscribers_cost_only_themselves() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let rounds = scaled(10u64, 100);
     let huge_rounds = scaled(3u64, 20);
-    let dir = TempDir::new("hostile");
-    let options = Options {
-        subscriber_buffer: 256 * 1024,
-        max_message: 16 * 1024,
-        backlog: 4 * 1024 * 1024,
-        ..Options::default()
-    };
     let mut huge = vec![b'a'; 10 * 1024 * 1024];
     *huge.last_mut().unwrap() = b'\n';
-    let baseline = Baseline::take();
-    let memory = MemoryWatch::start();
-    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
-    let steady = steady_readers(&publisher, &dir.socket(), 2, 1);
+    let options = Options {
+        max_message: 16 * 1024,
+        ..fault_options(256 * 1024)
+    };
+    let (dir, baseline, memory, publisher) = open_watched("hostile", &options);
+    let (steady, pacer, stop) = steady_paced(&publisher, &dir, 1, 500);
     let mut silent = RawReader::connect(dir.socket());
     silent.write_all(b"{\"markers\":true}\n").unwrap();
     wait_for_subscribers(&publisher, 3);
-    let pacer = Pacer::following(&steady, 500);
-    let stop = AtomicBool::new(false);
     let refused = AtomicU64::new(0);
     let sent = std::thread::scope(|scope| {
         let emitter = scope.spawn(|| emit_stream_until(&publisher, &pacer, 0, 200, &stop));
@@ -126,14 +117,10 @@ fn garbage_huge_lines_and_silent_subscribers_cost_only_themselves() {
         emitter.join().unwrap()
     });
     drop(huge);
-    let steady: Vec<RawReader> = steady
-        .into_iter()
-        .map(|reader| {
-            let (subscriber, counts) = reader.join();
-            assert_eq!(counts, vec![sent], "a healthy subscriber missed messages");
-            subscriber
-        })
-        .collect();
+    let (steady, counts) = join_all(steady);
+    for counts in counts {
+        assert_eq!(counts, vec![sent], "a healthy subscriber missed messages");
+    }
     // The silent one now reads: an in-order prefix, then markers that account
     // for everything else up to the end of the stream.
     let (mut received, mut announced, mut next) = (0u64, 0u64, 0u64);

@@ -9,12 +9,12 @@ use crate::common;
 use crate::common::faults;
 
 use std::os::unix::process::ExitStatusExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::*;
 use faults::*;
-use notif::{Options, Publisher};
+use notif::Publisher;
 
 /// Reads relayed lines until the acknowledgement of the relay's request;
 /// notifications before it (the unfiltered stream) are skipped.
@@ -46,25 +46,13 @@ fn subscribers_killed_mid_read_cost_only_themselves() {
         "::subscribers_killed_mid_read_cost_only_themselves"
     );
     role_hook();
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     let rounds = scaled(1, 5);
     const RELAYS: usize = 4;
-    let dir = TempDir::new("killed");
-    let options = Options {
-        subscriber_buffer: 128 * 1024,
-        max_message: 4096,
-        backlog: 4 * 1024 * 1024,
-        ..Options::default()
-    };
-    let baseline = Baseline::take();
-    let memory = MemoryWatch::start();
-    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
-    let steady = steady_readers(&publisher, &dir.socket(), 2, 1);
-    let pacer = Pacer::following(&steady, 500);
-    let stop = AtomicBool::new(false);
+    let options = fault_options(128 * 1024);
+    let (dir, baseline, memory, publisher) = open_watched("killed", &options);
+    let (steady, pacer, stop) = steady_paced(&publisher, &dir, 1, 500);
     let mut stopped_first = 0u64;
     let sent = std::thread::scope(|scope| {
         let emitter = scope.spawn(|| emit_stream_until(&publisher, &pacer, 0, 100, &stop));
@@ -107,14 +95,10 @@ fn subscribers_killed_mid_read_cost_only_themselves() {
         stop.store(true, Ordering::Relaxed);
         emitter.join().unwrap()
     });
-    let steady: Vec<RawReader> = steady
-        .into_iter()
-        .map(|reader| {
-            let (subscriber, counts) = reader.join();
-            assert_eq!(counts, vec![sent], "a steady subscriber missed messages");
-            subscriber
-        })
-        .collect();
+    let (steady, counts) = join_all(steady);
+    for counts in counts {
+        assert_eq!(counts, vec![sent], "a steady subscriber missed messages");
+    }
     let expect = Expect {
         peak_rss: Some(memory.finish()),
         min_dropped: stopped_first,
@@ -135,11 +119,7 @@ fn subscribers_killed_mid_read_cost_only_themselves() {
         "killed: {} relays killed ({stopped_first} stopped first) while {sent} messages went to 2 steady subscribers; {stats:?}",
         rounds * RELAYS
     );
-    let final_stats = publisher.close();
-    for mut subscriber in steady {
-        expect_eof_after_markers(&mut subscriber);
-    }
-    check_closed(&baseline, &final_stats);
+    close_and_check(publisher, steady, &baseline);
 }
 
 /// What the stopped relay got, checked as it comes: numbered messages in
@@ -200,18 +180,11 @@ fn a_stopped_subscriber_falls_behind_and_after_sigcont_catches_up_in_order() {
         "::a_stopped_subscriber_falls_behind_and_after_sigcont_catches_up_in_order"
     );
     role_hook();
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     let (before, while_stopped, after) = scaled((500u64, 4_000u64, 500u64), (5_000, 40_000, 5_000));
     let dir = TempDir::new("stopped");
-    let options = Options {
-        subscriber_buffer: 64 * 1024,
-        max_message: 4096,
-        backlog: 4 * 1024 * 1024,
-        ..Options::default()
-    };
+    let options = fault_options(64 * 1024);
     let baseline = Baseline::take();
     let memory = MemoryWatch::start();
     let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
@@ -256,14 +229,10 @@ fn a_stopped_subscriber_falls_behind_and_after_sigcont_catches_up_in_order() {
         (checker.join().unwrap(), dropped_while_stopped)
     });
     let total = before + while_stopped + after;
-    let steady: Vec<RawReader> = steady
-        .into_iter()
-        .map(|reader| {
-            let (subscriber, counts) = reader.join();
-            assert_eq!(counts, vec![total], "a steady subscriber missed messages");
-            subscriber
-        })
-        .collect();
+    let (steady, counts) = join_all(steady);
+    for counts in counts {
+        assert_eq!(counts, vec![total], "a steady subscriber missed messages");
+    }
     // Every message is either received or announced as dropped, and every
     // drop happened while it was stopped: everything newer came through.
     assert_eq!(log.received + log.dropped, total, "{log:?}");

@@ -7,7 +7,7 @@
 //! Process-wide state: every test that counts the process's descriptors,
 //! threads or memory (faults::Baseline, MemoryWatch), forks, installs signal
 //! handlers (signals) or sets the umask (hostile_directory) runs alone in a
-//! copy of this binary (`if isolated() { return; }`, common::isolated).
+//! copy of this binary (`isolated!();`, common::run_isolated).
 //! Helper processes are this binary re-executed in a role (faults::spawn_role).
 //! The rest run in parallel threads.
 

@@ -47,9 +47,7 @@ fn a_publisher_killed_with_sigkill_leaves_a_stale_file_that_the_next_one_recover
         "::a_publisher_killed_with_sigkill_leaves_a_stale_file_that_the_next_one_recovers"
     );
     role_hook();
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     let rounds = scaled(2, 10);
     let dir = TempDir::new("crash");
@@ -104,14 +102,10 @@ fn a_publisher_killed_with_sigkill_leaves_a_stale_file_that_the_next_one_recover
         pacer.emit(&publisher, &numbered(0, seq, 50));
     }
     pacer.emit(&publisher, &end_of_stream(0, 1000));
-    let subscribers: Vec<RawReader> = readers
-        .into_iter()
-        .map(|reader| {
-            let (subscriber, counts) = reader.join();
-            assert_eq!(counts, vec![1000]);
-            subscriber
-        })
-        .collect();
+    let (subscribers, counts) = join_all(readers);
+    for counts in counts {
+        assert_eq!(counts, vec![1000]);
+    }
     check_invariants(&publisher, &Expect::new(&baseline, &options, 2));
     let final_stats = publisher.close();
     assert!(!dir.socket().exists());
@@ -128,9 +122,7 @@ fn a_second_publisher_on_a_live_path_is_refused_and_the_first_keeps_serving() {
         "::a_second_publisher_on_a_live_path_is_refused_and_the_first_keeps_serving"
     );
     role_hook();
-    if isolated() {
-        return;
-    }
+    isolated!();
     let _serial = serial();
     let attempts = scaled(20, 200);
     let dir = TempDir::new("live");

@@ -10,13 +10,12 @@
 use crate::common;
 use crate::common::faults;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
 use faults::*;
-use notif::{Options, Publisher};
 
 static HANDLED: AtomicU64 = AtomicU64::new(0);
 
@@ -43,24 +42,12 @@ fn install_handler_without_restart(signal: libc::c_int) {
 #[test]
 fn emitting_threads_hit_by_signals_lose_nothing_and_never_see_eintr() {
     const EMITTERS: usize = 4;
-    if isolated() {
-        return;
-    }
+    isolated!();
     let storm = scaled(Duration::from_secs(2), Duration::from_secs(10));
     install_handler_without_restart(libc::SIGUSR1);
-    let dir = TempDir::new("signals");
-    let options = Options {
-        subscriber_buffer: 1024 * 1024,
-        max_message: 4096,
-        backlog: 4 * 1024 * 1024,
-        ..Options::default()
-    };
-    let baseline = Baseline::take();
-    let memory = MemoryWatch::start();
-    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
-    let readers = steady_readers(&publisher, &dir.socket(), 2, EMITTERS);
-    let pacer = Pacer::following(&readers, 2000);
-    let stop = AtomicBool::new(false);
+    let options = fault_options(1024 * 1024);
+    let (dir, baseline, memory, publisher) = open_watched("signals", &options);
+    let (readers, pacer, stop) = steady_paced(&publisher, &dir, EMITTERS, 2000);
     let emitting: Mutex<Vec<libc::pthread_t>> = Mutex::new(Vec::new());
     let mut signals_sent = 0u64;
     let sent: Vec<u64> = std::thread::scope(|scope| {
@@ -97,14 +84,10 @@ fn emitting_threads_hit_by_signals_lose_nothing_and_never_see_eintr() {
         stop.store(true, Ordering::Relaxed);
         emitters.into_iter().map(|e| e.join().unwrap()).collect()
     });
-    let subscribers: Vec<RawReader> = readers
-        .into_iter()
-        .map(|reader| {
-            let (subscriber, counts) = reader.join();
-            assert_eq!(counts, sent, "a subscriber missed messages");
-            subscriber
-        })
-        .collect();
+    let (subscribers, counts) = join_all(readers);
+    for counts in counts {
+        assert_eq!(counts, sent, "a subscriber missed messages");
+    }
     let handled = HANDLED.load(Ordering::Relaxed);
     assert!(
         handled >= 100,
@@ -120,9 +103,5 @@ fn emitting_threads_hit_by_signals_lose_nothing_and_never_see_eintr() {
         "signals: {handled} handled ({signals_sent} sent) while {} threads emitted {sent:?}; {stats:?}",
         EMITTERS
     );
-    let final_stats = publisher.close();
-    for mut subscriber in subscribers {
-        expect_eof_after_markers(&mut subscriber);
-    }
-    check_closed(&baseline, &final_stats);
+    close_and_check(publisher, subscribers, &baseline);
 }

@@ -15,18 +15,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use faults::*;
-use notif::{Options, Publisher};
+use notif::Publisher;
 
 #[test]
 fn readers_within_their_buffer_lose_nothing() {
     let seconds = scaled(4, 20);
     let dir = TempDir::new("steady");
-    let options = Options {
-        subscriber_buffer: 192 * 1024,
-        max_message: 4096,
-        backlog: 4 * 1024 * 1024,
-        ..Options::default()
-    };
+    let options = fault_options(192 * 1024);
     let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
     let steady = steady_readers(&publisher, &dir.socket(), 2, 1);
     let pacer = Pacer::following(&steady, 500);

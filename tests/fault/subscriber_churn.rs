@@ -11,34 +11,21 @@ use crate::common::faults;
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 use faults::*;
-use notif::{Options, Publisher};
 
 #[test]
 fn churning_subscribers_cost_the_steady_ones_nothing() {
-    if isolated() {
-        return;
-    }
+    isolated!();
     let connections: u64 = scaled(2_000, 10_000);
     const CHURNERS: u64 = 3;
-    let dir = TempDir::new("churn");
-    let options = Options {
-        subscriber_buffer: 256 * 1024,
-        max_message: 4096,
-        backlog: 4 * 1024 * 1024,
-        ..Options::default()
-    };
-    let baseline = Baseline::take();
-    let memory = MemoryWatch::start();
     let started = Instant::now();
-    let publisher = Publisher::open_with(dir.socket(), &options).unwrap();
-    let steady = steady_readers(&publisher, &dir.socket(), 2, 1);
-    let pacer = Pacer::following(&steady, 500);
-    let stop = AtomicBool::new(false);
+    let options = fault_options(256 * 1024);
+    let (dir, baseline, memory, publisher) = open_watched("churn", &options);
+    let (steady, pacer, stop) = steady_paced(&publisher, &dir, 1, 500);
     let churned = AtomicU64::new(0);
     let sent = std::thread::scope(|scope| {
         let emitter = scope.spawn(|| emit_stream_until(&publisher, &pacer, 0, 100, &stop));
@@ -83,14 +70,10 @@ fn churning_subscribers_cost_the_steady_ones_nothing() {
         emitter.join().unwrap()
     });
     let churn_time = started.elapsed();
-    let steady: Vec<RawReader> = steady
-        .into_iter()
-        .map(|reader| {
-            let (subscriber, counts) = reader.join();
-            assert_eq!(counts, vec![sent], "a steady subscriber missed messages");
-            subscriber
-        })
-        .collect();
+    let (steady, counts) = join_all(steady);
+    for counts in counts {
+        assert_eq!(counts, vec![sent], "a steady subscriber missed messages");
+    }
     assert!(sent > 0);
     // Every churn connection is gone from the publisher's table.
     wait_for_subscribers(&publisher, 2);
@@ -113,9 +96,5 @@ fn churning_subscribers_cost_the_steady_ones_nothing() {
         "churn: {} connections in {churn_time:?} while {sent} messages went to 2 steady subscribers; {stats:?}",
         churned.load(Ordering::Relaxed)
     );
-    let final_stats = publisher.close();
-    for mut subscriber in steady {
-        expect_eof_after_markers(&mut subscriber);
-    }
-    check_closed(&baseline, &final_stats);
+    close_and_check(publisher, steady, &baseline);
 }

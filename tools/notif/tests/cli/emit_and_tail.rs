@@ -8,19 +8,16 @@ fn emit_and_tail_end_to_end() {
     let dir = TempDir::new("e2e");
     let path = dir.str("e.sock");
     let tail = spawn(&["tail", &path, "--count", "3"], false);
-    let mut emit = spawn(
-        &["emit", &path, "--wait-subscribers", "1", "--timeout", "30"],
-        true,
+    let emitted = emit_to_one_tail(
+        &path,
+        concat!(
+            "{\"event_type\":\"a.b\",\"n\":1,\"x\":1.0e+10}\n",
+            "{ \"event_type\" : \"c\",  \"list\": [1, 2] }\n",
+            "{\"broken\": \n",
+            "\n",
+            "{\"z\":\"\\u00e9\",\"a\":-0}\n",
+        ),
     );
-    emit.write_stdin(concat!(
-        "{\"event_type\":\"a.b\",\"n\":1,\"x\":1.0e+10}\n",
-        "{ \"event_type\" : \"c\",  \"list\": [1, 2] }\n",
-        "{\"broken\": \n",
-        "\n",
-        "{\"z\":\"\\u00e9\",\"a\":-0}\n",
-    ));
-    emit.close_stdin();
-    let emitted = emit.finish(PATIENCE);
     assert_eq!(emitted.code(), 0, "emit stderr: {}", emitted.stderr);
     assert!(
         emitted.stderr.contains("stdin line 3:") && emitted.stderr.contains("skipped"),

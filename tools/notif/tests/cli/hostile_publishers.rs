@@ -11,18 +11,15 @@ fn emit_refuses_notifications_posing_as_control_lines_and_tail_prints_what_follo
     let dir = TempDir::new("posing");
     let path = dir.str("p.sock");
     let tail = spawn(&["tail", &path, "--count", "2"], false);
-    let mut emit = spawn(
-        &["emit", &path, "--wait-subscribers", "1", "--timeout", "30"],
-        true,
+    let emitted = emit_to_one_tail(
+        &path,
+        concat!(
+            "{\"notif\":{\"dropped\":1000000}}\n",
+            "{\"notif\":{\"error\":\"refused the subscription request\"}}\n",
+            "{\"a\":1}\n",
+            "{\"b\":2,\"notif\":{\"dropped\":5}}\n",
+        ),
     );
-    emit.write_stdin(concat!(
-        "{\"notif\":{\"dropped\":1000000}}\n",
-        "{\"notif\":{\"error\":\"refused the subscription request\"}}\n",
-        "{\"a\":1}\n",
-        "{\"b\":2,\"notif\":{\"dropped\":5}}\n",
-    ));
-    emit.close_stdin();
-    let emitted = emit.finish(PATIENCE);
     assert_eq!(emitted.code(), 0, "emit stderr: {}", emitted.stderr);
     for n in ["stdin line 1:", "stdin line 2:"] {
         assert!(

@@ -18,7 +18,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,26 +25,17 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::other_users::{rerun_as, running_as_root, ReachableExe, NOBODY};
 use crate::temp_dir::TempDir;
 use notif::Publisher;
 
 /// Generous: a 2-core machine running other tests can be slow.
 const PATIENCE: Duration = Duration::from_secs(60);
-const NOBODY: u32 = 65534;
 const ATTACKER_ENV: &str = "NOTIF_CLI_ATTACKER";
 /// The attacker's entry point, as libtest names it (its path without the crate).
 fn attacker_test() -> &'static str {
     let path = concat!(module_path!(), "::attacker_entry_point");
     path.split_once("::").map_or(path, |(_, name)| name)
-}
-
-fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("not root: cannot run an attacker as another user, skipping");
-    }
-    root
 }
 
 /// A directory of root's that everybody may create files in (1777, like /tmp).
@@ -201,38 +191,23 @@ struct Attacker {
     child: Child,
     stdin: Option<ChildStdin>,
     ready: mpsc::Receiver<String>,
-    _exe: TempDir,
+    _exe: ReachableExe,
 }
 
 impl Attacker {
     fn start(spec: &str) -> Attacker {
         // uid 65534 may not reach the test binary where it was built (under
         // /root): run a copy from a directory it can read.
-        let exe = std::env::current_exe().unwrap();
-        let dir = shared_dir("exe");
-        std::fs::set_permissions(&dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
-        let copy = dir.path().join("attacker");
-        std::fs::copy(&exe, &copy).unwrap();
-        std::fs::set_permissions(&copy, PermissionsExt::from_mode(0o755)).unwrap();
+        let exe = ReachableExe::new("exe");
         let spawn = |program: &Path| {
-            Command::new(program)
-                .args([
-                    attacker_test(),
-                    "--exact",
-                    "--nocapture",
-                    "--test-threads=1",
-                    "-q",
-                ])
+            rerun_as(program, attacker_test(), NOBODY)
                 .env(ATTACKER_ENV, spec)
-                .env_remove("RUST_TEST_THREADS")
-                .uid(NOBODY)
-                .gid(NOBODY)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
         };
-        let mut child = spawn(&copy)
-            .or_else(|_| spawn(&exe))
+        let mut child = spawn(&exe.copy)
+            .or_else(|_| spawn(&exe.original))
             .expect("start the attacker");
         let (tx, ready) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
@@ -246,7 +221,7 @@ impl Attacker {
             child,
             stdin,
             ready,
-            _exe: dir,
+            _exe: exe,
         };
         attacker.wait_ready();
         attacker
@@ -456,7 +431,7 @@ impl Drop for Tail {
 
 #[test]
 fn stats_of_a_socket_that_never_accepts_gives_up_and_says_so() {
-    if !running_as_root() {
+    if !running_as_root("run an attacker as another user") {
         return;
     }
     let dir = shared_dir("stuck");
@@ -473,7 +448,7 @@ fn stats_of_a_socket_that_never_accepts_gives_up_and_says_so() {
 
 #[test]
 fn stats_over_a_glob_is_not_held_by_a_socket_that_never_accepts() {
-    if !running_as_root() {
+    if !running_as_root("run an attacker as another user") {
         return;
     }
     let dir = shared_dir("stuckglob");
@@ -500,7 +475,7 @@ fn stats_over_a_glob_is_not_held_by_a_socket_that_never_accepts() {
 
 #[test]
 fn tail_over_a_glob_keeps_printing_past_a_socket_that_never_accepts() {
-    if !running_as_root() {
+    if !running_as_root("run an attacker as another user") {
         return;
     }
     let dir = shared_dir("stucktail");
@@ -530,7 +505,7 @@ fn tail_over_a_glob_keeps_printing_past_a_socket_that_never_accepts() {
 
 #[test]
 fn tail_over_a_glob_follows_root_whatever_sorts_first_and_warns_of_the_rest() {
-    if !running_as_root() {
+    if !running_as_root("run an attacker as another user") {
         return;
     }
     let dir = shared_dir("first");
@@ -564,7 +539,7 @@ fn tail_over_a_glob_follows_root_whatever_sorts_first_and_warns_of_the_rest() {
 
 #[test]
 fn tail_over_a_glob_with_2000_attacker_sockets_stays_small_and_follows_root() {
-    if !running_as_root() {
+    if !running_as_root("run an attacker as another user") {
         return;
     }
     let dir = shared_dir("many");
@@ -592,7 +567,7 @@ fn wait_peak_kib(child: &mut Child) -> (i32, u64) {
 
 #[test]
 fn tail_pretty_on_a_deep_4mb_line_holds_bounded_memory() {
-    if !running_as_root() {
+    if !running_as_root("run an attacker as another user") {
         return;
     }
     let dir = shared_dir("deep");

@@ -3,12 +3,14 @@
 //! not what they seem, memory bounds, cursors and replay, what tail reports,
 //! and another local user's hostile sockets. Every wait is bounded; children
 //! are killed when a test fails (Proc's Drop). The helpers below are shared
-//! by the modules (`use super::*`); TempDir is the Rust tests' own
-//! (tests/common/temp_dir.rs).
+//! by the modules (`use super::*`); TempDir and other_users are the
+//! Rust tests' own (tests/common/).
 //!
 //! No test changes process-wide state (the hostile sockets' attacker raises
 //! its descriptor limit in a child process of its own); all run in parallel.
 
+#[path = "../../../../tests/common/other_users.rs"]
+mod other_users;
 #[path = "../../../../tests/common/temp_dir.rs"]
 mod temp_dir;
 
@@ -157,6 +159,18 @@ impl Drop for Proc {
 }
 
 /// Runs `notif ARGS` to completion.
+/// `notif emit PATH --wait-subscribers 1 --timeout 30` fed `input` on its
+/// stdin (it emits once one subscriber, the test's tail, is there); how it ended.
+fn emit_to_one_tail(path: &str, input: &str) -> Finished {
+    let mut emit = spawn(
+        &["emit", path, "--wait-subscribers", "1", "--timeout", "30"],
+        true,
+    );
+    emit.write_stdin(input);
+    emit.close_stdin();
+    emit.finish(PATIENCE)
+}
+
 fn run(args: &[&str]) -> Finished {
     spawn(args, false).finish(PATIENCE)
 }
