@@ -96,9 +96,7 @@ fn a_zero_linger_closes_at_once() {
 
 #[test]
 fn dropping_the_publisher_closes_it() {
-    let dir = TempDir::new("drop");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut subscriber = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (dir, publisher, mut subscriber) = publisher_and_reader("drop");
     publisher.emit(b"{\"last\":true}").unwrap();
     drop(publisher);
     assert!(!dir.socket().exists());
@@ -108,8 +106,7 @@ fn dropping_the_publisher_closes_it() {
 
 #[test]
 fn close_returns_the_final_counters() {
-    let dir = TempDir::new("final_stats");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("final_stats");
     publisher.emit(b"{\"nobody\":1}").unwrap();
     let mut subscriber = RawReader::connect_to(&publisher, dir.socket(), 1);
     publisher.emit(b"{\"a\":1}").unwrap();
@@ -129,8 +126,7 @@ fn close_returns_the_final_counters() {
 
 #[test]
 fn close_with_many_subscribers_ends_every_stream() {
-    let dir = TempDir::new("many_eof");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("many_eof");
     let mut subscribers: Vec<_> = (1..=20)
         .map(|n| RawReader::connect_to(&publisher, dir.socket(), n))
         .collect();

@@ -77,8 +77,7 @@ fn of_many_simultaneous_opens_on_one_path_exactly_one_succeeds() {
 
 #[test]
 fn the_socket_is_reachable_only_under_its_own_name_once_open_returns() {
-    let dir = TempDir::new("published_name");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("published_name");
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -42,9 +42,7 @@ fn assert_error(err: &Error, errno: i32, words: &[&str]) {
 
 #[test]
 fn each_invalid_fixture_is_rejected_with_einval_while_a_subscriber_listens() {
-    let dir = TempDir::new("invalid");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut subscriber = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (_dir, publisher, mut subscriber) = publisher_and_reader("invalid");
     let invalid_dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
     let mut names: Vec<PathBuf> = std::fs::read_dir(&invalid_dir)
@@ -71,9 +69,7 @@ fn each_invalid_fixture_is_rejected_with_einval_while_a_subscriber_listens() {
 
 #[test]
 fn a_notification_whose_first_member_is_named_notif_is_rejected_and_counted() {
-    let dir = TempDir::new("reserved");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut subscriber = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (_dir, publisher, mut subscriber) = publisher_and_reader("reserved");
     let posing = [
         &br#"{"notif":{"dropped":1000000}}"#[..],
         br#"{"notif":{"error":"refused","reason":"denied"}}"#,

@@ -203,9 +203,7 @@ fn a_child_forked_while_the_server_is_busy_can_still_close_its_copy() {
 fn a_subscriber_sees_eof_when_the_parent_closes_while_a_child_lives_on() {
     isolated!();
     let _serial = serial();
-    let dir = TempDir::new("eof_with_child");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut subscriber = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (dir, publisher, mut subscriber) = publisher_and_reader("eof_with_child");
     publisher.emit(b"{\"before\":\"fork\"}").unwrap();
     let pid = fork_sleeping_child();
     publisher.emit(b"{\"after\":\"fork\"}").unwrap();

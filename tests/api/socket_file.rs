@@ -20,8 +20,7 @@ fn is_socket(path: &Path) -> bool {
 
 #[test]
 fn open_creates_a_socket_file_and_close_removes_it() {
-    let dir = TempDir::new("close_removes");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("close_removes");
     assert!(is_socket(&dir.socket()));
     assert_eq!(publisher.address(), &SocketAddress::File(dir.socket()));
     publisher.close();
@@ -31,8 +30,7 @@ fn open_creates_a_socket_file_and_close_removes_it() {
 
 #[test]
 fn close_leaves_a_regular_file_put_at_the_path_meanwhile() {
-    let dir = TempDir::new("replaced_file");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("replaced_file");
     std::fs::remove_file(dir.socket()).unwrap();
     std::fs::write(dir.socket(), b"someone else's").unwrap();
     publisher.close();
@@ -41,8 +39,7 @@ fn close_leaves_a_regular_file_put_at_the_path_meanwhile() {
 
 #[test]
 fn close_leaves_another_socket_bound_at_the_path_meanwhile() {
-    let dir = TempDir::new("replaced_socket");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("replaced_socket");
     std::fs::remove_file(dir.socket()).unwrap();
     let other = UnixListener::bind(dir.socket()).unwrap();
     publisher.close();
@@ -67,8 +64,7 @@ fn close_leaves_a_new_publisher_at_the_path_alone() {
 
 #[test]
 fn close_copes_with_the_file_already_gone() {
-    let dir = TempDir::new("already_gone");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("already_gone");
     std::fs::remove_file(dir.socket()).unwrap();
     publisher.close();
     assert!(!dir.socket().exists());

@@ -42,7 +42,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
-use faults::{parse_fields, scaled, serial, status_bytes, thread_cpu_time, SeqReader};
+use faults::{
+    env_number, parse_fields, say, scaled, serial, status_bytes, thread_cpu_time, SeqReader,
+};
 use notif::{Options, Publisher, Stats};
 
 const OTHER_USER: u32 = 65533;
@@ -323,19 +325,8 @@ fn role_hook() {
     std::process::exit(code);
 }
 
-fn say(line: &str) {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let _ = out.write_all(format!("@ {line}\n").as_bytes());
-    let _ = out.flush();
-}
-
 fn env_text(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
-}
-
-fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 fn wait_for_stdin_eof() {

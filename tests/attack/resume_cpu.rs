@@ -28,23 +28,11 @@ fn options() -> Options {
 }
 
 fn fill_ring(publisher: &Publisher) -> u64 {
-    let (mut seq, mut filled) = (0u64, 0usize);
-    loop {
-        let line = format!(
+    fill_replay_ring(publisher, RING, |seq| {
+        format!(
             "{{\"event_type\":\"compute.instance.update\",\"publisher_id\":\"nova-compute:host-1\",\"priority\":\"INFO\",\"seq\":{seq}}}"
-        );
-        emit_retrying(publisher, line.as_bytes());
-        seq += 1;
-        // Enough to fill the ring a little over (each message costs its
-        // line and its end in the batch).
-        filled += line.len() + 8;
-        if filled >= RING + RING / 4 {
-            wait_until("every notification numbered", || {
-                publisher.stats().next_seq == seq
-            });
-            return seq;
-        }
-    }
+        )
+    })
 }
 
 /// The heaviest filter a request may carry, matching nothing the host emits.

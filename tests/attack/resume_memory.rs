@@ -29,23 +29,10 @@ fn options() -> Options {
 
 /// Fills the ring with notifications whose event types alternate.
 fn fill_ring(publisher: &Publisher) {
-    let (mut seq, mut filled) = (0u64, 0usize);
-    loop {
+    fill_replay_ring(publisher, RING, |seq| {
         let kind = if seq % 2 == 0 { "a.tick" } else { "b.tick" };
-        let line =
-            format!("{{\"event_type\":\"{kind}\",\"seq\":{seq},\"pad\":\"xxxxxxxxxxxxxxxx\"}}");
-        emit_retrying(publisher, line.as_bytes());
-        seq += 1;
-        // Enough to fill the ring a little over (each message costs its
-        // line and its end in the batch).
-        filled += line.len() + 8;
-        if filled >= RING + RING / 4 {
-            wait_until("every notification numbered", || {
-                publisher.stats().next_seq == seq
-            });
-            return;
-        }
-    }
+        format!("{{\"event_type\":\"{kind}\",\"seq\":{seq},\"pad\":\"xxxxxxxxxxxxxxxx\"}}")
+    });
 }
 
 /// The publisher's stats answer, as JSON.

@@ -1,9 +1,11 @@
-//! Helpers for the fault-injection tests (tests/fault/, and the attackers of tests/attack/): the invariant
-//! check every scenario ends with, paced sequence-numbered emitters and
-//! checking readers, resource baselines (descriptors, threads, memory), and
-//! child processes (the test binary re-executed as a subscriber that relays
-//! what it reads to its stdout, or as a publisher driven over its stdin) with a
-//! guard that kills them in Drop.
+//! The fault rig (tests/fault/, and the attackers of tests/attack/): the
+//! set-up most scenarios share (fault_options, open_watched, steady_paced),
+//! the invariant check every scenario ends with (check_invariants,
+//! close_and_check), paced sequence-numbered emitters and checking readers,
+//! resource baselines (descriptors, threads, memory), and child processes
+//! (the test binary re-executed as a subscriber that relays what it reads to
+//! its stdout, or as a publisher driven over its stdin) with a guard that
+//! kills them in Drop.
 //!
 //! A module of `common` (tests/common/mod.rs): `use crate::common::faults::*`.
 #![allow(dead_code)] // each test binary uses a different subset
@@ -231,6 +233,19 @@ impl<'a> Expect<'a> {
             min_dropped: 0,
         }
     }
+
+    /// [`Expect::new`] with the peak `memory` saw (the watch ends here).
+    pub fn watched(
+        baseline: &'a Baseline,
+        options: &'a Options,
+        subscribers: usize,
+        memory: MemoryWatch,
+    ) -> Expect<'a> {
+        Expect {
+            peak_rss: Some(memory.finish()),
+            ..Expect::new(baseline, options, subscribers)
+        }
+    }
 }
 
 /// The check every fault scenario ends with, on a live publisher, after the
@@ -365,6 +380,26 @@ pub fn emit_retrying(publisher: &Publisher, json: &[u8]) -> usize {
                 e.message(),
                 String::from_utf8_lossy(&json[..json.len().min(80)])
             ),
+        }
+    }
+}
+
+/// Emits `line(0)`, `line(1)`, ... until they fill a replay ring of `ring`
+/// bytes a little over (each notification costs its line and its end in the
+/// batch), then waits until the publisher has numbered them all; returns how
+/// many it emitted.
+pub fn fill_replay_ring(publisher: &Publisher, ring: usize, line: impl Fn(u64) -> String) -> u64 {
+    let (mut seq, mut filled) = (0u64, 0usize);
+    loop {
+        let line = line(seq);
+        emit_retrying(publisher, line.as_bytes());
+        seq += 1;
+        filled += line.len() + 8;
+        if filled >= ring + ring / 4 {
+            wait_until("every notification numbered", || {
+                publisher.stats().next_seq == seq
+            });
+            return seq;
         }
     }
 }
@@ -904,11 +939,13 @@ fn cursor_reader_main() -> i32 {
     0
 }
 
-fn env_number(name: &str) -> Option<u64> {
+/// The number in environment variable `name`, if set and a number.
+pub fn env_number(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-fn say(line: &str) {
+/// A role's answer to the test: `@ LINE` on stdout, flushed.
+pub fn say(line: &str) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let _ = out.write_all(format!("@ {line}\n").as_bytes());

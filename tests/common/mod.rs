@@ -6,7 +6,8 @@
 //!
 //! Each test binary (tests/api, tests/delivery, tests/protocol, tests/fault,
 //! tests/attack) declares it with `#[path = "../common/mod.rs"] mod common;`;
-//! [`faults`] is the rig the fault and attack tests share.
+//! [`faults`] is the rig the fault and attack tests share; [`other_users`]
+//! and temp_dir.rs are shared with the notif tool's tests too.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod faults;
@@ -28,6 +29,21 @@ use notif::{Publisher, Stats};
 pub const PATIENCE: Duration = Duration::from_secs(30);
 /// Read timeout of every subscriber socket.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A publisher with the default options, on the usual socket of a fresh
+/// directory ([`TempDir::new`]`(test)`).
+pub fn open_publisher(test: &str) -> (TempDir, Publisher) {
+    let dir = TempDir::new(test);
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    (dir, publisher)
+}
+
+/// [`open_publisher`] and one [`RawReader`] connected to it (and counted).
+pub fn publisher_and_reader(test: &str) -> (TempDir, Publisher, RawReader) {
+    let (dir, publisher) = open_publisher(test);
+    let reader = RawReader::connect_to(&publisher, dir.socket(), 1);
+    (dir, publisher, reader)
+}
 
 /// Polls `condition` until it holds; returns false if `timeout` passes first.
 pub fn wait_for(mut condition: impl FnMut() -> bool, timeout: Duration) -> bool {
@@ -104,6 +120,23 @@ pub fn fixture(name: &str) -> Vec<u8> {
         .join("tests/fixtures")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Every .json and .txt file in tests/fixtures and tests/fixtures/invalid:
+/// (its path, its bytes), sorted by path.
+pub fn json_fixtures() -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut files = Vec::new();
+    for sub in [dir.clone(), dir.join("invalid")] {
+        for entry in std::fs::read_dir(sub).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() && path.extension().is_some_and(|e| e == "json" || e == "txt") {
+                files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 /// A raw subscriber connection: a client socket whose reads time out, read

@@ -66,8 +66,7 @@ fn three_subscribers_each_receive_100_000_messages_in_order_with_none_lost() {
 
 #[test]
 fn emit_with_nobody_connected_returns_zero_and_counts_dropped_no_subscriber() {
-    let dir = TempDir::new("nobody");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (_dir, publisher) = open_publisher("nobody");
     assert_eq!(publisher.emit(b"{\"a\":1}").unwrap(), 0);
     // Without a subscriber the input is not even looked at.
     assert_eq!(publisher.emit(b"not json at all").unwrap(), 0);
@@ -81,8 +80,7 @@ fn emit_with_nobody_connected_returns_zero_and_counts_dropped_no_subscriber() {
 
 #[test]
 fn a_subscriber_gets_every_message_emitted_after_it_was_accepted_and_none_before() {
-    let dir = TempDir::new("after_accept");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("after_accept");
     for seq in 0..10 {
         assert_eq!(publisher.emit(&numbered(0, seq, 0)).unwrap(), 0);
     }
@@ -102,9 +100,7 @@ fn a_subscriber_gets_every_message_emitted_after_it_was_accepted_and_none_before
 
 #[test]
 fn a_late_subscriber_joins_the_stream_without_disturbing_an_earlier_one() {
-    let dir = TempDir::new("late_joiner");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut first = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (dir, publisher, mut first) = publisher_and_reader("late_joiner");
     publisher.emit(&numbered(0, 0, 0)).unwrap();
     let mut second = RawReader::connect_to(&publisher, dir.socket(), 2);
     assert_eq!(publisher.emit(&numbered(0, 1, 0)).unwrap(), 2);
@@ -126,9 +122,7 @@ fn a_late_subscriber_joins_the_stream_without_disturbing_an_earlier_one() {
 
 #[test]
 fn pretty_printed_input_arrives_as_exactly_one_line_equal_to_the_compact_fixture() {
-    let dir = TempDir::new("pretty");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut subscriber = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (_dir, publisher, mut subscriber) = publisher_and_reader("pretty");
     let pretty = fixture("nova-instance-update.pretty.json");
     assert!(pretty.iter().filter(|&&b| b == b'\n').count() > 10);
     publisher.emit(&pretty).unwrap();
@@ -142,9 +136,7 @@ fn pretty_printed_input_arrives_as_exactly_one_line_equal_to_the_compact_fixture
 
 #[test]
 fn whitespace_everywhere_json_allows_it_is_removed_and_nothing_else_changes() {
-    let dir = TempDir::new("whitespace");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut subscriber = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (_dir, publisher, mut subscriber) = publisher_and_reader("whitespace");
     publisher
         .emit(
             b" \r\n\t{ \"a b\" : [ 1 , { } , [ ] , \" x\\n\\\" y \" ] ,\n\"c\":\r\n-0.5e+3 }\n\t ",
@@ -158,9 +150,7 @@ fn whitespace_everywhere_json_allows_it_is_removed_and_nothing_else_changes() {
 
 #[test]
 fn compact_input_goes_out_byte_for_byte() {
-    let dir = TempDir::new("byte_for_byte");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut subscriber = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (_dir, publisher, mut subscriber) = publisher_and_reader("byte_for_byte");
     let inputs: [&[u8]; 5] = [
         br#"{"z":1,"a":2,"m":{"y":true,"b":false}}"#,
         br#"{"big":1.0e+10,"neg_zero":-0,"neg_zero_float":-0.0,"exp":1E-7,"int":12345678901234567890123}"#,
@@ -181,9 +171,7 @@ fn compact_input_goes_out_byte_for_byte() {
 
 #[test]
 fn fixtures_in_compact_form_go_out_byte_for_byte() {
-    let dir = TempDir::new("fixtures");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut subscriber = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (_dir, publisher, mut subscriber) = publisher_and_reader("fixtures");
     for name in ["unicode.json", "small.json", "nova-instance-update.json"] {
         let input = compact(name);
         publisher.emit(&input).unwrap();
@@ -245,9 +233,7 @@ fn eight_threads_emitting_at_once_lose_nothing_and_keep_each_threads_order() {
 
 #[test]
 fn a_subscriber_that_writes_garbage_gets_one_error_line_and_is_closed_while_others_go_on() {
-    let dir = TempDir::new("garbage");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut noisy = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (dir, publisher, mut noisy) = publisher_and_reader("garbage");
     let mut quiet = RawReader::connect_to(&publisher, dir.socket(), 2);
     // Every byte value but the newline: one endless "request line".
     let garbage: Vec<u8> = (0..=255u8)
@@ -291,9 +277,7 @@ fn a_subscriber_that_writes_garbage_gets_one_error_line_and_is_closed_while_othe
 
 #[test]
 fn a_subscriber_that_shuts_down_its_write_side_keeps_receiving() {
-    let dir = TempDir::new("half_close");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut subscriber = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (_dir, publisher, mut subscriber) = publisher_and_reader("half_close");
     // What `socat` does when its standard input ends: no request, then EOF.
     subscriber.stream().shutdown(Shutdown::Write).unwrap();
     publisher.emit(b"{\"n\":1}").unwrap();

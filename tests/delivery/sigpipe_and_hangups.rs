@@ -109,9 +109,7 @@ fn subscribers_vanishing_during_heavy_emission_neither_kill_the_host_nor_disturb
 fn a_subscriber_that_hangs_up_before_anything_is_sent_costs_nothing() {
     isolated!();
     default_sigpipe_like_a_c_host();
-    let dir = TempDir::new("instant_hangup");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut staying = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (dir, publisher, mut staying) = publisher_and_reader("instant_hangup");
     for round in 0..50u64 {
         let gone = RawReader::connect_to(&publisher, dir.socket(), 2);
         drop(gone);

@@ -64,8 +64,7 @@ fn thirteen_thousand_patterns() -> String {
 
 #[test]
 fn a_request_over_the_pattern_limit_is_refused_with_the_limit_named() {
-    let dir = TempDir::new("pattern_limit");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("pattern_limit");
     let request = thirteen_thousand_patterns();
     assert!(request.len() < 64 * 1024);
     let mut bomb = RawReader::connect(dir.socket());

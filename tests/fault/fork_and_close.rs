@@ -113,10 +113,7 @@ fn fork_while_8_threads_emit_the_child_gets_ebadf_and_the_parent_keeps_serving()
         dir.socket().exists(),
         "a child removed the parent's socket file"
     );
-    let expect = Expect {
-        peak_rss: Some(memory.finish()),
-        ..Expect::new(&baseline, &options, 2)
-    };
+    let expect = Expect::watched(&baseline, &options, 2, memory);
     let stats = check_invariants(&publisher, &expect);
     assert_eq!(stats.dropped_slow + stats.dropped_closed, 0, "{stats:?}");
     eprintln!(

@@ -160,9 +160,8 @@ fn garbage_huge_lines_and_silent_subscribers_cost_only_themselves() {
     assert!(announced > 0, "the silent subscriber never fell behind");
     let stats = publisher.stats();
     let expect = Expect {
-        peak_rss: Some(memory.finish()),
         min_dropped: announced,
-        ..Expect::new(&baseline, &options, 6)
+        ..Expect::watched(&baseline, &options, 6, memory)
     };
     let stats_after = check_invariants(&publisher, &expect);
     let refused = refused.load(Ordering::Relaxed);

@@ -100,9 +100,8 @@ fn subscribers_killed_mid_read_cost_only_themselves() {
         assert_eq!(counts, vec![sent], "a steady subscriber missed messages");
     }
     let expect = Expect {
-        peak_rss: Some(memory.finish()),
         min_dropped: stopped_first,
-        ..Expect::new(&baseline, &options, 2 + RELAYS)
+        ..Expect::watched(&baseline, &options, 2 + RELAYS, memory)
     };
     let stats = check_invariants(&publisher, &expect);
     assert!(stopped_first > 0);
@@ -243,9 +242,8 @@ fn a_stopped_subscriber_falls_behind_and_after_sigcont_catches_up_in_order() {
         "a gap after the subscriber had caught up: {log:?}"
     );
     let expect = Expect {
-        peak_rss: Some(memory.finish()),
         min_dropped: log.dropped,
-        ..Expect::new(&baseline, &options, 3)
+        ..Expect::watched(&baseline, &options, 3, memory)
     };
     let stats = check_invariants(&publisher, &expect);
     // Only the stopped one dropped anything, and the counters agree with its markers.

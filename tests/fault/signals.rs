@@ -93,10 +93,7 @@ fn emitting_threads_hit_by_signals_lose_nothing_and_never_see_eintr() {
         handled >= 100,
         "only {handled} of {signals_sent} signals were handled: the storm did not happen"
     );
-    let expect = Expect {
-        peak_rss: Some(memory.finish()),
-        ..Expect::new(&baseline, &options, 2)
-    };
+    let expect = Expect::watched(&baseline, &options, 2, memory);
     let stats = check_invariants(&publisher, &expect);
     assert_eq!(stats.dropped_slow + stats.dropped_closed, 0, "{stats:?}");
     eprintln!(

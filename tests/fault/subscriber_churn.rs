@@ -83,10 +83,7 @@ fn churning_subscribers_cost_the_steady_ones_nothing() {
         2 + churned.load(Ordering::Relaxed),
         "{stats:?}"
     );
-    let expect = Expect {
-        peak_rss: Some(memory.finish()),
-        ..Expect::new(&baseline, &options, 2 + CHURNERS as usize)
-    };
+    let expect = Expect::watched(&baseline, &options, 2 + CHURNERS as usize, memory);
     let stats = check_invariants(&publisher, &expect);
     assert!(
         stats.delivered >= 2 * (sent + 1),

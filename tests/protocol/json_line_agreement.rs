@@ -4,7 +4,8 @@
 
 use notif::json_line::{compact_into, scan, scan_reference, to_compact_line, Layout, MAX_DEPTH};
 use serde_json::Value;
-use std::path::Path;
+
+use crate::common::json_fixtures;
 
 const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 const GENERATED_DOCUMENTS: usize = 40_000;
@@ -237,21 +238,6 @@ fn check(input: &[u8], origin: &str) -> bool {
     true
 }
 
-fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut files = Vec::new();
-    for sub in [dir.clone(), dir.join("invalid")] {
-        for entry in std::fs::read_dir(sub).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() && path.extension().is_some_and(|e| e == "json" || e == "txt") {
-                files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 #[test]
 fn agrees_with_serde_json_on_generated_and_mutated_documents() {
     let mut rng = Rng(SEED);
@@ -266,7 +252,7 @@ fn agrees_with_serde_json_on_generated_and_mutated_documents() {
             count += 1;
         }
     }
-    for (name, bytes) in fixtures() {
+    for (name, bytes) in json_fixtures() {
         for m in 0..2_000 {
             let mutant = mutate(&mut rng, &bytes);
             accepted += usize::from(check(&mutant, &format!("mutation {m} of {name}")));
@@ -281,7 +267,7 @@ fn agrees_with_serde_json_on_generated_and_mutated_documents() {
 #[test]
 fn agrees_with_serde_json_on_every_fixture_truncation() {
     let mut count = 0;
-    for (name, bytes) in fixtures() {
+    for (name, bytes) in json_fixtures() {
         for end in 0..=bytes.len() {
             check(&bytes[..end], &format!("{name} truncated to {end} bytes"));
             count += 1;

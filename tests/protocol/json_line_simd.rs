@@ -13,7 +13,7 @@ use notif::json_line::{
 };
 use std::path::Path;
 
-use crate::common::libtest_name;
+use crate::common::{json_fixtures, libtest_name};
 
 /// xorshift64: deterministic and dependency-free.
 struct Rng(u64);
@@ -87,21 +87,6 @@ fn suite() -> Vec<(String, Vec<u8>)> {
             (name, std::fs::read(&path).unwrap())
         })
         .collect();
-    files.sort();
-    files
-}
-
-fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut files = Vec::new();
-    for sub in [dir.clone(), dir.join("invalid")] {
-        for entry in std::fs::read_dir(sub).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() && path.extension().is_some_and(|e| e == "json" || e == "txt") {
-                files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
     files.sort();
     files
 }
@@ -207,7 +192,7 @@ fn json_test_suite_mutated() {
 fn fixtures_truncated_and_mutated() {
     let mut rng = Rng(0x005E_ED0F_514D);
     let mut count = 0;
-    for (name, bytes) in fixtures() {
+    for (name, bytes) in json_fixtures() {
         for end in 0..=bytes.len() {
             check(&bytes[..end], &|| format!("{name} cut at {end}"));
             count += 1;

@@ -43,8 +43,7 @@ fn notification(event_type: &str, priority: &str, publisher_id: &str, seq: u64) 
 
 #[test]
 fn a_filter_selects_by_event_type_priority_and_publisher_with_globs_and_any_case() {
-    let dir = TempDir::new("filter");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("filter");
     let mut filtered = subscribe(
         &publisher,
         &dir,
@@ -91,8 +90,7 @@ fn a_filter_selects_by_event_type_priority_and_publisher_with_globs_and_any_case
 
 #[test]
 fn an_empty_request_object_subscribes_to_everything_with_an_acknowledgement() {
-    let dir = TempDir::new("empty_request");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("empty_request");
     let mut subscriber = subscribe(&publisher, &dir, 1, "{}");
     publisher.emit(b"{\"a\":1}").unwrap();
     assert_eq!(subscriber.line(), b"{\"a\":1}");
@@ -214,8 +212,7 @@ fn markers_report_drops_in_band_before_the_next_notification() {
 
 #[test]
 fn heartbeats_mark_an_idle_stream_and_only_when_asked() {
-    let dir = TempDir::new("heartbeat");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("heartbeat");
     let mut beating = subscribe(&publisher, &dir, 1, r#"{"heartbeat_s":0.2}"#);
     let mut plain = RawReader::connect_to(&publisher, dir.socket(), 2);
     let before = std::time::SystemTime::now()
@@ -249,9 +246,7 @@ fn heartbeats_mark_an_idle_stream_and_only_when_asked() {
 
 #[test]
 fn the_stats_request_answers_one_line_then_closes() {
-    let dir = TempDir::new("stats_request");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut reader = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (dir, publisher, mut reader) = publisher_and_reader("stats_request");
     publisher.emit(b"{\"n\":1}").unwrap();
     assert_eq!(reader.line(), b"{\"n\":1}");
     let mut asker = RawReader::connect_to(&publisher, dir.socket(), 2);
@@ -298,9 +293,7 @@ fn the_stats_request_answers_one_line_then_closes() {
 #[test]
 fn a_stats_request_without_newline_before_end_of_input_is_answered() {
     // `printf '{"stats":true}' | socat - UNIX-CONNECT:...` sends no newline.
-    let dir = TempDir::new("stats_no_newline");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut asker = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (_dir, _publisher, mut asker) = publisher_and_reader("stats_no_newline");
     asker.write_all(b"{\"stats\":true}").unwrap();
     asker.stream().shutdown(std::net::Shutdown::Write).unwrap();
     let lines = asker.read_to_eof();
@@ -310,9 +303,7 @@ fn a_stats_request_without_newline_before_end_of_input_is_answered() {
 
 #[test]
 fn bad_requests_get_one_error_line_and_are_closed_without_disturbing_others() {
-    let dir = TempDir::new("bad_requests");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut bystander = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (dir, publisher, mut bystander) = publisher_and_reader("bad_requests");
     let cases: &[(&[u8], &str)] = &[
         (b"hello\n", "not valid JSON"),
         (b"[1,2]\n", "must be a JSON object"),
@@ -371,9 +362,7 @@ fn bad_requests_get_one_error_line_and_are_closed_without_disturbing_others() {
 #[test]
 fn notifications_sent_to_a_silent_peer_before_its_late_request_come_before_the_acknowledgement_unfiltered(
 ) {
-    let dir = TempDir::new("before_ack");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut subscriber = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (_dir, publisher, mut subscriber) = publisher_and_reader("before_ack");
     publisher
         .emit(&notification("other.kind", "INFO", "p", 0))
         .unwrap();
@@ -473,8 +462,7 @@ fn with_a_prompt_request(mut attempt: impl FnMut(Instant) -> bool) {
 #[test]
 fn notifications_emitted_before_a_prompt_request_is_read_come_after_the_acknowledgement_filtered_and_numbered(
 ) {
-    let dir = TempDir::new("prompt_request");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("prompt_request");
     let mut attempts = 0u64;
     with_a_prompt_request(|started| {
         attempts += 1;

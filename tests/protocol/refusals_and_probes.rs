@@ -68,9 +68,7 @@ fn a_full_publisher_says_so_and_still_answers_stats() {
 
 #[test]
 fn stats_probes_are_never_counted_as_subscribers() {
-    let dir = TempDir::new("probes_uncounted");
-    let publisher = Publisher::open(dir.socket()).unwrap();
-    let mut subscriber = RawReader::connect_to(&publisher, dir.socket(), 1);
+    let (dir, publisher, mut subscriber) = publisher_and_reader("probes_uncounted");
     for round in 0..50 {
         let stats = stats_answer(&dir.socket());
         assert_eq!(stats["subscribers"], 1, "round {round}: {stats}");
@@ -95,8 +93,7 @@ fn stats_probes_are_never_counted_as_subscribers() {
 
 #[test]
 fn an_unfinished_request_line_is_refused_after_the_timeout() {
-    let dir = TempDir::new("slow_drip");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("slow_drip");
     let mut drip = RawReader::connect(dir.socket());
     let started = Instant::now();
     drip.write_all(b"{\"subscribe\":").unwrap();
@@ -121,8 +118,7 @@ fn an_unfinished_request_line_is_refused_after_the_timeout() {
 
 #[test]
 fn the_stats_answer_lists_each_subscriber() {
-    let dir = TempDir::new("subscriber_list");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("subscriber_list");
     let mut filtered = RawReader::connect(dir.socket());
     filtered
         .write_all(b"{\"subscribe\":{\"event_types\":[\"compute.*\"]},\"markers\":true,\"heartbeat_s\":30}\n")

@@ -9,7 +9,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{wait_for_subscribers, TempDir, PATIENCE};
+use common::{open_publisher, wait_for_subscribers, TempDir, PATIENCE};
 use notif::subscription::{Filter, Request};
 use notif::{Event, Publisher, SubscribeOptions, Subscriber};
 
@@ -83,8 +83,7 @@ fn message(n: usize) -> String {
 
 #[test]
 fn plain_subscriber_gets_the_stream_in_order() {
-    let dir = TempDir::new("plain");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("plain");
     let mut subscriber = Subscriber::connect(dir.socket(), plain()).unwrap();
     assert!(subscriber.is_connected());
     wait_for_subscribers(&publisher, 1);
@@ -129,8 +128,7 @@ fn abstract_socket_and_iterator() {
 
 #[test]
 fn recv_returns_timeout_when_nothing_comes() {
-    let dir = TempDir::new("timeout");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("timeout");
     let mut subscriber = Subscriber::connect(dir.socket(), plain()).unwrap();
     wait_for_subscribers(&publisher, 1);
     assert_eq!(
@@ -285,8 +283,7 @@ fn invalid_options_are_refused() {
 
 #[test]
 fn long_lines_arrive_whole() {
-    let dir = TempDir::new("long");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("long");
     let mut subscriber = Subscriber::connect(dir.socket(), plain()).unwrap();
     wait_for_subscribers(&publisher, 1);
     let big = |n: usize, size: usize| {
@@ -370,8 +367,7 @@ fn the_descriptor_works_with_poll() {
 
 #[test]
 fn descriptors_are_close_on_exec() {
-    let dir = TempDir::new("cloexec");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("cloexec");
     let subscriber = Subscriber::connect(dir.socket(), plain()).unwrap();
     // SAFETY: fcntl on our own descriptor.
     let flags = unsafe { libc::fcntl(subscriber.as_raw_fd(), libc::F_GETFD) };
@@ -387,8 +383,7 @@ fn descriptors_are_close_on_exec() {
 fn a_filter_lets_only_matching_notifications_through() {
     // Works whether the publisher filters (after its acknowledgement) or the
     // client does (before it, or with a publisher that never acknowledges).
-    let dir = TempDir::new("filter");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("filter");
     let options = SubscribeOptions {
         filter: Filter {
             event_types: vec!["compute.*".into()],
@@ -784,8 +779,7 @@ fn a_partial_line_from_a_lost_connection_is_discarded() {
 
 #[test]
 fn heartbeats_from_the_publisher_are_recorded_not_returned() {
-    let dir = TempDir::new("realhb");
-    let publisher = Publisher::open(dir.socket()).unwrap();
+    let (dir, publisher) = open_publisher("realhb");
     let options = SubscribeOptions {
         heartbeat: Some(Duration::from_millis(100)),
         markers: true,
