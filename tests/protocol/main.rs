@@ -14,3 +14,5 @@ mod json_line_simd;
 mod on_the_wire;
 mod refusals_and_probes;
 mod subscriber_client;
+// The shared protocol vectors (tests/protocol_vectors.rs, from another part
+// of issue 20) belong here: as tests/protocol/vectors.rs, `mod vectors;`.
