@@ -5,7 +5,7 @@
 #   make test       every check: Rust tests, header, fmt, clippy, C tests, examples,
 #                   valgrind, ASan/UBSan, install; ends with "N passed, M failed"
 #   make demo       a publisher and a subscriber talking for a few seconds
-#   make soak       the fault-injection tests (tests/fault_*.rs) in their long versions
+#   make soak       the fault-injection and attack tests (tests/fault/, tests/attack/) in their long versions
 #   make test-kafka libnotif-forward against a real Kafka (Maven Central's jars, Java 17)
 #   make fuzz       every cargo-fuzz target (fuzz/) for FUZZ_SECONDS (60) each, then make miri
 #   make msrv       the library checked with its minimum Rust (Cargo.toml rust-version; rustup)
@@ -280,11 +280,12 @@ test: deps
 	@$(CHECK) c install -- env MAKE="$(MAKE)" CC="$(CC)" tests/c/test_install.sh
 	@tests/c/summary.sh $(RESULTS)
 
-# The fault-injection tests with NOTIF_SOAK=1: 10,000 churn connections, more
-# killed subscribers and forks, longer signal storms. Every test bounds its own
+# The fault-injection tests (tests/fault/) and the attack tests (tests/attack/,
+# whose budgets tests have long forms too) with NOTIF_SOAK=1: 10,000 churn
+# connections, more killed subscribers and forks, longer signal storms. Every test bounds its own
 # time; timeout bounds the whole run. (`make test` runs their short versions.)
 soak:
-	NOTIF_SOAK=1 timeout -k 10 1800 $(CARGO) test --no-fail-fast --test 'fault_*' --test budgets
+	NOTIF_SOAK=1 timeout -k 10 1800 $(CARGO) test --no-fail-fast --test fault --test attack
 
 # libnotif-forward against a real Kafka (KRaft broker from Maven Central's jars,
 # Java 17, oslo's kafka driver): bindings/python/tests/broker/kafka/run.sh.

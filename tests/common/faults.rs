@@ -1,12 +1,13 @@
-//! Helpers for the fault-injection tests (tests/fault_*.rs): the invariant
-//! check every scenario ends with, paced sequence-numbered emitters and
-//! checking readers, resource baselines (descriptors, threads, memory), and
-//! child processes (the test binary re-executed as a subscriber that relays
-//! what it reads to its stdout, or as a publisher driven over its stdin) with a
-//! guard that kills them in Drop.
+//! The fault rig (tests/fault/, and the attackers of tests/attack/): the
+//! set-up most scenarios share (fault_options, open_watched, steady_paced),
+//! the invariant check every scenario ends with (check_invariants,
+//! close_and_check), paced sequence-numbered emitters and checking readers,
+//! resource baselines (descriptors, threads, memory), and child processes
+//! (the test binary re-executed as a subscriber that relays what it reads to
+//! its stdout, or as a publisher driven over its stdin) with a guard that
+//! kills them in Drop.
 //!
-//! Declared from each test file with `#[path = "common/faults.rs"] mod faults;`
-//! after `mod common;`.
+//! A module of `common` (tests/common/mod.rs): `use crate::common::faults::*`.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::{HashMap, HashSet};
@@ -232,6 +233,19 @@ impl<'a> Expect<'a> {
             min_dropped: 0,
         }
     }
+
+    /// [`Expect::new`] with the peak `memory` saw (the watch ends here).
+    pub fn watched(
+        baseline: &'a Baseline,
+        options: &'a Options,
+        subscribers: usize,
+        memory: MemoryWatch,
+    ) -> Expect<'a> {
+        Expect {
+            peak_rss: Some(memory.finish()),
+            ..Expect::new(baseline, options, subscribers)
+        }
+    }
 }
 
 /// The check every fault scenario ends with, on a live publisher, after the
@@ -288,7 +302,7 @@ static FRESH: AtomicU64 = AtomicU64::new(0);
 /// answers a `{}` request with its acknowledgement), emits and expects it.
 pub fn serves_a_fresh_subscriber(publisher: &Publisher) {
     let before = publisher.stats().subscribers;
-    let mut fresh = Subscriber::connect(path_of(publisher));
+    let mut fresh = RawReader::connect(path_of(publisher));
     fresh.write_all(b"{}\n").unwrap();
     let ack = fresh.line();
     assert!(
@@ -366,6 +380,26 @@ pub fn emit_retrying(publisher: &Publisher, json: &[u8]) -> usize {
                 e.message(),
                 String::from_utf8_lossy(&json[..json.len().min(80)])
             ),
+        }
+    }
+}
+
+/// Emits `line(0)`, `line(1)`, ... until they fill a replay ring of `ring`
+/// bytes a little over (each notification costs its line and its end in the
+/// batch), then waits until the publisher has numbered them all; returns how
+/// many it emitted.
+pub fn fill_replay_ring(publisher: &Publisher, ring: usize, line: impl Fn(u64) -> String) -> u64 {
+    let (mut seq, mut filled) = (0u64, 0usize);
+    loop {
+        let line = line(seq);
+        emit_retrying(publisher, line.as_bytes());
+        seq += 1;
+        filled += line.len() + 8;
+        if filled >= ring + ring / 4 {
+            wait_until("every notification numbered", || {
+                publisher.stats().next_seq == seq
+            });
+            return seq;
         }
     }
 }
@@ -475,7 +509,7 @@ pub fn emit_stream_until(
 /// the right total. Publishes how many messages it has read.
 pub struct SeqReader {
     pub progress: Arc<AtomicU64>,
-    handle: JoinHandle<(Subscriber, Vec<u64>)>,
+    handle: JoinHandle<(RawReader, Vec<u64>)>,
 }
 
 /// The subscribers that keep up in a fault scenario: `count` readers that
@@ -487,12 +521,12 @@ pub fn steady_readers(
     streams: usize,
 ) -> Vec<SeqReader> {
     (1..=count)
-        .map(|n| SeqReader::spawn(Subscriber::connect_to(publisher, socket, n), streams))
+        .map(|n| SeqReader::spawn(RawReader::connect_to(publisher, socket, n), streams))
         .collect()
 }
 
 impl SeqReader {
-    pub fn spawn(mut subscriber: Subscriber, streams: usize) -> SeqReader {
+    pub fn spawn(mut subscriber: RawReader, streams: usize) -> SeqReader {
         let progress = Arc::new(AtomicU64::new(0));
         let shared = Arc::clone(&progress);
         let handle = std::thread::spawn(move || {
@@ -524,12 +558,68 @@ impl SeqReader {
     }
 
     /// Waits for the reader: its subscriber and each stream's count.
-    pub fn join(self) -> (Subscriber, Vec<u64>) {
+    pub fn join(self) -> (RawReader, Vec<u64>) {
         match self.handle.join() {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
         }
     }
+}
+
+// ------------------------------------------------------------------ the rig
+
+/// The options most fault scenarios run with: each subscriber's buffer
+/// `subscriber_buffer` bytes, messages of up to 4 KiB, a 4 MiB backlog.
+pub fn fault_options(subscriber_buffer: usize) -> Options {
+    Options {
+        subscriber_buffer,
+        max_message: 4096,
+        backlog: 4 * 1024 * 1024,
+        ..Options::default()
+    }
+}
+
+/// The first half of the rig most fault scenarios share: a directory, the
+/// process's [`Baseline`] and a [`MemoryWatch`] (both taken before the
+/// publisher opens), and the publisher, opened there with `options`. The
+/// scenario ends with [`check_invariants`] on the live publisher, then
+/// [`close_and_check`].
+pub fn open_watched(tag: &str, options: &Options) -> (TempDir, Baseline, MemoryWatch, Publisher) {
+    let dir = TempDir::new(tag);
+    let baseline = Baseline::take();
+    let memory = MemoryWatch::start();
+    let publisher = Publisher::open_with(dir.socket(), options).unwrap();
+    (dir, baseline, memory, publisher)
+}
+
+/// The second half: two steady readers that must get every message of
+/// `streams` numbered streams, a [`Pacer`] that keeps the emitters at most
+/// `window` messages ahead of them, and the flag that stops the emitters
+/// ([`emit_stream_until`]).
+pub fn steady_paced(
+    publisher: &Publisher,
+    dir: &TempDir,
+    streams: usize,
+    window: u64,
+) -> (Vec<SeqReader>, Pacer, AtomicBool) {
+    let readers = steady_readers(publisher, &dir.socket(), 2, streams);
+    let pacer = Pacer::following(&readers, window);
+    (readers, pacer, AtomicBool::new(false))
+}
+
+/// Joins `readers`: their connections, and what each counted of every stream.
+pub fn join_all(readers: Vec<SeqReader>) -> (Vec<RawReader>, Vec<Vec<u64>>) {
+    readers.into_iter().map(SeqReader::join).unzip()
+}
+
+/// The end of a scenario: closes the publisher, each of `subscribers` reads
+/// to the end of the stream (drop markers allowed), and [`check_closed`].
+pub fn close_and_check(publisher: Publisher, subscribers: Vec<RawReader>, baseline: &Baseline) {
+    let final_stats = publisher.close();
+    for mut subscriber in subscribers {
+        expect_eof_after_markers(&mut subscriber);
+    }
+    check_closed(baseline, &final_stats);
 }
 
 // ------------------------------------------------------------------ child processes
@@ -569,8 +659,10 @@ pub struct Remote {
 }
 
 /// Starts this test binary again, running only `test` (which must call
-/// [`role_hook`] first) in `role`, with `env` added.
+/// [`role_hook`] first) in `role`, with `env` added. `test` is the test's
+/// Rust path, `concat!(module_path!(), "::name")` (see [`libtest_name`]).
 pub fn spawn_role(test: &str, role: &str, env: &[(&str, String)]) -> Remote {
+    let test = libtest_name(test);
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut command = Command::new(exe);
     command
@@ -847,11 +939,13 @@ fn cursor_reader_main() -> i32 {
     0
 }
 
-fn env_number(name: &str) -> Option<u64> {
+/// The number in environment variable `name`, if set and a number.
+pub fn env_number(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-fn say(line: &str) {
+/// A role's answer to the test: `@ LINE` on stdout, flushed.
+pub fn say(line: &str) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let _ = out.write_all(format!("@ {line}\n").as_bytes());
@@ -1057,7 +1151,7 @@ pub fn is_socket(path: &Path) -> bool {
 
 /// After close: a subscriber that had read everything else sees only the
 /// fresh-subscriber markers [`check_invariants`] emitted, then end of stream.
-pub fn expect_eof_after_markers(subscriber: &mut Subscriber) {
+pub fn expect_eof_after_markers(subscriber: &mut RawReader) {
     for line in subscriber.read_to_eof() {
         assert!(
             line.starts_with(b"{\"fresh\":"),

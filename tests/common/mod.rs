@@ -1,12 +1,25 @@
 //! Helpers shared by the integration tests: a temporary directory per test, a
-//! poller that waits for a condition instead of sleeping a fixed time, and a
-//! subscriber that reads lines with a timeout so no test can hang.
+//! poller that waits for a condition instead of sleeping a fixed time, a raw
+//! line reader ([`RawReader`]: a client socket read line by line with a
+//! timeout, so no test can hang; not the library's `notif::Subscriber`), and
+//! [`isolated!`], which runs a test alone in a process of its own.
+//!
+//! Each test binary (tests/api, tests/delivery, tests/protocol, tests/fault,
+//! tests/attack) declares it with `#[path = "../common/mod.rs"] mod common;`;
+//! [`faults`] is the rig the fault and attack tests share; [`other_users`]
+//! and temp_dir.rs are shared with the notif tool's tests too.
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod faults;
+pub mod other_users;
+mod temp_dir;
+
+pub use temp_dir::TempDir;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use notif::{Publisher, Stats};
@@ -17,48 +30,19 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 /// Read timeout of every subscriber socket.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A directory of its own for one test, removed when dropped.
-pub struct TempDir {
-    path: PathBuf,
+/// A publisher with the default options, on the usual socket of a fresh
+/// directory ([`TempDir::new`]`(test)`).
+pub fn open_publisher(test: &str) -> (TempDir, Publisher) {
+    let dir = TempDir::new(test);
+    let publisher = Publisher::open(dir.socket()).unwrap();
+    (dir, publisher)
 }
 
-impl TempDir {
-    pub fn new(test: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        // Short: a socket path must fit in 107 bytes.
-        let mut short: String = test.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-        short.truncate(16);
-        let path = std::env::temp_dir().join(format!(
-            "notif-{}-{n}-{nanos:x}-{short}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).expect("create the test's temporary directory");
-        TempDir { path }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    /// The usual place for the publisher's socket.
-    pub fn socket(&self) -> PathBuf {
-        self.join("notif.sock")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
+/// [`open_publisher`] and one [`RawReader`] connected to it (and counted).
+pub fn publisher_and_reader(test: &str) -> (TempDir, Publisher, RawReader) {
+    let (dir, publisher) = open_publisher(test);
+    let reader = RawReader::connect_to(&publisher, dir.socket(), 1);
+    (dir, publisher, reader)
 }
 
 /// Polls `condition` until it holds; returns false if `timeout` passes first.
@@ -138,30 +122,49 @@ pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-/// A subscriber: a client socket whose reads time out, read line by line.
-pub struct Subscriber {
+/// Every .json and .txt file in tests/fixtures and tests/fixtures/invalid:
+/// (its path, its bytes), sorted by path.
+pub fn json_fixtures() -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut files = Vec::new();
+    for sub in [dir.clone(), dir.join("invalid")] {
+        for entry in std::fs::read_dir(sub).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() && path.extension().is_some_and(|e| e == "json" || e == "txt") {
+                files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// A raw subscriber connection: a client socket whose reads time out, read
+/// line by line. It speaks no protocol of its own (the test writes any request
+/// line itself); the library's client is `notif::Subscriber`.
+pub struct RawReader {
     reader: BufReader<UnixStream>,
 }
 
-impl Subscriber {
-    pub fn connect(path: impl AsRef<Path>) -> Subscriber {
+impl RawReader {
+    pub fn connect(path: impl AsRef<Path>) -> RawReader {
         let path = path.as_ref();
         let stream = UnixStream::connect(path)
             .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", path.display()));
-        Subscriber::from_stream(stream)
+        RawReader::from_stream(stream)
     }
 
-    pub fn from_stream(stream: UnixStream) -> Subscriber {
+    pub fn from_stream(stream: UnixStream) -> RawReader {
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
-        Subscriber {
+        RawReader {
             reader: BufReader::with_capacity(256 * 1024, stream),
         }
     }
 
     /// Connects and waits until the publisher counts `expected` subscribers.
-    pub fn connect_to(publisher: &Publisher, path: impl AsRef<Path>, expected: u64) -> Subscriber {
-        let subscriber = Subscriber::connect(path);
+    pub fn connect_to(publisher: &Publisher, path: impl AsRef<Path>, expected: u64) -> RawReader {
+        let subscriber = RawReader::connect(path);
         wait_for_subscribers(publisher, expected);
         subscriber
     }
@@ -318,9 +321,9 @@ pub fn parse_numbered(line: &[u8]) -> (usize, u64) {
 /// Spawns a thread that reads `count` numbered lines of stream 0 and checks
 /// they come in order 0..count; returns the lines' count on success.
 pub fn spawn_sequential_reader(
-    mut subscriber: Subscriber,
+    mut subscriber: RawReader,
     count: u64,
-) -> std::thread::JoinHandle<Subscriber> {
+) -> std::thread::JoinHandle<RawReader> {
     std::thread::spawn(move || {
         for expected in 0..count {
             let line = subscriber.line();
@@ -342,4 +345,66 @@ pub fn resident_bytes() -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kib * 1024
+}
+
+// ------------------------------------------------------------------ process isolation
+
+/// Set in the copy of the test binary that [`run_isolated`] starts: the name of
+/// the one test it runs.
+const ISOLATED_ENV: &str = "NOTIF_TEST_ISOLATED";
+
+/// The name libtest knows a test by, from a Rust path such as
+/// `concat!(module_path!(), "::a_test")`: the path without the crate's name
+/// (`fault::resume::a_test` is `resume::a_test`). For re-executing this test
+/// binary with `NAME --exact`.
+pub fn libtest_name(path: &str) -> &str {
+    path.split_once("::").map_or(path, |(_, rest)| rest)
+}
+
+/// `isolated!();`, first in a test: runs it alone in a copy of this test
+/// binary ([`run_isolated`]), and returns once the copy has run it.
+#[allow(unused_macros)] // a binary without such tests
+macro_rules! isolated {
+    () => {
+        if $crate::common::run_isolated() {
+            return;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use isolated;
+
+/// Runs the calling test alone, in a fresh copy of this test binary
+/// (`NAME --exact --test-threads=1`), for tests that change or measure
+/// something of the whole process: its umask, its signal dispositions, its
+/// descriptor limit, its descriptor and thread counts, its resident memory, or
+/// that fork (a child inherits every descriptor of every test running
+/// meanwhile). Call it first, through the macro: `isolated!();`.
+///
+/// In the test process it starts the copy, waits, forwards its output (kept
+/// by the harness unless the test fails), fails if the copy failed and
+/// returns true; in the copy it returns false and the body runs. The test's
+/// name is its thread's: libtest names the thread of each test after it.
+pub fn run_isolated() -> bool {
+    let thread = std::thread::current();
+    let name = thread.name().expect("a test thread has the test's name");
+    if std::env::var(ISOLATED_ENV).is_ok_and(|running| running == name) {
+        return false;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let output = Command::new(exe)
+        .args([name, "--exact", "--test-threads=1", "--nocapture", "-q"])
+        .env(ISOLATED_ENV, name)
+        .env_remove("RUST_TEST_THREADS")
+        .output()
+        .expect("start a copy of the test binary");
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{name}, run in a process of its own: {} (its output is above)",
+        output.status
+    );
+    true
 }
