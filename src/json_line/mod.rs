@@ -285,7 +285,7 @@ mod tests {
     //! The fast kernels on a few inputs, small enough for Miri (`make miri`), which checks the
     //! unsafe code they run: the uninitialised index, the unchecked reads of stage 2, the
     //! padded tail, and compaction's writes into spare capacity. (Miri sees no AVX2, so it
-    //! covers the SSE2 kernel; tests/json_line_simd.rs checks every kernel at length.)
+    //! covers the SSE2 kernel; tests/protocol/json_line_simd.rs checks every kernel at length.)
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {

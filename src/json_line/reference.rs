@@ -1,12 +1,12 @@
 //! The reference scanner: the scalar, one-pass validator that defined notif's contract
 //! before the SIMD path existed. It is what runs on machines without a fast kernel, what
-//! every fast kernel is checked against (tests/json_line_agreement.rs, tests/json_line_simd.rs,
+//! every fast kernel is checked against (tests/protocol/json_line_agreement.rs, tests/protocol/json_line_simd.rs,
 //! fuzz/fuzz_targets/simd_scan.rs), and what produces the exact error when a fast kernel
 //! rejects an input: the fast kernels only say "valid, compact or not" or "not valid".
 //!
 //! It never allocates, keeps its nesting stack in one `u128`, and skips plain string bytes
 //! eight at a time. Strictness follows RFC 8259 and agrees with
-//! `serde_json::from_slice::<serde_json::Value>` (see `tests/json_line_agreement.rs`),
+//! `serde_json::from_slice::<serde_json::Value>` (see `tests/protocol/json_line_agreement.rs`),
 //! including its nesting limit.
 
 use super::{JsonLineError, Layout, MAX_DEPTH};
@@ -420,7 +420,7 @@ impl Scanner<'_> {
 
 #[cfg(test)]
 mod tests {
-    //! The reference scanner's own tests (tests/json_line_simd.rs holds the fast kernels'
+    //! The reference scanner's own tests (tests/protocol/json_line_simd.rs holds the fast kernels'
     //! agreement with it).
     use super::*;
     use std::borrow::Cow;

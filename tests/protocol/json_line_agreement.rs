@@ -193,7 +193,7 @@ fn check(input: &[u8], origin: &str) -> bool {
         .filter(Value::is_object);
     let verdict = scan(input);
     // `scan` runs the fast kernel; the reference scanner must give the same answer (so both
-    // are checked against serde_json here; tests/json_line_simd.rs compares every kernel).
+    // are checked against serde_json here; tests/protocol/json_line_simd.rs compares every kernel).
     assert_eq!(
         scan_reference(input),
         verdict,

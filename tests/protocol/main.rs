@@ -1,5 +1,7 @@
 //! The subscription protocol and the line format: requests, filters and
-//! control lines on the wire, refusals and stats probes, the Rust subscriber
+//! control lines on the wire, the shared protocol vectors
+//! (tests/protocol-vectors) against the server and the Rust client, refusals
+//! and stats probes, the Rust subscriber
 //! client against real and fake publishers, and the JSON line scanner (its
 //! agreement with serde_json, its SIMD kernels against the reference).
 //!
@@ -14,5 +16,4 @@ mod json_line_simd;
 mod on_the_wire;
 mod refusals_and_probes;
 mod subscriber_client;
-// The shared protocol vectors (tests/protocol_vectors.rs, from another part
-// of issue 20) belong here: as tests/protocol/vectors.rs, `mod vectors;`.
+mod vectors;

@@ -1,12 +1,10 @@
 //! The protocol vectors (tests/protocol-vectors/, format in its README) run
 //! against the server, over a real socket, and against the Rust client's
 //! readers of the protocol (request, control lines, filter, glob, cursor).
-//! Self-contained: it shares no helper with the other test binaries.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::time::Duration;
 
 use notif::subscription::{
@@ -15,6 +13,8 @@ use notif::subscription::{
 };
 use notif::Publisher;
 use serde_json::{json, Value};
+
+use crate::common::TempDir;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -33,30 +33,6 @@ fn text<'a>(vector: &'a Value, key: &str) -> &'a str {
     vector[key]
         .as_str()
         .unwrap_or_else(|| panic!("{key:?} is not a string in {vector}"))
-}
-
-/// A directory of its own for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("notif-vectors-{}-{n}-{test}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.0.join("notif.sock")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A raw connection to the publisher: writes bytes, reads lines.
