@@ -1,5 +1,8 @@
+import json
 import os
 import shutil
+import socket
+import subprocess
 import tempfile
 import time
 
@@ -32,3 +35,64 @@ def wait_for(predicate, timeout=10.0, what="condition"):
 def wait_subscribers(publisher, n, timeout=10.0):
     return wait_for(lambda: publisher.stats()["subscribers"] >= n, timeout,
                     "%d subscriber(s) on %s" % (n, publisher.path))
+
+
+def notif_cli():
+    """The notif tool: target/release or target/debug as built, else built now."""
+    for profile in ("release", "debug"):
+        path = os.path.join(REPO_ROOT, "target", profile, "notif")
+        if os.access(path, os.X_OK):
+            return path
+    cargo = shutil.which("cargo") or os.path.expanduser("~/.cargo/bin/cargo")
+    subprocess.run([cargo, "build", "--release", "-p", "notif-cli"], cwd=REPO_ROOT,
+                   check=True, timeout=900)
+    return os.path.join(REPO_ROOT, "target", "release", "notif")
+
+
+class FakePublisher:
+    """A scripted server: records what the client writes, sends given bytes."""
+
+    def __init__(self, path):
+        self.path = path
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        self.srv.listen(4)
+        self.srv.settimeout(10)
+
+    def accept(self):
+        conn, _ = self.srv.accept()
+        conn.settimeout(10)
+        return conn
+
+    @staticmethod
+    def read_request(conn):
+        buf = b""
+        while not buf.endswith(b"\n"):
+            data = conn.recv(65536)
+            assert data, "client closed before writing its request"
+            buf += data
+        return json.loads(buf)
+
+    def subscribe(self, **kwargs):
+        """A libnotif.Subscriber of this socket (KWARGS), this side of its
+        connection and the request it wrote."""
+        import libnotif
+        sub = libnotif.Subscriber(self.path, **kwargs)
+        conn = self.accept()
+        return sub, conn, self.read_request(conn)
+
+    def redial(self, conn, sub, timeout):
+        """Closes CONN: what SUB.recv(TIMEOUT) then gives (None when it only
+        noticed and connected again), this side of the new connection and the
+        request it wrote."""
+        conn.close()
+        got = sub.recv(timeout=timeout)
+        conn = self.accept()
+        return got, conn, self.read_request(conn)
+
+    def close(self):
+        self.srv.close()
+
+
+def lines(*objs):
+    return b"".join(json.dumps(o, separators=(",", ":")).encode() + b"\n" for o in objs)

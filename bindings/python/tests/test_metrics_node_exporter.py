@@ -26,8 +26,7 @@ import pytest
 pytest.importorskip("oslo_messaging")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from conftest import REPO_ROOT, wait_for  # noqa: E402
-from test_oslo_startup import notif_cli  # noqa: E402
+from conftest import REPO_ROOT, wait_for, notif_cli  # noqa: E402
 from test_stats_metrics import recipe_script  # noqa: E402
 
 NODE_EXPORTER = "github.com/prometheus/node_exporter"

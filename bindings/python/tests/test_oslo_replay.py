@@ -20,8 +20,7 @@ import pytest
 pytest.importorskip("oslo_messaging")
 
 import libnotif  # noqa: E402
-from conftest import wait_for  # noqa: E402
-from test_oslo_startup import notif_cli  # noqa: E402
+from conftest import wait_for, notif_cli  # noqa: E402
 
 # A service driven over stdin: "send TAG N" emits N notifications
 # ring.test {"tag": TAG, "i": 0..N-1} and answers "sent"; "stats" answers the
