@@ -4,6 +4,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import textwrap
 import time
 
 import pytest
@@ -35,6 +36,24 @@ def wait_for(predicate, timeout=10.0, what="condition"):
 def wait_subscribers(publisher, n, timeout=10.0):
     return wait_for(lambda: publisher.stats()["subscribers"] >= n, timeout,
                     "%d subscriber(s) on %s" % (n, publisher.path))
+
+
+def oslo_service(body, project="svc", publisher_id="compute.host1",
+                 prelude="conf_file = sys.argv[1]"):
+    """The source of a service for `python -c`: PRELUDE (which sets
+    conf_file), the real oslo.messaging Notifier `notifier` built from that
+    config file, then BODY. json, os, sys and time are imported."""
+    return textwrap.dedent("""
+        import json, os, sys, time
+        import oslo_messaging
+        from oslo_config import cfg
+
+    """) + textwrap.dedent(prelude).strip() + "\n" + textwrap.dedent("""
+        conf = cfg.ConfigOpts()
+        conf(["--config-file", conf_file], project=%r, default_config_files=[])
+        notifier = oslo_messaging.Notifier(oslo_messaging.get_notification_transport(conf),
+                                           publisher_id=%r)
+    """ % (project, publisher_id)) + textwrap.dedent(body)
 
 
 def notif_cli():

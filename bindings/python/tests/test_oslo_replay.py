@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 
 import pytest
@@ -20,22 +19,15 @@ import pytest
 pytest.importorskip("oslo_messaging")
 
 import libnotif  # noqa: E402
-from conftest import wait_for, notif_cli  # noqa: E402
+from conftest import notif_cli, oslo_service, wait_for  # noqa: E402
 
 # A service driven over stdin: "send TAG N" emits N notifications
 # ring.test {"tag": TAG, "i": 0..N-1} and answers "sent"; "stats" answers the
 # driver's counters for its socket as one JSON line.
-SERVICE = textwrap.dedent(r"""
-    import json, os, sys
-    import oslo_messaging
-    from oslo_config import cfg
+SERVICE = oslo_service(r"""
     from libnotif import oslo_driver
 
-    conf_file, path = sys.argv[1], sys.argv[2]
-    conf = cfg.ConfigOpts()
-    conf(["--config-file", conf_file], project="svc", default_config_files=[])
-    notifier = oslo_messaging.Notifier(oslo_messaging.get_notification_transport(conf),
-                                       publisher_id="compute.host1")
+    path = sys.argv[2]
     print("ready", flush=True)
     for line in sys.stdin:
         words = line.split()
@@ -198,16 +190,8 @@ def test_should_emit_with_and_without_a_ring(sockdir):
 
 # A {pid} service whose parent and forked workers notify at once, without
 # waiting for anyone: only the ring can give a tail those first notifications.
-FORKING = textwrap.dedent(r"""
-    import json, os, sys
-    import oslo_messaging
-    from oslo_config import cfg
-
-    conf_file, workers = sys.argv[1], int(sys.argv[2])
-    conf = cfg.ConfigOpts()
-    conf(["--config-file", conf_file], project="svc", default_config_files=[])
-    notifier = oslo_messaging.Notifier(oslo_messaging.get_notification_transport(conf),
-                                       publisher_id="svc")
+FORKING = oslo_service(r"""
+    workers = int(sys.argv[2])
     notifier.info({}, "svc.first", {"pid": os.getpid()})
     children, pipes = [], []
     for _ in range(workers):
@@ -227,7 +211,7 @@ FORKING = textwrap.dedent(r"""
         os.close(w)
     for pid in children:
         os.waitpid(pid, 0)
-""")
+""", publisher_id="svc")
 
 
 def test_glob_tail_started_before_the_workers_gets_each_first_notification(sockdir):
