@@ -3,8 +3,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
+import threading
 import time
 
 import pytest
@@ -54,6 +56,37 @@ def oslo_service(body, project="svc", publisher_id="compute.host1",
         notifier = oslo_messaging.Notifier(oslo_messaging.get_notification_transport(conf),
                                            publisher_id=%r)
     """ % (project, publisher_id)) + textwrap.dedent(body)
+
+
+class ScriptService:
+    """A service script (`python -c SOURCE ARGS...`) driven over stdin: one
+    command a line, answered by one line on stdout."""
+
+    def __init__(self, source, *args):
+        self.proc = subprocess.Popen([sys.executable, "-c", source, *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def read_line(self, timeout):
+        """Its next line, "" when none came within TIMEOUT seconds."""
+        line = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()),
+                                  daemon=True)
+        reader.start()
+        reader.join(timeout)
+        return line[0] if line else ""
+
+    def write_line(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def close(self):
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def notif_cli():

@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
@@ -25,7 +24,7 @@ import pytest
 pytest.importorskip("oslo_messaging")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from conftest import REPO_ROOT, notif_cli, oslo_service, wait_for  # noqa: E402
+from conftest import REPO_ROOT, ScriptService, notif_cli, oslo_service, wait_for  # noqa: E402
 from test_stats_metrics import recipe_script  # noqa: E402
 
 NODE_EXPORTER = "github.com/prometheus/node_exporter"
@@ -151,30 +150,15 @@ SERVICE = oslo_service(r"""
 """, project="nova")
 
 
-class Service:
+class Service(ScriptService):
     def __init__(self, conf_file, sockdir):
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVICE, conf_file, sockdir],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        super().__init__(SERVICE, conf_file, sockdir)
 
     def ask(self, command):
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        line = []
-        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()),
-                                  daemon=True)
-        reader.start()
-        reader.join(180)
-        assert line and line[0], "the service did not answer %r" % command
-        return json.loads(line[0])
-
-    def close(self):
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+        self.write_line(command)
+        line = self.read_line(180)
+        assert line, "the service did not answer %r" % command
+        return json.loads(line)
 
 
 @pytest.fixture

@@ -12,14 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 
 import pytest
 
 pytest.importorskip("oslo_messaging")
 
 import libnotif  # noqa: E402
-from conftest import notif_cli, oslo_service, wait_for  # noqa: E402
+from conftest import ScriptService, notif_cli, oslo_service, wait_for  # noqa: E402
 
 # A service driven over stdin: "send TAG N" emits N notifications
 # ring.test {"tag": TAG, "i": 0..N-1} and answers "sent"; "stats" answers the
@@ -50,26 +49,18 @@ def write_conf(sockdir, sock_path, replay_bytes):
     return conf_file
 
 
-class Service:
+class Service(ScriptService):
     def __init__(self, sockdir, path):
-        conf_file = write_conf(sockdir, path, 1 << 20)
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVICE, conf_file, path],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
+        super().__init__(SERVICE, write_conf(sockdir, path, 1 << 20), path)
         assert self.answer() == "ready"
 
     def answer(self):
-        line = []
-        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()),
-                                  daemon=True)
-        reader.start()
-        reader.join(120)
-        assert line and line[0], "the service did not answer"
-        return line[0].strip()
+        line = self.read_line(120)
+        assert line, "the service did not answer"
+        return line.strip()
 
     def ask(self, command):
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
+        self.write_line(command)
         return self.answer()
 
     def send(self, tag, n):
@@ -77,16 +68,6 @@ class Service:
 
     def stats(self):
         return json.loads(self.ask("stats"))
-
-    def close(self):
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-
 
 def run_tail(args, until_done, timeout=60):
     """Starts `notif tail ARGS`, calls until_done(), then waits (bounded) for
