@@ -8,7 +8,7 @@ import pytest
 
 import libnotif
 
-from test_subscriber import FakePublisher, lines
+from conftest import FakePublisher, lines
 
 EPOCH_A = "5f3a9c0d12e4b7a8"
 EPOCH_B = "0123456789abcdef"
@@ -19,12 +19,10 @@ def ack(epoch):
 
 
 def test_cursor_from_seq_lines_and_resume(sockdir):
-    path = os.path.join(sockdir, "cur.sock")
-    fake = FakePublisher(path)
-    sub = libnotif.Subscriber(path, timeout=10)
+    fake = FakePublisher(os.path.join(sockdir, "cur.sock"))
+    sub, conn, request = fake.subscribe(timeout=10)
     assert sub.cursor is None
-    conn = fake.accept()
-    assert fake.read_request(conn) == {"cursor": True}
+    assert request == {"cursor": True}
     conn.sendall(lines({"n": "early"}, ack(EPOCH_A), {"notif": {"seq": 10}}, {"n": 10}, {"n": 11},
                        {"notif": {"seq": 15}}, {"n": 15}))
     # Before the acknowledgement: no number, the cursor stays.
@@ -36,20 +34,18 @@ def test_cursor_from_seq_lines_and_resume(sockdir):
     # Disconnected for being slow: resumes after 15; lines before the
     # acknowledgement are the publisher's to resend (or count), not ours.
     conn.sendall(lines({"notif": {"error": "bye", "reason": "too_slow"}}))
-    conn.close()
-    assert sub.recv(timeout=0.5) is None  # reads the error line, reconnects
-    conn = fake.accept()
-    assert fake.read_request(conn) == {"cursor": True, "after": EPOCH_A + "-15"}
+    got, conn, request = fake.redial(conn, sub, 0.5)
+    assert got is None  # reads the error line, reconnects
+    assert request == {"cursor": True, "after": EPOCH_A + "-15"}
     conn.sendall(lines({"n": "unnumbered"}, ack(EPOCH_A), {"notif": {"dropped": 2}},
                        {"notif": {"seq": 18}}, {"n": 18}))
     assert sub.recv() == {"n": 18} and sub.cursor == EPOCH_A + "-18"
     assert sub.reconnects == 1 and sub.dropped == 2 and sub.dropped_unknown == 0
 
     # The publisher restarted: another epoch, a count nobody knows.
-    conn.close()
-    assert sub.recv(timeout=0.5) is None
-    conn = fake.accept()
-    assert fake.read_request(conn) == {"cursor": True, "after": EPOCH_A + "-18"}
+    got, conn, request = fake.redial(conn, sub, 0.5)
+    assert got is None
+    assert request == {"cursor": True, "after": EPOCH_A + "-18"}
     conn.sendall(lines(ack(EPOCH_B), {"notif": {"dropped": "unknown"}}, {"notif": {"seq": 0}},
                        {"n": 0}, {"n": 1}))
     assert sub.recv_line() == b'{"n":0}' and sub.cursor == EPOCH_B + "-0"
@@ -62,11 +58,8 @@ def test_cursor_from_seq_lines_and_resume(sockdir):
 
 
 def test_markers_not_asked_are_ignored_unless_resuming(sockdir):
-    path = os.path.join(sockdir, "mk.sock")
-    fake = FakePublisher(path)
-    sub = libnotif.Subscriber(path, reconnect=False, timeout=10)
-    conn = fake.accept()
-    fake.read_request(conn)
+    fake = FakePublisher(os.path.join(sockdir, "mk.sock"))
+    sub, conn, _ = fake.subscribe(reconnect=False, timeout=10)
     conn.sendall(lines(ack(EPOCH_A), {"notif": {"dropped": 4}}, {"notif": {"dropped": "unknown"}},
                        {"notif": {"seq": 3}}, {"n": 3}))
     conn.close()
@@ -109,22 +102,18 @@ def test_after_and_replay_requests(sockdir):
 
 
 def test_replay_until_something_is_handed_out(sockdir):
-    path = os.path.join(sockdir, "rp.sock")
-    fake = FakePublisher(path)
-    sub = libnotif.Subscriber(path, replay=True, timeout=10)
-    conn = fake.accept()
-    assert fake.read_request(conn) == {"cursor": True, "replay": True}
-    conn.close()
-    assert sub.recv(timeout=0.3) is None
-    conn = fake.accept()
-    assert fake.read_request(conn) == {"cursor": True, "replay": True}
+    fake = FakePublisher(os.path.join(sockdir, "rp.sock"))
+    sub, conn, request = fake.subscribe(replay=True, timeout=10)
+    assert request == {"cursor": True, "replay": True}
+    got, conn, request = fake.redial(conn, sub, 0.3)
+    assert got is None
+    assert request == {"cursor": True, "replay": True}
     conn.sendall(lines({"n": "unnumbered"}, ack(EPOCH_A), {"notif": {"dropped": 40}},
                        {"notif": {"seq": 40}}, {"n": 40}))
     assert sub.recv() == {"n": 40} and sub.dropped == 40
-    conn.close()
-    assert sub.recv(timeout=0.3) is None
-    conn = fake.accept()
-    assert fake.read_request(conn) == {"cursor": True, "after": EPOCH_A + "-40"}
+    got, conn, request = fake.redial(conn, sub, 0.3)
+    assert got is None
+    assert request == {"cursor": True, "after": EPOCH_A + "-40"}
     sub.close()
     conn.close()
     fake.close()
@@ -136,11 +125,8 @@ OLD_REFUSAL = {"notif": {"error": 'unknown key "cursor" in the request (known: s
 
 @pytest.mark.parametrize("kwargs,plain", [({}, None), ({"markers": True}, {"markers": True})])
 def test_older_publisher_without_cursors(sockdir, kwargs, plain):
-    path = os.path.join(sockdir, "old.sock")
-    fake = FakePublisher(path)
-    sub = libnotif.Subscriber(path, timeout=10, **kwargs)
-    conn = fake.accept()
-    fake.read_request(conn)
+    fake = FakePublisher(os.path.join(sockdir, "old.sock"))
+    sub, conn, _ = fake.subscribe(timeout=10, **kwargs)
     conn.sendall(lines(OLD_REFUSAL))
     conn.close()
     assert sub.recv(timeout=0.3) is None  # reads the refusal, connects again at once
@@ -170,40 +156,32 @@ def test_older_publisher_cannot_resume_and_other_refusals_stay(sockdir):
     for kwargs, error in (({"after": EPOCH_A + "-1"}, OLD_REFUSAL),
                           ({"markers": True}, {"notif": {"error": 'unknown key "x"',
                                                          "reason": "bad_request"}})):
-        path = os.path.join(sockdir, "old2.sock")
-        fake = FakePublisher(path)
-        sub = libnotif.Subscriber(path, timeout=10, **kwargs)
-        conn = fake.accept()
-        fake.read_request(conn)
+        fake = FakePublisher(os.path.join(sockdir, "old2.sock"))
+        sub, conn, _ = fake.subscribe(timeout=10, **kwargs)
         conn.sendall(lines(error))
         with pytest.raises(libnotif.SubscriptionError):
             sub.recv()
         conn.close()
         fake.close()
-        os.unlink(path)
+        os.unlink(fake.path)
 
 
 def test_resume_point_follows_seq_lines(sockdir):
     """After a seq line a reconnection resumes just before the notification it
     announced: drops already reported are not reported again."""
-    path = os.path.join(sockdir, "sq.sock")
-    fake = FakePublisher(path)
-    sub = libnotif.Subscriber(path, after=EPOCH_A + "-3", timeout=10)
-    conn = fake.accept()
-    fake.read_request(conn)
+    fake = FakePublisher(os.path.join(sockdir, "sq.sock"))
+    sub, conn, _ = fake.subscribe(after=EPOCH_A + "-3", timeout=10)
     conn.sendall(lines(ack(EPOCH_A), {"notif": {"dropped": 6}}, {"notif": {"seq": 10}}))
-    conn.close()  # before notification 10
-    assert sub.recv(timeout=0.5) is None
+    got, conn, request = fake.redial(conn, sub, 0.5)  # closed before notification 10
+    assert got is None
     assert sub.dropped == 6
-    conn = fake.accept()
-    assert fake.read_request(conn) == {"cursor": True, "after": EPOCH_A + "-9"}
+    assert request == {"cursor": True, "after": EPOCH_A + "-9"}
     assert sub.cursor == EPOCH_A + "-3"  # moves with what is handed out only
     conn.sendall(lines(ack(EPOCH_A), {"notif": {"seq": 10}}, {"n": 10}))
     assert sub.recv() == {"n": 10} and sub.cursor == EPOCH_A + "-10" and sub.dropped == 6
-    conn.close()
-    assert sub.recv(timeout=0.5) is None
-    conn = fake.accept()
-    assert fake.read_request(conn) == {"cursor": True, "after": EPOCH_A + "-10"}
+    got, conn, request = fake.redial(conn, sub, 0.5)
+    assert got is None
+    assert request == {"cursor": True, "after": EPOCH_A + "-10"}
     sub.close()
     conn.close()
     fake.close()

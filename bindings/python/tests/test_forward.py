@@ -53,6 +53,15 @@ def make_conf(tmpdir, **values):
     return conf
 
 
+def forwarder(sockdir, sock_path, **values):
+    """A Forwarder of SOCK_PATH with its cursors in SOCKDIR/cursors (more
+    options: VALUES) and the Sink it sends to."""
+    sink = Sink()
+    conf = make_conf(sockdir, sock_path=sock_path, cursor_file=os.path.join(sockdir, "cursors"),
+                     **values)
+    return forward.Forwarder(conf, sink=sink), sink
+
+
 def pump(fwd, until, timeout=20.0, what="the forwarder"):
     deadline = time.monotonic() + timeout
     while not until():
@@ -96,9 +105,7 @@ def test_forwards_in_order_saves_cursors_and_resumes_after_them(sockdir):
     with libnotif.Publisher(path, replay_bytes=1 << 20) as pub:
         for n in range(10):
             pub.emit(note(n))
-        sink = Sink()
-        fwd = forward.Forwarder(make_conf(sockdir, sock_path=path, cursor_file=cursors),
-                                sink=sink)
+        fwd, sink = forwarder(sockdir, path)
         pump(fwd, lambda: len(sink.sent) == 10)
         fwd.step(0.05)  # idle: the cursor file is written
         saved = json.load(open(cursors))
@@ -106,9 +113,7 @@ def test_forwards_in_order_saves_cursors_and_resumes_after_them(sockdir):
         fwd.close()
         for n in range(10, 15):
             pub.emit(note(n))
-        sink2 = Sink()
-        fwd2 = forward.Forwarder(make_conf(sockdir, sock_path=path, cursor_file=cursors),
-                                 sink=sink2)
+        fwd2, sink2 = forwarder(sockdir, path)
         pump(fwd2, lambda: len(sink2.sent) == 5)
         fwd2.step(0.2)
         assert [m["payload"]["n"] for m in sink.sent] == list(range(10))
@@ -131,10 +136,7 @@ def test_a_failed_send_is_retried_and_the_cursor_does_not_pass_it(sockdir):
     with libnotif.Publisher(path, replay_bytes=1 << 20) as pub:
         for n in range(3):
             pub.emit(note(n))
-        sink = Sink()
-        fwd = forward.Forwarder(make_conf(sockdir, sock_path=path, cursor_file=cursors,
-                                          retry_interval=0.01, retry_interval_max=0.02),
-                                sink=sink)
+        fwd, sink = forwarder(sockdir, path, retry_interval=0.01, retry_interval_max=0.02)
         pump(fwd, lambda: len(sink.sent) == 3)
         fwd.step(0.05)
         before = open(cursors).read()
@@ -154,13 +156,9 @@ def test_a_failed_send_is_retried_and_the_cursor_does_not_pass_it(sockdir):
 def test_a_failing_sink_leaves_the_cursor_before_the_notification(sockdir):
     # A forwarder stopped while the broker refuses: the next one sends it again.
     path = os.path.join(sockdir, "c.sock")
-    cursors = os.path.join(sockdir, "cursors")
     with libnotif.Publisher(path, replay_bytes=1 << 20) as pub:
         pub.emit(note(0))
-        sink = Sink()
-        fwd = forward.Forwarder(make_conf(sockdir, sock_path=path, cursor_file=cursors,
-                                          retry_interval=0.01, retry_interval_max=0.02),
-                                sink=sink)
+        fwd, sink = forwarder(sockdir, path, retry_interval=0.01, retry_interval_max=0.02)
         pump(fwd, lambda: len(sink.sent) == 1)
         fwd.step(0.05)
         sink.fail = 10 ** 9
@@ -185,9 +183,7 @@ def test_a_failing_sink_leaves_the_cursor_before_the_notification(sockdir):
         finally:
             forward.time.sleep = real_sleep
         fwd.close()
-        sink2 = Sink()
-        fwd2 = forward.Forwarder(make_conf(sockdir, sock_path=path, cursor_file=cursors),
-                                 sink=sink2)
+        fwd2, sink2 = forwarder(sockdir, path)
         pump(fwd2, lambda: len(sink2.sent) == 1)
         assert sink2.sent[0]["payload"]["n"] == 1
         fwd2.close()
@@ -195,12 +191,9 @@ def test_a_failing_sink_leaves_the_cursor_before_the_notification(sockdir):
 
 def test_what_the_ring_lost_is_logged_with_its_count(sockdir, caplog):
     path = os.path.join(sockdir, "d.sock")
-    cursors = os.path.join(sockdir, "cursors")
     with libnotif.Publisher(path, replay_bytes=64 * 1024) as pub:
         pub.emit(note(0))
-        sink = Sink()
-        fwd = forward.Forwarder(make_conf(sockdir, sock_path=path, cursor_file=cursors),
-                                sink=sink)
+        fwd, sink = forwarder(sockdir, path)
         pump(fwd, lambda: len(sink.sent) == 1)
         fwd.close()
         # While the forwarder is away, more than the ring holds.
@@ -211,10 +204,8 @@ def test_what_the_ring_lost_is_logged_with_its_count(sockdir, caplog):
                          20, "the ring to hold the last notification")
         held = stats["replay_messages"]
         assert 0 < held < 2000
-        sink2 = Sink()
         caplog.set_level(logging.WARNING, logger="libnotif.forward")
-        fwd2 = forward.Forwarder(make_conf(sockdir, sock_path=path, cursor_file=cursors),
-                                 sink=sink2)
+        fwd2, sink2 = forwarder(sockdir, path)
         pump(fwd2, lambda: len(sink2.sent) == held)
         fwd2.step(0.1)
         lost = 2000 - held
@@ -227,9 +218,7 @@ def test_what_the_ring_lost_is_logged_with_its_count(sockdir, caplog):
 
 def test_a_glob_follows_workers_coming_and_going(sockdir):
     cursors = os.path.join(sockdir, "cursors")
-    sink = Sink()
-    fwd = forward.Forwarder(make_conf(sockdir, sock_path=os.path.join(sockdir, "w-{pid}.sock"),
-                                      cursor_file=cursors, rescan_interval=0.05), sink=sink)
+    fwd, sink = forwarder(sockdir, os.path.join(sockdir, "w-{pid}.sock"), rescan_interval=0.05)
     a = libnotif.Publisher(os.path.join(sockdir, "w-1.sock"), replay_bytes=1 << 20)
     a.emit(note(1))
     pump(fwd, lambda: len(sink.sent) == 1)

@@ -16,8 +16,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import textwrap
-import threading
 import time
 import urllib.request
 
@@ -26,8 +24,7 @@ import pytest
 pytest.importorskip("oslo_messaging")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from conftest import REPO_ROOT, wait_for  # noqa: E402
-from test_oslo_startup import notif_cli  # noqa: E402
+from conftest import REPO_ROOT, ScriptService, notif_cli, oslo_service, wait_for  # noqa: E402
 from test_stats_metrics import recipe_script  # noqa: E402
 
 NODE_EXPORTER = "github.com/prometheus/node_exporter"
@@ -109,16 +106,8 @@ def ini_block():
 # "spawn N" forks N workers (each notifies once), "exit K" makes K workers
 # leave through os._exit (their sockets stay, as oslo.service workers'),
 # "restart" replaces every worker by a new one.
-SERVICE = textwrap.dedent(r"""
-    import json, os, sys, time
-    import oslo_messaging
-    from oslo_config import cfg
-
-    conf_file, sockdir = sys.argv[1], sys.argv[2]
-    conf = cfg.ConfigOpts()
-    conf(["--config-file", conf_file], project="nova", default_config_files=[])
-    notifier = oslo_messaging.Notifier(oslo_messaging.get_notification_transport(conf),
-                                       publisher_id="compute.host1")
+SERVICE = oslo_service(r"""
+    sockdir = sys.argv[2]
     sock = lambda pid: os.path.join(sockdir, "notifications-%d.sock" % pid)
     notifier.info({}, "compute.start", {"pid": os.getpid()})
     workers = []  # (pid, pipe)
@@ -158,33 +147,18 @@ SERVICE = textwrap.dedent(r"""
         notifier.info({}, "compute.tick", {})
         print(json.dumps({"parent": os.getpid(), "workers": [p for p, _ in workers]}), flush=True)
     leave(len(workers))
-""")
+""", project="nova")
 
 
-class Service:
+class Service(ScriptService):
     def __init__(self, conf_file, sockdir):
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVICE, conf_file, sockdir],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        super().__init__(SERVICE, conf_file, sockdir)
 
     def ask(self, command):
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        line = []
-        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()),
-                                  daemon=True)
-        reader.start()
-        reader.join(180)
-        assert line and line[0], "the service did not answer %r" % command
-        return json.loads(line[0])
-
-    def close(self):
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+        self.write_line(command)
+        line = self.read_line(180)
+        assert line, "the service did not answer %r" % command
+        return json.loads(line)
 
 
 @pytest.fixture

@@ -12,31 +12,21 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
-import threading
 
 import pytest
 
 pytest.importorskip("oslo_messaging")
 
 import libnotif  # noqa: E402
-from conftest import wait_for  # noqa: E402
-from test_oslo_startup import notif_cli  # noqa: E402
+from conftest import ScriptService, notif_cli, oslo_service, wait_for  # noqa: E402
 
 # A service driven over stdin: "send TAG N" emits N notifications
 # ring.test {"tag": TAG, "i": 0..N-1} and answers "sent"; "stats" answers the
 # driver's counters for its socket as one JSON line.
-SERVICE = textwrap.dedent(r"""
-    import json, os, sys
-    import oslo_messaging
-    from oslo_config import cfg
+SERVICE = oslo_service(r"""
     from libnotif import oslo_driver
 
-    conf_file, path = sys.argv[1], sys.argv[2]
-    conf = cfg.ConfigOpts()
-    conf(["--config-file", conf_file], project="svc", default_config_files=[])
-    notifier = oslo_messaging.Notifier(oslo_messaging.get_notification_transport(conf),
-                                       publisher_id="compute.host1")
+    path = sys.argv[2]
     print("ready", flush=True)
     for line in sys.stdin:
         words = line.split()
@@ -59,26 +49,18 @@ def write_conf(sockdir, sock_path, replay_bytes):
     return conf_file
 
 
-class Service:
+class Service(ScriptService):
     def __init__(self, sockdir, path):
-        conf_file = write_conf(sockdir, path, 1 << 20)
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVICE, conf_file, path],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
+        super().__init__(SERVICE, write_conf(sockdir, path, 1 << 20), path)
         assert self.answer() == "ready"
 
     def answer(self):
-        line = []
-        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()),
-                                  daemon=True)
-        reader.start()
-        reader.join(120)
-        assert line and line[0], "the service did not answer"
-        return line[0].strip()
+        line = self.read_line(120)
+        assert line, "the service did not answer"
+        return line.strip()
 
     def ask(self, command):
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
+        self.write_line(command)
         return self.answer()
 
     def send(self, tag, n):
@@ -86,16 +68,6 @@ class Service:
 
     def stats(self):
         return json.loads(self.ask("stats"))
-
-    def close(self):
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-
 
 def run_tail(args, until_done, timeout=60):
     """Starts `notif tail ARGS`, calls until_done(), then waits (bounded) for
@@ -199,16 +171,8 @@ def test_should_emit_with_and_without_a_ring(sockdir):
 
 # A {pid} service whose parent and forked workers notify at once, without
 # waiting for anyone: only the ring can give a tail those first notifications.
-FORKING = textwrap.dedent(r"""
-    import json, os, sys
-    import oslo_messaging
-    from oslo_config import cfg
-
-    conf_file, workers = sys.argv[1], int(sys.argv[2])
-    conf = cfg.ConfigOpts()
-    conf(["--config-file", conf_file], project="svc", default_config_files=[])
-    notifier = oslo_messaging.Notifier(oslo_messaging.get_notification_transport(conf),
-                                       publisher_id="svc")
+FORKING = oslo_service(r"""
+    workers = int(sys.argv[2])
     notifier.info({}, "svc.first", {"pid": os.getpid()})
     children, pipes = [], []
     for _ in range(workers):
@@ -228,7 +192,7 @@ FORKING = textwrap.dedent(r"""
         os.close(w)
     for pid in children:
         os.waitpid(pid, 0)
-""")
+""", publisher_id="svc")
 
 
 def test_glob_tail_started_before_the_workers_gets_each_first_notification(sockdir):

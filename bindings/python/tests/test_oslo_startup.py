@@ -4,45 +4,32 @@ through os._exit() (as oslo.service's do)."""
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 pytest.importorskip("oslo_messaging")
 
-from conftest import REPO_ROOT  # noqa: E402
+from conftest import notif_cli, oslo_service  # noqa: E402
 
 
-def notif_cli():
-    for profile in ("release", "debug"):
-        path = os.path.join(REPO_ROOT, "target", profile, "notif")
-        if os.access(path, os.X_OK):
-            return path
-    cargo = shutil.which("cargo") or os.path.expanduser("~/.cargo/bin/cargo")
-    subprocess.run([cargo, "build", "--release", "-p", "notif-cli"], cwd=REPO_ROOT,
-                   check=True, timeout=900)
-    return os.path.join(REPO_ROOT, "target", "release", "notif")
-
-
-SERVICE = textwrap.dedent(r"""
-    import os, sys, time
-    import oslo_messaging
-    from oslo_config import cfg
-    from libnotif import oslo_driver
-
-    sockdir, workers = sys.argv[1], int(sys.argv[2])
+# Both services write SOCKDIR/svc.conf (the 'unix' driver at
+# SOCKDIR/n-{pid}.sock, the fake:// transport) before building their notifier.
+PRELUDE = r"""
+    sockdir = sys.argv[1]
     conf_file = os.path.join(sockdir, "svc.conf")
     with open(conf_file, "w") as f:
         f.write("[DEFAULT]\ntransport_url = fake://\n[oslo_messaging_notifications]\n"
                 "driver = unix\nsock_path = %s/n-{pid}.sock\n" % sockdir)
-    conf = cfg.ConfigOpts()
-    conf(["--config-file", conf_file], project="svc", default_config_files=[])
-    notifier = oslo_messaging.Notifier(oslo_messaging.get_notification_transport(conf),
-                                       publisher_id="svc")
+"""
+
+
+SERVICE = oslo_service(r"""
+    from libnotif import oslo_driver
+
+    workers = int(sys.argv[2])
     path = lambda: os.path.join(sockdir, "n-%d.sock" % os.getpid())
 
     def first():
@@ -74,7 +61,7 @@ SERVICE = textwrap.dedent(r"""
     codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in children]
     time.sleep(0.5)
     print(json.dumps({"parent": os.getpid(), "children": children, "codes": codes}))
-""").replace("import os, sys, time", "import json, os, sys, time")
+""", publisher_id="svc", prelude=PRELUDE)
 
 
 def test_tail_on_the_glob_gets_every_first_notification(sockdir):
@@ -98,20 +85,7 @@ def test_tail_on_the_glob_gets_every_first_notification(sockdir):
     assert sorted(m["payload"]["pid"] for m in got) == sorted([info["parent"]] + info["children"])
 
 
-RESTARTS = textwrap.dedent(r"""
-    import json, os, sys, time
-    import oslo_messaging
-    from oslo_config import cfg
-
-    sockdir = sys.argv[1]
-    conf_file = os.path.join(sockdir, "svc.conf")
-    with open(conf_file, "w") as f:
-        f.write("[DEFAULT]\ntransport_url = fake://\n[oslo_messaging_notifications]\n"
-                "driver = unix\nsock_path = %s/n-{pid}.sock\n" % sockdir)
-    conf = cfg.ConfigOpts()
-    conf(["--config-file", conf_file], project="svc", default_config_files=[])
-    notifier = oslo_messaging.Notifier(oslo_messaging.get_notification_transport(conf),
-                                       publisher_id="svc")
+RESTARTS = oslo_service(r"""
     report = []
     for generation in range(5):
         children, pipes = [], []
@@ -136,7 +110,7 @@ RESTARTS = textwrap.dedent(r"""
         for pid in children:
             os.waitpid(pid, 0)
     print(json.dumps(report))
-""")
+""", publisher_id="svc", prelude=PRELUDE)
 
 
 def test_restarted_os_exit_workers_leave_only_live_sockets(sockdir):

@@ -4,6 +4,7 @@ the Prometheus text format (the format node_exporter's textfile collector
 reads). Real sockets: a real publisher for the counters, a hand-driven one for
 a stats answer with a subscriber_list."""
 
+import contextlib
 import json
 import os
 import socket
@@ -96,9 +97,11 @@ def test_counters_through_both_parsers(notif_tool, sockdir):
         reader.close()
 
 
-def fake_publisher(path, answer, connections=1):
+@contextlib.contextmanager
+def fake_publisher(path, answer, connections=1, unlink=False):
     """Answers `connections` stats requests with `answer` (the stats object),
-    closing each connection after its answer."""
+    closing each connection after its answer, while the block runs; then
+    waits for it to end and closes it (and removes the socket with unlink)."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(connections)
@@ -126,7 +129,13 @@ def fake_publisher(path, answer, connections=1):
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    return listener, thread
+    try:
+        yield
+    finally:
+        thread.join(30)
+        listener.close()
+        if unlink:
+            os.unlink(path)
 
 
 def test_subscriber_list_becomes_per_subscriber_series(notif_tool, sockdir):
@@ -143,24 +152,14 @@ def test_subscriber_list_becomes_per_subscriber_series(notif_tool, sockdir):
     }
     for fmt, parse in (("openmetrics", parse_openmetrics), ("prometheus", parse_prometheus)):
         # Without --subscribers: no per-subscriber series, no pid, no uid.
-        listener, thread = fake_publisher(path, answer)
-        try:
+        with fake_publisher(path, answer, unlink=True):
             r = stats(notif_tool, fmt, path)
-        finally:
-            thread.join(30)
-            listener.close()
-            os.unlink(path)
         assert r.returncode == 0, r.stderr
         values, types, helps = samples(parse(r.stdout))
         assert not any(name.startswith("notif_subscriber_") for name in types), r.stdout
         assert not any(dict(labels).keys() - {"path", "version"} for _, labels in values), r.stdout
-        listener, thread = fake_publisher(path, answer)
-        try:
+        with fake_publisher(path, answer, unlink=True):
             r = stats(notif_tool, fmt, path, options=["--subscribers"])
-        finally:
-            thread.join(30)
-            listener.close()
-            os.unlink(path)
         assert r.returncode == 0, r.stderr
         values, types, helps = samples(parse(r.stdout))
         ten = frozenset({"path": path, "pid": "10", "uid": "0"}.items())
@@ -238,12 +237,8 @@ def test_a_hostile_publisher_under_the_glob_adds_no_series(notif_tool, sockdir):
                "subscriber_list": [{"pid": 66, "uid": 65534, "delivered": 1}]}
     with libnotif.Publisher(os.path.join(sockdir, "nova-1.sock")):
         # Two connections: the glob's probe (is it live?), then the query.
-        listener, thread = fake_publisher(os.path.join(sockdir, "nova-2.sock"), hostile, 2)
-        try:
+        with fake_publisher(os.path.join(sockdir, "nova-2.sock"), hostile, 2):
             r = stats(notif_tool, "prometheus", pattern)
-        finally:
-            thread.join(30)
-            listener.close()
     assert r.returncode == 0, r.stderr
     values, types, _ = samples(parse_prometheus(r.stdout))  # no duplicate sample either
     p = frozenset({"path": pattern}.items())

@@ -1,5 +1,4 @@
 import errno
-import json
 import os
 import socket
 import threading
@@ -10,48 +9,14 @@ import pytest
 import libnotif
 from libnotif.subscriber import _Filter
 
-from conftest import wait_subscribers
-
-
-class FakePublisher:
-    """A scripted server: records what the client writes, sends given bytes."""
-
-    def __init__(self, path):
-        self.path = path
-        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.srv.bind(path)
-        self.srv.listen(4)
-        self.srv.settimeout(10)
-
-    def accept(self):
-        conn, _ = self.srv.accept()
-        conn.settimeout(10)
-        return conn
-
-    @staticmethod
-    def read_request(conn):
-        buf = b""
-        while not buf.endswith(b"\n"):
-            data = conn.recv(65536)
-            assert data, "client closed before writing its request"
-            buf += data
-        return json.loads(buf)
-
-    def close(self):
-        self.srv.close()
-
-
-def lines(*objs):
-    return b"".join(json.dumps(o, separators=(",", ":")).encode() + b"\n" for o in objs)
+from conftest import FakePublisher, lines, wait_subscribers
 
 
 def test_control_lines_filter_before_ack_markers_heartbeat(sockdir):
-    path = os.path.join(sockdir, "fake.sock")
-    fake = FakePublisher(path)
-    sub = libnotif.Subscriber(path, event_types=["compute.*"], priorities=["error"],
-                           markers=True, heartbeat=0.5, reconnect=False, timeout=10)
-    conn = fake.accept()
-    assert fake.read_request(conn) == {
+    fake = FakePublisher(os.path.join(sockdir, "fake.sock"))
+    sub, conn, request = fake.subscribe(event_types=["compute.*"], priorities=["error"],
+                                        markers=True, heartbeat=0.5, reconnect=False, timeout=10)
+    assert request == {
         "subscribe": {"event_types": ["compute.*"], "priorities": ["error"]},
         "markers": True, "heartbeat_s": 0.5, "cursor": True}
     conn.sendall(
@@ -77,11 +42,9 @@ def test_control_lines_filter_before_ack_markers_heartbeat(sockdir):
 
 
 def test_only_cursors_asked_when_nothing_asked_and_raw_lines(sockdir):
-    path = os.path.join(sockdir, "plain.sock")
-    fake = FakePublisher(path)
-    sub = libnotif.Subscriber(path, reconnect=False, timeout=10)
-    conn = fake.accept()
-    assert fake.read_request(conn) == {"cursor": True}
+    fake = FakePublisher(os.path.join(sockdir, "plain.sock"))
+    sub, conn, request = fake.subscribe(reconnect=False, timeout=10)
+    assert request == {"cursor": True}
     conn.settimeout(0.3)
     with pytest.raises(socket.timeout):
         conn.recv(1)  # nothing more
@@ -96,11 +59,8 @@ def test_only_cursors_asked_when_nothing_asked_and_raw_lines(sockdir):
 
 
 def test_error_line_is_a_subscription_error(sockdir):
-    path = os.path.join(sockdir, "err.sock")
-    fake = FakePublisher(path)
-    sub = libnotif.Subscriber(path, publishers=["nova-*"], timeout=10)
-    conn = fake.accept()
-    fake.read_request(conn)
+    fake = FakePublisher(os.path.join(sockdir, "err.sock"))
+    sub, conn, _ = fake.subscribe(publishers=["nova-*"], timeout=10)
     conn.sendall(lines({"notif": {"error": "unknown key \"x\""}}))
     with pytest.raises(libnotif.SubscriptionError) as info:
         sub.recv()

@@ -13,6 +13,7 @@ import threading
 import time
 
 import oslo_messaging
+import pytest
 from oslo_config import cfg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -53,12 +54,23 @@ def forwarder_conf(work, name, broker_sections, topic, **extra):
     return write_conf(os.path.join(work, name + "-fwd.conf"), sections)
 
 
-def work_dir(prefix):
-    """A scratch directory for one test (kept with NOTIF_KEEP_WORK=1)."""
-    d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+@pytest.fixture
+def work():
+    """A scratch directory for one test (kept with NOTIF_KEEP_WORK=1). The
+    broker tests import this fixture from here."""
+    d = tempfile.mkdtemp(prefix="fwd", dir="/tmp")
     yield d
     if not os.environ.get("NOTIF_KEEP_WORK"):
         shutil.rmtree(d, ignore_errors=True)
+
+
+def stop_all(*parts):
+    """The end of a broker test, whatever it got to: stops each of PARTS in
+    order (Listener, LocalSubscriber, Forwarder if still running, Service;
+    None: never started)."""
+    for part in parts:
+        if part is not None:
+            part.stop()
 
 
 def wait_for(predicate, timeout, what, alive=()):
@@ -104,7 +116,7 @@ class Service:
             return json.load(f)
 
     def finish(self):
-        """Lets the service exit (idempotent)."""
+        """Lets the service exit (idempotent; also stop())."""
         if self.log.closed:
             return
         open(self.out + ".exit", "w").close()
@@ -114,6 +126,8 @@ class Service:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+    stop = finish
 
 
 class Forwarder:

@@ -12,8 +12,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import (Forwarder, Listener, LocalSubscriber, Service,  # noqa: E402
-                     forwarder_conf, percentile, service_conf, wait_for, work_dir, write_conf)
+from helpers import (Forwarder, Listener, LocalSubscriber, Service,  # noqa: E402,F401 (work: a fixture)
+                     forwarder_conf, percentile, service_conf, stop_all, wait_for, work,
+                     write_conf)
 from rabbitmq import RabbitMQ  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
@@ -24,11 +25,6 @@ def rabbit():
     broker = RabbitMQ()
     yield broker
     broker.stop()
-
-
-@pytest.fixture
-def work():
-    yield from work_dir("fwd")
 
 
 def rabbit_sections(url):
@@ -109,12 +105,7 @@ def test_1000_reach_an_unchanged_listener_as_with_messagingv2(rabbit, work):
               % (999 / span if span > 0 else float("inf"), span))
         assert "were lost before they could be forwarded" not in fwd.text()
     finally:
-        direct_listener.stop()
-        fwd_listener.stop()
-        if fwd is not None and fwd.proc.poll() is None:
-            fwd.stop()
-        if svc is not None:
-            svc.finish()
+        stop_all(direct_listener, fwd_listener, fwd, svc)
 
 
 def test_broker_outage_20s_at_50_per_s(rabbit, work):
@@ -182,11 +173,7 @@ def test_broker_outage_20s_at_50_per_s(rabbit, work):
         # only be a publish whose confirm the broker's stop cut off: at most one.
         assert duplicated <= 1
     finally:
-        local.stop()
-        listener.stop()
-        if fwd.proc.poll() is None:
-            fwd.stop()
-        svc.finish()
+        stop_all(local, listener, fwd, svc)
 
 
 def test_forwarder_killed_and_stopped_loses_nothing(rabbit, work):
@@ -235,10 +222,7 @@ def test_forwarder_killed_and_stopped_loses_nothing(rabbit, work):
         else:
             assert duplicated == 0
     finally:
-        listener.stop()
-        if fwd.proc.poll() is None:
-            fwd.stop()
-        svc.finish()
+        stop_all(listener, fwd, svc)
 
 
 def test_cost_per_notification_in_the_service(rabbit, work):
@@ -282,6 +266,4 @@ def test_cost_per_notification_in_the_service(rabbit, work):
         print("\nnotifier.info() in the service, forwarder running (%d calls each):\n  %s\n  %s"
               % (count, line("unix", unix), line("unix + messagingv2", both)))
     finally:
-        listener.stop()
-        if fwd.proc.poll() is None:
-            fwd.stop()
+        stop_all(listener, fwd)

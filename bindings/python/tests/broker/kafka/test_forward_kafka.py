@@ -15,8 +15,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from helpers import (Forwarder, Listener, LocalSubscriber, Service,  # noqa: E402
-                     forwarder_conf, percentile, service_conf, wait_for, work_dir, write_conf)
+from helpers import (Forwarder, Listener, LocalSubscriber, Service,  # noqa: E402,F401 (work: a fixture)
+                     forwarder_conf, percentile, service_conf, stop_all, wait_for, work,
+                     write_conf)
 from kafka import Kafka  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
@@ -27,11 +28,6 @@ def kafka():
     broker = Kafka()
     yield broker
     broker.stop()
-
-
-@pytest.fixture
-def work():
-    yield from work_dir("fwdk")
 
 
 def sections(url):
@@ -101,12 +97,7 @@ def test_kafka_1000_as_with_messagingv2(kafka, work):
               "messagingv2 (kafka) %.1f us, unix %.1f us"
               % (999 / span, sum(direct_lat) / 1000 * 1e6, sum(unix_lat) / 1000 * 1e6))
     finally:
-        direct_l.stop()
-        fwd_l.stop()
-        if fwd is not None and fwd.proc.poll() is None:
-            fwd.stop()
-        if svc is not None:
-            svc.finish()
+        stop_all(direct_l, fwd_l, fwd, svc)
 
 
 def test_kafka_outage_20s_and_sigkill(kafka, work):
@@ -153,8 +144,4 @@ def test_kafka_outage_20s_and_sigkill(kafka, work):
         assert len(local.records) == total, "local subscriber: missing %s, %s" % (
             sorted(set(range(total)) - got)[:10], local.state())
     finally:
-        local.stop()
-        listener.stop()
-        if fwd.proc.poll() is None:
-            fwd.stop()
-        svc.finish()
+        stop_all(local, listener, fwd, svc)
