@@ -75,13 +75,16 @@ pub fn wait_for_subscribers(publisher: &Publisher, n: u64) {
     let reached = wait_for(
         || {
             last = publisher.stats();
-            last.subscribers == n
+            // Both counts: the stats' and the one emit returns (published
+            // for emitters a moment apart from it).
+            last.subscribers == n && publisher.subscribers() as u64 == n
         },
         PATIENCE,
     );
     assert!(
         reached,
-        "publisher never had {n} subscribers; last stats: {last:?}"
+        "publisher never had {n} subscribers; last stats: {last:?}, emit's count {}",
+        publisher.subscribers()
     );
 }
 
