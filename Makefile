@@ -10,7 +10,7 @@
 #   make fuzz       every cargo-fuzz target (fuzz/) for FUZZ_SECONDS (60) each, then make miri
 #   make msrv       the library checked with its minimum Rust (Cargo.toml rust-version; rustup)
 #   make header     regenerate include/notif.h (and the Go copy) with cbindgen (tools/header)
-#   make miri       the json_line and subscription unit tests under Miri (nightly)
+#   make miri       the json_line, subscription and top_level unit tests under Miri (nightly)
 #   make bench      notif beside ZeroMQ PUB/SUB and raw sockets, one table (bench/; BENCH_QUICK=1: seconds)
 #   make install    (library, header, notif.pc, the notif tool, its man pages and bash/zsh/fish completions)
 #                   PREFIX=/usr/local BINDIR=$(PREFIX)/bin LIBDIR=$(PREFIX)/lib INCLUDEDIR=$(PREFIX)/include

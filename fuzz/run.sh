@@ -8,7 +8,7 @@
 #                                to fuzz/artifacts/TARGET (make fuzz)
 #   fuzz/run.sh cmin TARGET...   minimise fuzz/corpus/TARGET together with fuzz/work/TARGET
 #                                back into fuzz/corpus/TARGET (keeping every edge covered)
-#   fuzz/run.sh miri             json_line and subscription unit tests under Miri (make miri)
+#   fuzz/run.sh miri             json_line, subscription and top_level unit tests under Miri (make miri)
 #
 # Installs what it lacks: the nightly toolchain (rustup), cargo-fuzz
 # (cargo install --locked) and the miri and rust-src components.
@@ -117,7 +117,7 @@ case ${1:-} in
         # Only the pure modules: the rest of the library talks to sockets through libc,
         # which Miri cannot run.
         MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}" \
-            "$CARGO" +nightly miri test --lib -- json_line:: subscription::
+            "$CARGO" +nightly miri test --lib -- json_line:: subscription:: top_level::
         ;;
     *)
         sed -n '2,14p' "${BASH_SOURCE[0]}" >&2
