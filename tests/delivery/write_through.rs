@@ -1077,7 +1077,13 @@ fn quiet_emits_fit_a_small_backlog(backlog: usize, pad: usize, n: u64) {
                 publisher.stats()
             );
         }
-        quiet();
+        // Quiet: the publisher has written everything emitted so far (a
+        // fixed pause is not enough when the server thread waits for a core).
+        assert!(
+            wait_for(|| publisher.stats().delivered > seq, PATIENCE),
+            "emit {seq} never delivered: {:?}",
+            publisher.stats()
+        );
     }
     reader.join().expect("the reader got everything");
     let stats = publisher.close();
