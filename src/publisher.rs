@@ -18,6 +18,14 @@ use crate::socket_file::{CreatedFile, Listener, SocketAddress};
 use crate::stats::{bump, Counters, Stats};
 use crate::top_level;
 
+#[cold]
+fn used_after_fork() -> Error {
+    Error::new(
+        libc::EBADF,
+        "this notif handle belongs to the parent process: after fork(), its socket, thread and counters are the parent's; open a new publisher in the child",
+    )
+}
+
 /// Relays JSON notifications to every subscriber connected to its Unix socket.
 ///
 /// `emit` may be called from many threads at once (`Publisher` is `Sync`);
@@ -163,20 +171,19 @@ impl Publisher {
     }
 
     /// Whether this handle belongs to this process (false in a child after fork()).
+    #[inline]
     pub fn is_current_process(&self) -> bool {
         self.generation == fork_guard::generation()
     }
 
     /// EBADF in a child process after fork(), naming what to do instead: the
     /// one error of every use of a parent's publisher there.
+    #[inline]
     pub fn check_current_process(&self) -> Result<(), Error> {
         if self.is_current_process() {
             return Ok(());
         }
-        Err(Error::new(
-            libc::EBADF,
-            "this notif handle belongs to the parent process: after fork(), its socket, thread and counters are the parent's; open a new publisher in the child",
-        ))
+        Err(used_after_fork())
     }
 
     /// Subscribers connected now: one atomic load. Without a replay ring, a

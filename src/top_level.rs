@@ -75,9 +75,15 @@ pub fn message_fields(line: &[u8]) -> MessageFields<'_> {
 /// Whether the first top-level member of `json` is named `notif`, in any
 /// spelling. Reads the first member's name only (not its value); anything
 /// malformed answers false.
+#[inline]
 pub fn first_member_is_reserved(json: &[u8]) -> bool {
     let mut walker = Walker::new(json);
     if !walker.open_object() {
+        return false;
+    }
+    // On emit's path: nearly every first key starts with neither `n` nor an
+    // escape, and is then known not to be `notif` without reading it whole.
+    if walker.peek() != Some(b'"') || !matches!(json.get(walker.at + 1), Some(b'n' | b'\\')) {
         return false;
     }
     walker
