@@ -12,8 +12,11 @@
 
 pub mod faults;
 pub mod other_users;
+mod rng;
 mod temp_dir;
 
+#[allow(unused_imports)]
+pub use rng::Rng;
 pub use temp_dir::TempDir;
 
 use std::io::{self, BufRead, BufReader, Read, Write};

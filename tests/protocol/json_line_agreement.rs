@@ -5,35 +5,11 @@
 use notif::json_line::{compact_into, scan, scan_reference, to_compact_line, Layout, MAX_DEPTH};
 use serde_json::Value;
 
-use crate::common::json_fixtures;
+use crate::common::{json_fixtures, Rng};
 
 const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 const GENERATED_DOCUMENTS: usize = 40_000;
 const MUTATIONS_PER_INPUT: usize = 6;
-
-/// xorshift64: deterministic and dependency-free, good enough to spread test inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
-    }
-
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 fn whitespace(rng: &mut Rng, out: &mut Vec<u8>) {
     if rng.chance(4) {

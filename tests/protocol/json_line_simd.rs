@@ -13,27 +13,7 @@ use notif::json_line::{
 };
 use std::path::Path;
 
-use crate::common::{json_fixtures, libtest_name};
-
-/// xorshift64: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+use crate::common::{json_fixtures, libtest_name, Rng};
 
 fn fast_kernels() -> Vec<Kernel> {
     available_kernels()
