@@ -369,7 +369,12 @@ fn a_live_publisher_at_the_path_is_eaddrinuse_and_keeps_working() {
         &["already", dir.socket().to_str().unwrap()],
     );
     // The second open probed the path with a connection of its own, which the
-    // first publisher may count until it sees it hang up.
+    // first publisher counts from its accept until it sees it hang up: wait
+    // for the accept first (the probe may still be in the listen backlog
+    // when the count reads 1), then for the hang-up.
+    wait_until("the probe's connection accepted", || {
+        first.stats().accepted == 2
+    });
     wait_for_subscribers(&first, 1);
     assert_eq!(first.emit(b"{\"still\":\"here\"}").unwrap(), 1);
     assert_eq!(subscriber.line(), b"{\"still\":\"here\"}");

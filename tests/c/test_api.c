@@ -218,6 +218,17 @@ static void test_open_errors(void)
     CHECK(errno == EADDRINUSE, "live publisher: errno %d, expected EADDRINUSE", errno);
     CHECK_LAST_ERROR("already publishing");
     notif_close(other);
+    {
+        /* The failed open probed the path with a connection of its own, which
+           this publisher counts from its accept until it sees it hang up: wait
+           for both (it may still be in the listen backlog while the count
+           reads 0), so the next count is the subscriber's alone. */
+        long long give_up = tl_now_ms() + tl_timeout(5000);
+        while (tl_stats(handle).accepted < 1 && tl_now_ms() < give_up)
+            tl_sleep_ms(2);
+        CHECK(tl_stats(handle).accepted == 1, "the probe's connection was never accepted");
+        CHECK(tl_wait_subscribers(handle, 0) == 0, "the probe's connection never went");
+    }
     fd = tl_connect(path);
     CHECK(fd >= 0, "the first publisher should still accept subscribers (errno %d)", errno);
     if (fd >= 0) {
